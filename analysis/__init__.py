@@ -1,0 +1,1 @@
+"""NLL tertile analyses over a store (installed as curate.analysis)."""

@@ -1,0 +1,161 @@
+"""One rendering for scoring, training and export: stored messages -> chat messages -> tokens
+with, per token, the assistant turn it belongs to (-1: not supervised).
+
+The supervised span of assistant turn m is every character the chat template emits from the end
+of the generation prompt (`<|im_start|>assistant\\n` for ChatML) to the end of that message's
+rendering: the content and the end-of-turn marker (`<|im_end|>\\n` for ChatML). A token belongs to
+turn m when its first character lies in that span. Scorer and trainer both call `render`, so the
+NLL used for selection is measured on exactly the tokens that are trained on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ROLES = ("system", "user", "assistant", "tool-call", "tool-response")
+_ROLE_ALIASES = {
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "tool-call": "tool-call",
+    "tool_call": "tool-call",
+    "tool-response": "tool-response",
+    "tool_response": "tool-response",
+    "tool": "tool-response",
+    "observation": "tool-response",
+}
+_REFERENCE = re.compile(r"<reference>.*?</reference>", re.DOTALL)
+MERGE_SEPARATOR = "\n"
+
+
+def normalise_role(role: str) -> str:
+    """Map a stored role spelling (`MessageRole.TOOL_RESPONSE`, `tool`, ...) to one of ROLES."""
+    key = role.strip().removeprefix("MessageRole.").lower()
+    if key not in _ROLE_ALIASES:
+        raise ValueError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
+    return _ROLE_ALIASES[key]
+
+
+def chat_messages(messages: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    """Apply the distillation role mapping to (normalised role, text) pairs.
+
+    Drops tool-call messages, maps tool-response to user, strips <reference> blocks from the
+    task (the first user message), merges consecutive messages of one role with a newline, and
+    drops a trailing user message (nothing follows it to learn from).
+    """
+    chat: list[dict[str, str]] = []
+    seen_task = False
+    for role, text in messages:
+        if role == "tool-call":
+            continue
+        role = "user" if role == "tool-response" else role
+        if role == "user" and not seen_task:
+            text = _REFERENCE.sub("", text).strip()
+            seen_task = True
+        if chat and chat[-1]["role"] == role:
+            chat[-1]["content"] += MERGE_SEPARATOR + text
+        else:
+            chat.append({"role": role, "content": text})
+    if chat and chat[-1]["role"] == "user":
+        chat.pop()
+    return chat
+
+
+class TemplateError(ValueError):
+    """The chat template's rendering of a conversation prefix is not a prefix of the whole."""
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """A rendered conversation: its text, tokens, and per-token assistant turn (-1: none)."""
+
+    text: str
+    input_ids: list[int]
+    offsets: list[tuple[int, int]]
+    turn: list[int]
+    turn_spans: list[tuple[int, int]]
+    content_spans: list[tuple[int, int]]
+
+    @property
+    def n_turns(self) -> int:
+        return len(self.turn_spans)
+
+
+def _template(tokenizer: Any, messages: Sequence[dict[str, str]], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(
+        list(messages), tokenize=False, add_generation_prompt=generation_prompt
+    )
+
+
+def turn_spans(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[str, list, list]:
+    """The rendered text, the supervised char span and the content char span of each assistant turn."""
+    text = _template(tokenizer, messages, generation_prompt=False)
+    spans, contents = [], []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        head = _template(tokenizer, messages[:i], generation_prompt=True)
+        upto = _template(tokenizer, messages[: i + 1], generation_prompt=False)
+        if not (text.startswith(head) and text.startswith(upto) and len(head) <= len(upto)):
+            raise TemplateError(
+                f"chat template rewrites earlier turns: the rendering up to message {i} "
+                "is not a prefix of the whole conversation"
+            )
+        found = text.find(message["content"], len(head), len(upto))
+        start = len(head) if found < 0 else found
+        spans.append((len(head), len(upto)))
+        contents.append((start, start + len(message["content"]) if found >= 0 else len(upto)))
+    return text, spans, contents
+
+
+def render(tokenizer: Any, messages: Sequence[dict[str, str]]) -> Rendering:
+    """Tokenize a chat with the tokenizer's own template and label each token's assistant turn."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError("render needs a fast tokenizer (offsets map markers and turns to tokens)")
+    text, spans, contents = turn_spans(tokenizer, messages)
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = [tuple(o) for o in encoding["offset_mapping"]]
+    turn = [-1] * len(offsets)
+    m = 0
+    for t, (start, _end) in enumerate(offsets):
+        while m < len(spans) and start >= spans[m][1]:
+            m += 1
+        if m < len(spans) and start >= spans[m][0]:
+            turn[t] = m
+    return Rendering(text, list(encoding["input_ids"]), offsets, turn, spans, contents)
+
+
+def prefix_consistent(tokenizer: Any, messages: Sequence[dict[str, str]]) -> bool:
+    """True when every prefix of the chat tokenizes to a prefix of the whole chat's tokens.
+
+    Then one causal forward pass over the whole conversation gives every turn the same context
+    as a separate pass per turn would.
+    """
+    try:
+        whole = render(tokenizer, messages).input_ids
+    except TemplateError:
+        return False
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        upto = _template(tokenizer, messages[: i + 1], generation_prompt=False)
+        ids = tokenizer(upto, add_special_tokens=False)["input_ids"]
+        if whole[: len(ids)] != list(ids):
+            return False
+    return True
+
+
+def stored_chats(con: Any, trajectory_ids: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+    """The chat messages (role mapping applied) of stored trajectories, keyed by id."""
+    from .queries import run
+
+    rows = run(con, "messages", ids=list(trajectory_ids))
+    return {
+        tid: chat_messages(zip(roles, texts))
+        for tid, roles, texts in rows.select("trajectory_id", "roles", "texts").iter_rows()
+    }

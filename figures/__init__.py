@@ -1,0 +1,1 @@
+"""Scripts that regenerate the tables and figures (installed as curate.figures)."""

@@ -1,0 +1,166 @@
+-- The trajectory store, schema version 1.
+-- One DuckDB file; every table is plain SQL so any DuckDB client can read it.
+-- Raw messages are kept as ingested; the distillation role mapping is applied when rendering.
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
+
+-- One row per ingested file (idempotence key: content hash + data set).
+CREATE TABLE IF NOT EXISTS ingest_runs (
+    ingest_id    INTEGER PRIMARY KEY,
+    source_file  VARCHAR NOT NULL,
+    file_hash    VARCHAR NOT NULL,     -- sha256 of the file's bytes
+    format       VARCHAR NOT NULL,     -- smolagents | hf | chat | mint | jsonpath
+    dataset      VARCHAR NOT NULL,
+    records      INTEGER NOT NULL,
+    trajectories INTEGER NOT NULL,
+    failed_runs  INTEGER NOT NULL,
+    questions    INTEGER NOT NULL,
+    correct      INTEGER NOT NULL,
+    clean        INTEGER NOT NULL,
+    parse_error  INTEGER NOT NULL,
+    max_steps    INTEGER NOT NULL,
+    exec_error   INTEGER NOT NULL,
+    rejects      INTEGER NOT NULL,
+    options      JSON,                 -- format options (JSON paths, profile) used for this file
+    started_at   TIMESTAMP NOT NULL,
+    finished_at  TIMESTAMP NOT NULL,
+    UNIQUE (file_hash, dataset)
+);
+
+CREATE TABLE IF NOT EXISTS questions (
+    dataset     VARCHAR NOT NULL,
+    question_id VARCHAR NOT NULL,      -- source id, or a hash of the normalised question text
+    text        VARCHAR NOT NULL,
+    gold_answer VARCHAR,
+    words       INTEGER NOT NULL,      -- whitespace-separated words of text
+    source_meta JSON,                  -- extra source fields (level, type, ...)
+    PRIMARY KEY (dataset, question_id)
+);
+
+CREATE TABLE IF NOT EXISTS trajectories (
+    trajectory_id    VARCHAR PRIMARY KEY,  -- stable: hash of (file hash, line, record index)
+    dataset          VARCHAR NOT NULL,
+    question_id      VARCHAR NOT NULL,
+    sample_idx       INTEGER NOT NULL,     -- 0-based, in ingest order within (dataset, question)
+    teacher_model    VARCHAR,
+    correct          BOOLEAN NOT NULL,
+    generated_answer VARCHAR,
+    parse_error      BOOLEAN NOT NULL,     -- a tool response says 'Error in code parsing'
+    max_steps        BOOLEAN NOT NULL,     -- a tool response says 'Reached max steps'
+    exec_error       BOOLEAN NOT NULL,     -- a tool response says 'Code execution failed' (kept)
+    clean            BOOLEAN NOT NULL,     -- correct, has messages, no parse error, no max steps
+    assistant_turns  INTEGER NOT NULL,     -- assistant turns after the role mapping
+    tool_calls       INTEGER NOT NULL,     -- action spans under the marker profile
+    assistant_chars  INTEGER NOT NULL,     -- characters of assistant text
+    profile          VARCHAR NOT NULL,     -- marker profile: smolagents | smolagents_new | mint
+    content_hash     VARCHAR NOT NULL,     -- hash of the raw messages (duplicate samples share it)
+    ingest_id        INTEGER NOT NULL,
+    source_file      VARCHAR NOT NULL,
+    source_line      INTEGER NOT NULL,     -- 1-based line (row for HF data sets) of the record
+    cost             DOUBLE,
+    error            VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    trajectory_id VARCHAR NOT NULL,
+    position      INTEGER NOT NULL,        -- 0-based order in the raw log
+    role          VARCHAR NOT NULL,        -- as stored in the source (e.g. MessageRole.TOOL_RESPONSE)
+    norm_role     VARCHAR NOT NULL,        -- system | user | assistant | tool-call | tool-response
+    text          VARCHAR NOT NULL,
+    PRIMARY KEY (trajectory_id, position)
+);
+
+-- Runs whose log is missing (log_data null): counted, never trajectories.
+CREATE TABLE IF NOT EXISTS failed_runs (
+    ingest_id     INTEGER NOT NULL,
+    dataset       VARCHAR NOT NULL,
+    question_id   VARCHAR,
+    teacher_model VARCHAR,
+    source_file   VARCHAR NOT NULL,
+    source_line   INTEGER NOT NULL,
+    error         VARCHAR
+);
+
+-- Records that could not be read: kept whole, with a reason naming the field.
+CREATE TABLE IF NOT EXISTS ingest_rejects (
+    ingest_id   INTEGER NOT NULL,
+    source_file VARCHAR NOT NULL,
+    source_line INTEGER NOT NULL,
+    reason      VARCHAR NOT NULL,
+    raw         BLOB                     -- the record's bytes as read (may not be UTF-8)
+);
+
+-- One row per scoring run (a student under fixed settings); scores are taken in from parquet parts.
+CREATE TABLE IF NOT EXISTS scoring_runs (
+    run_id          VARCHAR PRIMARY KEY,
+    student         VARCHAR NOT NULL,    -- path or name as given
+    weights_hash    VARCHAR NOT NULL,
+    tokenizer_hash  VARCHAR NOT NULL,    -- tokenizer files and chat template
+    backend         VARCHAR NOT NULL,
+    dtype           VARCHAR NOT NULL,
+    max_length      INTEGER NOT NULL,
+    single_pass     BOOLEAN NOT NULL,    -- false where the template failed the prefix check
+    code_version    VARCHAR NOT NULL,
+    config          JSON NOT NULL,
+    started_at      TIMESTAMP NOT NULL,
+    finished_at     TIMESTAMP,
+    trajectories    INTEGER,
+    tokens          BIGINT
+);
+
+CREATE TABLE IF NOT EXISTS turn_scores (
+    run_id        VARCHAR NOT NULL,
+    trajectory_id VARCHAR NOT NULL,
+    turn          INTEGER NOT NULL,      -- 0-based assistant turn in the rendered conversation
+    tokens        INTEGER NOT NULL,
+    nll_sum       DOUBLE NOT NULL,
+    nll_mean      DOUBLE NOT NULL,
+    PRIMARY KEY (run_id, trajectory_id, turn)
+);
+
+CREATE TABLE IF NOT EXISTS trajectory_scores (
+    run_id        VARCHAR NOT NULL,
+    trajectory_id VARCHAR NOT NULL,
+    tokens        INTEGER NOT NULL,      -- supervised tokens scored
+    truncated     BOOLEAN NOT NULL,      -- longer than max_length: scored over what fits
+    PRIMARY KEY (run_id, trajectory_id)
+);
+
+-- Trajectory NLL: the macro average of its turn means (every turn counts the same).
+CREATE OR REPLACE VIEW trajectory_nll AS
+SELECT ts.run_id,
+       ts.trajectory_id,
+       avg(t.nll_mean) AS nll,
+       count(t.turn)   AS turns,
+       ts.tokens,
+       ts.truncated
+FROM trajectory_scores ts
+JOIN turn_scores t USING (run_id, trajectory_id)
+GROUP BY ts.run_id, ts.trajectory_id, ts.tokens, ts.truncated;
+
+-- Stored selections: one row per selection, one row per (selection, question).
+CREATE TABLE IF NOT EXISTS selections (
+    selection_id VARCHAR PRIMARY KEY,    -- the --name, or policy plus parameters
+    policy       VARCHAR NOT NULL,
+    run_id       VARCHAR,
+    dataset      VARCHAR,
+    k            INTEGER,
+    seed         INTEGER,
+    params       JSON NOT NULL,
+    created_at   TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS selection_rows (
+    selection_id  VARCHAR NOT NULL,
+    dataset       VARCHAR NOT NULL,
+    question_id   VARCHAR NOT NULL,
+    trajectory_id VARCHAR,               -- null: no clean candidate
+    nll           DOUBLE,
+    rank          INTEGER,               -- rank of the chosen one among candidates by NLL (1 = lowest)
+    candidates    INTEGER NOT NULL,      -- clean candidates considered
+    reason        VARCHAR NOT NULL,      -- why chosen, or why none
+    PRIMARY KEY (selection_id, dataset, question_id)
+);

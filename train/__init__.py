@@ -1,0 +1,1 @@
+"""Segment-weighted LoRA training (installed as curate.train)."""
