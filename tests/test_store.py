@@ -1,0 +1,52 @@
+"""The store: schema creation, version check, the trajectory NLL view, transactions."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from factory import add_scores, add_trajectories
+
+from curate.store import SchemaVersionError, Store
+
+
+def test_trajectory_nll_is_macro_average(tmp_path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    a, b = add_trajectories(store, [{"question_id": "q1"}, {"question_id": "q1"}])
+    add_scores(store, "r1", {a: [1.0, 3.0, 8.0], b: [2.0]}, truncated=[b])
+    nll = store.sql("SELECT trajectory_id, nll, turns, truncated FROM trajectory_nll ORDER BY 1")
+    assert nll.rows() == [(a, 4.0, 3, False), (b, 2.0, 1, True)]
+    assert store.sql("SELECT sample_idx FROM trajectories ORDER BY 1")["sample_idx"].to_list() == [0, 1]
+
+
+def test_reopen_read_only(tmp_path) -> None:
+    Store(tmp_path / "s.duckdb").close()
+    with Store(tmp_path / "s.duckdb", read_only=True) as store:
+        assert store.sql("SELECT value FROM meta WHERE key = 'schema_version'").item() == "1"
+
+
+def test_older_schema_version_is_named(tmp_path) -> None:
+    path = tmp_path / "old.duckdb"
+    Store(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(SchemaVersionError, match="store has schema version 0, this curate reads version 1"):
+        Store(path)
+
+
+def test_foreign_database_is_refused(tmp_path) -> None:
+    path = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE t (x INTEGER)")
+    con.close()
+    with pytest.raises(SchemaVersionError, match="no schema version"):
+        Store(path)
+
+
+def test_failed_transaction_leaves_nothing(tmp_path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    with pytest.raises(RuntimeError):
+        with store.transaction() as con:
+            con.execute("INSERT INTO meta VALUES ('x', 'y')")
+            raise RuntimeError("interrupted")
+    assert store.sql("SELECT count(*) AS n FROM meta WHERE key = 'x'").item() == 0
