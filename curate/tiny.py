@@ -78,13 +78,28 @@ def build_model(vocab_size: int, seed: int = 0, hidden: int = 64, layers: int = 
     return Qwen2ForCausalLM(config).eval()
 
 
-def write_tiny_model(out: str | Path, seed: int = 0) -> Path:
-    """Write a tiny model + tokenizer folder that `from_pretrained(out)` loads offline."""
+TOKENIZERS = ("small", "qwen2.5")
+
+
+def write_tiny_model(out: str | Path, seed: int = 0, tokenizer: str = "small") -> Path:
+    """Write a tiny model + tokenizer folder that `from_pretrained(out)` loads offline.
+
+    `tokenizer="qwen2.5"` puts the real Qwen2.5 tokenizer and vocabulary (151,936 rows) on it, so
+    logits, memory and token counts are those of a Qwen2.5 student.
+    """
     out = Path(out)
-    tokenizer = build_tokenizer()
-    model = build_model(len(tokenizer), seed=seed)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if tokenizer == "small":
+        tok = build_tokenizer()
+        vocab_size = len(tok)
+    elif tokenizer == "qwen2.5":
+        from .qwen_tokenizer import QWEN25_EMBEDDING_ROWS, build_qwen25_tokenizer
+
+        tok, vocab_size = build_qwen25_tokenizer(), QWEN25_EMBEDDING_ROWS
+    else:
+        raise ValueError(f"tokenizer {tokenizer!r}: expected one of {', '.join(TOKENIZERS)}")
+    model = build_model(vocab_size, seed=seed)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    tok.save_pretrained(out)
     return out

@@ -15,6 +15,7 @@ from .. import __version__
 # Order is the order of `curate --help`: the pipeline, then tools.
 COMMANDS = [
     "tiny_model",
+    "model",
 ]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..tiny import TOKENIZERS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -14,11 +16,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dir", help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    parser.add_argument(
+        "--tokenizer",
+        choices=TOKENIZERS,
+        default="small",
+        help="small: a 1,024-token BPE (default); qwen2.5: the real Qwen2.5 tokenizer, vocabulary 151,936",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..tiny import write_tiny_model
 
-    print(write_tiny_model(args.dir, seed=args.seed))
+    print(write_tiny_model(args.dir, seed=args.seed, tokenizer=args.tokenizer))
     return 0
