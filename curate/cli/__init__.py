@@ -14,6 +14,12 @@ from .. import __version__
 
 # Order is the order of `curate --help`: the pipeline, then tools.
 COMMANDS = [
+    "synth",
+    "ingest",
+    "stats",
+    "query",
+    "render",
+    "score",
     "tiny_model",
     "model",
 ]

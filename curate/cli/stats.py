@@ -1,0 +1,31 @@
+"""`curate stats`: per data set counts, correctness, cleanliness, flags, turns and tool calls."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_db, add_debug
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("stats", help="per data set: questions, trajectories, correct %, clean %, flags",
+                            description="Per data set statistics of the store (SQL: sql/stats.sql).")
+    add_db(parser)
+    parser.add_argument("--format", default="table", choices=["table", "json"],
+                        help="json: a list with one object per data set")
+    add_debug(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..output import write_frame
+    from ..stats import stats, stats_table
+    from ..store import Store
+
+    with Store(args.db, read_only=True) as store:
+        frame = stats(store)
+    if args.format == "json":
+        write_frame(frame, "json")
+    else:
+        print(stats_table(frame))
+    return 0

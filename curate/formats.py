@@ -1,0 +1,322 @@
+"""Record formats: where a teacher run keeps its messages, question, correctness and model, and how
+one record becomes store rows.
+
+Every format is a `Spec` of dotted paths plus a few format facts (which messages are tool output,
+which markers raise the error flags). smolagents, chat and MINT are presets; `jsonpath` is the chat
+preset with the paths a user names, so a new trajectory schema needs no code change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from . import markers
+from .render import chat_messages, normalise_role
+
+FLAGS = ("parse_error", "max_steps", "exec_error")
+_MISSING = object()
+
+
+class RecordError(ValueError):
+    """A record that cannot be read; the message starts with the field it is about."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Where the fields of one run record live, and the format's facts for flags and markers."""
+
+    name: str
+    messages: str
+    question: str
+    correct: str
+    question_id: str | None = None
+    model: str | None = None
+    answer: str | None = None
+    gold: str | None = None
+    cost: str | None = None
+    error: str | None = None
+    role_key: str = "role"
+    content_key: str = "content"
+    profile: str = "smolagents"
+    # A path whose value null marks a failed run (smolagents: log_data), counted, not a trajectory.
+    failed_when_null: str | None = None
+    # MINT's first user message is a few-shot prompt ending in "Task:\n<question>".
+    question_after: str | None = None
+    # Normalised roles whose text is tool output, scanned for the error flags.
+    observation_roles: tuple[str, ...] = ("tool-response",)
+    flag_markers: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("parse_error", ("Error in code parsing",)),
+        ("max_steps", ("Reached max steps",)),
+        ("exec_error", ("Code execution failed",)),
+    )
+    # (flag, path, value): the flag is also set when the record's field at path equals value.
+    flag_fields: tuple[tuple[str, str, str], ...] = ()
+    meta: tuple[str, ...] = field(default=())
+
+    def options(self) -> dict[str, Any]:
+        """The spec as plain JSON-able data (stored with each ingest run)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+SMOLAGENTS = Spec(
+    name="smolagents", messages="log_data.messages", question="question", question_id="question_id",
+    correct="score", model="model_id", answer="generated_answer", gold="true_answer", cost="cost",
+    error="error", failed_when_null="log_data",
+)
+CHAT = Spec(
+    name="chat", messages="messages", question="question", question_id="question_id",
+    correct="correct", model="model", answer="answer", gold="gold",
+)
+MINT = Spec(
+    name="mint", messages="state.history", question="task.prompt", question_id="task.task_id",
+    correct="state.success", model="model", gold="task.reference", error="state.error", profile="mint",
+    question_after="Task:", observation_roles=("user",),
+    # MINT answers an unparseable action with "I don't understand your input" and shows
+    # tracebacks / SyntaxErrors for failed code; it stops a run at its step budget.
+    flag_markers=(
+        ("parse_error", ("I don't understand your input",)),
+        ("exec_error", ("Traceback (most recent call last)", "Error: ")),
+    ),
+    flag_fields=(("max_steps", "state.terminate_reason", "max_steps"),),
+    meta=("task.task_name", "task.metadata"),
+)
+PRESETS = {s.name: s for s in (SMOLAGENTS, CHAT, MINT)}
+PATH_OPTIONS = ("messages", "question", "question_id", "correct", "model", "answer", "gold",
+                "role_key", "content_key")
+
+
+def spec_for(name: str, profile: str | None = None, **paths: str | None) -> Spec:
+    """The preset `name` (or `jsonpath`: chat with the given paths), with overrides applied."""
+    if name == "jsonpath":
+        base = replace(CHAT, name="jsonpath")
+    elif name in PRESETS:
+        base = PRESETS[name]
+    else:
+        raise ValueError(f"unknown record format {name!r} (known: {', '.join([*PRESETS, 'jsonpath'])})")
+    overrides = {k: v for k, v in paths.items() if v is not None}
+    if unknown := set(overrides) - set(PATH_OPTIONS):
+        raise ValueError(f"unknown path option(s): {', '.join(sorted(unknown))}")
+    if profile is not None:
+        markers.profile(profile)
+        overrides["profile"] = profile
+    return replace(base, **overrides)
+
+
+def sniff(record: Any) -> str | None:
+    """The preset whose keys this record has (mint, smolagents, chat), or None."""
+    if not isinstance(record, dict):
+        return None
+    if "state" in record and "task" in record:
+        return "mint"
+    if "log_data" in record:
+        return "smolagents"
+    if "messages" in record:
+        return "chat"
+    return None
+
+
+def get(record: Any, path: str) -> Any:
+    """The value at a dotted path (`a.b.0.c`); a JSON string met on the way is decoded.
+
+    Returns the module's _MISSING sentinel where a key is absent.
+    """
+    value = record
+    steps = path.split(".")
+    for i, step in enumerate(steps):
+        if isinstance(value, (str, bytes)):
+            # The Hub's smolagents dumps store log_data as a JSON string.
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError as error:
+                raise RecordError(f"{'.'.join(steps[:i])}: not valid JSON ({error})") from None
+        if isinstance(value, dict):
+            value = value.get(step, _MISSING)
+        elif isinstance(value, list) and step.lstrip("-").isdigit():
+            index = int(step)
+            value = value[index] if -len(value) <= index < len(value) else _MISSING
+        else:
+            return _MISSING
+        if value is _MISSING:
+            return _MISSING
+    return value
+
+
+def normalised_question(text: str) -> str:
+    """Question text as compared for ids: NFKC, lower case, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+def question_hash(text: str) -> str:
+    """The id of a question with no source id: a hash of its normalised text."""
+    return "h" + hashlib.blake2b(normalised_question(text).encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One record read: its question, and either a trajectory row and messages or a failed run."""
+
+    question_id: str
+    question: str | None
+    gold: str | None
+    meta: dict | None
+    model: str | None
+    error: str | None
+    failed: bool
+    row: dict | None = None
+    messages: list[tuple[str, str, str]] | None = None  # (stored role, normalised role, text)
+
+
+def _text(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = []
+        for j, part in enumerate(value):
+            text = part.get("text") if isinstance(part, dict) else None
+            if not isinstance(text, str) or part.get("type", "text") != "text":
+                raise RecordError(f"{where}[{j}]: expected a text part {{type: text, text: ...}}")
+            parts.append(text)
+        return "".join(parts)
+    raise RecordError(f"{where}: expected a string or a list of text parts, got {type(value).__name__}")
+
+
+def _messages(value: Any, spec: Spec, cache: dict[str, str]) -> list[tuple[str, str, str]]:
+    if not isinstance(value, list):
+        if value is _MISSING or value is None:
+            raise RecordError(f"{spec.messages}: missing")
+        raise RecordError(f"{spec.messages}: expected a list of messages, got {type(value).__name__}")
+    out = []
+    for i, message in enumerate(value):
+        where = f"{spec.messages}[{i}]"
+        if not isinstance(message, dict):
+            raise RecordError(f"{where}: expected an object, got {type(message).__name__}")
+        role = message.get(spec.role_key)
+        if not isinstance(role, str):
+            raise RecordError(f"{where}.{spec.role_key}: expected a string, got {type(role).__name__}")
+        norm = cache.get(role)
+        if norm is None:
+            try:
+                norm = cache[role] = normalise_role(role)
+            except ValueError as error:
+                raise RecordError(f"{where}.{spec.role_key}: {error}") from None
+        out.append((role, norm, _text(message.get(spec.content_key), f"{where}.{spec.content_key}")))
+    return out
+
+
+def _correct(value: Any, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if value is _MISSING:
+        raise RecordError(f"{path}: missing")
+    raise RecordError(f"{path}: expected 0/1 or a boolean, got {value!r:.60}")
+
+
+def _optional_text(record: Any, path: str | None) -> str | None:
+    if path is None:
+        return None
+    value = get(record, path)
+    if value is _MISSING or value is None:
+        return None
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _question(record: Any, spec: Spec, messages: list[tuple[str, str, str]] | None) -> str:
+    if spec.question_after and messages:
+        first_user = next((text for _r, norm, text in messages if norm == "user"), "")
+        if spec.question_after in first_user:
+            return first_user.rsplit(spec.question_after, 1)[1].strip()
+    value = get(record, spec.question)
+    if value is _MISSING or value is None:
+        raise RecordError(f"{spec.question}: missing")
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError(f"{spec.question}: expected non-empty text, got {value!r:.60}")
+    return value
+
+
+def _question_id(record: Any, spec: Spec, question: str) -> str:
+    value = _MISSING if spec.question_id is None else get(record, spec.question_id)
+    if value is _MISSING or value is None:
+        return question_hash(question)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RecordError(f"{spec.question_id}: expected a string or an integer, got {type(value).__name__}")
+    return str(value)
+
+
+def _answer(spec: Spec, record: Any, assistant: list[str], prof: markers.MarkerProfile) -> str | None:
+    if spec.answer is not None:
+        return _optional_text(record, spec.answer)
+    if prof.answer is None:
+        return None
+    # MINT records keep no answer field: the last <solution> span is the run's answer.
+    for text in reversed(assistant):
+        answers = [s for s in markers.spans(text, prof) if s.kind == "answer"]
+        if answers:
+            s = answers[-1]
+            return text[s.start + len(prof.answer[0]): s.end].removesuffix(prof.answer[1]).strip()
+    return None
+
+
+def _cost(record: Any, spec: Spec) -> float | None:
+    value = _MISSING if spec.cost is None else get(record, spec.cost)
+    if value is _MISSING or value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecordError(f"{spec.cost}: expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def parse(record: Any, spec: Spec, cache: dict[str, str]) -> Parsed:
+    """Read one record into rows; a RecordError names the field that could not be read."""
+    if not isinstance(record, dict):
+        raise RecordError(f"record: expected a JSON object, got {type(record).__name__}")
+    model = _optional_text(record, spec.model)
+    error = _optional_text(record, spec.error)
+    if spec.failed_when_null is not None:
+        log = get(record, spec.failed_when_null)
+        if log is _MISSING:
+            raise RecordError(f"{spec.failed_when_null}: missing")
+        if log is None:
+            question = _question(record, spec, None)
+            return Parsed(_question_id(record, spec, question), question,
+                          _optional_text(record, spec.gold), None, model, error, failed=True)
+    messages = _messages(get(record, spec.messages), spec, cache)
+    question = _question(record, spec, messages)
+    question_id = _question_id(record, spec, question)
+    correct = _correct(get(record, spec.correct), spec.correct)
+    prof = markers.profile(spec.profile)
+    assistant = [m["content"] for m in chat_messages((n, t) for _r, n, t in messages) if m["role"] == "assistant"]
+    first_user = next((i for i, (_r, n, _t) in enumerate(messages) if n == "user"), -1)
+    observed = [t for i, (_r, n, t) in enumerate(messages) if n in spec.observation_roles and i != first_user]
+    flags = {f: any(m in t for m in found for t in observed) for f, found in spec.flag_markers}
+    for flag, path, value in spec.flag_fields:
+        flags[flag] = flags.get(flag, False) or get(record, path) == value
+    flags = {f: flags.get(f, False) for f in FLAGS}
+    row = {
+        "teacher_model": model,
+        "correct": correct,
+        "generated_answer": _answer(spec, record, assistant, prof),
+        **flags,
+        "clean": correct and bool(messages) and not flags["parse_error"] and not flags["max_steps"],
+        "assistant_turns": len(assistant),
+        "tool_calls": markers.tool_calls(assistant, prof),
+        "assistant_chars": sum(map(len, assistant)),
+        "profile": spec.profile,
+        "content_hash": hashlib.blake2b(
+            orjson.dumps([(r, t) for r, _n, t in messages]), digest_size=16
+        ).hexdigest(),
+        "cost": _cost(record, spec),
+        "error": error,
+    }
+    meta = {p.rsplit(".", 1)[-1]: v for p in spec.meta if (v := get(record, p)) is not _MISSING}
+    return Parsed(question_id, question, _optional_text(record, spec.gold), meta or None, model, error,
+                  failed=False, row=row, messages=messages)
+

@@ -1,0 +1,315 @@
+"""Ingest teacher runs into the store: each file one transaction, streamed in batches, inserted
+through Arrow, idempotent by (file content, data set); unreadable records go to ingest_rejects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from . import formats, sources
+from .formats import FLAGS, RecordError
+from .store import Store
+
+CONTAINER_FORMATS = ("auto", "hf")
+FORMATS = ("auto", "smolagents", "hf", "chat", "mint", "jsonpath")
+SNIFF_RECORDS = 1000
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How records are read: a marker profile and JSON paths overriding the format's, batch sizes."""
+
+    profile: str | None = None
+    paths: tuple[tuple[str, str], ...] = ()  # (option, dotted path), e.g. ("messages", "data.turns")
+    batch_records: int = 2000
+    max_record_bytes: int = 8 << 20
+    progress: bool = True
+    # Called after each batch is written (inside the file's transaction) with records read so far.
+    on_batch: Callable[[int], None] | None = field(default=None, compare=False)
+
+
+@dataclass
+class IngestSummary:
+    """What one file added (or that it was already in the store)."""
+
+    source_file: str
+    dataset: str
+    format: str
+    ingest_id: int
+    already_ingested: bool = False
+    records: int = 0
+    trajectories: int = 0
+    failed_runs: int = 0
+    questions: int = 0
+    correct: int = 0
+    clean: int = 0
+    parse_error: int = 0
+    max_steps: int = 0
+    exec_error: int = 0
+    assistant_turns: int = 0
+    tool_calls: int = 0
+    rejects: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        """One human-readable summary line."""
+        if self.already_ingested:
+            return (f"{self.source_file}: already ingested into {self.dataset!r} "
+                    f"(ingest {self.ingest_id}), nothing to do")
+        flags = ", ".join(f"{f} {getattr(self, f)}" for f in FLAGS)
+        return (f"{self.source_file} -> {self.dataset!r} [{self.format}]: {self.records} records, "
+                f"{self.trajectories} trajectories, {self.failed_runs} failed runs, {self.questions} questions, "
+                f"{self.correct} correct, {self.clean} clean, {flags}, {self.rejects} rejects "
+                f"({self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s)")
+
+
+def ingest(
+    store: Store,
+    paths: Iterable[str | Path],
+    dataset: str,
+    format: str = "auto",
+    options: IngestOptions | None = None,
+) -> list[IngestSummary]:
+    """Ingest files (JSONL/.gz/.zst, parquet, save_to_disk folders) into `dataset`; one summary each."""
+    options = options or IngestOptions()
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
+    if not dataset:
+        raise ValueError("a data set name is needed (--dataset)")
+    summaries = []
+    for source in sources.expand(paths):
+        file_hash = sources.content_hash(source)
+        done = store.sql(
+            "SELECT ingest_id FROM ingest_runs WHERE file_hash = $h AND dataset = $d", h=file_hash, d=dataset
+        )
+        if done.height:
+            summaries.append(IngestSummary(str(source.path), dataset, format, done.item(), already_ingested=True))
+            continue
+        with store.transaction() as con:
+            summaries.append(_ingest_source(con, source, file_hash, dataset, format, options))
+    return summaries
+
+
+def _record_stream(source: sources.Source, options: IngestOptions) -> Iterator[tuple[int, bytes | None, Any]]:
+    """(line, raw bytes or None, record or RecordError) for every record of a source."""
+    if source.kind != "jsonl":
+        for number, record in sources.rows(source, options.batch_records):
+            yield number, None, record
+        return
+    stream, raw = sources.open_bytes(source.path)
+    with raw, stream:
+        for line in sources.lines(stream, options.max_record_bytes):
+            if line.oversized:
+                yield line.number, line.data, RecordError(
+                    f"record: {line.size} bytes, over the {options.max_record_bytes}-byte limit "
+                    f"(max_record_bytes); its first {len(line.data)} bytes are kept")
+                continue
+            try:
+                yield line.number, line.data, orjson.loads(line.data)
+            except orjson.JSONDecodeError as error:
+                yield line.number, line.data, RecordError(_json_reason(line.data, error))
+
+
+def _json_reason(data: bytes, error: Exception) -> str:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"record: not valid UTF-8 (byte 0x{data[bad.start]:02x} at offset {bad.start})"
+    return f"record: invalid JSON ({error})"
+
+
+def _resolve_spec(source: sources.Source, format: str, options: IngestOptions) -> tuple[str, formats.Spec]:
+    """(format recorded for the run, record spec) for one source."""
+    paths = dict(options.paths)
+    if format == "hf" and source.kind == "jsonl":
+        raise ValueError(f"{source.path}: --format hf reads a save_to_disk folder or parquet files")
+    if format not in CONTAINER_FORMATS:
+        return format, formats.spec_for(format, options.profile, **paths)
+    if paths:
+        record_format = "jsonpath"
+    else:
+        record_format = next(
+            (name for _n, _raw, r in _peek(source, options) if (name := formats.sniff(r))), None
+        )
+        if record_format is None:
+            record_format = "smolagents"  # nothing readable to sniff: every record is rejected anyway
+    recorded = "hf" if source.kind != "jsonl" else record_format
+    return recorded, formats.spec_for(record_format, options.profile, **paths)
+
+
+def _peek(source: sources.Source, options: IngestOptions) -> Iterator[tuple[int, bytes | None, Any]]:
+    for i, item in enumerate(_record_stream(source, options)):
+        if i >= SNIFF_RECORDS:
+            return
+        yield item
+
+
+class _Batch:
+    """Rows of up to one batch of records, inserted through Arrow tables in one statement each."""
+
+    def __init__(self) -> None:
+        self.trajectories: dict[str, list] = {}
+        self.messages: dict[str, list] = {k: [] for k in ("trajectory_id", "position", "role", "norm_role", "text")}
+        self.questions: dict[str, list] = {k: [] for k in ("question_id", "text", "gold_answer", "words", "source_meta")}
+        self.failed: dict[str, list] = {k: [] for k in ("question_id", "teacher_model", "source_line", "error")}
+        self.rejects: dict[str, list] = {k: [] for k in ("source_line", "reason", "raw")}
+        self.records = 0
+
+    def add_trajectory(self, row: dict[str, Any], messages: list[tuple[str, str, str]]) -> None:
+        for key, value in row.items():
+            self.trajectories.setdefault(key, []).append(value)
+        tid = row["trajectory_id"]
+        m = self.messages
+        m["trajectory_id"].extend([tid] * len(messages))
+        m["position"].extend(range(len(messages)))
+        for role, norm, text in messages:
+            m["role"].append(role)
+            m["norm_role"].append(norm)
+            m["text"].append(text)
+
+    def write(self, con: duckdb.DuckDBPyConnection, fixed: dict[str, Any]) -> None:
+        """Insert every row of the batch; `fixed` holds the columns shared by the whole file."""
+        n = len(self.trajectories.get("trajectory_id", ()))
+        _insert(con, "trajectories", {**self.trajectories, **_repeat(fixed, n, "dataset", "ingest_id", "source_file")})
+        _insert(con, "messages", self.messages)
+        _insert(con, "questions", {**self.questions, **_repeat(fixed, len(self.questions["text"]), "dataset")},
+                conflict="ON CONFLICT DO NOTHING")
+        _insert(con, "failed_runs", {**self.failed, **_repeat(fixed, len(self.failed["error"]), "ingest_id",
+                                                                "dataset", "source_file")})
+        _insert(con, "ingest_rejects", {**self.rejects, **_repeat(fixed, len(self.rejects["reason"]), "ingest_id",
+                                                                   "source_file")})
+
+
+def _repeat(fixed: dict[str, Any], n: int, *keys: str) -> dict[str, list]:
+    return {k: [fixed[k]] * n for k in keys}
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, list], conflict: str = "") -> None:
+    if not columns or not next(iter(columns.values())):
+        return
+    arrow = pa.table({k: pa.array(v, pa.binary() if k == "raw" else None) for k, v in columns.items()})
+    con.register("_ingest_batch", arrow)
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _ingest_batch {conflict}").fetchall()
+    finally:
+        con.unregister("_ingest_batch")
+
+
+def _ingest_source(
+    con: duckdb.DuckDBPyConnection, source: sources.Source, file_hash: str, dataset: str, format: str,
+    options: IngestOptions,
+) -> IngestSummary:
+    started, clock = datetime.now(), time.perf_counter()
+    recorded, spec = _resolve_spec(source, format, options)
+    ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_runs").fetchall()[0][0]
+    summary = IngestSummary(str(source.path), dataset, recorded, ingest_id, bytes=source.size())
+    fixed = {"dataset": dataset, "ingest_id": ingest_id, "source_file": str(source.path)}
+    next_sample = dict(con.execute(
+        "SELECT question_id, max(sample_idx) + 1 FROM trajectories WHERE dataset = $d GROUP BY 1", {"d": dataset}
+    ).fetchall())
+    stored_questions = {q for (q,) in con.execute(
+        "SELECT question_id FROM questions WHERE dataset = $d", {"d": dataset}).fetchall()}
+    file_questions: set[str] = set()
+    role_cache: dict[str, str] = {}
+    batch = _Batch()
+    bar = _progress(source, summary.bytes, options)
+    for number, raw, record in _record_stream(source, options):
+        summary.records += 1
+        batch.records += 1
+        try:
+            if isinstance(record, RecordError):
+                raise record
+            parsed = formats.parse(record, spec, role_cache)
+        except RecordError as error:
+            summary.rejects += 1
+            batch.rejects["source_line"].append(number)
+            batch.rejects["reason"].append(str(error))
+            batch.rejects["raw"].append(raw if raw is not None else orjson.dumps(record, default=str))
+        else:
+            qid = parsed.question_id
+            file_questions.add(qid)
+            if qid not in stored_questions:
+                stored_questions.add(qid)
+                q = batch.questions
+                q["question_id"].append(qid)
+                q["text"].append(parsed.question)
+                q["gold_answer"].append(parsed.gold)
+                q["words"].append(len(parsed.question.split()))
+                q["source_meta"].append(orjson.dumps(parsed.meta).decode() if parsed.meta else None)
+            if parsed.failed:
+                summary.failed_runs += 1
+                for key, value in (("question_id", qid), ("teacher_model", parsed.model),
+                                   ("source_line", number), ("error", parsed.error)):
+                    batch.failed[key].append(value)
+            else:
+                sample = next_sample.get(qid, 0)
+                next_sample[qid] = sample + 1
+                row = parsed.row
+                tid = hashlib.blake2b(f"{dataset}\0{file_hash}\0{number}".encode(), digest_size=10).hexdigest()
+                batch.add_trajectory({"trajectory_id": tid, "question_id": qid, "sample_idx": sample,
+                                      "source_line": number, **row}, parsed.messages)
+                _count(summary, row)
+        if batch.records >= options.batch_records:
+            batch = _flush(con, batch, fixed, summary, bar, options)
+    _flush(con, batch, fixed, summary, bar, options)
+    bar.close()
+    if summary.records == 0:
+        summary.rejects += 1
+        _insert(con, "ingest_rejects", {"ingest_id": [ingest_id], "source_file": [str(source.path)],
+                                        "source_line": [0], "reason": ["file: empty, no records"], "raw": [b""]})
+    summary.questions = len(file_questions)
+    summary.seconds = time.perf_counter() - clock
+    _record_run(con, summary, file_hash, spec, options, started)
+    return summary
+
+
+def _count(summary: IngestSummary, row: dict[str, Any]) -> None:
+    summary.trajectories += 1
+    for key in ("correct", "clean", *FLAGS):
+        setattr(summary, key, getattr(summary, key) + bool(row[key]))
+    summary.assistant_turns += row["assistant_turns"]
+    summary.tool_calls += row["tool_calls"]
+
+
+def _flush(con, batch: _Batch, fixed: dict, summary: IngestSummary, bar: Any, options: IngestOptions) -> _Batch:
+    batch.write(con, fixed)
+    bar.update(batch.records)
+    if options.on_batch is not None:
+        options.on_batch(summary.records)
+    return _Batch()
+
+
+def _progress(source: sources.Source, size: int, options: IngestOptions) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(desc=f"ingest {source.path.name} ({size / 1e6:.1f} MB)", unit=" records",
+                disable=not options.progress, leave=False)
+
+
+def _record_run(con, summary: IngestSummary, file_hash: str, spec: formats.Spec, options: IngestOptions,
+                started: datetime) -> None:
+    stored = asdict(summary)
+    counts = {k: stored[k] for k in ("records", "trajectories", "failed_runs", "questions", "correct", "clean",
+                                     *FLAGS, "rejects")}
+    used = {"spec": spec.options(), "batch_records": options.batch_records,
+            "max_record_bytes": options.max_record_bytes}
+    con.execute(
+        "INSERT INTO ingest_runs BY NAME SELECT $ingest_id AS ingest_id, $source_file AS source_file, "
+        "$file_hash AS file_hash, $format AS format, $dataset AS dataset, "
+        + ", ".join(f"${k} AS {k}" for k in counts)
+        + ", $options::JSON AS options, $started AS started_at, $finished AS finished_at",
+        {"ingest_id": summary.ingest_id, "source_file": summary.source_file, "file_hash": file_hash,
+         "format": summary.format, "dataset": summary.dataset, **counts,
+         "options": orjson.dumps(used).decode(), "started": started, "finished": datetime.now()},
+    ).fetchall()
