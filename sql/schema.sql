@@ -141,6 +141,15 @@ FROM trajectory_scores ts
 JOIN turn_scores t USING (run_id, trajectory_id)
 GROUP BY ts.run_id, ts.trajectory_id, ts.tokens, ts.truncated;
 
+-- Cache of a text statistic the tertile analyses report: filled by sql/analysis/repetition.sql
+-- for trajectories that have no row yet (computing it on a million trajectories takes a minute).
+CREATE TABLE IF NOT EXISTS trajectory_repetition (
+    trajectory_id VARCHAR PRIMARY KEY,
+    words         INTEGER NOT NULL,      -- whitespace-separated words of the assistant text
+    ngrams        INTEGER NOT NULL,      -- word 4-grams (words - 3, at least 0)
+    repeated      DOUBLE                 -- 1 - distinct 4-grams / 4-grams; NULL without a 4-gram
+);
+
 -- Stored selections: one row per selection, one row per (selection, question).
 CREATE TABLE IF NOT EXISTS selections (
     selection_id VARCHAR PRIMARY KEY,    -- the --name, or policy plus parameters
