@@ -20,6 +20,10 @@ COMMANDS = [
     "query",
     "render",
     "score",
+    "select",
+    "selections",
+    "compare",
+    "export",
     "tiny_model",
     "model",
 ]

@@ -1,0 +1,56 @@
+"""`curate select`: run a selection policy over a scoring run and store its choice per question."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_db, add_debug
+
+POLICY_HELP = "built-in policy (min_nll, median_nll, max_nll, random, first) or the path of a .sql policy file"
+
+
+def add_selection_args(parser: argparse.ArgumentParser, policy_required: bool = True) -> None:
+    """The options that say what to select (shared with `curate export`)."""
+    parser.add_argument("--policy", required=policy_required, help=POLICY_HELP)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--student", help="use this student's latest finished scoring run")
+    which.add_argument("--run", help="scoring run id (default: the only finished run)")
+    parser.add_argument("--dataset", help="only this data set (default: all)")
+    parser.add_argument("--k", type=int, help="only samples with sample_idx < K (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for policies that draw (random); default 0")
+    parser.add_argument("--name", help="selection id (default: POLICY:RUN[:DATASET][:kK][:seedS]); an existing "
+                        "selection of that name is replaced")
+
+
+def selection_config(args: argparse.Namespace):
+    """The SelectConfig the parsed options describe."""
+    from ..select import SelectConfig
+
+    return SelectConfig(policy=args.policy, run=args.run, student=args.student, dataset=args.dataset,
+                        k=args.k, seed=args.seed, name=args.name)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "select",
+        help="choose one trajectory per question with a policy and store the selection",
+        description="Run a selection policy (one .sql file) over the clean, scored trajectories of a "
+        "scoring run and store one row per question: the chosen trajectory, or none with the reason. "
+        "Re-selecting under the same name replaces the selection in one transaction.",
+    )
+    add_db(parser)
+    add_selection_args(parser)
+    add_debug(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..select import describe, select
+    from ..store import Store
+
+    with Store(args.db) as store:
+        stored = select(store, selection_config(args))
+        print("\n".join(describe(store.con, stored.selection_id)))
+    action = "replaced the earlier selection of that name" if stored.replaced else "stored"
+    print(f"{action} in {args.db}")
+    return 0

@@ -1,0 +1,283 @@
+"""Export a selection as a Hugging Face dataset: a folder, a parquet file, or a Hub repository.
+
+Rows are the chosen trajectories in the conversational form TRL's SFTTrainer takes (`messages`:
+a list of {role, content}, role mapping of `curate.render.chat_messages`), plus where each came
+from. Beside the data go a dataset card (README.md with the YAML header the Hub reads) stating
+the provenance, and the resolved config as JSON.
+
+Targets (`--to`): `DIR` (a `save_to_disk` folder with DIR/README.md and DIR/export_config.json),
+`FILE.parquet` (card and config beside it as FILE.README.md and FILE.export_config.json), or
+`hub:ORG/NAME`: the export is first written to a local folder (kept whatever happens) holding the
+`save_to_disk` files plus data/train-00000-of-00001.parquet, then the card, config and parquet
+are uploaded with `huggingface_hub` under the saved login or HF_TOKEN.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from . import __version__, queries
+from .render import stored_chats
+from .select import SelectConfig, describe, require_selection, select, selections
+from .store import Store
+
+HUB_PREFIX = "hub:"
+CONFIG_NAME = "export_config.json"
+HUB_PARQUET = "data/train-00000-of-00001.parquet"
+HUB_FILES = ["README.md", CONFIG_NAME, "data/*.parquet"]
+RENDER_BATCH = 5_000
+COLUMNS_DOC = {
+    "messages": "the conversation, role mapping applied: list of {role, content} (TRL SFTTrainer conversational format)",
+    "question_id": "question id within its data set",
+    "dataset": "data set the question belongs to",
+    "trajectory_id": "trajectory id in the curate store",
+    "sample_idx": "0-based sample number of this trajectory among its question's teacher samples",
+    "nll": "trajectory NLL under the student: macro average of per-assistant-turn mean token NLL",
+    "n_turns": "assistant turns",
+    "policy": "selection policy",
+    "student": "student model the NLL was measured with",
+    "k": "samples per question considered (sample_idx < k; null: all)",
+}
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to export and where: a stored selection, or a new one made with `select` first."""
+
+    to: str
+    selection: str | None = None
+    select: SelectConfig | None = None
+    private: bool = False
+    license: str = "other"
+    local: str | None = None
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What an export wrote: the local data path, its card, and the Hub repo when pushed."""
+
+    selection_id: str
+    rows: int
+    no_candidate: int
+    path: Path
+    card: Path
+    repo_id: str | None = None
+
+
+def build_dataset(con: duckdb.DuckDBPyConnection, selection_id: str):
+    """The chosen trajectories of a selection as a `datasets.Dataset` (rendered chat + provenance)."""
+    from datasets import Dataset, Features, List, Value
+    from tqdm import tqdm
+
+    rows = queries.run(con, "selection/export_rows", selection_id=selection_id)
+    ids = rows["trajectory_id"].to_list()
+    chats: dict[str, list[dict[str, str]]] = {}
+    with tqdm(total=len(ids), desc="render chats", unit="traj", disable=None) as bar:
+        for start in range(0, len(ids), RENDER_BATCH):
+            batch = ids[start : start + RENDER_BATCH]
+            chats.update(stored_chats(con, batch))
+            bar.update(len(batch))
+    features = Features({
+        "messages": List({"role": Value("string"), "content": Value("string")}),
+        "question_id": Value("string"), "dataset": Value("string"), "trajectory_id": Value("string"),
+        "sample_idx": Value("int32"), "nll": Value("float64"), "n_turns": Value("int32"),
+        "policy": Value("string"), "student": Value("string"), "k": Value("int32"),
+    })
+    columns = {"messages": [chats[t] for t in ids], **rows.to_dict(as_series=False)}
+    return Dataset.from_dict({name: columns[name] for name in features}, features=features)
+
+
+def size_category(n: int) -> str:
+    """The Hub's size_categories bucket for n rows."""
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+              (10_000_000, "1M<n<10M")]
+    return next((label for bound, label in bounds if n < bound), "10M<n<100M")
+
+
+def reproduce_command(store: Store, selection: dict, to: str, private: bool) -> str:
+    """The `curate export` command line that makes this selection and export again."""
+    params = json.loads(selection["params"])
+    builtin = params["policy_file"].startswith("sql/policies/")
+    argv = ["curate", "export", "--db", str(store.path), "--policy", params["policy"] if builtin else params["policy_file"],
+            "--run", selection["run_id"]]
+    for flag, value in (("--dataset", selection["dataset"]), ("--k", selection["k"]), ("--seed", selection["seed"])):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += ["--name", selection["selection_id"], "--to", to] + (["--private"] if private else [])
+    return shlex.join(argv)
+
+
+def _table(header: list[str], rows: list[tuple]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def card_text(store: Store, selection: dict, rows: int, config: ExportConfig, hub_data: bool) -> str:
+    """The dataset card: YAML header for the Hub, then provenance, counts, columns and the command."""
+    from huggingface_hub import DatasetCardData
+
+    con = store.con
+    sid = selection["selection_id"]
+    counts = selections(con, sid).row(0, named=True)
+    params = json.loads(selection["params"])
+    run = queries.frame(con, "SELECT * FROM scoring_runs WHERE run_id = $r", {"r": selection["run_id"]}).row(0, named=True)
+    sources = queries.run(con, "selection/sources", selection_id=sid)
+    teachers = sources.group_by("teacher_model").agg(pl.col("trajectories").sum()).sort("teacher_model")
+    reasons = queries.run(con, "selection/reasons", selection_id=sid)
+    header = DatasetCardData(
+        license=config.license,
+        pretty_name=f"{params['policy']} selection {sid}",
+        task_categories=["text-generation"],
+        tags=["agent-distillation", "trajectories", "curate", f"policy-{params['policy']}"],
+        size_categories=[size_category(rows)],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}]
+        if hub_data else None,
+    )
+    parameters = [
+        ("selection", sid), ("policy", f"{params['policy']} ({params['policy_file']}, sha256 {params['policy_sha256'][:12]})"),
+        ("scoring run", selection["run_id"]), ("student", counts["student"]),
+        ("student weights sha256", run["weights_hash"]), ("scoring backend", f"{run['backend']} {run['dtype']}, max_length {run['max_length']}"),
+        ("teacher model(s)", ", ".join(str(t) for t in teachers["teacher_model"].to_list()) or "none"),
+        ("data set", selection["dataset"] or "all"), ("K", "all" if selection["k"] is None else selection["k"]),
+        ("seed", "not used" if selection["seed"] is None else selection["seed"]),
+        ("selected at", selection["created_at"]), ("curate", __version__),
+    ]
+    body = f"""
+# {sid}
+
+Teacher-agent trajectories, one per question, chosen by the `{params['policy']}` selection policy from
+the clean (correct, no parse error, no max-steps) teacher samples scored by the student
+`{counts['student']}`. Exported by `curate export` from a DuckDB trajectory store.
+
+## Provenance
+
+{_table(["", ""], parameters)}
+
+## Counts
+
+{counts['questions']} questions; {rows} exported (one trajectory each); {counts['no_candidate']} with no clean
+candidate, not exported:
+
+{_table(["reason", "selected", "questions"], reasons.rows())}
+
+## Source files
+
+{_table(["file", "sha256", "format", "teacher", "trajectories"], [(f, (h or "")[:12], fmt, t, n) for f, h, fmt, t, n in sources.rows()])}
+
+## Columns
+
+{_table(["column", "meaning"], list(COLUMNS_DOC.items()))}
+
+## Reproduce
+
+```
+{reproduce_command(store, selection, config.to, config.private)}
+```
+
+Load: `datasets.load_from_disk(DIR)` for a folder export, `datasets.load_dataset("ORG/NAME")` from the Hub;
+train with `trl.SFTTrainer(train_dataset=...)` (conversational `messages` column).
+"""
+    return f"---\n{header.to_yaml()}\n---\n{body}"
+
+
+def _replaceable(path: Path) -> None:
+    """Refuse to overwrite anything but an earlier curate export."""
+    if path.exists() and not (path.is_dir() and ((path / CONFIG_NAME).is_file() or not any(path.iterdir()))):
+        raise ValueError(f"{path} exists and is not a curate export folder; choose another --to or remove it")
+
+
+def write_folder(dataset, folder: Path, card: str, resolved: dict, hub_data: bool) -> None:
+    """Write a `save_to_disk` folder with README.md and the resolved config, replacing an earlier export whole."""
+    _replaceable(folder)
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    dataset.save_to_disk(str(partial))
+    if hub_data:
+        (partial / HUB_PARQUET).parent.mkdir(parents=True)
+        dataset.to_parquet(str(partial / HUB_PARQUET))
+    (partial / "README.md").write_text(card)
+    (partial / CONFIG_NAME).write_text(json.dumps(resolved, indent=2, default=str))
+    if folder.exists():
+        shutil.rmtree(folder)
+    partial.rename(folder)
+
+
+def push(folder: Path, repo_id: str, private: bool, selection_id: str) -> None:
+    """Upload the card, config and parquet data of a local export folder to a Hub dataset repo."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()  # the saved login or HF_TOKEN; the token is never printed
+    try:
+        api.create_repo(repo_id, private=private, repo_type="dataset", exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset",
+                          allow_patterns=HUB_FILES, commit_message=f"curate export of selection {selection_id}")
+    # The hub client fails in many types (HTTP, connection, missing token, offline mode); each means
+    # the push did not happen, and the user needs the repo and the local copy, not a traceback.
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise RuntimeError(f"could not push to hub:{repo_id} ({reason}); the export is kept in {folder}") from error
+
+
+def export(store: Store, config: ExportConfig) -> Exported:
+    """Export a stored selection (or select first) to a folder, a parquet file or the Hub."""
+    if (config.selection is None) == (config.select is None):
+        raise ValueError("export needs exactly one of a stored selection (--selection) or a policy (--policy)")
+    selection_id = config.selection or select(store, config.select).selection_id
+    selection = require_selection(store.con, selection_id)
+    dataset = build_dataset(store.con, selection_id)
+    hub = config.to.startswith(HUB_PREFIX)
+    card = card_text(store, selection, dataset.num_rows, config, hub_data=hub)
+    counts = selections(store.con, selection_id).row(0, named=True)
+    resolved = {
+        "export": asdict(config), "selection": selection, "counts": counts,
+        "command": reproduce_command(store, selection, config.to, config.private),
+        "store": str(store.path.resolve()), "curate_version": __version__, "written_at": datetime.now(),
+    }
+    done = {"selection_id": selection_id, "rows": dataset.num_rows, "no_candidate": counts["no_candidate"]}
+    if hub:
+        repo_id = config.to.removeprefix(HUB_PREFIX)
+        if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+            raise ValueError(f"--to {config.to}: a Hub target is hub:ORG/NAME")
+        folder = Path(config.local) if config.local else Path("exports") / repo_id
+        write_folder(dataset, folder, card, resolved, hub_data=True)
+        push(folder, repo_id, config.private, selection_id)
+        return Exported(**done, path=folder, card=folder / "README.md", repo_id=repo_id)
+    target = Path(config.to)
+    if target.suffix == ".parquet":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        dataset.to_parquet(str(partial))
+        partial.replace(target)
+        stem = target.with_suffix("")
+        card_path = stem.with_name(f"{stem.name}.README.md")
+        card_path.write_text(card)
+        stem.with_name(f"{stem.name}.{CONFIG_NAME}").write_text(json.dumps(resolved, indent=2, default=str))
+        return Exported(**done, path=target, card=card_path)
+    write_folder(dataset, target, card, resolved, hub_data=False)
+    return Exported(**done, path=target, card=target / "README.md")
+
+
+def demo(store: Store, out_dir: Path, run_id: str | None = None, show: int = 5) -> list[str]:
+    """`curate demo`'s selection step: min_nll over the store, exported to out_dir; lines to print."""
+    done = export(store, ExportConfig(to=str(out_dir), select=SelectConfig(policy="min_nll", run=run_id)))
+    lines = describe(store.con, done.selection_id)
+    lines.append(f"exported {done.rows} trajectories to {done.path} (datasets.load_from_disk), card {done.card}")
+    view = queries.run(store.con, "selection/candidate_nlls", selection_id=done.selection_id, limit=show)
+    lines.append("chosen NLL vs the other candidates of the same question:")
+    for row in view.iter_rows(named=True):
+        if row["trajectory_id"] is None:
+            lines.append(f"  {row['dataset']}/{row['question_id']}: none ({row['reason']})")
+            continue
+        others = ", ".join(f"{x:.3f}" for x in row["other_nlls"]) or "no other candidate"
+        lines.append(f"  {row['dataset']}/{row['question_id']}: chosen {row['chosen_nll']:.3f} "
+                     f"(rank {row['rank']} of {row['candidates']}); others: {others}")
+    return lines

@@ -1,0 +1,74 @@
+-- What every selection policy starts from, as temporary table macros (curate.select loads this
+-- file on the connection before running a policy; in a plain DuckDB shell, `.read` it first).
+--
+-- question_candidates(sel_run, sel_dataset, sel_k): the pool a policy chooses from.
+--   Parameters: sel_run VARCHAR (scoring run), sel_dataset VARCHAR (NULL: every data set),
+--               sel_k INTEGER (NULL: every sample)
+--   Output: one row per candidate, plus one row per question that has none:
+--     dataset, question_id,
+--     trajectory_id, sample_idx, nll  -- the candidate (NULL on a question's no-candidate row)
+--     nll_rank      -- 1 = lowest NLL among the question's candidates; equal NLLs by sample_idx
+--     candidates    -- the question's candidate count (0 on a no-candidate row)
+--     no_candidate  -- why the question has no candidate; NULL on candidate rows
+--   A candidate is a clean trajectory with sample_idx < sel_k and an NLL in run sel_run. A clean
+--   trajectory the run did not score is not a candidate: NLL-free policies (first, random) use the
+--   same pool, so policies compared on one run always choose among the same trajectories.
+--   Questions come from the questions table, so a question whose samples all failed still
+--   appears. Because a no-candidate question has exactly one row, a policy that keeps one row per
+--   question reports it without a join.
+
+CREATE OR REPLACE TEMP MACRO question_candidates(sel_run, sel_dataset, sel_k) AS TABLE
+WITH asked AS (
+    SELECT dataset, question_id
+    FROM questions
+    WHERE sel_dataset IS NULL OR dataset = sel_dataset
+),
+scored AS (
+    SELECT trajectory_id, nll
+    FROM trajectory_nll
+    WHERE run_id = sel_run
+),
+samples AS (
+    SELECT t.dataset, t.question_id, t.trajectory_id, t.sample_idx, t.clean, s.nll,
+           -- the K study keeps only the first K samples of each question
+           (sel_k IS NULL OR t.sample_idx < sel_k) AS in_k,
+           -- may be chosen: clean, within K, scored in this run
+           t.clean AND (sel_k IS NULL OR t.sample_idx < sel_k) AND s.trajectory_id IS NOT NULL AS eligible
+    FROM trajectories t
+    LEFT JOIN scored s USING (trajectory_id)
+    WHERE sel_dataset IS NULL OR t.dataset = sel_dataset
+),
+ranked AS (
+    SELECT dataset, question_id, trajectory_id, sample_idx, nll,
+           -- position by NLL; trajectory_id only orders two samples that share a sample_idx
+           row_number() OVER (PARTITION BY dataset, question_id ORDER BY nll, sample_idx, trajectory_id) AS nll_rank,
+           count(*) OVER (PARTITION BY dataset, question_id) AS candidates,
+           CAST(NULL AS VARCHAR) AS no_candidate
+    FROM samples
+    WHERE eligible
+),
+per_question AS (
+    SELECT dataset, question_id,
+           count(*)                                  AS trajectories,
+           count(*) FILTER (WHERE clean)             AS clean,
+           count(*) FILTER (WHERE clean AND in_k)    AS clean_in_k,
+           count(*) FILTER (WHERE eligible)          AS eligible
+    FROM samples
+    GROUP BY dataset, question_id
+),
+none AS (
+    SELECT a.dataset, a.question_id,
+           0 AS candidates,
+           -- the first missing condition, in the order a trajectory has to pass them
+           CASE WHEN coalesce(p.trajectories, 0) = 0 THEN 'no trajectory'
+                WHEN p.clean = 0 THEN 'no clean trajectory'
+                WHEN p.clean_in_k = 0 THEN 'no clean trajectory with sample_idx < k'
+                ELSE 'clean trajectories not scored in this run'
+           END AS no_candidate
+    FROM asked a
+    LEFT JOIN per_question p USING (dataset, question_id)
+    WHERE coalesce(p.eligible, 0) = 0
+)
+SELECT * FROM ranked
+UNION ALL BY NAME
+SELECT * FROM none;
