@@ -24,6 +24,10 @@ COMMANDS = [
     "selections",
     "compare",
     "export",
+    "train",
+    "merge",
+    "analyze",
+    "figures",
     "tiny_model",
     "model",
 ]
