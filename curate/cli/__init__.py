@@ -26,8 +26,6 @@ COMMANDS = [
     "export",
     "train",
     "merge",
-    "analyze",
-    "figures",
     "tiny_model",
     "model",
 ]
