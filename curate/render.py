@@ -92,32 +92,56 @@ def _template(tokenizer: Any, messages: Sequence[dict[str, str]], generation_pro
     )
 
 
+def _turn_span(tokenizer: Any, messages: Sequence[dict[str, str]], i: int, text: str) -> tuple[tuple, tuple]:
+    """The supervised and the content char span of assistant message i inside `text`."""
+    head = _template(tokenizer, messages[:i], generation_prompt=True)
+    upto = _template(tokenizer, messages[: i + 1], generation_prompt=False)
+    if not (text.startswith(head) and text.startswith(upto) and len(head) <= len(upto)):
+        raise TemplateError(
+            f"chat template rewrites earlier turns: the rendering up to message {i} "
+            "is not a prefix of the whole conversation"
+        )
+    content = messages[i]["content"]
+    found = text.find(content, len(head), len(upto))
+    start = len(head) if found < 0 else found
+    return (len(head), len(upto)), (start, start + len(content) if found >= 0 else len(upto))
+
+
 def turn_spans(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[str, list, list]:
     """The rendered text, the supervised char span and the content char span of each assistant turn."""
     text = _template(tokenizer, messages, generation_prompt=False)
     spans, contents = [], []
     for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        head = _template(tokenizer, messages[:i], generation_prompt=True)
-        upto = _template(tokenizer, messages[: i + 1], generation_prompt=False)
-        if not (text.startswith(head) and text.startswith(upto) and len(head) <= len(upto)):
-            raise TemplateError(
-                f"chat template rewrites earlier turns: the rendering up to message {i} "
-                "is not a prefix of the whole conversation"
-            )
-        found = text.find(message["content"], len(head), len(upto))
-        start = len(head) if found < 0 else found
-        spans.append((len(head), len(upto)))
-        contents.append((start, start + len(message["content"]) if found >= 0 else len(upto)))
+        if message["role"] == "assistant":
+            span, content = _turn_span(tokenizer, messages, i, text)
+            spans.append(span)
+            contents.append(content)
     return text, spans, contents
 
 
 def render(tokenizer: Any, messages: Sequence[dict[str, str]]) -> Rendering:
     """Tokenize a chat with the tokenizer's own template and label each token's assistant turn."""
+    text, spans, contents = turn_spans(tokenizer, messages)
+    return _tokenize(tokenizer, text, spans, contents)
+
+
+def render_last_turn(tokenizer: Any, messages: Sequence[dict[str, str]]) -> Rendering:
+    """The chat up to its last (assistant) message, with only that message supervised, as turn 0.
+
+    The per-turn fallback for templates that rewrite earlier turns (so `render` of the whole chat
+    raises): such templates still render the newest message right after its generation prompt,
+    which is checked here (TemplateError otherwise).
+    """
+    if not messages or messages[-1]["role"] != "assistant":
+        raise ValueError("render_last_turn needs a chat that ends with an assistant message")
+    text = _template(tokenizer, messages, generation_prompt=False)
+    span, content = _turn_span(tokenizer, messages, len(messages) - 1, text)
+    return _tokenize(tokenizer, text, [span], [content])
+
+
+def _tokenize(tokenizer: Any, text: str, spans: list, contents: list) -> Rendering:
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError("render needs a fast tokenizer (offsets map markers and turns to tokens)")
-    text, spans, contents = turn_spans(tokenizer, messages)
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = [tuple(o) for o in encoding["offset_mapping"]]
     turn = [-1] * len(offsets)

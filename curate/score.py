@@ -1,0 +1,420 @@
+"""`curate score`: per-assistant-turn NLL of every stored trajectory under a student model.
+
+The job: identify the run (a hash of student, weights, tokenizer + template, dtype, max length,
+backend, so the same command resumes the same run), read pending work from the store opened
+read-only, close it, render and score blocks of trajectories, write each block as a parquet part
+(`<db>.parts/<run_id>/part-<I>of<N>-<n>.parquet`, temp name then rename), and finally open the
+store for writing only to take the parts in. Re-running skips what parts or the store hold;
+`--shard I/N` splits the trajectory ids disjointly by a stable hash, so N workers can run at once.
+
+Context: one forward pass per trajectory when the template has the prefix property (checked per
+tokenizer on a probe chat); otherwise, and for a trajectory whose tokens straddle a turn boundary,
+one pass per assistant turn over the history up to that turn. A trajectory longer than
+`max_length` is scored over its first `max_length` tokens and flagged truncated: a turn cut by the
+limit is scored over its tokens that fit, a turn wholly past it gets no row.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from . import __version__, queries
+from .models import resolve_student, student_key
+from .nll import DEFAULT_CHUNK_BYTES, TransformersBackend, turn_totals
+from .render import Rendering, TemplateError, chat_messages, prefix_consistent, render, render_last_turn, stored_chats
+from .store import Store
+
+BACKENDS = ("transformers", "vllm")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+LOCK_WAIT_S = 600.0
+
+# A chat exercising what agent logs hold (code, unicode, observations, several turns): the
+# prefix property and the LM head are checked on it once per run.
+PROBE = chat_messages([
+    ("system", "You are an expert assistant who can solve any task using code blobs."),
+    ("user", "New task:\nWhich city hosts the Louvre? Café, naïve, 東京, 🙂."),
+    ("assistant", "Thought: search.\nCode:\n```py\nprint(web_search(query=\"Louvre\"))\n```<end_code>"),
+    ("tool-response", "Call id: call_1\nObservation:\nThe Louvre is in Paris.\n\n"),
+    ("assistant", "Thought: Paris.  \nCode:\n```py\nfinal_answer(\"Paris\")\n```<end_code>  "),
+    ("tool-response", "Call id: call_2\nObservation:\nParis"),
+    ("assistant", "Paris 🙂"),
+])
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Settings of one `curate score` invocation (written into scoring_runs.config)."""
+
+    db: str
+    student: str
+    dataset: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    max_length: int | None = None  # None: the model's max_position_embeddings
+    batch_tokens: int = 16384  # padded tokens per forward pass
+    shard: tuple[int, int] = (0, 1)
+    backend: str = "transformers"
+    pack: bool = False  # one row per batch, position ids restarting per sequence
+    part_size: int = 256  # trajectories per parquet part
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES  # float32 logits buffer of the chunked LM head
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What fixes a run's numbers; its hash is the run id."""
+
+    student: str
+    weights_hash: str
+    tokenizer_hash: str
+    dtype: str
+    max_length: int
+    backend: str
+    run_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        key = [self.student, self.weights_hash, self.tokenizer_hash, self.dtype, self.max_length, self.backend]
+        object.__setattr__(self, "run_id", _sha(json.dumps(key).encode())[:16])
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (0 <= I < N) -> (I, N)."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text!r}: need 0 <= I < N")
+    return index, count
+
+
+def shard_of(trajectory_id: str, count: int) -> int:
+    """A stable shard for a trajectory id (the same on every machine and Python version)."""
+    digest = hashlib.blake2b(trajectory_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def weights_hash(path: Path) -> str:
+    """sha256 over the names and bytes of the weight files in a model folder."""
+    files = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{path}: no weight files ({', '.join(WEIGHT_SUFFIXES)})")
+    h = hashlib.sha256()
+    for file in files:
+        h.update(file.name.encode() + b"\0")
+        with file.open("rb") as f:
+            while block := f.read(1 << 24):
+                h.update(block)
+    return h.hexdigest()
+
+
+def tokenizer_hash(tokenizer: Any) -> str:
+    """sha256 of the tokenizer's full definition, its special tokens and its chat template."""
+    parts = [
+        tokenizer.backend_tokenizer.to_str(),
+        json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str),
+        str(tokenizer.chat_template),
+    ]
+    return _sha("\0".join(parts).encode())
+
+
+def code_version() -> str:
+    """The package version plus a hash of the sources that decide the numbers."""
+    here = Path(__file__).parent
+    sources = b"".join((here / name).read_bytes() for name in ("render.py", "nll.py", "score.py"))
+    return f"{__version__}+{_sha(sources)[:10]}"
+
+
+def parts_dir(db: str | Path, run_id: str) -> Path:
+    """Where the workers of one run put their parquet parts."""
+    return Path(f"{db}.parts") / run_id
+
+
+def open_store(db: str | Path, read_only: bool) -> Store:
+    """Open the store, waiting while another process holds it for writing (DuckDB's file lock)."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    delay = 0.05
+    while True:
+        try:
+            return Store(db, read_only=read_only)
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
+
+
+def _straddles(r: Rendering) -> bool:
+    """A token spanning a turn boundary: that prefix cannot tokenize to a prefix of the whole."""
+    starts = [start for start, _ in r.offsets]
+    for cut in {c for span in r.turn_spans for c in span}:
+        k = bisect.bisect_right(starts, cut) - 1
+        if k >= 0 and starts[k] < cut < r.offsets[k][1]:
+            return True
+    return False
+
+
+def renderings(tokenizer: Any, chat: Sequence[dict[str, str]], single_pass: bool) -> list[tuple[int, Rendering]]:
+    """The sequences that score a chat, each with the turn index of its turn 0: one whole
+    rendering, or one per assistant turn (its history and that turn) where one pass is unsafe."""
+    if single_pass:
+        try:
+            whole = render(tokenizer, chat)
+        except TemplateError:
+            pass
+        else:
+            if not _straddles(whole):
+                return [(0, whole)]
+    ends = [i for i, m in enumerate(chat) if m["role"] == "assistant"]
+    return [(m, render_last_turn(tokenizer, chat[: i + 1])) for m, i in enumerate(ends)]
+
+
+def score_block(
+    backend: Any, tokenizer: Any, chats: dict[str, list], ids: Sequence[str], single_pass: bool,
+    max_length: int, on_batch: Any = None,
+) -> pl.DataFrame:
+    """Score trajectories and return part rows: one per scored turn (turn null for none)."""
+    owners, seqs, truncated, passes = [], [], dict.fromkeys(ids, False), {}
+    for tid in ids:
+        try:
+            items = renderings(tokenizer, chats.get(tid, []), single_pass)
+        except TemplateError as error:
+            raise TemplateError(f"trajectory {tid}: {error}") from None
+        passes[tid] = len(items)
+        for offset, r in items:
+            truncated[tid] |= len(r.input_ids) > max_length
+            owners.append((tid, offset))
+            seqs.append((r.input_ids[:max_length], r.turn[:max_length]))
+    turns: dict[str, dict[int, tuple[int, float]]] = {tid: {} for tid in ids}
+    for (tid, offset), (_, turn), nll in zip(owners, seqs, backend.nll(seqs, on_batch)):
+        for m, total in turn_totals(nll, turn).items():
+            turns[tid][offset + m] = total
+    rows = []
+    for tid in ids:
+        scored = sorted(turns[tid].items())
+        base = {"trajectory_id": tid, "traj_tokens": sum(n for _, (n, _) in scored),
+                "truncated": truncated[tid], "passes": passes[tid]}
+        rows += [{**base, "turn": m, "tokens": n, "nll_sum": s, "nll_mean": s / n} for m, (n, s) in scored]
+        if not scored:
+            rows.append({**base, "turn": None, "tokens": None, "nll_sum": None, "nll_mean": None})
+    return pl.DataFrame(rows, schema=PART_SCHEMA)
+
+
+PART_SCHEMA = {
+    "trajectory_id": pl.Utf8, "turn": pl.Int32, "tokens": pl.Int32, "nll_sum": pl.Float64,
+    "nll_mean": pl.Float64, "traj_tokens": pl.Int32, "truncated": pl.Boolean, "passes": pl.Int32,
+}
+
+
+def write_part(run_dir: Path, label: str, frame: pl.DataFrame) -> Path:
+    """Write a part under a temp name and rename it: a reader never sees half a part."""
+    taken = [int(p.stem.rsplit("-", 1)[1]) for p in run_dir.glob(f"part-{label}-*.parquet")]
+    final = run_dir / f"part-{label}-{max(taken, default=-1) + 1:06d}.parquet"
+    tmp = run_dir / f".{final.name}.{os.getpid()}.tmp"
+    frame.write_parquet(tmp)
+    os.replace(tmp, final)
+    return final
+
+
+def _part_ids(run_dir: Path) -> set[str]:
+    done: set[str] = set()
+    for part in sorted(run_dir.glob("part-*.parquet")):
+        try:
+            done.update(pl.read_parquet(part, columns=["trajectory_id"])["trajectory_id"])
+        except FileNotFoundError:  # taken in and removed by another worker meanwhile
+            continue
+    return done
+
+
+def identify(config: ScoreConfig, path: Path, tokenizer: Any) -> RunIdentity:
+    """The run identity of a config: hashes of what the student is, settings that change numbers."""
+    max_length = config.max_length
+    if max_length is None:
+        from transformers import AutoConfig
+
+        max_length = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+        if max_length is None:
+            raise ValueError(f"{path}: the config has no max_position_embeddings; pass --max-length")
+    if max_length < 2:
+        raise ValueError(f"--max-length {max_length}: need at least 2 tokens")
+    return RunIdentity(student_key(config.student), weights_hash(path), tokenizer_hash(tokenizer),
+                       config.dtype, max_length, config.backend)
+
+
+def _manifest(run_dir: Path, ident: RunIdentity, config: ScoreConfig, single_pass: bool) -> dict:
+    """The run's provenance, written once (first invocation) beside its parts."""
+    file = run_dir / "run.json"
+    if file.exists():
+        return json.loads(file.read_text())
+    manifest = {
+        **asdict(ident), "single_pass": single_pass, "code_version": code_version(),
+        "config": {**asdict(config), "max_length": ident.max_length}, "started_at": datetime.now().isoformat(),
+    }
+    tmp = run_dir / f".run.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, file)
+    return manifest
+
+
+def pending(config: ScoreConfig, run_id: str, run_dir: Path) -> list[str]:
+    """This shard's trajectories that neither the store nor a part of the run holds."""
+    in_parts = _part_ids(run_dir)
+    with open_store(config.db, read_only=True) as store:
+        ids = store.run("score/trajectory_ids", dataset=config.dataset, unscored_in=run_id, ids=None)
+    index, count = config.shard
+    return [t for t in ids["trajectory_id"] if t not in in_parts and shard_of(t, count) == index]
+
+
+def take_in(config: ScoreConfig, manifest: dict) -> dict:
+    """Insert every complete part of the run into the store (idempotent), then remove them."""
+    run_id = manifest["run_id"]
+    run_dir = parts_dir(config.db, run_id)
+    parts = sorted(str(p) for p in run_dir.glob("part-*.parquet"))
+    with open_store(config.db, read_only=False) as store, store.transaction() as con:
+        run_row = {k: manifest[k] for k in ("run_id", "student", "weights_hash", "tokenizer_hash", "backend",
+                                            "dtype", "max_length", "single_pass", "code_version")}
+        con.execute(queries.sql_text("score/register_run"), {
+            **run_row, "config": json.dumps(manifest["config"]),
+            "started_at": datetime.fromisoformat(manifest["started_at"]),
+        })
+        if parts:
+            con.execute(queries.sql_text("score/take_in_turns"), {"run_id": run_id, "files": parts})
+            con.execute(queries.sql_text("score/take_in_trajectories"), {"run_id": run_id, "files": parts})
+        left = queries.run(con, "score/trajectory_ids", dataset=config.dataset, unscored_in=run_id, ids=None).height
+        con.execute(queries.sql_text("score/finish_run"), {"run_id": run_id, "complete": left == 0,
+                                                           "now": datetime.now()})
+        counts = queries.frame(con, "SELECT trajectories, tokens, finished_at FROM scoring_runs WHERE run_id = $r",
+                               {"r": run_id}).row(0, named=True)
+    for part in parts:
+        Path(part).unlink(missing_ok=True)
+    return {**counts, "unscored": left}
+
+
+def make_backend(config: ScoreConfig, path: Path, max_length: int) -> Any:
+    """The scoring engine named by `config.backend`."""
+    if config.backend == "vllm":
+        from .score_vllm import VllmBackend
+
+        return VllmBackend(str(path), config.dtype, max_length)
+    if config.backend != "transformers":
+        raise ValueError(f"--backend {config.backend!r}: expected one of {', '.join(BACKENDS)}")
+    return TransformersBackend(str(path), config.device, config.dtype, config.batch_tokens,
+                               config.chunk_bytes, config.pack)
+
+
+def score(config: ScoreConfig) -> str:
+    """Score the store's pending trajectories under the student, take the results in, return the run id."""
+    from transformers import AutoTokenizer
+
+    if config.backend not in BACKENDS:
+        raise ValueError(f"--backend {config.backend!r}: expected one of {', '.join(BACKENDS)}")
+    if not Path(config.db).is_file():
+        raise FileNotFoundError(f"{config.db}: no store here (create one with `curate ingest`)")
+    path = resolve_student(config.student)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    ident = identify(config, path, tokenizer)
+    run_dir = parts_dir(config.db, ident.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    label = f"{config.shard[0]}of{config.shard[1]}"
+    for stale in run_dir.glob(f".part-{label}-*.tmp"):  # left by a killed worker of this shard
+        stale.unlink(missing_ok=True)
+    single_pass = prefix_consistent(tokenizer, PROBE)
+    manifest = _manifest(run_dir, ident, config, single_pass)
+    todo = pending(config, ident.run_id, run_dir)
+    stats = {"tokens": 0, "fallback": 0, "truncated": 0, "seconds": 0.0}
+    if todo:
+        _score_all(config, path, tokenizer, ident, single_pass, todo, stats)
+    result = take_in(config, manifest)
+    rate = stats["tokens"] / stats["seconds"] if stats["seconds"] else 0.0
+    print(f"scored {len(todo)} trajectories of shard {config.shard[0]}/{config.shard[1]} under "
+          f"{ident.student}: {stats['tokens']} tokens, {rate:,.0f} tokens/s; single pass: "
+          f"{'yes' if single_pass else 'no (template fails the prefix check)'}; turn by turn: "
+          f"{stats['fallback']}; truncated at {ident.max_length} tokens: {stats['truncated']}")
+    state = "finished" if result["unscored"] == 0 else f"{result['unscored']} trajectories still unscored"
+    print(f"run {ident.run_id}: {result['trajectories']} trajectories, {result['tokens']} supervised tokens; {state}")
+    print(f"run_id={ident.run_id}")
+    return ident.run_id
+
+
+def _score_all(config: ScoreConfig, path: Path, tokenizer: Any, ident: RunIdentity, single_pass: bool,
+               todo: list[str], stats: dict) -> None:
+    from tqdm import tqdm
+
+    backend = make_backend(config, path, ident.max_length)
+    if hasattr(backend, "check_head"):
+        probe = render(tokenizer, PROBE) if single_pass else render_last_turn(tokenizer, PROBE)
+        backend.check_head(probe.input_ids[: ident.max_length], probe.turn[: ident.max_length])
+    run_dir = parts_dir(config.db, ident.run_id)
+    label = f"{config.shard[0]}of{config.shard[1]}"
+    start = time.perf_counter()
+    with tqdm(total=len(todo), unit="traj", desc=f"score {ident.run_id}", disable=not config.progress,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        def on_batch(tokens: int) -> None:
+            stats["tokens"] += tokens
+            bar.set_postfix_str(f"{stats['tokens'] / (time.perf_counter() - start):,.0f} tok/s", refresh=True)
+
+        for i in range(0, len(todo), config.part_size):
+            block = todo[i : i + config.part_size]
+            with open_store(config.db, read_only=True) as store:
+                chats = stored_chats(store.con, block)
+            frame = score_block(backend, tokenizer, chats, block, single_pass, ident.max_length, on_batch)
+            write_part(run_dir, label, frame)
+            per_traj = frame.unique("trajectory_id")
+            stats["fallback"] += per_traj.filter(pl.col("passes") > 1).height
+            stats["truncated"] += per_traj.filter(pl.col("truncated")).height
+            bar.update(len(block))
+    stats["seconds"] = time.perf_counter() - start
+
+
+def score_store(db: str | Path, student: str, **settings: Any) -> str:
+    """Score a store under a student with default settings (overridable) and return the run id."""
+    return score(replace(ScoreConfig(db=str(db), student=student), **settings))
+
+
+def nll_extremes(con: duckdb.DuckDBPyConnection, run_id: str, n: int = 5) -> pl.DataFrame:
+    """The n lowest- and n highest-NLL trajectories of a scoring run."""
+    return queries.run(con, "runs/nll_extremes", run_id=run_id, n=n)
+
+
+def rendered_chats(
+    db: str | Path, ids: Sequence[str] | None = None, dataset: str | None = None, student: str | None = None
+) -> Iterator[dict]:
+    """`{"trajectory_id", "messages"}` per stored trajectory (plus `"text"`, the student's chat
+    template rendering, when a student is given), in id order."""
+    tokenizer = None
+    if student:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_student(student))
+    with open_store(db, read_only=True) as store:
+        found = store.run("score/trajectory_ids", dataset=dataset, ids=list(ids) if ids else None,
+                          unscored_in=None)["trajectory_id"].to_list()
+        missing = sorted(set(ids or ()) - set(found))
+        if missing:
+            raise ValueError(f"{db}: no trajectory {', '.join(map(repr, missing))}"
+                             + (f" in data set {dataset!r}" if dataset else ""))
+        for i in range(0, len(found), 256):
+            block = found[i : i + 256]
+            chats = stored_chats(store.con, block)
+            for tid in block:
+                row = {"trajectory_id": tid, "messages": chats.get(tid, [])}
+                if tokenizer is not None:
+                    row["text"] = tokenizer.apply_chat_template(row["messages"], tokenize=False)
+                yield row

@@ -1,0 +1,45 @@
+"""The vLLM scoring backend (optional extra): token NLLs from `prompt_logprobs`.
+
+vLLM returns, for every prompt position t >= 1, the log-probability of the prompt's own token
+given the tokens before it; the scorer keeps those at supervised positions, so the rows it writes
+have exactly the schema and meaning of the transformers backend's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+INSTALL = "pip install 'curate[vllm]'"
+
+
+class VllmBackend:
+    """Score token sequences with a vLLM engine over a local model folder."""
+
+    name = "vllm"
+
+    def __init__(self, path: str, dtype: str, max_length: int) -> None:
+        try:
+            import vllm
+        except ImportError:
+            raise RuntimeError(f"--backend vllm needs vLLM, which is not installed: {INSTALL}") from None
+        # One generated token follows each prompt, so the engine's window is one longer.
+        self.llm = vllm.LLM(model=path, dtype=dtype, max_model_len=max_length + 1)
+        self.params = vllm.SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False)
+
+    def nll(
+        self, seqs: Sequence[tuple[Sequence[int], Sequence[int]]], on_batch: Callable[[int], None] | None = None
+    ) -> list[np.ndarray]:
+        """Supervised-token NLLs of each sequence, in input order (vLLM batches internally)."""
+        from vllm.inputs import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=list(ids)) for ids, _ in seqs]
+        outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
+        result = []
+        for (ids, turn), out in zip(seqs, outputs):
+            logprobs = out.prompt_logprobs
+            result.append(np.array([-logprobs[t][ids[t]].logprob for t in range(1, len(ids)) if turn[t] >= 0]))
+        if on_batch:
+            on_batch(sum(len(ids) for ids, _ in seqs))
+        return result

@@ -1,0 +1,10 @@
+-- Take the per-trajectory facts of parquet parts into trajectory_scores; rows already there are kept.
+-- Parameters: $run_id VARCHAR, $files VARCHAR[] (complete part files of that run)
+-- Output: none
+INSERT INTO trajectory_scores
+SELECT DISTINCT ON (trajectory_id)
+       $run_id AS run_id, trajectory_id,
+       traj_tokens AS tokens,   -- supervised tokens scored (within max_length)
+       truncated
+FROM read_parquet($files)
+ON CONFLICT DO NOTHING

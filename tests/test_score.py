@@ -1,0 +1,294 @@
+"""`curate score`: exact per-turn NLLs against an independent per-turn reference, resumability
+after SIGKILL, disjoint shards, bounded memory, the render command and the vLLM message."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from factory import add_trajectories, new_store
+
+from curate.cli import main
+from curate.nll import supervised_nll
+from curate.render import chat_messages, render
+from curate.score import ScoreConfig, nll_extremes, parts_dir, score, shard_of
+from curate.store import Store
+
+WORDS = ["search", "result", "the", "capital", "print", "answer", "café", "naïve", "東京", "🙂", "x = 1", "Ω≈ç"]
+
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+def agent_rows(n: int, seed: int = 0, long_every: int = 7) -> list[dict]:
+    """Synthetic agent logs: 1 to 5 assistant turns, tool calls, observations, unicode."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        turns = 1 + i % 5
+        messages = [("system", "You solve tasks with code. " + _text(rng, 5)),
+                    ("user", f"New task:\n{_text(rng, 8)}? <reference>{_text(rng, 3)}</reference>")]
+        for m in range(turns):
+            messages.append(("assistant", f"Thought: {_text(rng, rng.randint(1, 20))}\nCode:\n```py\n"
+                                          f"print({m})\n```<end_code>"))
+            messages.append(("tool-call", "Calling tools:\n[{'id': 'call_1'}]"))
+            observation = _text(rng, 150 if i % long_every == 3 else rng.randint(0, 30))
+            messages.append(("tool-response", f"Call id: call_{m}\nObservation:\n{observation}"))
+        rows.append({"question_id": f"q{i // 3}", "correct": i % 4 != 0, "messages": messages})
+    return rows
+
+
+def reference_turns(model, tokenizer, chat: list[dict], max_length: int) -> dict[int, tuple[int, float]]:
+    """The paper's recipe: for each assistant turn, one forward pass over the history rendered up
+    to and including that turn, full logits, cross-entropy over that turn's tokens."""
+    out = {}
+    ends = [i for i, m in enumerate(chat) if m["role"] == "assistant"]
+    for m, i in enumerate(ends):
+        head = tokenizer.apply_chat_template(chat[:i], tokenize=False, add_generation_prompt=True)
+        upto = tokenizer.apply_chat_template(chat[: i + 1], tokenize=False)
+        head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(upto, add_special_tokens=False)["input_ids"]
+        assert ids[: len(head_ids)] == head_ids
+        ids = ids[:max_length]
+        if len(ids) <= len(head_ids):
+            continue
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0]
+        losses = torch.nn.functional.cross_entropy(
+            logits[len(head_ids) - 1 : -1], torch.tensor(ids[len(head_ids) :]), reduction="none"
+        )
+        out[m] = (len(losses), float(losses.double().sum()))
+    return out
+
+
+def stored_turns(db: Path, run_id: str) -> dict[str, dict[int, tuple[int, float, float]]]:
+    with Store(db, read_only=True) as store:
+        rows = store.sql("SELECT * FROM turn_scores WHERE run_id = $r", r=run_id)
+    out: dict = {}
+    for row in rows.iter_rows(named=True):
+        out.setdefault(row["trajectory_id"], {})[row["turn"]] = (row["tokens"], row["nll_sum"], row["nll_mean"])
+    return out
+
+
+def make_store(path: Path, rows: list[dict]) -> list[str]:
+    store = new_store(path)
+    ids = add_trajectories(store, rows)
+    store.close()
+    return ids
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
+    """A store of 60 agent trajectories (one far longer than the rest) scored through the CLI."""
+    rows = agent_rows(59)
+    giant = agent_rows(1, seed=1)[0]
+    giant["messages"] = [*giant["messages"][:2]] + [
+        msg for m in range(3) for msg in (("assistant", f"Thought: step {m} 🙂"),
+                                          ("tool-response", "Observation:\n" + "word " * 2500))
+    ]
+    rows.append({**giant, "question_id": "giant"})
+    db = tmp_path_factory.mktemp("scored") / "store.duckdb"
+    ids = make_store(db, rows)
+    lengths = [len(render(tiny_tokenizer, chat_messages(r["messages"])).input_ids) for r in rows]
+    max_length = max(lengths[:-1]) + 10
+    assert lengths[-1] > max_length + 1000
+    return {"db": db, "ids": ids, "rows": rows, "max_length": max_length, "giant": ids[-1]}
+
+
+def test_matches_per_turn_reference(scored, tiny_model_dir, tiny_model, tiny_tokenizer, capsys) -> None:
+    db, max_length = scored["db"], scored["max_length"]
+    assert main(["score", "--db", str(db), "--student", str(tiny_model_dir), "--max-length", str(max_length),
+                 "--batch-tokens", "4096", "--no-progress"]) == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1].removeprefix("run_id=")
+    got = stored_turns(db, run_id)
+    checked_turns = 0
+    for tid, row in zip(scored["ids"], scored["rows"]):
+        chat = chat_messages(row["messages"])
+        want = reference_turns(tiny_model, tiny_tokenizer, chat, max_length)
+        assert sorted(got[tid]) == sorted(want), tid
+        for m, (tokens, nll_sum) in want.items():
+            assert got[tid][m][0] == tokens
+            assert got[tid][m][2] == pytest.approx(nll_sum / tokens, abs=1e-4)
+            assert got[tid][m][1] == pytest.approx(nll_sum, abs=1e-4 * tokens)
+            checked_turns += 1
+    assert checked_turns > 150
+    with Store(db, read_only=True) as store:
+        runs = store.sql("SELECT * FROM scoring_runs")
+        view = store.sql("SELECT trajectory_id, nll, turns, truncated FROM trajectory_nll WHERE run_id = $r", r=run_id)
+    assert runs.height == 1 and runs["run_id"][0] == run_id and runs["single_pass"][0]
+    assert runs["trajectories"][0] == 60 and runs["finished_at"][0] is not None
+    assert runs["max_length"][0] == max_length and runs["dtype"][0] == "float32"
+    assert json.loads(runs["config"][0])["batch_tokens"] == 4096
+    assert view.filter(view["truncated"])["trajectory_id"].to_list() == [scored["giant"]]
+    giant_turns = view.filter(view["trajectory_id"] == scored["giant"])["turns"][0]
+    assert 0 < giant_turns < 3  # the last turn lies wholly past the limit: no row
+    nll = dict(zip(view["trajectory_id"], view["nll"]))
+    assert nll[scored["ids"][4]] == pytest.approx(np.mean([v[2] for v in got[scored["ids"][4]].values()]))
+    assert len(got[scored["ids"][0]]) == 1 and len(got[scored["ids"][4]]) == 5
+
+    extremes = nll_extremes(Store(db, read_only=True).con, run_id, n=5)
+    ranked = sorted(nll.items(), key=lambda kv: (kv[1], kv[0]))
+    assert extremes.filter(extremes["side"] == "lowest")["trajectory_id"].to_list() == [k for k, _ in ranked[:5]]
+    assert extremes.filter(extremes["side"] == "highest")["nll"].to_list() == sorted(nll.values())[::-1][:5]
+
+
+def test_rerun_resumes_same_run(scored, tiny_model_dir, capsys) -> None:
+    config = ScoreConfig(db=str(scored["db"]), student=str(tiny_model_dir), max_length=scored["max_length"],
+                         progress=False)
+    run_id = score(config)
+    assert "scored 0 trajectories" in capsys.readouterr().out
+    assert stored_turns(scored["db"], run_id).keys() == set(scored["ids"])
+    assert not list(parts_dir(scored["db"], run_id).glob("part-*"))
+
+
+def test_template_that_rewrites_history_falls_back_to_turn_passes(tmp_path, tiny_model_dir, tiny_model) -> None:
+    from transformers import AutoTokenizer
+
+    # Like reasoning templates: earlier assistant turns lose their thought when rendered again.
+    template = (
+        "{% for m in messages %}{% set c = m['content'] %}"
+        "{% if m['role'] == 'assistant' and not loop.last %}{% set c = c.split('\\nCode:')[-1] %}{% endif %}"
+        "<|im_start|>{{ m['role'] }}\n{{ c }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    student = tmp_path / "student"
+    shutil.copytree(tiny_model_dir, student)
+    tokenizer = AutoTokenizer.from_pretrained(student)
+    tokenizer.chat_template = template
+    tokenizer.save_pretrained(student)
+    rows = agent_rows(6, seed=3, long_every=100)
+    ids = make_store(tmp_path / "s.duckdb", rows)
+    run_id = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(student), progress=False))
+    got = stored_turns(tmp_path / "s.duckdb", run_id)
+    for tid, row in zip(ids, rows):
+        want = reference_turns(tiny_model, tokenizer, chat_messages(row["messages"]), 10**6)
+        assert {m: v[0] for m, v in got[tid].items()} == {m: v[0] for m, v in want.items()}
+        assert [got[tid][m][2] for m in want] == pytest.approx([s / n for n, s in want.values()], abs=1e-4)
+    with Store(tmp_path / "s.duckdb", read_only=True) as store:
+        assert store.sql("SELECT single_pass FROM scoring_runs").item() is False
+
+
+def test_sigkill_then_rerun_gives_one_row_per_turn_and_same_values(tmp_path, tiny_model_dir) -> None:
+    rows = agent_rows(150, seed=5, long_every=1000)
+    make_store(tmp_path / "killed.duckdb", rows)
+    shutil.copy(tmp_path / "killed.duckdb", tmp_path / "whole.duckdb")
+    args = ["score", "--db", str(tmp_path / "killed.duckdb"), "--student", str(tiny_model_dir),
+            "--part-size", "4", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    worker = subprocess.Popen([sys.executable, "-c", "from curate.cli import main; raise SystemExit(main())", *args],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    parts = tmp_path / "killed.duckdb.parts"
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("*/part-*.parquet")) and worker.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert worker.returncode == -signal.SIGKILL, worker.stderr.read().decode()
+    written = list(parts.glob("*/part-*.parquet"))
+    assert 1 <= len(written) < 150 / 4
+    with Store(tmp_path / "killed.duckdb", read_only=True) as store:
+        assert store.sql("SELECT count(*) AS n FROM turn_scores").item() == 0  # nothing taken in yet
+
+    config = ScoreConfig(db=str(tmp_path / "killed.duckdb"), student=str(tiny_model_dir), part_size=4, progress=False)
+    resumed = score(config)
+    whole = score(ScoreConfig(db=str(tmp_path / "whole.duckdb"), student=str(tiny_model_dir), part_size=4,
+                              progress=False))
+    assert resumed == whole
+    queries = "SELECT trajectory_id, turn, tokens, nll_sum, nll_mean FROM turn_scores ORDER BY trajectory_id, turn"
+    with Store(tmp_path / "killed.duckdb", read_only=True) as a, Store(tmp_path / "whole.duckdb", read_only=True) as b:
+        got, want = a.sql(queries), b.sql(queries)
+        assert got.height == sum(1 + i % 5 for i in range(150))
+        assert got.select("trajectory_id", "turn").is_unique().all()
+        assert got.equals(want)
+        assert a.sql("SELECT trajectories FROM scoring_runs").item() == 150
+
+
+def test_shards_are_disjoint_and_complete(tmp_path, tiny_model_dir) -> None:
+    ids = make_store(tmp_path / "s.duckdb", agent_rows(30, seed=7, long_every=1000))
+    seen: list[str] = []
+    for index in range(3):
+        run_id = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), shard=(index, 3),
+                                   progress=False))
+        with Store(tmp_path / "s.duckdb", read_only=True) as store:
+            now = store.sql("SELECT trajectory_id FROM trajectory_scores")["trajectory_id"].to_list()
+            finished = store.sql("SELECT finished_at FROM scoring_runs").item()
+        new = sorted(set(now) - set(seen))
+        assert new == sorted(t for t in ids if shard_of(t, 3) == index) and new
+        assert (finished is not None) == (index == 2)
+        seen = now
+    assert sorted(seen) == sorted(ids)
+    assert stored_turns(tmp_path / "s.duckdb", run_id).keys() == set(ids)
+
+
+def test_packed_batches_equal_padded_batches(tiny_model) -> None:
+    rng = random.Random(0)
+    seqs = []
+    for n in (5, 40, 17, 64):
+        ids = [rng.randrange(tiny_model.config.vocab_size) for _ in range(n)]
+        seqs.append((ids, [rng.choice([-1, 0, 1]) for _ in range(n)]))
+    padded = supervised_nll(tiny_model, seqs, pack=False)
+    packed = supervised_nll(tiny_model, seqs, pack=True)
+    alone = [supervised_nll(tiny_model, [s])[0] for s in seqs]
+    for a, b, c in zip(padded, packed, alone):
+        assert len(a) == len(c) and np.allclose(a, c, atol=1e-5) and np.allclose(b, c, atol=1e-5)
+
+
+MEMORY_SCRIPT = """
+import resource, sys, torch
+from curate.nll import supervised_nll
+from curate.tiny import build_model
+torch.set_num_threads(1)
+n, vocab = int(sys.argv[1]), 151936
+model = build_model(vocab_size=vocab, hidden=32, layers=1)
+ids = torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(0)).tolist()
+supervised_nll(model, [(ids[:64], [0] * 64)])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+(nll,) = supervised_nll(model, [(ids, [0] * n)])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+with torch.no_grad():
+    head = model(torch.tensor([ids[:256]])).logits[0, :-1]
+    full = torch.nn.functional.cross_entropy(head, torch.tensor(ids[1:256]), reduction="none")
+print(before, after, len(nll), float((full.double() - torch.from_numpy(nll[:255])).abs().max()))
+"""
+
+
+def test_peak_memory_far_below_full_logits() -> None:
+    n = 8192
+    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(n)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True).stdout.split()
+    before, after, scored, gap = int(out[0]), int(out[1]), int(out[2]), float(out[3])
+    full_logits = n * 151936 * 4
+    assert scored == n - 1 and gap < 1e-4
+    assert after - before < full_logits / 10, (after - before) / 2**20
+
+
+def test_render_command_prints_the_mapped_chat(scored, capsys) -> None:
+    tid = scored["ids"][2]
+    assert main(["render", "--db", str(scored["db"]), "--trajectory", tid, "--format", "jsonl"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"trajectory_id": tid, "messages": chat_messages(scored["rows"][2]["messages"])}
+    ]
+    assert main(["render", "--db", str(scored["db"]), "--trajectory", "nope"]) == 2
+    assert capsys.readouterr().err.strip() == f"curate render: error: {scored['db']}: no trajectory 'nope'"
+
+
+def test_vllm_backend_says_how_to_install(scored, tiny_model_dir, capsys) -> None:
+    assert importlib.util.find_spec("vllm") is None  # the message is for installs without the extra
+    assert main(["score", "--db", str(scored["db"]), "--student", str(tiny_model_dir), "--backend", "vllm",
+                 "--max-length", "100"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "curate score: error: --backend vllm needs vLLM, which is not installed: pip install 'curate[vllm]'"
+    )
