@@ -171,6 +171,19 @@ class Parsed:
     messages: list[tuple[str, str, str]] | None = None  # (stored role, normalised role, text)
 
 
+def _json_type(value: Any) -> str:
+    """The JSON name of a value's type, for reasons (null, boolean, number, text, list, object)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    return "list" if isinstance(value, list) else "object" if isinstance(value, dict) else type(value).__name__
+
+
 def _text(value: Any, where: str) -> str:
     if value is None:
         return ""
@@ -184,22 +197,22 @@ def _text(value: Any, where: str) -> str:
                 raise RecordError(f"{where}[{j}]: expected a text part {{type: text, text: ...}}")
             parts.append(text)
         return "".join(parts)
-    raise RecordError(f"{where}: expected a string or a list of text parts, got {type(value).__name__}")
+    raise RecordError(f"{where}: expected text or a list of text parts, got {_json_type(value)}")
 
 
 def _messages(value: Any, spec: Spec, cache: dict[str, str]) -> list[tuple[str, str, str]]:
     if not isinstance(value, list):
         if value is _MISSING or value is None:
             raise RecordError(f"{spec.messages}: missing")
-        raise RecordError(f"{spec.messages}: expected a list of messages, got {type(value).__name__}")
+        raise RecordError(f"{spec.messages}: expected a list of messages, got {_json_type(value)}")
     out = []
     for i, message in enumerate(value):
         where = f"{spec.messages}[{i}]"
         if not isinstance(message, dict):
-            raise RecordError(f"{where}: expected an object, got {type(message).__name__}")
+            raise RecordError(f"{where}: expected an object, got {_json_type(message)}")
         role = message.get(spec.role_key)
         if not isinstance(role, str):
-            raise RecordError(f"{where}.{spec.role_key}: expected a string, got {type(role).__name__}")
+            raise RecordError(f"{where}.{spec.role_key}: expected text, got {_json_type(role)}")
         norm = cache.get(role)
         if norm is None:
             try:
@@ -247,21 +260,22 @@ def _question_id(record: Any, spec: Spec, question: str) -> str:
     if value is _MISSING or value is None:
         return question_hash(question)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise RecordError(f"{spec.question_id}: expected a string or an integer, got {type(value).__name__}")
+        raise RecordError(f"{spec.question_id}: expected text or an integer, got {_json_type(value)}")
     return str(value)
 
 
 def _answer(spec: Spec, record: Any, assistant: list[str], prof: markers.MarkerProfile) -> str | None:
-    if spec.answer is not None:
-        return _optional_text(record, spec.answer)
-    if prof.answer is None:
-        return None
-    # MINT records keep no answer field: the last <solution> span is the run's answer.
+    found = _optional_text(record, spec.answer)
+    if found is not None or prof.answer is None:
+        return found
+    # MINT-style records keep no answer field: the last answer span (<solution>) is the run's answer,
+    # wherever it sits (models also write it inside an <execute> block).
+    opening, closing = prof.answer
     for text in reversed(assistant):
-        answers = [s for s in markers.spans(text, prof) if s.kind == "answer"]
-        if answers:
-            s = answers[-1]
-            return text[s.start + len(prof.answer[0]): s.end].removesuffix(prof.answer[1]).strip()
+        start = text.rfind(opening)
+        if start >= 0:
+            end = text.find(closing, start)
+            return text[start + len(opening): end if end >= 0 else len(text)].strip()
     return None
 
 
@@ -270,14 +284,14 @@ def _cost(record: Any, spec: Spec) -> float | None:
     if value is _MISSING or value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"{spec.cost}: expected a number, got {type(value).__name__}")
+        raise RecordError(f"{spec.cost}: expected a number, got {_json_type(value)}")
     return float(value)
 
 
 def parse(record: Any, spec: Spec, cache: dict[str, str]) -> Parsed:
     """Read one record into rows; a RecordError names the field that could not be read."""
     if not isinstance(record, dict):
-        raise RecordError(f"record: expected a JSON object, got {type(record).__name__}")
+        raise RecordError(f"record: expected a JSON object, got {_json_type(record)}")
     model = _optional_text(record, spec.model)
     error = _optional_text(record, spec.error)
     if spec.failed_when_null is not None:

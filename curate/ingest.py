@@ -109,16 +109,24 @@ def _record_stream(source: sources.Source, options: IngestOptions) -> Iterator[t
         return
     stream, raw = sources.open_bytes(source.path)
     with raw, stream:
-        for line in sources.lines(stream, options.max_record_bytes):
-            if line.oversized:
-                yield line.number, line.data, RecordError(
-                    f"record: {line.size} bytes, over the {options.max_record_bytes}-byte limit "
-                    f"(max_record_bytes); its first {len(line.data)} bytes are kept")
-                continue
-            try:
-                yield line.number, line.data, orjson.loads(line.data)
-            except orjson.JSONDecodeError as error:
-                yield line.number, line.data, RecordError(_json_reason(line.data, error))
+        try:
+            yield from _jsonl_records(stream, options)
+        except sources.CorruptStream as error:
+            # The records before the damage go in; the damage itself is one reject.
+            yield error.line, b"", RecordError(str(error))
+
+
+def _jsonl_records(stream: Any, options: IngestOptions) -> Iterator[tuple[int, bytes, Any]]:
+    for line in sources.lines(stream, options.max_record_bytes):
+        if line.oversized:
+            yield line.number, line.data, RecordError(
+                f"record: {line.size} bytes, over the {options.max_record_bytes}-byte limit "
+                f"(max_record_bytes); its first {len(line.data)} bytes are kept")
+            continue
+        try:
+            yield line.number, line.data, orjson.loads(line.data)
+        except orjson.JSONDecodeError as error:
+            yield line.number, line.data, RecordError(_json_reason(line.data, error))
 
 
 def _json_reason(data: bytes, error: Exception) -> str:
@@ -139,11 +147,18 @@ def _resolve_spec(source: sources.Source, format: str, options: IngestOptions) -
     if paths:
         record_format = "jsonpath"
     else:
-        record_format = next(
-            (name for _n, _raw, r in _peek(source, options) if (name := formats.sniff(r))), None
-        )
-        if record_format is None:
-            record_format = "smolagents"  # nothing readable to sniff: every record is rejected anyway
+        record_format, keys = None, set()
+        for _number, _raw, record in _peek(source, options):
+            if isinstance(record, dict):
+                keys.update(record)
+                if record_format := formats.sniff(record):
+                    break
+        if record_format is None and keys:
+            raise ValueError(
+                f"{source.path}: cannot tell the record format from the keys of its first records "
+                f"({', '.join(sorted(keys)[:12])}); give --format, or --messages-path and the other path options")
+        # No readable record at all: every record is rejected whatever the format.
+        record_format = record_format or "smolagents"
     recorded = "hf" if source.kind != "jsonl" else record_format
     return recorded, formats.spec_for(record_format, options.profile, **paths)
 

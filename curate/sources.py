@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import zstandard
+
 # Files a folder contributes; a file named on the command line is read whatever its name.
 FOLDER_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".jsonl.zst", ".ndjson.gz", ".ndjson.zst")
 KEPT_HEAD = 64 << 10  # bytes of an oversized record kept in ingest_rejects
@@ -80,8 +82,6 @@ def open_bytes(path: Path) -> tuple[BinaryIO, BinaryIO]:
     if magic[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=raw), raw
     if magic == b"\x28\xb5\x2f\xfd":
-        import zstandard
-
         reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20)
         return io.BufferedReader(reader, buffer_size=1 << 20), raw
     return io.BufferedReader(raw, buffer_size=1 << 20), raw
@@ -100,11 +100,19 @@ class Line:
         return self.size > len(self.data)
 
 
+class CorruptStream(ValueError):
+    """A compressed file that ends early or holds bad data; `line` is the first line not read."""
+
+    def __init__(self, line: int, error: Exception) -> None:
+        super().__init__(f"file: compressed stream is corrupt or cut short after line {line - 1} ({error})")
+        self.line = line
+
+
 def lines(stream: BinaryIO, max_bytes: int) -> Iterator[Line]:
     """Non-blank lines of a stream; a line over max_bytes is skipped past, keeping its head."""
     number = 0
     while True:
-        data = stream.readline(max_bytes + 2)
+        data = _readline(stream, max_bytes + 2, number)
         if not data:
             return
         number += 1
@@ -115,11 +123,18 @@ def lines(stream: BinaryIO, max_bytes: int) -> Iterator[Line]:
             continue
         size = len(content)
         while not data.endswith(b"\n"):
-            data = stream.readline(1 << 20)
+            data = _readline(stream, 1 << 20, number - 1)
             if not data:
                 break
             size += len(data.rstrip(b"\r\n"))
         yield Line(number, content[:KEPT_HEAD], size)
+
+
+def _readline(stream: BinaryIO, limit: int, number: int) -> bytes:
+    try:
+        return stream.readline(limit)
+    except (EOFError, OSError, zstandard.ZstdError) as error:
+        raise CorruptStream(number + 1, error) from None
 
 
 def rows(source: Source, batch_size: int) -> Iterator[tuple[int, dict[str, Any]]]:
