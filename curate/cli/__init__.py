@@ -26,6 +26,8 @@ COMMANDS = [
     "export",
     "train",
     "merge",
+    "analyze",
+    "figures",
     "tiny_model",
     "model",
 ]

@@ -32,8 +32,8 @@
 --               linear-interpolation one (DuckDB quantile_cont, numpy/pandas default): position
 --               p = (n - 1) q between order statistics. Because every value lies on an order
 --               statistic, "nll <= interpolated t" is the same as "nll <= x_k" with
---               k = floor((n - 1) q) + 1, so the thresholds are taken as those order statistics:
---               exact, with no float rounding of (n - 1) / 3 able to move a trajectory.
+--               k = floor((n - 1) q) + 1, so the thresholds are taken as those order statistics
+--               (exact by construction: no interpolated float is ever compared).
 --               Ties and small n make the counts unequal (n = 10 distinct: 4/3/3; n = 2: EASY,
 --               HARD; n = 1: EASY; identical samples all land in the lower bucket), which is what
 --               the paper's per-question counts (5116 / 2190 / 2237) show. quantile_disc (the

@@ -1,0 +1,51 @@
+"""`curate analyze`: the NLL tertile tables of one scoring run, printed as Markdown."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_db, add_debug
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "analyze",
+        help="NLL tertile analyses: bucket statistics, HARD - EASY, within-question Spearman",
+        description="Split every scored trajectory of each data set into NLL tertiles (global and "
+        "per question) and print per-bucket statistics, HARD - EASY deltas and the within-question "
+        "Spearman rho of NLL with correctness (SQL in sql/analysis/).",
+    )
+    add_db(parser)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--run", help="scoring run id")
+    which.add_argument("--student", help="student path or built-in name: its latest finished scoring run")
+    parser.add_argument("--dataset", help="one data set (default: every data set, each on its own)")
+    parser.add_argument(
+        "--rule",
+        choices=["quantile", "rank"],
+        default="quantile",
+        help="quantile: thresholds at the 1/3 and 2/3 NLL quantiles, ties to the lower bucket (default, "
+        "the paper's); rank: equal-count split by NLL rank",
+    )
+    parser.add_argument(
+        "--by",
+        choices=["model"],
+        help="model: bucket and correlate within each teacher model, and list every model's mean NLL and success rate",
+    )
+    add_debug(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis import AnalysisConfig, analyze
+    from ..analysis.report import analysis_text
+    from ..runs import resolve_run
+    from ..store import Store
+
+    with Store(args.db) as store:
+        run_id = resolve_run(store.con, run_id=args.run, student=args.student)
+        config = AnalysisConfig(run_id, args.dataset, args.rule, by_model=args.by == "model")
+        result = analyze(store.con, config)
+    print(f"# NLL tertiles of scoring run {run_id}\n")
+    print(analysis_text(result.stats, result.deltas, result.spearman, result.models, config.rule, config.by_model))
+    return 0

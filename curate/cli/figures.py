@@ -1,0 +1,38 @@
+"""`curate figures`: every table and figure of one scoring run, with index.md, into a folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_db, add_debug
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "figures",
+        help="write the tertile tables (CSV, Markdown, LaTeX), Figs 3-4, the per-model plot and index.md",
+        description="Regenerate the paper's Tables 7-9 and Figures 3-4 (plus a per-teacher-model plot) "
+        "for one scoring run into DIR, deterministically (same store, same bytes).",
+    )
+    add_db(parser)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--run", help="scoring run id")
+    which.add_argument("--student", help="student path or built-in name: its latest finished scoring run")
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--rule", choices=["quantile", "rank"], default="quantile",
+                        help="bucketing rule of the tables and Fig 4 (Fig 3 shows both; default: quantile)")
+    add_debug(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..figures.build import FiguresConfig, write_figures
+    from ..runs import resolve_run
+    from ..store import Store
+
+    with Store(args.db) as store:
+        run_id = resolve_run(store.con, run_id=args.run, student=args.student)
+        result = write_figures(store.con, FiguresConfig(str(args.db), run_id, str(args.out), args.rule))
+    print(f"wrote {len(result.files)} files (SQL {result.sql_s:.1f} s, plots {result.plot_s:.1f} s)")
+    print(result.index)
+    return 0

@@ -1,0 +1,118 @@
+"""What every figure script shares: the data (one SQL pass), the plot style, deterministic saving."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import matplotlib
+import matplotlib.pyplot
+import polars as pl
+
+from curate import analysis
+from curate.queries import frame
+
+matplotlib.use("Agg")
+
+# Fixed font, no hash randomness in SVG ids, no timestamps or version strings in the files:
+# the same store gives the same bytes.
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 9.5,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8.5,
+    "svg.hashsalt": "curate",
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+}
+PNG_METADATA = {"Software": None}
+PDF_METADATA = {"CreationDate": None, "Creator": None, "Producer": None}
+BUCKET_COLOURS = {"EASY": "#4c9a6a", "MEDIUM": "#e0a23b", "HARD": "#c8553d"}
+SCOPE_TITLES = {"global": "global", "per_question": "per question"}
+TINY_NOTE = (
+    "NLL under a tiny randomly initialised student (`curate tiny-model`, the demo's and the tests' "
+    "student) says little about learnability: it exercises the pipeline, it does not measure what a "
+    "real student finds easy to learn. Read these figures for a scoring run of a real student."
+)
+
+
+@dataclass(frozen=True)
+class FigureData:
+    """Everything the figures show, from one scoring run: read once, plotted by each script."""
+
+    run_id: str
+    student: str
+    rule: str
+    stats: dict[str, pl.DataFrame]  # rule -> bucket_stats (both scopes, every data set)
+    deltas: pl.DataFrame  # HARD - EASY under `rule`
+    spearman: pl.DataFrame
+    models: pl.DataFrame
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted(self.stats[self.rule]["dataset"].unique())
+
+
+def collect(con: duckdb.DuckDBPyConnection, run_id: str, rule: str = analysis.DEFAULT_RULE) -> FigureData:
+    """Run the analyses the figures need (both rules for Fig 3); the repetition cache must be filled."""
+    configs = {r: analysis.AnalysisConfig(run_id, rule=r) for r in analysis.RULES}
+    if rule not in configs:
+        raise ValueError(f"unknown tertile rule {rule!r} (known: {', '.join(analysis.RULES)})")
+    student = frame(con, "SELECT student FROM scoring_runs WHERE run_id = $r", {"r": run_id})
+    if student.is_empty():
+        raise ValueError(f"no scoring run {run_id!r} in this store")
+    return FigureData(
+        run_id=run_id,
+        student=student.item(),
+        rule=rule,
+        stats={r: analysis.bucket_stats(con, c) for r, c in configs.items()},
+        deltas=analysis.deltas(con, configs[rule]),
+        spearman=analysis.spearman(con, configs[rule]),
+        models=analysis.model_stats(con, run_id),
+    )
+
+
+def file_stem(dataset: str) -> str:
+    """A data set name made safe for a file name (anything but letters, digits, '.', '_', '-' -> '_')."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", dataset)
+
+
+def save(fig: "matplotlib.figure.Figure", out: Path, stem: str) -> list[Path]:
+    """Write stem.png and stem.pdf without timestamps, close the figure, return the paths."""
+    png, pdf = out / f"{stem}.png", out / f"{stem}.pdf"
+    with matplotlib.pyplot.rc_context(STYLE):
+        fig.savefig(png, metadata=PNG_METADATA)
+        fig.savefig(pdf, metadata=PDF_METADATA)
+    matplotlib.pyplot.close(fig)
+    return [png, pdf]
+
+
+def script_args(description: str) -> argparse.Namespace:
+    """The arguments every figure script takes: --db, --run or --student, --out, --rule."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--db", required=True, help="DuckDB store")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--run", help="scoring run id")
+    which.add_argument("--student", help="student: its latest finished scoring run")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--rule", choices=analysis.RULES, default=analysis.DEFAULT_RULE,
+                        help="bucketing rule of the tables and Fig 4 (Fig 3 shows both)")
+    return parser.parse_args()
+
+
+def script_data(args: argparse.Namespace) -> tuple[FigureData, Path]:
+    """Open the store, fill the repetition cache, collect the data and make the output folder."""
+    from curate.runs import resolve_run
+    from curate.store import Store
+
+    with Store(args.db) as store:
+        run_id = resolve_run(store.con, run_id=args.run, student=args.student)
+        analysis.refresh_repetition(store.con)
+        data = collect(store.con, run_id, args.rule)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return data, out
