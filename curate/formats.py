@@ -184,11 +184,10 @@ def _json_type(value: Any) -> str:
     return "list" if isinstance(value, list) else "object" if isinstance(value, dict) else type(value).__name__
 
 
-def _text(value: Any, where: str) -> str:
+def _parts(value: Any, where: str) -> str:
+    """The text of content that is not a plain string: null, or a list of text parts."""
     if value is None:
         return ""
-    if isinstance(value, str):
-        return value
     if isinstance(value, list):
         parts = []
         for j, part in enumerate(value):
@@ -205,21 +204,25 @@ def _messages(value: Any, spec: Spec, cache: dict[str, str]) -> list[tuple[str, 
         if value is _MISSING or value is None:
             raise RecordError(f"{spec.messages}: missing")
         raise RecordError(f"{spec.messages}: expected a list of messages, got {_json_type(value)}")
+    role_key, content_key = spec.role_key, spec.content_key
     out = []
+    # The hot loop of ingest: field paths for reasons are only built on the error paths.
     for i, message in enumerate(value):
-        where = f"{spec.messages}[{i}]"
-        if not isinstance(message, dict):
-            raise RecordError(f"{where}: expected an object, got {_json_type(message)}")
-        role = message.get(spec.role_key)
-        if not isinstance(role, str):
-            raise RecordError(f"{where}.{spec.role_key}: expected text, got {_json_type(role)}")
-        norm = cache.get(role)
+        if type(message) is not dict:
+            raise RecordError(f"{spec.messages}[{i}]: expected an object, got {_json_type(message)}")
+        role = message.get(role_key)
+        norm = cache.get(role) if type(role) is str else None
         if norm is None:
+            if not isinstance(role, str):
+                raise RecordError(f"{spec.messages}[{i}].{role_key}: expected text, got {_json_type(role)}")
             try:
                 norm = cache[role] = normalise_role(role)
             except ValueError as error:
-                raise RecordError(f"{where}.{spec.role_key}: {error}") from None
-        out.append((role, norm, _text(message.get(spec.content_key), f"{where}.{spec.content_key}")))
+                raise RecordError(f"{spec.messages}[{i}].{role_key}: {error}") from None
+        text = message.get(content_key)
+        if type(text) is not str:
+            text = _parts(text, f"{spec.messages}[{i}].{content_key}")
+        out.append((role, norm, text))
     return out
 
 

@@ -91,10 +91,11 @@ def ingest(
     for source in sources.expand(paths):
         file_hash = sources.content_hash(source)
         done = store.sql(
-            "SELECT ingest_id FROM ingest_runs WHERE file_hash = $h AND dataset = $d", h=file_hash, d=dataset
+            "SELECT ingest_id, format FROM ingest_runs WHERE file_hash = $h AND dataset = $d", h=file_hash, d=dataset
         )
         if done.height:
-            summaries.append(IngestSummary(str(source.path), dataset, format, done.item(), already_ingested=True))
+            ingest_id, recorded = done.row(0)
+            summaries.append(IngestSummary(str(source.path), dataset, recorded, ingest_id, already_ingested=True))
             continue
         with store.transaction() as con:
             summaries.append(_ingest_source(con, source, file_hash, dataset, format, options))
