@@ -133,16 +133,72 @@ def test_render_supervises_content_and_end_marker(qwen):
     assert supervised == [CHAT[1]["content"] + "<|im_end|>\n", CHAT[3]["content"] + "<|im_end|>\n"]
 
 
-def test_tiny_model_on_the_qwen_vocabulary(tmp_path: Path, capsys: pytest.CaptureFixture):
-    from transformers import AutoConfig, AutoTokenizer
-
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from curate.cli import main
 
-    out = tmp_path / "tiny-qwen"
+    out = tmp_path_factory.mktemp("tiny-qwen") / "model"
     assert main(["tiny-model", str(out), "--tokenizer", "qwen2.5"]) == 0
-    assert capsys.readouterr().out.strip() == str(out)
-    assert AutoConfig.from_pretrained(out).vocab_size == 151_936
-    assert AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("<|im_end|>") == 151645
+    return out
+
+
+def test_tiny_model_on_the_qwen_vocabulary(tiny_qwen_dir: Path):
+    from transformers import AutoConfig, AutoTokenizer
+
+    assert AutoConfig.from_pretrained(tiny_qwen_dir).vocab_size == 151_936
+    assert AutoTokenizer.from_pretrained(tiny_qwen_dir).convert_tokens_to_ids("<|im_end|>") == 151645
+
+
+# Scores a >16k-token agent conversation under the tiny Qwen2.5-vocabulary model in a fresh process
+# and reports the peak RSS added by scoring (ru_maxrss after loading and a warm-up as the baseline),
+# plus an independent check of turn 0 against the model's full logits over the first turns.
+MEMORY_SCRIPT = r"""
+import json, resource, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from curate.nll import turn_nlls
+from curate.render import render
+torch.set_num_threads(1)
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype="float32").eval()
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
+chat = [{"role": "user", "content": "Task: add the numbers 1..400 step by step, showing your work."}]
+for i in range(1, 120):
+    chat.append({"role": "assistant", "content": f"Thought: add {i}.\n<execute>\ntotal = {i * (i - 1) // 2} + {i}\nprint(total)\n</execute>"})
+    chat.append({"role": "user", "content": "Observation:\n" + " ".join(f"{j}:{j * j}" for j in range(i, i + 13))})
+chat.append({"role": "assistant", "content": "<solution> 80200 </solution>"})
+rendering = render(tokenizer, chat)
+turn_nlls(model, render(tokenizer, chat[:4]))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+scored = turn_nlls(model, rendering)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+first = [i for i, t in enumerate(rendering.turn) if t == 0]
+ids = torch.tensor([rendering.input_ids[: first[-1] + 1]])
+with torch.no_grad():
+    logits = model(ids).logits[0, :-1]
+full = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")[[i - 1 for i in first]].mean()
+print(json.dumps({"tokens": len(rendering.input_ids), "supervised": sum(t >= 0 for t in rendering.turn),
+                  "scored": scored.tokens, "turns": len(scored.turns), "added": peak - base,
+                  "turn0": scored.turns[0].nll_mean, "turn0_full": float(full)}))
+"""
+
+
+def test_scoring_16k_tokens_stays_far_below_full_logits(tiny_qwen_dir: Path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(tiny_qwen_dir)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    full_logits = got["tokens"] * 151_936 * 4
+    print(f"{got['tokens']} tokens: full logits {full_logits / 2**30:.1f} GiB, scoring added {got['added'] / 2**20:.0f} MiB")
+    assert got["tokens"] >= 16_384 and full_logits > 9.5e9
+    assert got["scored"] == got["supervised"] and got["turns"] == 120
+    assert got["turn0"] == pytest.approx(got["turn0_full"], abs=1e-4)
+    assert got["added"] < 1.5 * 2**30
 
 
 def test_tokenizer_command(tmp_path: Path, qwen, capsys: pytest.CaptureFixture):
