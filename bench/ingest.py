@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -22,13 +23,13 @@ from curate.store import Store
 from curate.synth import SynthConfig, write
 
 
-def baseline(path: Path, db: Path, records: int) -> tuple[int, int, float]:
-    """json.loads each line and INSERT each row on its own; returns (records, bytes, seconds)."""
+def baseline(path: Path, db: Path, records: int) -> tuple[int, int, float, float]:
+    """json.loads each line and INSERT each row on its own; returns (records, bytes, seconds, CPU seconds)."""
     store = Store(db)
     con = store.con
     spec, cache = formats.SMOLAGENTS, {}
     read = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     con.execute("BEGIN TRANSACTION")
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, 1):
@@ -52,9 +53,9 @@ def baseline(path: Path, db: Path, records: int) -> tuple[int, int, float]:
             for position, (role, norm, text) in enumerate(parsed.messages):
                 con.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", [tid, position, role, norm, text])
     con.execute("COMMIT")
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     store.close()
-    return min(records, number), read, seconds
+    return min(records, number), read, seconds, cpu
 
 
 def main() -> None:
@@ -74,23 +75,26 @@ def main() -> None:
     print(f"synthesised {args.runs} runs, {size / 1e6:.0f} MB, in {time.perf_counter() - started:.0f} s")
 
     with Store(out / "ingest.duckdb") as store:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         (summary,) = ingest(store, [path], "bench", options=IngestOptions(progress=False))
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert summary.records == args.runs and summary.rejects == 0
     fast_mb, fast_runs = size / seconds / 1e6, summary.records / seconds
 
-    n, read, base_seconds = baseline(path, out / "baseline.duckdb", args.baseline_records)
+    n, read, base_seconds, base_cpu = baseline(path, out / "baseline.duckdb", args.baseline_records)
     base_mb, base_runs = read / base_seconds / 1e6, n / base_seconds
+    scale = summary.records / n
 
-    print(f"{'':28}{'MB/s':>10}{'runs/s':>12}{'seconds':>12}")
-    print(f"{'curate ingest (whole file)':28}{fast_mb:>10.1f}{fast_runs:>12.0f}{seconds:>12.1f}")
-    print(f"{'baseline (json + row INSERT)':28}{base_mb:>10.2f}{base_runs:>12.0f}"
-          f"{base_seconds / n * summary.records:>12.0f}")
+    print(f"{'':30}{'MB/s':>9}{'runs/s':>9}{'seconds':>9}{'CPU s':>9}{'MB/CPU s':>10}")
+    print(f"{'curate ingest (whole file)':30}{fast_mb:>9.1f}{fast_runs:>9.0f}{seconds:>9.1f}{cpu:>9.1f}"
+          f"{size / cpu / 1e6:>10.1f}")
+    print(f"{'baseline (json + row INSERT)':30}{base_mb:>9.2f}{base_runs:>9.0f}{base_seconds * scale:>9.0f}"
+          f"{base_cpu * scale:>9.0f}{read / base_cpu / 1e6:>10.2f}")
     print(f"ratio (runs/s): {fast_runs / base_runs:.1f}x")
     print(f"the baseline ran on the first {n} records ({read / 1e6:.1f} MB, {base_seconds:.1f} s); its "
-          f"whole-file seconds are extrapolated per record")
-    print(f"store: {summary.trajectories} trajectories, {(out / 'ingest.duckdb').stat().st_size / 1e6:.0f} MB on disk")
+          "whole-file seconds are extrapolated per record")
+    print(f"store: {summary.trajectories} trajectories, {(out / 'ingest.duckdb').stat().st_size / 1e6:.0f} MB on disk; "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (CPU s < seconds: other work shared the cores)")
 
 
 if __name__ == "__main__":
