@@ -238,7 +238,8 @@ def export(store: Store, config: ExportConfig) -> Exported:
     card = card_text(store, selection, dataset.num_rows, config, hub_data=hub)
     counts = selections(store.con, selection_id).row(0, named=True)
     resolved = {
-        "export": asdict(config), "selection": selection, "counts": counts,
+        "export": asdict(config), "selection": {**selection, "params": json.loads(selection["params"])},
+        "counts": counts,
         "command": reproduce_command(store, selection, config.to, config.private),
         "store": str(store.path.resolve()), "curate_version": __version__, "written_at": datetime.now(),
     }

@@ -3,6 +3,7 @@ huggingface_hub call (recorded, since no hub is reachable) and through a real fa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from pathlib import Path
@@ -12,11 +13,14 @@ import huggingface_hub
 import pyarrow.parquet as pq
 import pytest
 from factory import add_scores, add_trajectories
+from test_select import POLICIES, Sample, reference
 
 from curate.cli import main
 from curate.export import HUB_FILES, HUB_PARQUET, ExportConfig, demo, export
+from curate.ingest import IngestOptions, ingest
 from curate.render import stored_chats
-from curate.select import SelectConfig
+from curate.select import COLUMNS as SELECTION_COLUMNS
+from curate.select import SelectConfig, run_policy
 from curate.store import Store
 
 COLUMNS = ["messages", "question_id", "dataset", "trajectory_id", "sample_idx", "nll", "n_turns", "policy",
@@ -223,3 +227,36 @@ def test_demo_lines(db, tmp_path) -> None:
         "  ds/q3: none (no clean trajectory)",
         "  ds/q4: none (clean trajectories not scored in this run)",
     ]
+
+
+def test_real_mint_runs(shared_data, tmp_path, tiny_tokenizer) -> None:
+    """48 real GSM8K questions x 55 agent runs: every policy against the reference, then an export."""
+    store = Store(":memory:")  # the factory's row-by-row score inserts are 10x slower on a file
+    ingest(store, [shared_data / "trajectories" / "mint" / "mint_gsm8k.jsonl.gz"], "gsm8k",
+           options=IngestOptions(progress=False))
+    stored = store.sql("SELECT trajectory_id, dataset, question_id, sample_idx, correct, parse_error, max_steps,"
+                       " clean, assistant_turns FROM trajectories")
+    # a stand-in student: turn means in quarter steps from a hash of the id, so ties are common
+    means = {t: [int(hashlib.md5(f"{t}:{m}".encode()).hexdigest(), 16) % 8 / 4 for m in range(turns)]
+             for t, turns in stored.select("trajectory_id", "assistant_turns").iter_rows()}
+    add_scores(store, "mint", means)
+    samples = [Sample(d, q, i, ok, pe, ms, {"mint": means[t]}, trajectory_id=t)
+               for t, d, q, i, ok, pe, ms, _clean, _turns in stored.iter_rows()]
+    assert [x.clean for x in samples] == stored["clean"].to_list()
+    asked = sorted(store.sql("SELECT dataset, question_id FROM questions").rows())
+    assert len(asked) == 48
+    for policy in POLICIES:
+        for k in (None, 10, 1):
+            got = [tuple(r) for r in run_policy(store.con, policy, "mint", k=k).select(SELECTION_COLUMNS).iter_rows()]
+            want = reference(samples, asked, policy, "mint", k=k)
+            assert [r[:3] + r[4:] for r in got] == [r[:3] + r[4:] for r in want], (policy, k)
+    done = export(store, ExportConfig(to=str(tmp_path / "out"), select=SelectConfig(run="mint", k=10)))
+    data = datasets.load_from_disk(str(tmp_path / "out"))
+    chosen = [r for r in reference(samples, asked, "min_nll", "mint", k=10) if r[2]]
+    assert done.rows == data.num_rows == len(chosen) and done.no_candidate == 48 - len(chosen)
+    assert sorted(data["trajectory_id"]) == sorted(r[2] for r in chosen)
+    for row in data:
+        assert row["messages"][-1]["role"] == "assistant"
+        assert row["n_turns"] == sum(m["role"] == "assistant" for m in row["messages"])
+        assert tiny_tokenizer.apply_chat_template(row["messages"], tokenize=True)
+    store.close()

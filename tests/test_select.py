@@ -32,10 +32,11 @@ class Sample:
     max_steps: bool = False
     scores: dict[str, list[float]] = field(default_factory=dict)  # run -> turn means
     text: str = "Thought: add.\nCode:\n```py\nfinal_answer(4)\n```<end_code>"
+    trajectory_id: str | None = None  # None: the factory's default id
 
     @property
     def tid(self) -> str:
-        return f"{self.dataset}:{self.question_id}:{self.sample_idx}"
+        return self.trajectory_id or f"{self.dataset}:{self.question_id}:{self.sample_idx}"
 
     @property
     def clean(self) -> bool:
@@ -371,3 +372,7 @@ def test_cli_select_selections_compare(tmp_path, capsys) -> None:
     assert "same_trajectory" in capsys.readouterr().out
     assert main(["select", "--db", str(db), "--policy", "best"]) == 2
     assert capsys.readouterr().err.startswith("curate select: error: unknown policy 'best'")
+    missing = tmp_path / "typo.duckdb"
+    assert main(["select", "--db", str(missing), "--policy", "min_nll"]) == 2
+    assert capsys.readouterr().err == f"curate select: error: {missing}: no store here (create one with `curate ingest`)\n"
+    assert not missing.exists()

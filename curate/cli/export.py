@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_db, add_debug
-from .select import add_selection_args, selection_config
+from .select import add_selection_args, open_store, selection_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..export import ExportConfig, export
-    from ..store import Store
 
     if (args.policy is None) == (args.selection is None):
         raise ValueError("give --policy NAME (select now) or --selection NAME (a stored selection), not both")
@@ -40,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         to=args.to, selection=args.selection, select=selection_config(args) if args.policy else None,
         private=args.private, license=args.license, local=args.local,
     )
-    with Store(args.db, read_only=args.selection is not None) as store:
+    with open_store(args.db, read_only=args.selection is not None) as store:
         done = export(store, config)
     print(f"selection {done.selection_id}: exported {done.rows} trajectories "
           f"({done.no_candidate} questions with no clean candidate left out)")

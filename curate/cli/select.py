@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .common import add_db, add_debug
 
@@ -30,6 +31,15 @@ def selection_config(args: argparse.Namespace):
                         k=args.k, seed=args.seed, name=args.name)
 
 
+def open_store(db: str, read_only: bool = False):
+    """The store in `db`; selecting never creates one, so a mistyped path is an error, not a new file."""
+    from ..store import Store
+
+    if not Path(db).exists():
+        raise FileNotFoundError(f"{db}: no store here (create one with `curate ingest`)")
+    return Store(db, read_only=read_only)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "select",
@@ -46,9 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..select import describe, select
-    from ..store import Store
 
-    with Store(args.db) as store:
+    with open_store(args.db) as store:
         stored = select(store, selection_config(args))
         print("\n".join(describe(store.con, stored.selection_id)))
     action = "replaced the earlier selection of that name" if stored.replaced else "stored"
