@@ -61,7 +61,7 @@ LEFT JOIN trajectory_repetition r ON r.trajectory_id = t.trajectory_id
 WHERE a_dataset IS NULL OR t.dataset = a_dataset;
 
 CREATE OR REPLACE TEMP MACRO tertile_buckets(a_run, a_dataset, a_rule, a_by_model) AS TABLE
-WITH pool AS (
+WITH pool AS MATERIALIZED (
     SELECT * FROM scored_pool(a_run, a_dataset, a_by_model)
 ),
 scoped AS (
@@ -73,18 +73,29 @@ scoped AS (
 ranked AS (
     SELECT *,
            row_number() OVER (PARTITION BY dataset, teacher_model, scope, part
-                              ORDER BY nll, sample_idx, trajectory_id) AS nll_rank,
-           count(*) OVER (PARTITION BY dataset, teacher_model, scope, part) AS n
+                              ORDER BY nll, sample_idx, trajectory_id) AS nll_rank
     FROM scoped
 ),
-thresholds AS (
-    SELECT *,
+sorted AS (
+    SELECT dataset, teacher_model, scope, part,
+           count(*) AS n,
+           list_sort(list(nll)) AS nlls
+    FROM scoped
+    GROUP BY dataset, teacher_model, scope, part
+),
+partitions AS (
+    SELECT dataset, teacher_model, scope, part, n,
            -- t1, t2: the order statistics at positions floor((n - 1) q) + 1, q = 1/3 and 2/3
-           max(nll) FILTER (WHERE nll_rank = (n - 1) // 3 + 1)
-               OVER (PARTITION BY dataset, teacher_model, scope, part) AS t1,
-           max(nll) FILTER (WHERE nll_rank = 2 * (n - 1) // 3 + 1)
-               OVER (PARTITION BY dataset, teacher_model, scope, part) AS t2
-    FROM ranked
+           nlls[(n - 1) // 3 + 1] AS t1,
+           nlls[2 * (n - 1) // 3 + 1] AS t2
+    FROM sorted
+),
+thresholds AS (
+    SELECT r.*, p.n, p.t1, p.t2
+    FROM ranked r
+    JOIN partitions p
+      ON p.dataset = r.dataset AND p.teacher_model = r.teacher_model AND p.scope = r.scope
+     AND p.part IS NOT DISTINCT FROM r.part
 ),
 bucketed AS (
     SELECT *,
@@ -131,7 +142,7 @@ stats AS (
 grid AS (
     -- every bucket of every group and scope, so that empty buckets show as rows
     SELECT DISTINCT dataset, teacher_model, scope, b.bucket_idx
-    FROM bucketed, range(3) b(bucket_idx)
+    FROM stats, range(3) b(bucket_idx)
 )
 SELECT g.dataset, g.teacher_model, g.scope, CAST(g.bucket_idx AS INTEGER) AS bucket_idx,
        ['EASY', 'MEDIUM', 'HARD'][g.bucket_idx + 1] AS bucket,
