@@ -51,3 +51,11 @@ def test_each_check_catches_its_fault(store, check, fault, problem) -> None:
     found = audit(store.con).filter(check=check)
     assert not found.is_empty()
     assert problem in found["problem"].to_list()
+
+
+def test_audit_of_one_selection_ignores_the_others(store) -> None:
+    store.con.execute("UPDATE selection_rows SET nll = 9 WHERE selection_id = 'first:r:k2' AND question_id = 'a'")
+    assert audit(store.con, "min_nll:r:k2").is_empty()
+    assert audit(store.con, "first:r:k2").rows() == audit(store.con).rows() == [
+        ("selection_row_wrong_nll", "first:r:k2", "ds", "a", "ds:a:0", "stored nll 9.0 differs from the run's 1.0"),
+    ]

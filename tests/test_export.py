@@ -141,7 +141,7 @@ def test_parquet_round_trip_with_k(db, tmp_path, tiny_tokenizer) -> None:
     assert json.loads((tmp_path / "sub" / "sel.export_config.json").read_text())["export"]["select"]["k"] == 1
 
 
-def test_export_a_stored_selection_read_only(db, tmp_path, tiny_tokenizer) -> None:
+def test_export_a_stored_selection_read_only(db, tmp_path, capsys) -> None:
     with Store(db) as store:
         export(store, ExportConfig(to=str(tmp_path / "first"), select=SelectConfig(policy="max_nll", run="run1",
                                                                                      name="hard")))
@@ -150,6 +150,10 @@ def test_export_a_stored_selection_read_only(db, tmp_path, tiny_tokenizer) -> No
     assert second.to_list() == datasets.load_from_disk(str(tmp_path / "first")).to_list()
     assert sorted(second["trajectory_id"]) == ["ds:q1:0", "ds:q2:0"]
     assert main(["export", "--db", str(db), "--selection", "nope", "--to", str(tmp_path / "x")]) == 2
+    assert "no selection 'nope' in this store" in capsys.readouterr().err
+    assert main(["export", "--db", str(db), "--selection", "hard", "--k", "3", "--to", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err == ("curate export: error: --selection exports a stored selection as it was made; "
+                                       "--k: only with --policy\n")
 
 
 def test_export_refuses_to_overwrite_other_folders(db, tmp_path, capsys) -> None:

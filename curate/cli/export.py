@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.policy is None) == (args.selection is None):
         raise ValueError("give --policy NAME (select now) or --selection NAME (a stored selection), not both")
+    given = [f"--{o}" for o in ("student", "run", "dataset", "k", "name") if getattr(args, o) is not None]
+    if args.selection and given:
+        raise ValueError(f"--selection exports a stored selection as it was made; {', '.join(given)}: only with --policy")
     config = ExportConfig(
         to=args.to, selection=args.selection, select=selection_config(args) if args.policy else None,
         private=args.private, license=args.license, local=args.local,
