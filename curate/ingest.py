@@ -177,12 +177,14 @@ class _Batch:
     def __init__(self) -> None:
         self.trajectories: dict[str, list] = {}
         self.messages: dict[str, list] = {k: [] for k in ("trajectory_id", "position", "role", "norm_role", "text")}
-        self.questions: dict[str, list] = {k: [] for k in ("question_id", "text", "gold_answer", "words", "source_meta")}
+        self.questions: dict[str, list] = {
+            k: [] for k in ("question_id", "text", "gold_answer", "words", "source_meta")}
         self.failed: dict[str, list] = {k: [] for k in ("question_id", "teacher_model", "source_line", "error")}
         self.rejects: dict[str, list] = {k: [] for k in ("source_line", "reason", "raw")}
         self.records = 0
 
     def add_trajectory(self, row: dict[str, Any], messages: list[tuple[str, str, str]]) -> None:
+        """Queue one trajectory row and its messages (stored role, normalised role, text)."""
         for key, value in row.items():
             self.trajectories.setdefault(key, []).append(value)
         tid = row["trajectory_id"]

@@ -33,6 +33,7 @@ class Source:
         return [self.path]
 
     def size(self) -> int:
+        """Bytes on disk (compressed, for compressed files)."""
         return sum(p.stat().st_size for p in self.files())
 
 
@@ -97,6 +98,7 @@ class Line:
 
     @property
     def oversized(self) -> bool:
+        """True when only the head of the line was kept (it is over the size cap)."""
         return self.size > len(self.data)
 
 

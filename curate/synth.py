@@ -129,7 +129,8 @@ _PARSE_ERROR = (
     "pattern, for instance:\nThoughts: Your thoughts\nCode:\n```py\n# Your python code here\n```<end_code>\n"
     "Make sure to provide correct code blobs."
 )
-_RETRY = "Now let's retry: take care not to repeat previous errors! If you have retried several times, try a completely different approach."
+_RETRY = ("Now let's retry: take care not to repeat previous errors! If you have retried several times, "
+          "try a completely different approach.")
 
 
 def _part(text: str) -> list[dict[str, str]]:
@@ -148,14 +149,17 @@ class _Run:
         self.entity = _entity(question)
 
     def thought(self, first: bool) -> str:
+        """A Thought: paragraph of 1-5 sentences (the first step states a plan)."""
         lines = [self.rng.choice(_OPENERS[self.style])] if first else []
         lines += self.rng.sample(_FILLERS, self.rng.randint(0 if first else 1, 4))
         return "Thought: " + " ".join(lines)
 
     def step(self, code: str, observation: str, first: bool, error: str | None = None) -> None:
+        """One code action: assistant, tool-call and tool-response (an observation or an error)."""
         self.calls += 1
         call = f"call_{self.calls}"
-        self.messages.append({"role": "assistant", "content": _part(f"{self.thought(first)}\nCode:\n```py\n{code}\n```<end_code>")})
+        text = f"{self.thought(first)}\nCode:\n```py\n{code}\n```<end_code>"
+        self.messages.append({"role": "assistant", "content": _part(text)})
         tool = [{"id": call, "type": "function", "function": {"name": "python_interpreter", "arguments": code}}]
         self.messages.append({"role": "tool-call", "content": _part(f"Calling tools:\n{tool!r}")})
         if error is None:
@@ -165,28 +169,32 @@ class _Run:
         self.messages.append({"role": "tool-response", "content": _part(f"Call id: {call}\n{body}")})
 
     def parse_error(self) -> None:
+        """An output with no code block, answered by smolagents' parse error."""
         text = f"{self.thought(False)}\nI think I can answer now: the result is what I found above."
         self.messages.append({"role": "assistant", "content": _part(text)})
         self.messages.append({"role": "tool-response", "content": _part(_PARSE_ERROR)})
 
     def max_steps(self) -> None:
+        """The step limit's error after the last step."""
         self.messages.append({"role": "tool-response", "content": _part(f"Error:\nReached max steps.\n{_RETRY}")})
 
     def work(self, first: bool, found: str | None = None) -> tuple[str, str]:
         """Code and observation of one intermediate step; `found` is what the step turns up."""
         if self.style == "retrieval":
-            query = self.entity if first else f"{self.entity} {self.rng.choice(['history', 'founder', 'location', 'born'])}"
+            aspect = self.rng.choice(["history", "founder", "location", "born"])
+            query = self.entity if first else f"{self.entity} {aspect}"
             fact = f"Related: {found}." if found else " ".join(self.rng.sample(_FILLERS, 2))
+            link = f"https://en.wikipedia.org/wiki/{query.replace(' ', '_')}"
             return (f'results = web_search(query="{query}")\nprint(results)',
-                    f"## Search Results\n\n[{query} - Wikipedia](https://en.wikipedia.org/wiki/{query.replace(' ', '_')})\n"
-                    f"{query} is discussed in several sources. {fact}")
+                    f"## Search Results\n\n[{query} - Wikipedia]({link})\n{query} is discussed in several sources. {fact}")
         if found:
-            return f"result = simplify(expr)\nprint(result)", found
+            return "result = simplify(expr)\nprint(result)", found
         a, b = self.rng.randint(2, 40), self.rng.randint(2, 40)
         return (f"from sympy import symbols, solve, simplify\nx = symbols('x')\nexpr = x**2 - {a + b}*x + {a * b}\n"
                 "print(solve(expr, x))", f"[{min(a, b)}, {max(a, b)}]" if a != b else f"[{a}]")
 
     def exec_error(self) -> None:
+        """A code action that fails (the run goes on and recovers)."""
         if self.style == "retrieval":
             code, error = "page = visit_webpage(url)\nprint(page)", "NameError: name 'url' is not defined"
         else:
@@ -195,6 +203,7 @@ class _Run:
         self.step(code, "", first=False, error=f"Code execution failed at line '{line}' due to: {error}")
 
     def final(self, answer: str) -> None:
+        """The final_answer call and its observation."""
         self.step(f"final_answer({answer!r})", "", first=False)
         self.messages[-1]["content"] = _part(
             f"Call id: call_{self.calls}\nObservation:\nExecution logs:\nLast output from code snippet:\n{answer}")

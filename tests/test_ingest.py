@@ -106,11 +106,13 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def test_smolagents_counts_match_construction(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "runs.jsonl", [record(r) for r in RUNS[:3]] + [FAILED] + [record(r) for r in RUNS[3:]])
+    records = [record(r) for r in RUNS]
+    path = write_jsonl(tmp_path / "runs.jsonl", records[:3] + [FAILED] + records[3:])
     store = Store(tmp_path / "s.duckdb")
     (summary,) = ingest(store, [path], "demo", options=QUIET)
     assert summary.format == "smolagents"
-    assert (summary.records, summary.trajectories, summary.failed_runs, summary.questions, summary.rejects) == (7, 6, 1, 2, 0)
+    counts = (summary.records, summary.trajectories, summary.failed_runs, summary.questions, summary.rejects)
+    assert counts == (7, 6, 1, 2, 0)
     assert summary.correct == sum(r.correct for r in RUNS) == 4
     assert summary.clean == sum(r.clean for r in RUNS) == 2
     assert (summary.parse_error, summary.max_steps, summary.exec_error) == (2, 1, 2)
@@ -118,7 +120,8 @@ def test_smolagents_counts_match_construction(tmp_path: Path) -> None:
     assert summary.tool_calls == sum(r.tool_calls for r in RUNS)
     rows = store.sql(
         "SELECT question_id, sample_idx, correct, clean, parse_error, max_steps, exec_error, assistant_turns, "
-        "tool_calls, assistant_chars, teacher_model, generated_answer, source_line FROM trajectories ORDER BY source_line"
+        "tool_calls, assistant_chars, teacher_model, generated_answer, source_line FROM trajectories "
+        "ORDER BY source_line"
     ).rows()
     q1, q2 = question_hash("What is 2+2?"), question_hash("Who wrote Hamlet?")
     lines = [1, 2, 3, 5, 6, 7]
@@ -177,7 +180,8 @@ def test_hf_dataset_folder_and_parquet(tmp_path: Path) -> None:
     (parquet,) = ingest(store, [tmp_path / "runs.parquet"], "parquet", "hf", QUIET)
     for summary in (saved, parquet):
         assert summary.format == "hf"
-        assert (summary.records, summary.trajectories, summary.failed_runs, summary.clean, summary.exec_error) == (7, 6, 1, 2, 2)
+        counts = (summary.records, summary.trajectories, summary.failed_runs, summary.clean, summary.exec_error)
+        assert counts == (7, 6, 1, 2, 2)
     lines = store.sql("SELECT DISTINCT source_line FROM trajectories ORDER BY 1")["source_line"].to_list()
     assert lines == [1, 2, 3, 4, 5, 6]  # the row, 1-based
 
@@ -257,7 +261,8 @@ def test_mint_runs_match_an_independent_count(tmp_path: Path, shared_data: Path)
         for line, r in enumerate(source, 1):
             said = [m["content"] for m in r["state"]["history"] if m["role"] == "assistant"]
             if all(t.count("<solution>") == t.count("</solution>") for t in said):
-                found = [x for t in said for x in re.findall(r"<solution>((?:(?!<solution>).)*?)</solution>", t, re.DOTALL)]
+                innermost = r"<solution>((?:(?!<solution>).)*?)</solution>"
+                found = [x for t in said for x in re.findall(innermost, t, re.DOTALL)]
                 expected[line] = found[-1].strip() if found else None
         got = dict(answers.rows())
         assert {line: got[line] for line in expected} == expected
@@ -300,7 +305,8 @@ KILLED_INGEST = textwrap.dedent("""
         print(records, flush=True)
         sys.stdin.readline()  # the test kills us while we wait here
 
-    ingest(Store(sys.argv[1]), [sys.argv[2]], "demo", options=IngestOptions(batch_records=40, progress=False, on_batch=pause))
+    options = IngestOptions(batch_records=40, progress=False, on_batch=pause)
+    ingest(Store(sys.argv[1]), [sys.argv[2]], "demo", options=options)
 """)
 
 
