@@ -5,7 +5,7 @@ fresh store, and runs the baseline on the file's first records (--baseline-recor
 its per-record time; both read the same fields through `curate.formats.parse`, so the comparison is
 the reading and inserting strategy. Prints MB/s, runs/s and the ratio, measured in this one run.
 
-Run: python bench/ingest.py [--runs 200000] [--baseline-records 2000] [--out bench_out/ingest]
+Run: python -m bench.ingest [--runs 200000] [--baseline-records 2000] [--out bench_out/ingest]
 """
 
 from __future__ import annotations
