@@ -14,6 +14,7 @@ from .. import __version__
 
 # Order is the order of `curate --help`: the pipeline, then tools.
 COMMANDS = [
+    "demo",
     "synth",
     "ingest",
     "stats",
