@@ -93,14 +93,15 @@ def save(fig: "matplotlib.figure.Figure", out: Path, stem: str) -> list[Path]:
 
 def script_args(description: str) -> argparse.Namespace:
     """The arguments every figure script takes: --db, --run or --student, --out, --rule."""
+    from curate.cli.analyze import add_rule
+    from curate.cli.common import add_run
+    from curate.cli.figures import FIGURES_RULE_HELP
+
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--db", required=True, help="DuckDB store")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--run", help="scoring run id")
-    which.add_argument("--student", help="student: its latest finished scoring run")
+    add_run(parser)
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--rule", choices=analysis.RULES, default=analysis.DEFAULT_RULE,
-                        help="bucketing rule of the tables and Fig 4 (Fig 3 shows both)")
+    add_rule(parser, FIGURES_RULE_HELP)
     return parser.parse_args()
 
 

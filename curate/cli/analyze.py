@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_db, add_debug
+from .common import add_db, add_debug, add_run
+
+RULE_HELP = ("quantile: thresholds at the 1/3 and 2/3 NLL quantiles, ties to the lower bucket (default, the "
+             "paper's); rank: equal-count split by NLL rank")
+
+
+def add_rule(parser: argparse.ArgumentParser, text: str = RULE_HELP) -> None:
+    """--rule quantile|rank (the names of curate.analysis.RULES, kept literal so --help imports nothing)."""
+    parser.add_argument("--rule", choices=["quantile", "rank"], default="quantile", help=text)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,17 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Spearman rho of NLL with correctness (SQL in sql/analysis/).",
     )
     add_db(parser)
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--run", help="scoring run id")
-    which.add_argument("--student", help="student path or built-in name: its latest finished scoring run")
+    add_run(parser)
     parser.add_argument("--dataset", help="one data set (default: every data set, each on its own)")
-    parser.add_argument(
-        "--rule",
-        choices=["quantile", "rank"],
-        default="quantile",
-        help="quantile: thresholds at the 1/3 and 2/3 NLL quantiles, ties to the lower bucket (default, "
-        "the paper's); rank: equal-count split by NLL rank",
-    )
+    add_rule(parser)
     parser.add_argument(
         "--by",
         choices=["model"],

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_db, add_debug
+from .analyze import add_rule
+from .common import add_db, add_debug, add_run
+
+FIGURES_RULE_HELP = "bucketing rule of the tables and Fig 4 (Fig 3 shows both; default: quantile)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,12 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "for one scoring run into DIR, deterministically (same store, same bytes).",
     )
     add_db(parser)
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--run", help="scoring run id")
-    which.add_argument("--student", help="student path or built-in name: its latest finished scoring run")
+    add_run(parser)
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument("--rule", choices=["quantile", "rank"], default="quantile",
-                        help="bucketing rule of the tables and Fig 4 (Fig 3 shows both; default: quantile)")
+    add_rule(parser, FIGURES_RULE_HELP)
     add_debug(parser)
     parser.set_defaults(func=run)
 
