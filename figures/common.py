@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,12 @@ def save(fig: "matplotlib.figure.Figure", out: Path, stem: str) -> list[Path]:
         fig.savefig(pdf, metadata=PDF_METADATA)
     matplotlib.pyplot.close(fig)
     return [png, pdf]
+
+
+def run_script(write: Callable[[FigureData, Path], list[Path]], doc: str) -> None:
+    """A figure script's main: parse its arguments, collect the data, write, print the files."""
+    for path in write(*script_data(script_args(doc.splitlines()[0]))):
+        print(path)
 
 
 def script_args(description: str) -> argparse.Namespace:

@@ -16,7 +16,7 @@ from matplotlib.patches import Patch
 
 from curate import analysis
 
-from .common import BUCKET_COLOURS, SCOPE_TITLES, STYLE, FigureData, save, script_args, script_data
+from .common import BUCKET_COLOURS, SCOPE_TITLES, STYLE, FigureData, run_script, save
 
 PANELS = [(rule, scope) for rule in analysis.RULES for scope in analysis.SCOPES]
 
@@ -85,4 +85,4 @@ def write(data: FigureData, out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    write(*script_data(script_args(__doc__.splitlines()[0])))
+    run_script(write, __doc__)

@@ -15,7 +15,7 @@ import polars as pl
 
 from curate import analysis
 
-from .common import SCOPE_TITLES, STYLE, FigureData, save, script_args, script_data
+from .common import SCOPE_TITLES, STYLE, FigureData, run_script, save
 
 METRICS = {"acc": ("accuracy", "percentage points", "{:+.1f}"), "tool_calls": ("tool calls", "per trajectory", "{:+.2f}")}
 
@@ -68,4 +68,4 @@ def write(data: FigureData, out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    write(*script_data(script_args(__doc__.splitlines()[0])))
+    run_script(write, __doc__)

@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import polars as pl
 
-from .common import STYLE, FigureData, save, script_args, script_data
+from .common import STYLE, FigureData, run_script, save
 
 LABELLED = 3  # models named at each end of the NLL range; more would overlap
 
@@ -75,4 +75,4 @@ def write(data: FigureData, out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    write(*script_data(script_args(__doc__.splitlines()[0])))
+    run_script(write, __doc__)

@@ -12,7 +12,7 @@ import polars as pl
 from curate import analysis
 from curate.analysis.report import fmt, markdown, table_cells
 
-from .common import TINY_NOTE, FigureData, file_stem, script_args, script_data
+from .common import TINY_NOTE, FigureData, file_stem, run_script
 from .fig_models import model_rho
 
 FIGURES = {
@@ -95,4 +95,4 @@ def write(data: FigureData, out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    write(*script_data(script_args(__doc__.splitlines()[0])))
+    run_script(write, __doc__)

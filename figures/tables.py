@@ -17,7 +17,7 @@ import polars as pl
 from curate import analysis
 from curate.analysis.report import frame_cells, markdown, table_cells
 
-from .common import FigureData, file_stem, script_args, script_data
+from .common import FigureData, file_stem, run_script
 
 TEX_LABELS = {
     "N_traj": r"$N_\mathrm{traj}$",
@@ -87,4 +87,4 @@ def write(data: FigureData, out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    write(*script_data(script_args(__doc__.splitlines()[0])))
+    run_script(write, __doc__)
