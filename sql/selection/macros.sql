@@ -29,11 +29,13 @@ scored AS (
     -- trajectories. sql/checks/selection_row_wrong_nll.sql compares every choice with the view.
     -- fsum (compensated) makes the sum independent of the order rows reach the aggregate, so
     -- identical samples get bit-identical NLLs and their tie always goes to sample_idx.
-    SELECT trajectory_id, fsum(nll_mean) / count(*) AS nll
-    FROM turn_scores
-    WHERE run_id = sel_run
-      AND trajectory_id IN (SELECT trajectory_id FROM trajectory_scores WHERE run_id = sel_run)
-    GROUP BY trajectory_id
+    SELECT ts.trajectory_id, n.nll
+    FROM trajectory_scores ts
+    JOIN (SELECT trajectory_id, fsum(nll_mean) / count(*) AS nll
+          FROM turn_scores
+          WHERE run_id = sel_run
+          GROUP BY trajectory_id) n USING (trajectory_id)
+    WHERE ts.run_id = sel_run
 ),
 samples AS (
     SELECT t.dataset, t.question_id, t.trajectory_id, t.sample_idx, t.clean, s.nll,
