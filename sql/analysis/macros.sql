@@ -41,6 +41,17 @@
 --               for n = 2, 5, 8, ..., moving trajectories from HARD to MEDIUM.
 
 CREATE OR REPLACE TEMP MACRO scored_pool(a_run, a_dataset, a_by_model) AS TABLE
+WITH scores AS (
+    -- the trajectory NLL of the trajectory_nll view (macro average of the turn means), aggregated
+    -- before joining (faster than filtering the view); fsum (compensated) makes the sum independent
+    -- of the order rows reach the aggregate, so identical samples get bit-identical NLLs and tie
+    -- exactly, as the quantile rule's "ties to the lower bucket" needs (as in sql/selection/macros.sql)
+    SELECT ts.trajectory_id, fsum(t.nll_mean) / count(*) AS nll, any_value(ts.tokens) AS tokens
+    FROM trajectory_scores ts
+    JOIN turn_scores t ON t.run_id = ts.run_id AND t.trajectory_id = ts.trajectory_id
+    WHERE ts.run_id = a_run
+    GROUP BY ts.trajectory_id
+)
 SELECT t.dataset,
        -- the grouping key: one group per teacher, or one for everything
        CASE WHEN a_by_model THEN coalesce(t.teacher_model, '(unknown)') ELSE '(all)' END AS teacher_model,
@@ -55,7 +66,7 @@ SELECT t.dataset,
        q.words AS q_words,
        r.repeated AS repetition
 FROM trajectories t
-JOIN trajectory_nll s ON s.trajectory_id = t.trajectory_id AND s.run_id = a_run
+JOIN scores s ON s.trajectory_id = t.trajectory_id
 JOIN questions q ON q.dataset = t.dataset AND q.question_id = t.question_id
 LEFT JOIN trajectory_repetition r ON r.trajectory_id = t.trajectory_id
 WHERE a_dataset IS NULL OR t.dataset = a_dataset;
