@@ -367,9 +367,16 @@ def test_cli_select_selections_compare(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["selections", "--db", str(db)]) == 0
     listed = capsys.readouterr().out
-    assert "| min_nll:r1:ds " in listed and "| first:r1:ds:k1 " in listed
-    assert main(["compare", "min_nll:r1:ds", "first:r1:ds:k1", "--db", str(db)]) == 0
-    assert "same_trajectory" in capsys.readouterr().out
+    assert "min_nll:r1:ds" in listed and "first:r1:ds:k1" in listed
+    assert main(["selections", "--db", str(db), "--format", "json"]) == 0
+    listed = {s["selection_id"]: s for s in json.loads(capsys.readouterr().out)}
+    first = reference(samples, asked, "first", "r1", "ds", k=1)
+    assert (listed["first:r1:ds:k1"]["questions"], listed["first:r1:ds:k1"]["selected"]) == \
+        (len(first), sum(1 for r in first if r[2]))
+    assert main(["compare", "min_nll:r1:ds", "first:r1:ds:k1", "--db", str(db), "--format", "json"]) == 0
+    low = reference(samples, asked, "min_nll", "r1", "ds")
+    same = sum(1 for a, b in zip(low, first) if a[2] and a[2] == b[2])
+    assert [r["same_trajectory"] for r in json.loads(capsys.readouterr().out)] == [same, same]
     assert main(["select", "--db", str(db), "--policy", "best"]) == 2
     assert capsys.readouterr().err.startswith("curate select: error: unknown policy 'best'")
     missing = tmp_path / "typo.duckdb"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_db, add_debug
+from .selections import add_format
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,15 +18,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("a", metavar="SEL_A", help="selection id")
     parser.add_argument("b", metavar="SEL_B", help="selection id")
     add_db(parser)
+    add_format(parser)
     add_debug(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output import write_frame
     from ..select import compare
     from ..store import Store
-    from .selections import print_frame
 
     with Store(args.db, read_only=True) as store:
-        print_frame(compare(store.con, args.a, args.b))
+        write_frame(compare(store.con, args.a, args.b), args.format, args.out)
     return 0

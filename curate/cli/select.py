@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_db, add_debug
+from .common import add_db, add_debug, add_run
 
 POLICY_HELP = "built-in policy (min_nll, median_nll, max_nll, random, first) or the path of a .sql policy file"
 
@@ -13,9 +13,7 @@ POLICY_HELP = "built-in policy (min_nll, median_nll, max_nll, random, first) or 
 def add_selection_args(parser: argparse.ArgumentParser, policy_required: bool = True) -> None:
     """The options that say what to select (shared with `curate export`)."""
     parser.add_argument("--policy", required=policy_required, help=POLICY_HELP)
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--student", help="use this student's latest finished scoring run")
-    which.add_argument("--run", help="scoring run id (default: the only finished run)")
+    add_run(parser)
     parser.add_argument("--dataset", help="only this data set (default: all)")
     parser.add_argument("--k", type=int, help="only samples with sample_idx < K (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed for policies that draw (random); default 0")

@@ -7,6 +7,14 @@ import argparse
 from .common import add_db, add_debug
 
 
+def add_format(parser: argparse.ArgumentParser) -> None:
+    """--format and --out for commands that print one frame (also `curate compare`)."""
+    from ..output import OUTPUT_FORMATS
+
+    parser.add_argument("--format", default="table", choices=OUTPUT_FORMATS)
+    parser.add_argument("--out", help="write here instead of stdout (needed for parquet)")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "selections",
@@ -14,23 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="List the selections stored by `curate select` / `curate export`, newest first.",
     )
     add_db(parser)
+    add_format(parser)
     add_debug(parser)
     parser.set_defaults(func=run)
 
 
-def print_frame(frame) -> None:
-    """Print a whole Polars frame as a Markdown-style table: every row and column, no dtypes."""
-    import polars as pl
-
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                   tbl_formatting="ASCII_MARKDOWN", tbl_width_chars=10_000, fmt_str_lengths=200):
-        print(frame)
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..output import write_frame
     from ..select import selections
     from ..store import Store
 
     with Store(args.db, read_only=True) as store:
-        print_frame(selections(store.con))
+        write_frame(selections(store.con), args.format, args.out, max_rows=1000)
     return 0
