@@ -123,6 +123,23 @@ def test_quantile_rule_ten_distinct_values_split_4_3_3():
     assert frame.group_by("bucket").len().sort("bucket").rows() == [("EASY", 4), ("HARD", 3), ("MEDIUM", 3)]
 
 
+@pytest.mark.parametrize("rule,counts", [
+    # linear-interpolation thresholds: HARD never smaller than MEDIUM on distinct values (the paper's
+    # per-question counts, 2190 MEDIUM < 2237 HARD, have this shape; inverse-CDF quantiles would not)
+    ("quantile", {2: (1, 0, 1), 3: (1, 1, 1), 4: (2, 1, 1), 5: (2, 1, 2), 7: (3, 2, 2), 8: (3, 2, 3)}),
+    ("rank", {2: (1, 1, 0), 3: (1, 1, 1), 4: (2, 1, 1), 5: (2, 2, 1), 7: (3, 2, 2), 8: (3, 3, 2)}),
+])
+def test_per_question_counts_for_small_n(rule, counts):
+    store = new_store()
+    samples = {f"n{n}": n for n in counts}
+    ids = add_trajectories(store, [{"question_id": q} for q, n in samples.items() for _ in range(n)])
+    add_scores(store, "run", {t: [0.1 * (i + 1)] for i, t in enumerate(ids)})
+    frame = analysis.buckets(store.con, AnalysisConfig("run", rule=rule)).filter(pl.col("scope") == "per_question")
+    got = {n: tuple(frame.filter((pl.col("question_id") == f"n{n}") & (pl.col("bucket_idx") == b)).height
+                    for b in range(3)) for n in counts}
+    assert got == counts
+
+
 # ---------------------------------------------------------------- synthetic store vs Polars
 
 WORDS = "the answer is x we compute sum then print result so".split()
