@@ -267,6 +267,11 @@ def test_default_names_and_params(synthetic) -> None:
     assert params["seed"] is None and params["policy_file"] == "sql/policies/min_nll.sql"
     assert params["policy_sha256"] == load_policy("min_nll").sha256
     assert audit(store.con).is_empty()
+    # --student picks that student's latest finished run (r1 and r2 finished together: the later id)
+    assert select(store, SelectConfig(student="tiny", name="by-student")).selection_id == "by-student"
+    assert store.sql("SELECT run_id FROM selections WHERE selection_id = 'by-student'").item() == "r2"
+    with pytest.raises(ValueError, match="several .or no. scoring runs in this store"):
+        select(store, SelectConfig())
 
 
 def test_user_policy_from_a_path(synthetic, tmp_path) -> None:
