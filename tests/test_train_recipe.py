@@ -172,3 +172,13 @@ def test_torchrun_two_ranks_match_one_process(export, student, tmp_path) -> None
     assert json.loads((tmp_path / "ddp" / "train_config.json").read_text())["resolved"]["world_size"] == 2
     assert [r["tokens"] for r in ddp] == [r["tokens"] for r in one]
     assert all(abs(a["loss"] - b["loss"]) < 1e-5 for a, b in zip(ddp, one))
+
+
+def test_demo_hook_prints_first_and_last_segment_losses(export, tiny_model_dir, tmp_path, capsys) -> None:
+    from curate.train.recipe import demo
+
+    result = demo(str(export), str(tmp_path / "demo"), steps=3, student=str(tiny_model_dir))
+    printed = capsys.readouterr().out.splitlines()
+    assert [r["step"] for r in result.values()] == [1, 3]
+    assert printed[0].startswith("train step   1: loss ") and "reason" in printed[0] and "final" in printed[0]
+    assert printed[1].startswith("train step   3: loss ")

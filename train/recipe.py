@@ -232,6 +232,10 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
     if spec.distill != (cfg.teacher is not None):
         raise ValueError("--teacher is required by --loss sad_kl and used by no other loss")
     rank, world, device = distributed()
+    if device.type == "cuda":
+        # cuDNN's attention builds a plan per sequence length (~0.2 s each on an H100) and no two
+        # trajectories share a length; the flash backend needs none.
+        torch.backends.cuda.enable_cudnn_sdp(False)
     if cfg.batch_size % (cfg.micro_batch_size * world):
         raise ValueError(
             f"--batch-size {cfg.batch_size} is not a multiple of --micro-batch-size {cfg.micro_batch_size} × {world} ranks"
@@ -291,13 +295,14 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     bar = tqdm(total=total, initial=step, unit="step", desc="train", disable=rank != 0)
     epoch_seen, mine = -1, []
+    loop_start = time.perf_counter()
     while step < total and (stop_after is None or step < stop_after):
         epoch, index = divmod(step, steps_per_epoch)
         if epoch != epoch_seen:
             epoch_seen, mine = epoch, epoch_batches(lengths, cfg.micro_batch_size, cfg.seed, epoch, world)[rank::world]
+        started = time.perf_counter()
         step_rows = mine[index * accum : (index + 1) * accum]
         batches = [collate([data.examples[i] for i in b], tokenizer.pad_token_id or 0) for b in step_rows]
-        started = time.perf_counter()
         # Σw of the whole step (all micro-batches, all ranks) is known from the labels up front.
         counts = _all_reduce(sum(segment_counts(b["segments"]) for b in batches).to(device), world)
         coef = spec.coefficients(counts)
@@ -330,6 +335,7 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
             "tokens_per_s": tokens / seconds,
             "lr": lr,
             "grad_norm": float(grad_norm),
+            "elapsed_s": time.perf_counter() - loop_start,  # since this process's loop began
         }
         if rank == 0:
             with log.open("a") as f:
