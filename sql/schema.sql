@@ -130,16 +130,17 @@ CREATE TABLE IF NOT EXISTS trajectory_scores (
 );
 
 -- Trajectory NLL: the macro average of its turn means (every turn counts the same).
+-- Turns are aggregated before the join (cheaper), with fsum so that the result does not depend
+-- on row order: identical samples tie exactly, which selection and the quantile rule rely on.
 CREATE OR REPLACE VIEW trajectory_nll AS
-SELECT ts.run_id,
-       ts.trajectory_id,
-       avg(t.nll_mean) AS nll,
-       count(t.turn)   AS turns,
-       ts.tokens,
-       ts.truncated
+WITH per_trajectory AS (
+    SELECT run_id, trajectory_id, fsum(nll_mean) / count(*) AS nll, count(*) AS turns
+    FROM turn_scores
+    GROUP BY run_id, trajectory_id
+)
+SELECT ts.run_id, ts.trajectory_id, p.nll, p.turns, ts.tokens, ts.truncated
 FROM trajectory_scores ts
-JOIN turn_scores t USING (run_id, trajectory_id)
-GROUP BY ts.run_id, ts.trajectory_id, ts.tokens, ts.truncated;
+JOIN per_trajectory p USING (run_id, trajectory_id);
 
 -- Cache of a text statistic the tertile analyses report: filled by sql/analysis/repetition.sql
 -- for trajectories that have no row yet (computing it on a million trajectories takes a minute).
