@@ -8,7 +8,7 @@ from .common import add_db, add_debug
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("stats", help="per data set: questions, trajectories, correct %, clean %, flags",
+    parser = sub.add_parser("stats", help="per data set: questions, trajectories, correct %%, clean %%, flags",
                             description="Per data set statistics of the store (SQL: sql/stats.sql).")
     add_db(parser)
     parser.add_argument("--format", default="table", choices=["table", "json"],
