@@ -91,10 +91,12 @@ def supervised_nll(
 ) -> list[np.ndarray]:
     """NLLs of the supervised tokens of each (ids, turn) sequence, from one forward pass for all.
 
-    Padded: one row per sequence, right-padded, with an attention mask when lengths differ.
-    Packed: one row, position ids restarting per sequence and no attention mask; transformers
-    then isolates the sequences (a varlen kernel for flash attention, a block-diagonal mask for
-    sdpa/eager).
+    Padded: one row per sequence, right-padded, and no attention mask: under causal attention a
+    real token only sees positions before it, which are real, so padding cannot reach the
+    scored positions, and sdpa keeps its fast mask-free causal kernel (with a padding mask,
+    mixed-length batches ran 2.9x slower on an H100). Packed: one row, position ids restarting
+    per sequence; transformers then isolates the sequences (a varlen kernel for flash attention;
+    for sdpa/eager a block-diagonal mask, which is correct but as slow as a padding mask).
     """
     import torch
 
@@ -105,7 +107,6 @@ def supervised_nll(
         # The first token of each sequence is never a target (nothing of its own precedes it).
         turn = torch.tensor([[x for _, t in seqs for x in (-1, *t[1:])]], device=device)
         position_ids = torch.cat([torch.arange(n, device=device) for n in lengths])[None]
-        body_args = {"position_ids": position_ids}
     else:
         width = max(lengths)
         ids = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
@@ -113,10 +114,9 @@ def supervised_nll(
         for row, (s, t) in enumerate(seqs):
             ids[row, : len(s)] = torch.tensor(s)
             turn[row, 1 : len(t)] = torch.tensor(t[1:], dtype=torch.long)
-        mask = torch.arange(width, device=device)[None] < torch.tensor(lengths, device=device)[:, None]
-        body_args = {"attention_mask": mask.long()} if min(lengths) < width else {}
+        position_ids = None
     with torch.inference_mode():
-        hidden = model.get_decoder()(input_ids=ids, use_cache=False, **body_args).last_hidden_state
+        hidden = model.get_decoder()(input_ids=ids, position_ids=position_ids, use_cache=False).last_hidden_state
         rows, cols = torch.nonzero(turn[:, 1:] >= 0, as_tuple=True)
         chunk = chunk_positions(model.get_output_embeddings().weight.shape[0], chunk_bytes)
         nll = head_nll(model, hidden[rows, cols], ids[rows, cols + 1], chunk)

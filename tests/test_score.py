@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from factory import add_trajectories, new_store
+from reference import reference_turns
 
 from curate.cli import main
 from curate.nll import supervised_nll
@@ -48,29 +48,6 @@ def agent_rows(n: int, seed: int = 0, long_every: int = 7) -> list[dict]:
             messages.append(("tool-response", f"Call id: call_{m}\nObservation:\n{observation}"))
         rows.append({"question_id": f"q{i // 3}", "correct": i % 4 != 0, "messages": messages})
     return rows
-
-
-def reference_turns(model, tokenizer, chat: list[dict], max_length: int) -> dict[int, tuple[int, float]]:
-    """The paper's recipe: for each assistant turn, one forward pass over the history rendered up
-    to and including that turn, full logits, cross-entropy over that turn's tokens."""
-    out = {}
-    ends = [i for i, m in enumerate(chat) if m["role"] == "assistant"]
-    for m, i in enumerate(ends):
-        head = tokenizer.apply_chat_template(chat[:i], tokenize=False, add_generation_prompt=True)
-        upto = tokenizer.apply_chat_template(chat[: i + 1], tokenize=False)
-        head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
-        ids = tokenizer(upto, add_special_tokens=False)["input_ids"]
-        assert ids[: len(head_ids)] == head_ids
-        ids = ids[:max_length]
-        if len(ids) <= len(head_ids):
-            continue
-        with torch.no_grad():
-            logits = model(torch.tensor([ids])).logits[0]
-        losses = torch.nn.functional.cross_entropy(
-            logits[len(head_ids) - 1 : -1], torch.tensor(ids[len(head_ids) :]), reduction="none"
-        )
-        out[m] = (len(losses), float(losses.double().sum()))
-    return out
 
 
 def stored_turns(db: Path, run_id: str) -> dict[str, dict[int, tuple[int, float, float]]]:
@@ -181,7 +158,7 @@ def test_template_that_rewrites_history_falls_back_to_turn_passes(tmp_path, tiny
 
 
 def test_sigkill_then_rerun_gives_one_row_per_turn_and_same_values(tmp_path, tiny_model_dir) -> None:
-    rows = agent_rows(150, seed=5, long_every=1000)
+    rows = agent_rows(80, seed=5, long_every=1000)
     make_store(tmp_path / "killed.duckdb", rows)
     shutil.copy(tmp_path / "killed.duckdb", tmp_path / "whole.duckdb")
     args = ["score", "--db", str(tmp_path / "killed.duckdb"), "--student", str(tiny_model_dir),
@@ -197,7 +174,7 @@ def test_sigkill_then_rerun_gives_one_row_per_turn_and_same_values(tmp_path, tin
     worker.wait()
     assert worker.returncode == -signal.SIGKILL, worker.stderr.read().decode()
     written = list(parts.glob("*/part-*.parquet"))
-    assert 1 <= len(written) < 150 / 4
+    assert 1 <= len(written) < 80 / 4
     with Store(tmp_path / "killed.duckdb", read_only=True) as store:
         assert store.sql("SELECT count(*) AS n FROM turn_scores").item() == 0  # nothing taken in yet
 
@@ -209,10 +186,10 @@ def test_sigkill_then_rerun_gives_one_row_per_turn_and_same_values(tmp_path, tin
     queries = "SELECT trajectory_id, turn, tokens, nll_sum, nll_mean FROM turn_scores ORDER BY trajectory_id, turn"
     with Store(tmp_path / "killed.duckdb", read_only=True) as a, Store(tmp_path / "whole.duckdb", read_only=True) as b:
         got, want = a.sql(queries), b.sql(queries)
-        assert got.height == sum(1 + i % 5 for i in range(150))
+        assert got.height == sum(1 + i % 5 for i in range(80))
         assert got.select("trajectory_id", "turn").is_unique().all()
         assert got.equals(want)
-        assert a.sql("SELECT trajectories FROM scoring_runs").item() == 150
+        assert a.sql("SELECT trajectories FROM scoring_runs").item() == 80
 
 
 def test_shards_are_disjoint_and_complete(tmp_path, tiny_model_dir) -> None:
@@ -265,7 +242,7 @@ print(before, after, len(nll), float((full.double() - torch.from_numpy(nll[:255]
 
 
 def test_peak_memory_far_below_full_logits() -> None:
-    n = 8192
+    n = 6144
     out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(n)], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True).stdout.split()
     before, after, scored, gap = int(out[0]), int(out[1]), int(out[2]), float(out[3])

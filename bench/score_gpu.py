@@ -1,0 +1,159 @@
+"""GPU throughput of the scorer's forward path: a random-weight Qwen2-1.5B config in bf16 on
+4k-token trajectories; tokens/s, model FLOP utilisation and peak memory, side by side with the
+plain full-logits forward (`model(ids).logits` + cross-entropy) on the same batches.
+
+Run (on a CUDA machine; needs only torch, transformers, numpy):
+    python bench/score_gpu.py [--trajectories 64] [--length 4096] [--peak-tflops 989]
+
+It loads curate/nll.py by path rather than importing the `curate` package, whose store needs
+duckdb and polars, which GPU images often lack; nll.py itself imports only torch and numpy.
+MFU counts forward FLOPs as 2·N·tokens (N = all parameters; scoring runs no backward, so not
+6·N) against the dense bf16 peak (H100 SXM: 989 TFLOP/s); the line also gives the FLOPs the pass
+really does (2·N_body·tokens + 2·H·V·supervised + causal attention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("curate_nll", ROOT / "curate" / "nll.py")
+nll = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(nll)
+
+QWEN2_1_5B = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                  intermediate_size=8960, vocab_size=151936, max_position_embeddings=32768,
+                  rope_theta=1e6, tie_word_embeddings=True)
+
+
+def agent_mask(length: int, rng: random.Random) -> list[int]:
+    """Turn labels shaped like an agent log: a long system prompt + task, then assistant turns
+    (supervised) alternating with observations."""
+    turn = [-1] * min(length, 1200)
+    m = 0
+    while len(turn) < length:
+        turn += [m] * rng.randint(120, 400)
+        turn += [-1] * rng.randint(80, 700)
+        m += 1
+    return turn[:length]
+
+
+def timed(fn, batches, warm: int = 1) -> tuple[float, float]:
+    """Seconds for one pass over all batches (after `warm` warm-up batches) and peak GPU memory in GiB."""
+    for batch in batches[:warm]:
+        fn(batch)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for batch in batches:
+        fn(batch)
+    torch.cuda.synchronize()
+    return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**30
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trajectories", type=int, default=64)
+    parser.add_argument("--length", type=int, default=4096)
+    parser.add_argument("--peak-tflops", type=float, default=989.0)
+    parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    args = parser.parse_args()
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(**QWEN2_1_5B)
+    with torch.device("cuda"):
+        model = Qwen2ForCausalLM(config).to(torch.bfloat16).eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    n_embed = config.vocab_size * config.hidden_size
+    rng = random.Random(0)
+    seqs = [([rng.randrange(config.vocab_size) for _ in range(args.length)], agent_mask(args.length, rng))
+            for _ in range(args.trajectories)]
+    tokens = args.trajectories * args.length
+    supervised = sum(sum(1 for t in turn[1:] if t >= 0) for _, turn in seqs)
+    h, L, T = config.hidden_size, config.num_hidden_layers, args.length
+    real_flops = (2 * (n_params - n_embed) * tokens + 2 * h * config.vocab_size * supervised
+                  + args.trajectories * L * 2 * T * T * h)  # QK^T and AV, causal half of 4·T²·h
+    print(f"Qwen2 {n_params / 1e9:.2f}B params (random, bf16), {args.trajectories} trajectories × {T} tokens, "
+          f"{supervised / tokens:.0%} supervised; {torch.cuda.get_device_name()}")
+
+    (ours,) = nll.supervised_nll(model, [seqs[0]])
+    with torch.inference_mode():
+        x = torch.tensor([seqs[0][0]], device="cuda")
+        full = torch.nn.functional.cross_entropy(model(x, use_cache=False).logits[0, :-1].float(), x[0, 1:],
+                                                 reduction="none")
+    keep = torch.tensor([t >= 0 for t in seqs[0][1][1:]], device="cuda")
+    gap = float((full[keep].double().cpu() - torch.from_numpy(ours)).abs().max())
+    print(f"chunked NLL vs full-logits cross-entropy on one trajectory: max |Δ| = {gap:.2e} nats (bf16)")
+
+    results = []
+    for batch_tokens in (8192, 16384, 32768):
+        for chunk_mib in (128, 1024):
+            groups = [[seqs[i] for i in b] for b in
+                      nll.plan_batches([len(s[0]) for s in seqs], batch_tokens)]
+            seconds, peak = timed(lambda b: nll.supervised_nll(model, b, chunk_mib * 2**20), groups)
+            results.append({"path": "curate (chunked head)", "batch_tokens": batch_tokens, "chunk_mib": chunk_mib,
+                            "tokens_per_s": tokens / seconds, "peak_gib": peak, "seconds": seconds})
+
+    def full_logits(batch):
+        with torch.inference_mode():
+            x = torch.tensor([ids for ids, _ in batch], device="cuda")
+            logits = model(x, use_cache=False).logits[:, :-1].float()
+            return torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
+
+    for batch_tokens in (8192, 16384):
+        groups = [[seqs[i] for i in b] for b in nll.plan_batches([len(s[0]) for s in seqs], batch_tokens)]
+        seconds, peak = timed(full_logits, groups)
+        results.append({"path": "full logits", "batch_tokens": batch_tokens, "chunk_mib": None,
+                        "tokens_per_s": tokens / seconds, "peak_gib": peak, "seconds": seconds})
+
+    # Mixed lengths: padded rows with a mask vs one packed row (sdpa gets a block-diagonal mask).
+    mixed = [(ids[: n], turn[: n]) for (ids, turn), n in
+             zip(seqs, [rng.randint(T // 2, T) for _ in seqs])]
+    mixed_tokens = sum(len(ids) for ids, _ in mixed)
+    for pack in (False, True):
+        groups = [[mixed[i] for i in b] for b in nll.plan_batches([len(s[0]) for s in mixed], 16384, pack)]
+        seconds, peak = timed(lambda b: nll.supervised_nll(model, b, 2**30, pack), groups)
+        results.append({"path": f"curate, mixed lengths, {'packed' if pack else 'padded'}", "batch_tokens": 16384,
+                        "chunk_mib": 1024, "tokens_per_s": mixed_tokens / seconds, "peak_gib": peak,
+                        "seconds": seconds})
+
+    # torch.compile fuses the body's elementwise work (norms, rotary, SiLU); shapes vary with the
+    # batch, so the warm-up covers every batch shape once.
+    model.get_decoder().compile()
+    (compiled,) = nll.supervised_nll(model, [seqs[0]])
+    print(f"compiled vs eager NLL on one trajectory: max |Δ| = {abs(compiled - ours).max():.2e} nats")
+    for label, data, n_tok in (("equal lengths", seqs, tokens), ("mixed lengths, padded", mixed, mixed_tokens)):
+        groups = [[data[i] for i in b] for b in nll.plan_batches([len(s[0]) for s in data], 16384)]
+        start = time.perf_counter()
+        seconds, peak = timed(lambda b: nll.supervised_nll(model, b, 2**30), groups, warm=len(groups))
+        results.append({"path": f"curate + compile, {label}", "batch_tokens": 16384, "chunk_mib": 1024,
+                        "tokens_per_s": n_tok / seconds, "peak_gib": peak, "seconds": seconds,
+                        "warmup_s": time.perf_counter() - start - seconds})
+
+    print(f"{'path':<40}{'batch':>7}{'chunk':>7}{'tokens/s':>11}{'MFU 2N':>8}{'MFU real':>9}{'peak GiB':>9}")
+    for r in results:
+        n_tok = mixed_tokens if "mixed" in r["path"] else tokens
+        r["mfu_2n"] = 2 * n_params * r["tokens_per_s"] / (args.peak_tflops * 1e12)
+        r["mfu_real"] = real_flops / r["seconds"] / (args.peak_tflops * 1e12) if n_tok == tokens else None
+        real = f"{r['mfu_real']:.1%}" if r["mfu_real"] is not None else "-"
+        print(f"{r['path']:<40}{r['batch_tokens']:>7}{r['chunk_mib'] or '-':>7}{r['tokens_per_s']:>11,.0f}"
+              f"{r['mfu_2n']:>8.1%}{real:>9}{r['peak_gib']:>9.1f}")
+    for r in results:
+        if "warmup_s" in r:
+            print(f"{r['path']}: compile warm-up {r['warmup_s']:.0f} s")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"params": n_params, "supervised_share": supervised / tokens,
+                                              "nll_gap": gap, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
