@@ -23,6 +23,7 @@ import gzip
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -174,6 +175,7 @@ def main() -> None:
     prepare(work, shape, 4 * args.steps, args.join, args.tokenizer)
     results = {}
     for name in ("curate", "trl"):
+        shutil.rmtree(work / f"{name}_out", ignore_errors=True)  # else curate resumes the finished run
         done = subprocess.run(
             [sys.executable, "-P", __file__, "--one", name, "--work", str(work), "--steps", str(args.steps),
              "--max-length", str(max_length)],

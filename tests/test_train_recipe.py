@@ -100,6 +100,12 @@ def test_killed_run_resumes_to_the_same_adapter(export, student, tmp_path) -> No
 
     with pytest.raises(ValueError, match=r"holds a run with a different config \(lr\)"):
         train(config(export, student, broken, lr=1e-3, **cfg))
+    changed = write_export(tmp_path / "changed", export_rows(4))
+    train(config(changed, student, tmp_path / "other", max_steps=1))
+    shutil.rmtree(changed)
+    write_export(changed, export_rows(3))
+    with pytest.raises(ValueError, match=r"holds a run with a different config \(data\)"):
+        train(config(changed, student, tmp_path / "other", max_steps=1))
 
 
 def test_cli_trains_from_parquet_with_per_row_profile(student, tmp_path, capsys) -> None:
@@ -118,11 +124,13 @@ def test_cli_trains_from_parquet_with_per_row_profile(student, tmp_path, capsys)
     Dataset.from_list(rows).to_parquet(str(parquet))
     out = tmp_path / "cli"
     argv = ["train", "--data", str(parquet), "--student", str(student), "--out", str(out), "--max-steps", "2",
-            "--lora-r", "4", "--lora-alpha", "8", "--loss", "custom:1,2,3", "--no-gradient-checkpointing"]
+            "--lora-r", "4", "--lora-alpha", "8", "--loss", "custom:1,2,3", "--no-gradient-checkpointing",
+            "--micro-batch-size", "2"]
     assert main(argv) == 0
     assert capsys.readouterr().out.strip().endswith(str(out))
     record = json.loads((out / "train_config.json").read_text())
     assert record["config"]["gradient_checkpointing"] is False and record["data"]["card"] is None
+    assert record["resolved"]["grad_accum"] == 2  # two padded micro-batches of two rows
     # Every row has a final span under its own profile (mint rows would have none as smolagents).
     assert record["data"]["encode"]["tokens_final"] > 0 and len(log_of(out)) == 2
 

@@ -20,7 +20,7 @@ class TrainConfig:
     """Everything a training run depends on; written resolved to OUT/train_config.json."""
 
     data: str = field(metadata=_opt("exported data set: a save_to_disk folder, a parquet file or a folder of them"))
-    student: str = field(metadata=_opt("student model: a local checkpoint folder or a built-in name (tiny)"))
+    student: str = field(metadata=_opt("student model: a local checkpoint folder or a built-in name (tiny, smollm2, ...)"))
     out: str = field(metadata=_opt("output folder: adapter, config, log, checkpoints, loss curves"))
     loss: str = field(default="smartad", metadata=_opt("smartad | uniform | sad | custom:R,A,F | sad_kl[:LR,LA]"))
     teacher: str | None = field(default=None, metadata=_opt("teacher model folder (sad_kl only)", type=str))

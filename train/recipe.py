@@ -171,13 +171,14 @@ def _provenance(cfg: TrainConfig, card: Path | None, rows: Any, stats: dict) -> 
 
 
 def _prepare_out(out: Path, record: dict) -> None:
-    """Write train_config.json, or check that a run already there has the same config."""
+    """Write train_config.json, or check that a run already there has the same config and data."""
     path = out / "train_config.json"
     if path.is_file():
         before = json.loads(path.read_text())
-        changed = sorted(
-            k for k in record["config"] if before["config"].get(k) != record["config"][k]
-        ) + (["world_size"] if before["resolved"]["world_size"] != record["resolved"]["world_size"] else [])
+        changed = sorted(k for k in record["config"] if before["config"].get(k) != record["config"][k])
+        changed += ["world_size"] if before["resolved"]["world_size"] != record["resolved"]["world_size"] else []
+        # Same path, other rows: resuming would mix two data sets in one run.
+        changed += ["data"] if before["data"]["encode"] != record["data"]["encode"] else []
         if changed:
             raise ValueError(f"{out} holds a run with a different config ({', '.join(changed)}); choose another --out")
         return
