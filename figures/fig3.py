@@ -25,14 +25,11 @@ def _panel(ax: plt.Axes, nll_ax: plt.Axes, cells: pl.DataFrame) -> None:
     x = range(len(analysis.BUCKETS))
     acc = [v if v is not None else 0.0 for v in cells["acc"]]
     ax.bar(x, acc, width=0.62, color=[BUCKET_COLOURS[b] for b in cells["bucket"]], zorder=2)
-    for xi, value, n in zip(x, cells["acc"], cells["n_traj"]):
-        if n:
-            # at the foot of the bar, where the NLL markers above never cover it; above a short bar
-            inside = value >= 12
-            ax.text(xi, 2 if inside else value + 1.5, f"{value:.1f}%", ha="center", va="bottom", fontsize=8,
-                    color="white" if inside else "black", fontweight="bold" if inside else "normal", zorder=3)
-    ax.set_xticks(list(x), [f"{b}\nn={n}" for b, n in zip(cells["bucket"], cells["n_traj"])])
-    ax.set_ylim(0, 115)
+    # the accuracy goes under the bar, with the count: text inside the plot would meet the NLL markers
+    labels = [f"{b}\n{a:.1f}%\nn={n}" if n else f"{b}\nempty"
+              for b, a, n in zip(cells["bucket"], cells["acc"], cells["n_traj"])]
+    ax.set_xticks(list(x), labels)
+    ax.set_ylim(0, 105)
     ax.set_yticks(range(0, 101, 20))
     ax.grid(axis="y", color="#dddddd", zorder=0)
     nll_ax.plot(list(x), cells["mean_nll"].to_list(), color="black", marker="D", markersize=5, linewidth=1)
@@ -43,7 +40,7 @@ def draw(data: FigureData) -> plt.Figure:
     datasets = data.datasets
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
-            len(datasets), len(PANELS), figsize=(3.1 * len(PANELS), 2.7 * len(datasets) + 0.9), squeeze=False
+            len(datasets), len(PANELS), figsize=(3.1 * len(PANELS), 2.9 * len(datasets) + 0.9), squeeze=False
         )
         for row, dataset in enumerate(datasets):
             nll_axes = []

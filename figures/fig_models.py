@@ -31,14 +31,17 @@ def _label(ax: plt.Axes, models: pl.DataFrame) -> None:
     ordered = models.sort("mean_nll", "teacher_model")
     ends = ordered.head(LABELLED).vstack(ordered.tail(LABELLED)) if ordered.height > 2 * LABELLED else ordered
     renderer = ax.figure.canvas.get_renderer()
+    points = ax.transData.transform(models.select("acc", "mean_nll").to_numpy())
     placed = []
     for row in ends.unique("teacher_model", maintain_order=True).iter_rows(named=True):
         for dx, align in ((6, "left"), (-6, "right")):
             label = ax.annotate(row["teacher_model"], (row["acc"], row["mean_nll"]), xytext=(dx, 0),
                                 textcoords="offset points", ha=align, va="center", fontsize=6.5, color="#333333")
             box = label.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed) and ax.bbox.contains(box.x0, box.y0) \
-                    and ax.bbox.contains(box.x1, box.y1):
+            # a label may cover neither another label nor a point (a marker is ~3 px in radius)
+            hits = box.expanded(1, 1).padded(3).count_contains(points)
+            inside = ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1)
+            if inside and not hits and not any(box.overlaps(other) for other in placed):
                 placed.append(box)
                 break
             label.remove()
