@@ -173,7 +173,10 @@ def _straddles(r: Rendering) -> bool:
 
 def renderings(tokenizer: Any, chat: Sequence[dict[str, str]], single_pass: bool) -> list[tuple[int, Rendering]]:
     """The sequences that score a chat, each with the turn index of its turn 0: one whole
-    rendering, or one per assistant turn (its history and that turn) where one pass is unsafe."""
+    rendering, or one per assistant turn (its history and that turn) where one pass is unsafe.
+    A chat with no assistant turn (a run that only holds its task) has nothing to score."""
+    if not any(m["role"] == "assistant" for m in chat):
+        return []
     if single_pass:
         try:
             whole = render(tokenizer, chat)

@@ -209,6 +209,22 @@ def test_shards_are_disjoint_and_complete(tmp_path, tiny_model_dir) -> None:
     assert stored_turns(tmp_path / "s.duckdb", run_id).keys() == set(ids)
 
 
+def test_run_without_assistant_turn_is_recorded_with_no_tokens(tmp_path, tiny_model_dir) -> None:
+    store = new_store(tmp_path / "s.duckdb")
+    task_only, normal = add_trajectories(store, [
+        {"question_id": "q1", "correct": False, "messages": [("system", "Solve."), ("user", "New task:\n2+2?")]},
+        {"question_id": "q1"},
+    ])
+    store.close()
+    run_id = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), progress=False))
+    with Store(tmp_path / "s.duckdb", read_only=True) as store:
+        scores = dict(store.sql("SELECT trajectory_id, tokens FROM trajectory_scores WHERE run_id = $r", r=run_id).rows())
+        nll = store.sql("SELECT trajectory_id FROM trajectory_nll WHERE run_id = $r", r=run_id)["trajectory_id"]
+        finished = store.sql("SELECT finished_at FROM scoring_runs").item()
+    assert scores[task_only] == 0 and scores[normal] > 0
+    assert nll.to_list() == [normal] and finished is not None
+
+
 def test_packed_batches_equal_padded_batches(tiny_model) -> None:
     rng = random.Random(0)
     seqs = []
