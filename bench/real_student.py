@@ -13,7 +13,7 @@ by side, through `curate.analysis`:
   rate (the confound: weak models write repetitive, low-NLL runs that fail).
 The store and scores persist in --out, so an interrupted run resumes where it stopped.
 
-Run: python bench/real_student.py [--questions 8] [--max-length 4096] [--student smollm2]
+Run: python -m bench.real_student [--questions 8] [--max-length 4096] [--student smollm2]
      [--control tiny] [--out bench_out/real_student]
 """
 

@@ -3,7 +3,7 @@ token-budget batches) vs the per-turn reference loop (one full-logits pass per a
 side by side on the same synthetic store and model: tokens/s, peak RSS, and their ratio.
 
 Run (CPU; about two minutes with the defaults):
-    python -P bench/score.py [--questions 6] [--k 4] [--hidden 256] [--layers 4] [--tokenizer qwen2.5]
+    python -m bench.score [--questions 6] [--k 4] [--hidden 256] [--layers 4] [--tokenizer qwen2.5]
 
 (-P keeps bench/ off sys.path: a bench script named like a standard module must not shadow it.)
 The store is `curate synth` HotPotQA runs ingested as smolagents logs; the model a random Qwen2

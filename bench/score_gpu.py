@@ -3,7 +3,7 @@
 plain full-logits forward (`model(ids).logits` + cross-entropy) on the same batches.
 
 Run (on a CUDA machine; needs only torch, transformers, numpy):
-    python bench/score_gpu.py [--trajectories 64] [--length 4096] [--peak-tflops 989]
+    python -m bench.score_gpu [--trajectories 64] [--length 4096] [--peak-tflops 989]
 
 It loads curate/nll.py by path rather than importing the `curate` package, whose store needs
 duckdb and polars, which GPU images often lack; nll.py itself imports only torch and numpy.

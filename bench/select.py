@@ -6,27 +6,21 @@ The store is generated inside DuckDB from range() and seeded random() (no Python
 sides start from tables already in memory of their engine; the pandas side's load time is
 reported apart. The two results are checked equal before any time is printed.
 
-Run: python bench/select.py            (defaults: --questions 100000 --k 10 --threads 2 --repeat 3)
+Run: python -m bench.select            (defaults: --questions 100000 --k 10 --threads 2 --repeat 3)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
+import tempfile
+import time
+from pathlib import Path
 
-# Run as a script, this file's folder is sys.path[0] and its name shadows the standard library's
-# `select` module (which subprocess, and so polars and pandas, import): take the folder off first.
-sys.path = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
+import pandas as pd
 
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pandas as pd  # noqa: E402
-
-from curate.select import SelectConfig, run_policy, select  # noqa: E402
-from curate.store import Store  # noqa: E402
+from curate.select import SelectConfig, run_policy, select
+from curate.store import Store
 
 RUN = "bench-run"
 

@@ -1,7 +1,7 @@
 """Training throughput and peak memory: `curate train` vs TRL's SFTTrainer, in one run.
 
-    python bench/train.py                                        # CPU: small Qwen2.5-shaped model
-    python bench/train.py --shape 1.5b --max-length 10240 --steps 12   # GPU (bf16)
+    python -m bench.train                                        # CPU: small Qwen2.5-shaped model
+    python -m bench.train --shape 1.5b --max-length 10240 --steps 12   # GPU (bf16)
 
 Both trainers get the same randomly initialised Qwen2.5-shaped model (Qwen2.5 tokenizer and
 vocabulary, from the built-in `tiny-qwen2.5`), the same rows (real MINT agent runs from
