@@ -1,7 +1,8 @@
 """`curate demo`: the whole pipeline on a small synthetic store, end to end.
 
 synth -> ingest -> stats -> score (student NLL) -> select min_nll -> export (HF dataset)
--> figures (tertile tables, Figs 3-4) -> a few smartad LoRA steps on the export.
+-> figures (tertile tables, Figs 3-4) -> a few smartad LoRA steps on the export
+(on the tiny model by default: a real student's LoRA steps take minutes each on a CPU).
 Every step is the library call the matching subcommand makes; re-running resumes (ingest is
 idempotent, scoring skips what is done, selection and export are replaced).
 """
@@ -20,8 +21,9 @@ class DemoConfig:
 
     out: str = "demo_out"
     student: str = "smollm2"
-    questions: int = 8
+    questions: int = 4
     k: int = 4
+    train_student: str = "tiny"
     train_steps: int = 6
     seed: int = 0
 
@@ -68,8 +70,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     index = write_all(db, out / "figures", run_id=run_id)
     print(f"figures and tables: {index}")
 
-    _step(f"train the student a few steps with the smartad loss ({cfg.train_steps} steps)")
-    train_demo(str(out / "export"), str(out / "adapter"), steps=cfg.train_steps, student=cfg.student)
+    # LoRA steps on a real student take minutes each on a CPU; the demo shows the loop on a tiny one.
+    _step(f"train {cfg.train_student} {cfg.train_steps} steps with the smartad loss on the export")
+    train_demo(str(out / "export"), str(out / "adapter"), steps=cfg.train_steps, student=cfg.train_student)
 
     where = {"store": str(db), "run_id": run_id, "export": str(out / "export"),
              "figures": str(index), "adapter": str(out / "adapter")}

@@ -23,6 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "`tiny` for a seconds-long run)")
     parser.add_argument("--questions", type=int, default=d.questions, help="questions per data set")
     parser.add_argument("--k", type=int, default=d.k, help="teacher samples per question")
+    parser.add_argument("--train-student", default=d.train_student,
+                        help=f"student the LoRA steps train (default: {d.train_student}; the scoring student "
+                        "works too, at minutes per step on a CPU)")
     parser.add_argument("--train-steps", type=int, default=d.train_steps, help="LoRA optimiser steps")
     parser.add_argument("--seed", type=int, default=d.seed)
     add_debug(parser)
@@ -32,5 +35,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(args.out, args.student, args.questions, args.k, args.train_steps, args.seed))
+    run_demo(DemoConfig(args.out, args.student, args.questions, args.k, args.train_student, args.train_steps,
+                        args.seed))
     return 0
