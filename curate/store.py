@@ -9,7 +9,10 @@ import polars as pl
 
 from . import queries
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Stores from this version on are upgraded in place: sql/schema.sql is idempotent (CREATE ... IF NOT
+# EXISTS, ALTER TABLE ... ADD COLUMN IF NOT EXISTS), so running it again adds what is missing.
+UPGRADABLE_FROM = 1
 DEFAULT_DB = "curate.duckdb"
 
 
@@ -37,28 +40,43 @@ class Store:
         if not has_meta:
             return None
         rows = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-        return int(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        try:
+            return int(rows[0][0])
+        except ValueError:
+            raise SchemaVersionError(
+                f"{self.path}: meta.schema_version is {rows[0][0]!r}, not a version number; "
+                "this is not a store curate wrote"
+            ) from None
 
     def _check_version(self) -> None:
         version = self._stored_version()
-        if version != SCHEMA_VERSION:
-            found = "no schema version" if version is None else f"schema version {version}"
-            raise SchemaVersionError(
-                f"{self.path}: store has {found}, this curate reads version {SCHEMA_VERSION}; "
-                "re-ingest into a new store or use the curate release that wrote it"
-            )
+        if version == SCHEMA_VERSION:
+            return
+        found = "no schema version" if version is None else f"schema version {version}"
+        if version is not None and UPGRADABLE_FROM <= version < SCHEMA_VERSION:
+            hint = ("open it once for writing to upgrade it in place "
+                    f"(any writing command does, e.g. curate sql --db {self.path} --write 'SELECT 1')")
+        else:
+            hint = "re-ingest into a new store or use the curate release that wrote it"
+        raise SchemaVersionError(f"{self.path}: store has {found}, this curate reads version {SCHEMA_VERSION}; {hint}")
 
     def _create_or_check(self) -> None:
-        if self._stored_version() is None:
+        version = self._stored_version()
+        if version is None:
             tables = self.con.execute("SELECT count(*) FROM information_schema.tables").fetchall()[0][0]
             if tables:
                 self._check_version()
-            with self.transaction():
-                self.con.execute(queries.sql_text("schema"))
-                self.con.execute(
-                    "INSERT INTO meta VALUES ('schema_version', $v)", {"v": str(SCHEMA_VERSION)}
-                )
-        self._check_version()
+        elif not UPGRADABLE_FROM <= version < SCHEMA_VERSION:
+            self._check_version()
+            return
+        # A new store, or an older one upgraded in place: the schema file only adds what is missing.
+        with self.transaction():
+            self.con.execute(queries.sql_text("schema"))
+            self.con.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', $v)", {"v": str(SCHEMA_VERSION)}
+            )
 
     def transaction(self) -> "_Transaction":
         """A context manager: commit on success, roll back on any exception."""

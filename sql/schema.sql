@@ -1,6 +1,9 @@
--- The trajectory store, schema version 1.
+-- The trajectory store, schema version 2.
 -- One DuckDB file; every table is plain SQL so any DuckDB client can read it.
 -- Raw messages are kept as ingested; the distillation role mapping is applied when rendering.
+-- Idempotent: a store of an earlier version is upgraded by running this file again, so a table
+-- added later is a CREATE TABLE IF NOT EXISTS and a column added to an existing table is an
+-- ALTER TABLE ... ADD COLUMN IF NOT EXISTS at the end (with the version that added it).
 
 CREATE TABLE IF NOT EXISTS meta (
     key   VARCHAR PRIMARY KEY,

@@ -21,17 +21,37 @@ def test_trajectory_nll_is_macro_average(tmp_path) -> None:
 def test_reopen_read_only(tmp_path) -> None:
     Store(tmp_path / "s.duckdb").close()
     with Store(tmp_path / "s.duckdb", read_only=True) as store:
-        assert store.sql("SELECT value FROM meta WHERE key = 'schema_version'").item() == "1"
+        assert store.sql("SELECT value FROM meta WHERE key = 'schema_version'").item() == "2"
 
 
-def test_older_schema_version_is_named(tmp_path) -> None:
+def _set_version(path, value: str) -> None:
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = $v WHERE key = 'schema_version'", {"v": value})
+    con.close()
+
+
+def test_unknown_schema_version_is_named(tmp_path) -> None:
     path = tmp_path / "old.duckdb"
     Store(path).close()
-    con = duckdb.connect(str(path))
-    con.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
-    con.close()
-    with pytest.raises(SchemaVersionError, match="store has schema version 0, this curate reads version 1"):
+    _set_version(path, "0")
+    with pytest.raises(SchemaVersionError, match="store has schema version 0, this curate reads version 2; re-ingest"):
         Store(path)
+    _set_version(path, "one")
+    with pytest.raises(SchemaVersionError, match="meta.schema_version is 'one', not a version number"):
+        Store(path)
+
+
+def test_version_1_store_is_upgraded_in_place_when_opened_for_writing(tmp_path) -> None:
+    path = tmp_path / "v1.duckdb"
+    with Store(path) as store:
+        (a,) = add_trajectories(store, [{"question_id": "q1"}])
+    _set_version(path, "1")
+    with pytest.raises(SchemaVersionError, match="schema version 1, this curate reads version 2; open it once for writing"):
+        Store(path, read_only=True)
+    with Store(path) as store:
+        assert store.sql("SELECT trajectory_id FROM trajectories").item() == a
+    with Store(path, read_only=True) as store:
+        assert store.sql("SELECT value FROM meta WHERE key = 'schema_version'").item() == "2"
 
 
 def test_foreign_database_is_refused(tmp_path) -> None:
