@@ -31,14 +31,14 @@ def build(folder: Path, args: argparse.Namespace) -> tuple[Path, Path]:
     from curate.ingest import IngestOptions, ingest
     from curate.store import Store
     from curate.synth import SynthConfig, write
-    from curate.tiny import build_model, build_tokenizer
+    from curate.models.tiny import build_model, build_tokenizer
 
     runs = folder / "runs.jsonl"
     write(SynthConfig(questions=args.questions, k=args.k, source="hotpotqa", seed=0), runs)
     with Store(folder / "store.duckdb") as store:
         ingest(store, [runs], "synth-hotpotqa", "smolagents", IngestOptions(progress=False))
     if args.tokenizer == "qwen2.5":
-        from curate.qwen_tokenizer import QWEN25_EMBEDDING_ROWS, build_qwen25_tokenizer
+        from curate.models.qwen_tokenizer import QWEN25_EMBEDDING_ROWS, build_qwen25_tokenizer
 
         tokenizer, vocab = build_qwen25_tokenizer(), QWEN25_EMBEDDING_ROWS
     else:

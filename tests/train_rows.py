@@ -52,7 +52,7 @@ def write_trainable_student(folder: Path) -> Path:
     The stock tiny model's N(0, 0.02) embeddings behind a frozen final norm cap its logits near
     ±1.3, so adapters alone cannot fit anything; scaled, a few dozen LoRA steps can.
     """
-    from curate.tiny import build_model, build_tokenizer
+    from curate.models.tiny import build_model, build_tokenizer
 
     tokenizer = build_tokenizer()
     model = build_model(len(tokenizer), seed=0, hidden=128)

@@ -41,11 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.model == "smollm2":
-        from ..smollm2 import materialise_smollm2
+        from ..models.smollm2 import materialise_smollm2
 
         print(materialise_smollm2(args.dtype, args.out))
     else:
-        from ..qwen_tokenizer import qwen25_tokenizer
+        from ..models.qwen_tokenizer import qwen25_tokenizer
 
         print(qwen25_tokenizer(args.out))
     return 0

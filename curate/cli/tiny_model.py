@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..tiny import TOKENIZERS
+from ..models.tiny import TOKENIZERS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tiny import write_tiny_model
+    from ..models.tiny import write_tiny_model
 
     print(write_tiny_model(args.dir, seed=args.seed, tokenizer=args.tokenizer))
     return 0

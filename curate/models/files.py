@@ -1,4 +1,5 @@
-"""Resolve `--student` values: a local checkpoint folder or a built-in name."""
+"""Model files on disk: the cache folder, data files of installed packages, and the atomic
+build-once step every built-in student goes through."""
 
 from __future__ import annotations
 
@@ -61,50 +62,3 @@ def materialise(out: Path, build: Callable[[Path], object]) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out
-
-
-def _tiny(tokenizer: str) -> Callable[[], Path]:
-    def build() -> Path:
-        from .tiny import write_tiny_model
-
-        name = "tiny" if tokenizer == "small" else f"tiny-{tokenizer}"
-        return materialise(cache_dir() / name, lambda out: write_tiny_model(out, tokenizer=tokenizer))
-
-    return build
-
-
-def _smollm2(dtype: str) -> Callable[[], Path]:
-    def build() -> Path:
-        from .smollm2 import materialise_smollm2
-
-        return materialise_smollm2(dtype)
-
-    return build
-
-
-# float32 is the reference on CPU (exact against the GGUF); bf16 halves memory on a GPU.
-BUILTIN = {
-    "tiny": _tiny("small"),
-    "tiny-qwen2.5": _tiny("qwen2.5"),
-    "smollm2": _smollm2("float32"),
-    "smollm2-bf16": _smollm2("bfloat16"),
-}
-
-
-def student_key(spec: str) -> str:
-    """How a student is recorded in scoring_runs: a built-in name as is, a path made absolute."""
-    return spec if spec in BUILTIN else str(Path(spec).expanduser().resolve())
-
-
-def resolve_student(spec: str) -> Path:
-    """A folder that `from_pretrained` loads: the path given, or a built-in model materialised once."""
-    if spec in BUILTIN:
-        return BUILTIN[spec]()
-    path = Path(spec).expanduser()
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"--student {spec!r}: not a model folder (no config.json) and not a built-in name "
-            f"({', '.join(BUILTIN)}); point it at any local checkpoint, e.g. a downloaded "
-            "Qwen2.5-1.5B-Instruct folder"
-        )
-    return path

