@@ -1,29 +1,38 @@
 """Marker profiles: where actions and answers sit in assistant text, per trajectory format.
 
-Ingest counts tool calls with them and the trainer labels loss segments with them, so both read
-the same spans.
+Ingest counts tool calls with them, the trainer labels loss segments with them, and the agent
+runtime and `curate replay` take the code to run from them, so all read the same spans.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# smolagents' code-blob pattern: a fenced block, optionally tagged py/python.
+_FENCE = re.compile(r"```(?:py|python)?\n(.*?)\n```", re.DOTALL)
 
 
 @dataclass(frozen=True)
 class MarkerProfile:
-    """Open/close markers of an action span and, where the format has one, of an answer span."""
+    """Open/close markers of an action span and, where the format has one, of an answer span, and
+    how the format's own runtime reads the code out of its action spans."""
 
     name: str
     action: tuple[str, str]
     answer: tuple[str, str] | None = None
+    fenced: bool = False  # the code is the ```py fenced block(s) inside the span (smolagents 1.13)
+    join: str = "\n\n"  # how several code blocks of one turn are joined into one step
+    answer_wins: bool = False  # a turn with an answer marker is an answer, whatever else it has (MINT)
 
 
 PROFILES = {
     p.name: p
     for p in (
-        MarkerProfile("smolagents", ("Code:", "<end_code>")),
+        MarkerProfile("smolagents", ("Code:", "<end_code>"), fenced=True),
         MarkerProfile("smolagents_new", ("<code>", "</code>")),
-        MarkerProfile("mint", ("<execute>", "</execute>"), ("<solution>", "</solution>")),
+        MarkerProfile("mint", ("<execute>", "</execute>"), ("<solution>", "</solution>"),
+                      join="\n", answer_wins=True),
     )
 }
 
@@ -62,3 +71,29 @@ def spans(text: str, prof: MarkerProfile) -> list[Span]:
 def tool_calls(assistant_texts: list[str], prof: MarkerProfile) -> int:
     """Number of action spans (code actions) over a trajectory's assistant turns."""
     return sum(s.kind == "action" for text in assistant_texts for s in spans(text, prof))
+
+
+def action_code(text: str, prof: MarkerProfile) -> str | None:
+    """The code one assistant turn asks to run, as the format's runtime reads it; None when the turn
+    has no action (or, under MINT, proposes an answer).
+
+    Fenced profiles take the fenced blocks inside each action span (an unclosed span still has its
+    fence); the others take a closed span's inner text. Blocks are stripped and joined by the
+    profile's `join` (smolagents: a blank line; MINT: a newline).
+    """
+    if prof.answer_wins and prof.answer and prof.answer[0] in text:
+        return None
+    opening, closing = prof.action
+    blocks = []
+    for span in spans(text, prof):
+        if span.kind != "action":
+            continue
+        inner = text[span.start + len(opening):span.end]
+        closed = inner.endswith(closing)
+        inner = inner[: -len(closing)] if closed else inner
+        if prof.fenced:
+            blocks += _FENCE.findall(inner)
+        elif closed:
+            blocks.append(inner)
+    code = prof.join.join(block.strip() for block in blocks if block.strip())
+    return code or None
