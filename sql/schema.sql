@@ -177,3 +177,14 @@ CREATE TABLE IF NOT EXISTS selection_rows (
     reason        VARCHAR NOT NULL,      -- why chosen, or why none
     PRIMARY KEY (selection_id, dataset, question_id)
 );
+
+-- One row per trajectory replayed by `curate replay` (its code actions re-executed in the sandbox;
+-- a later replay of the same trajectory replaces the row).
+CREATE TABLE IF NOT EXISTS replays (
+    trajectory_id  VARCHAR PRIMARY KEY,
+    steps          INTEGER NOT NULL,     -- code steps followed by a stored observation
+    reproduced     INTEGER NOT NULL,     -- steps whose new observation matched the stored one
+    first_mismatch INTEGER,              -- 0-based index of the first step that did not; NULL: none
+    reason         VARCHAR,              -- what differed at first_mismatch
+    replayed_at    TIMESTAMP NOT NULL
+);

@@ -29,6 +29,7 @@ COMMANDS = [
     "merge",
     "analyze",
     "figures",
+    "replay",
     "tiny_model",
     "model",
 ]
