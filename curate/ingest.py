@@ -258,10 +258,12 @@ class _Records:
     """Turns the records of one file into batched rows, with the file's sample and question state."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, summary: IngestSummary, spec: formats.Spec, file_hash: str,
-                 options: IngestOptions) -> None:
+                 options: IngestOptions, source_file: str | None = None) -> None:
         self.con, self.summary, self.spec, self.file_hash, self.options = con, summary, spec, file_hash, options
         dataset = summary.dataset
-        self.fixed = {"dataset": dataset, "ingest_id": summary.ingest_id, "source_file": summary.source_file}
+        self.fixed = {"dataset": dataset, "ingest_id": summary.ingest_id,
+                      "source_file": source_file or summary.source_file}
+        self.lines: set[int] = set()
         self.next_sample = dict(con.execute(
             "SELECT question_id, max(sample_idx) + 1 FROM trajectories WHERE dataset = $d GROUP BY 1", {"d": dataset}
         ).fetchall())
@@ -277,6 +279,7 @@ class _Records:
         summary, batch = self.summary, self.batch
         summary.records += 1
         batch.records += 1
+        self.lines.add(number)
         try:
             if isinstance(record, RecordError):
                 raise record
@@ -373,33 +376,37 @@ def _retry_rejects(
     updated and the retry is logged in its options. A retry that takes nothing in changes nothing.
     """
     clock = time.perf_counter()
-    dataset, recorded, used = con.execute(
-        "SELECT dataset, format, options FROM ingest_runs WHERE ingest_id = $i", {"i": ingest_id}).fetchall()[0]
+    dataset, recorded, used, first_file = con.execute(
+        "SELECT dataset, format, options, source_file FROM ingest_runs WHERE ingest_id = $i", {"i": ingest_id}
+    ).fetchall()[0]
     used = orjson.loads(used)
     summary = IngestSummary(str(source.path), dataset, recorded, ingest_id, retried=True, bytes=source.size())
-    before = con.execute("SELECT source_line, reason, raw FROM ingest_rejects WHERE ingest_id = $i "
-                         "AND source_line > 0 ORDER BY ALL", {"i": ingest_id}).fetchall()
-    wanted = {line for line, _reason, _raw in before}
-    if not wanted:
+    rejected = "SELECT source_line, reason, raw FROM ingest_rejects WHERE ingest_id = $i AND source_line > 0"
+    before = sorted(con.execute(rejected, {"i": ingest_id}).fetchall())
+    if not before:
         return summary
     spec = _retry_spec(source, format, options, used["spec"])
     con.execute("DELETE FROM ingest_rejects WHERE ingest_id = $i AND source_line > 0", {"i": ingest_id})
-    records = _Records(con, summary, spec, file_hash, options)
-    last = max(wanted)
+    # Rows keep the file name of the first ingest (the same bytes may come under another name now).
+    records = _Records(con, summary, spec, file_hash, options, source_file=first_file)
+    wanted, last = {line for line, _r, _b in before}, before[-1][0]
     for number, raw, record in _record_stream(source, options):
         if number in wanted:
             records.add(number, raw, record)
         if number >= last:
             break
     records.close()
-    after = con.execute("SELECT source_line, reason, raw FROM ingest_rejects WHERE ingest_id = $i "
-                        "AND source_line > 0 ORDER BY ALL", {"i": ingest_id}).fetchall()
+    # A rejected line that is no record now (all blanks under a larger size limit) keeps its reject.
+    kept = [row for row in before if row[0] not in records.lines]
+    _insert(con, "ingest_rejects", {"ingest_id": [ingest_id] * len(kept), "source_file": [first_file] * len(kept),
+                                    "source_line": [r[0] for r in kept], "reason": [r[1] for r in kept],
+                                    "raw": [r[2] for r in kept]})
     summary.seconds = time.perf_counter() - clock
-    if after != before:
-        taken = summary.records - summary.rejects
+    if sorted(con.execute(rejected, {"i": ingest_id}).fetchall()) != before:
         used.setdefault("retries", []).append({
-            "at": datetime.now().isoformat(timespec="seconds"), "lines": summary.records, "taken_in": taken,
-            "spec": spec.options(), "max_record_bytes": options.max_record_bytes})
+            "at": datetime.now().isoformat(timespec="seconds"), "lines": summary.records,
+            "taken_in": summary.records - summary.rejects, "spec": spec.options(),
+            "max_record_bytes": options.max_record_bytes})
         counts = {k: getattr(summary, k) for k in ("trajectories", "failed_runs", "correct", "clean", *FLAGS)}
         con.execute(queries.sql_text("ingest/retried_run"),
                     {"ingest_id": ingest_id, "options": orjson.dumps(used).decode(), **counts})

@@ -209,27 +209,35 @@ class CorruptStream(ValueError):
 
 
 def lines(stream: BinaryIO, max_bytes: int) -> Iterator[Line]:
-    """Non-blank lines of a stream; a line over max_bytes is skipped past, keeping its head."""
-    number = 0
+    """Non-blank lines of a stream; a line over max_bytes is skipped past, keeping its head.
+
+    A line is read in one piece of at most max_bytes + 2 bytes (room for CRLF); one that does not
+    end within that piece is over the limit, whatever it ends with.
+    """
+    number, limit = 0, max_bytes + 2
     while True:
-        data = _readline(stream, max_bytes + 2, number)
+        data = _readline(stream, limit, number)
         if not data:
             return
         if number == 0 and data.startswith(BOM):
             data = data[len(BOM):]
+            if not data.endswith(b"\n"):  # read the bytes the mark took from the piece
+                data += _readline(stream, len(BOM), number)
         number += 1
         content = data.rstrip(b"\r\n")
-        if len(content) <= max_bytes:
-            if content.strip():
+        if data.endswith(b"\n") or len(data) < limit:
+            if len(content) > max_bytes:
+                yield Line(number, content[:KEPT_HEAD], len(content))
+            elif content.strip():
                 yield Line(number, content, len(content))
             continue
-        size = len(content)
+        size = len(data)
         while not data.endswith(b"\n"):
             data = _readline(stream, 1 << 20, number - 1)
             if not data:
                 break
-            size += len(data.rstrip(b"\r\n"))
-        yield Line(number, content[:KEPT_HEAD], size)
+            size += len(data)
+        yield Line(number, content[:KEPT_HEAD], size - (len(data) - len(data.rstrip(b"\r\n"))))
 
 
 def _readline(stream: BinaryIO, limit: int, number: int) -> bytes:

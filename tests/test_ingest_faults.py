@@ -158,9 +158,12 @@ def test_retry_rejects_takes_in_what_a_new_limit_allows(tmp_path: Path) -> None:
     (plain,) = ingest(store, [path], "d", options=roomy)
     assert plain.already_ingested  # a plain re-ingest is still a no-op
     retry = IngestOptions(max_record_bytes=1 << 20, progress=False, retry_rejects=True)
-    (again,) = ingest(store, [path], "d", options=retry)
+    copy = tmp_path / "copy.jsonl"  # the same bytes under another name are the same file
+    copy.write_bytes(path.read_bytes())
+    (again,) = ingest(store, [copy], "d", options=retry)
     assert (again.retried, again.records, again.trajectories, again.rejects) == (True, 2, 1, 1)
-    assert again.line().startswith(f"{path}: retried 2 rejected records of ingest 1 in 'd': 1 trajectories,")
+    assert again.line().startswith(f"{copy}: retried 2 rejected records of ingest 1 in 'd': 1 trajectories,")
+    assert store.sql("SELECT DISTINCT source_file FROM trajectories").rows() == [(str(path),)]
     # The retried record keeps the id a first ingest under the new limit gives it, and is the
     # question's next sample (sample_idx is ingest order; nothing already stored is renumbered).
     fresh = Store(tmp_path / "fresh.duckdb")
@@ -282,3 +285,17 @@ def test_disk_full_names_the_cause_and_keeps_the_store(tmp_path: Path) -> None:
     assert "Current transaction is aborted" not in done.stderr
     with Store(db) as store:
         assert snapshot(store) == before
+
+
+def test_byte_order_mark_before_an_oversized_line(tmp_path: Path) -> None:
+    first, last = good_lines()
+    big = json.loads(first)
+    big["question"] = "x" * 3000
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(big).encode() + b"\n" + last)  # no final newline
+    store = Store(tmp_path / "s.duckdb")
+    (summary,) = ingest(store, [path], "d", options=IngestOptions(max_record_bytes=2000, progress=False))
+    assert (summary.records, summary.trajectories, summary.rejects) == (2, 1, 1)
+    size = len(json.dumps(big))
+    assert store.sql("SELECT source_line, reason FROM ingest_rejects").rows() == [
+        (1, f"record: {size} bytes, over the 2000-byte limit (max_record_bytes); its first 2002 bytes are kept")]
