@@ -139,11 +139,24 @@ def get(record: Any, path: str) -> Any:
         elif isinstance(value, list) and step.lstrip("-").isdigit():
             index = int(step)
             value = value[index] if -len(value) <= index < len(value) else _MISSING
-        else:
+        elif value is None:
             return _MISSING
+        else:
+            expected = "a list" if step.lstrip("-").isdigit() else "an object"
+            raise RecordError(f"{'.'.join(steps[:i])}: expected {expected}, got {_json_type(value)}")
         if value is _MISSING:
             return _MISSING
     return value
+
+
+def to_json(value: Any, path: str) -> str:
+    """A value as JSON text; a RecordError names the field where it cannot be (too deep, odd type)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError as error:
+        if "Recursion limit" in str(error):
+            raise RecordError(f"{path}: nested too deeply to store as JSON text (over 254 levels)") from None
+        raise RecordError(f"{path}: cannot store as JSON text ({error})") from None
 
 
 def normalised_question(text: str) -> str:
@@ -163,7 +176,7 @@ class Parsed:
     question_id: str
     question: str | None
     gold: str | None
-    meta: dict | None
+    meta: str | None  # JSON text of the format's extra fields
     model: str | None
     error: str | None
     failed: bool
@@ -242,7 +255,7 @@ def _optional_text(record: Any, path: str | None) -> str | None:
     value = get(record, path)
     if value is _MISSING or value is None:
         return None
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    return value if isinstance(value, str) else to_json(value, path)
 
 
 def _question(record: Any, spec: Spec, messages: list[tuple[str, str, str]] | None) -> str:
@@ -333,7 +346,15 @@ def parse(record: Any, spec: Spec, cache: dict[str, str]) -> Parsed:
         "cost": _cost(record, spec),
         "error": error,
     }
-    meta = {p.rsplit(".", 1)[-1]: v for p in spec.meta if (v := get(record, p)) is not _MISSING}
-    return Parsed(question_id, question, _optional_text(record, spec.gold), meta or None, model, error,
+    return Parsed(question_id, question, _optional_text(record, spec.gold), _meta(record, spec), model, error,
                   failed=False, row=row, messages=messages)
+
+
+def _meta(record: Any, spec: Spec) -> str | None:
+    """The format's extra fields as one JSON object's text, each keyed by its last path step."""
+    found = [(path, value) for path in spec.meta if (value := get(record, path)) is not _MISSING]
+    if not found:
+        return None
+    # Written field by field so that a field too deep to store is named.
+    return "{" + ",".join(f"{to_json(p.rsplit('.', 1)[-1], p)}:{to_json(v, p)}" for p, v in found) + "}"
 

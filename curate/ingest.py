@@ -16,7 +16,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from . import formats, sources
+from . import formats, queries, sources
 from .formats import FLAGS, RecordError
 from .store import Store
 
@@ -34,6 +34,8 @@ class IngestOptions:
     batch_records: int = 2000
     max_record_bytes: int = 8 << 20
     progress: bool = True
+    # A file already ingested has its rejected lines read again under these options (not skipped).
+    retry_rejects: bool = False
     # Called after each batch is written (inside the file's transaction) with records read so far.
     on_batch: Callable[[int], None] | None = field(default=None, compare=False)
 
@@ -47,6 +49,7 @@ class IngestSummary:
     format: str
     ingest_id: int
     already_ingested: bool = False
+    retried: bool = False  # a retry of an earlier ingest's rejects: the counts are what it added
     records: int = 0
     trajectories: int = 0
     failed_runs: int = 0
@@ -67,6 +70,10 @@ class IngestSummary:
         if self.already_ingested:
             return (f"{self.source_file}: already ingested into {self.dataset!r} "
                     f"(ingest {self.ingest_id}), nothing to do")
+        if self.retried:
+            return (f"{self.source_file}: retried {self.records} rejected records of ingest {self.ingest_id} in "
+                    f"{self.dataset!r}: {self.trajectories} trajectories, {self.failed_runs} failed runs taken in, "
+                    f"{self.rejects} still rejected")
         flags = ", ".join(f"{f} {getattr(self, f)}" for f in FLAGS)
         return (f"{self.source_file} -> {self.dataset!r} [{self.format}]: {self.records} records, "
                 f"{self.trajectories} trajectories, {self.failed_runs} failed runs, {self.questions} questions, "
@@ -87,19 +94,42 @@ def ingest(
         raise ValueError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
     if not dataset:
         raise ValueError("a data set name is needed (--dataset)")
+    # A pipe is spooled beside the store (in the temp folder for a store in memory).
+    spool = None if store.path.name == ":memory:" else store.path.parent
     summaries = []
-    for source in sources.expand(paths):
-        file_hash = sources.content_hash(source)
-        done = store.sql(
-            "SELECT ingest_id, format FROM ingest_runs WHERE file_hash = $h AND dataset = $d", h=file_hash, d=dataset
-        )
-        if done.height:
-            ingest_id, recorded = done.row(0)
-            summaries.append(IngestSummary(str(source.path), dataset, recorded, ingest_id, already_ingested=True))
-            continue
-        with store.transaction() as con:
-            summaries.append(_ingest_source(con, source, file_hash, dataset, format, options))
+    for named in sources.expand(paths):
+        with sources.readable(named, spool) as (source, file_hash):
+            done = store.sql("SELECT ingest_id, format FROM ingest_runs WHERE file_hash = $h AND dataset = $d",
+                             h=file_hash, d=dataset)
+            if not done.height:
+                summaries.append(_write(store, source, lambda con: _ingest_source(
+                    con, source, file_hash, dataset, format, options)))
+            elif options.retry_rejects:
+                summaries.append(_write(store, source, lambda con: _retry_rejects(
+                    con, source, file_hash, done.row(0)[0], format, options)))
+            else:
+                ingest_id, recorded = done.row(0)
+                summaries.append(IngestSummary(str(source.path), dataset, recorded, ingest_id, already_ingested=True))
     return summaries
+
+
+class IngestError(RuntimeError):
+    """A file that could not be written into the store (which is left as it was)."""
+
+
+def _write(store: Store, source: sources.Source, work: Callable[[duckdb.DuckDBPyConnection], IngestSummary]
+           ) -> IngestSummary:
+    """Run `work` in one transaction; a store error (disk full, lock) becomes one line naming the file."""
+    try:
+        with store.transaction() as con:
+            return work(con)
+    except duckdb.Error as error:
+        # Statements after a failed one only say that the transaction is aborted: name the first cause.
+        cause: BaseException = error
+        while isinstance(cause.__context__, duckdb.Error):
+            cause = cause.__context__
+        first = str(cause).strip().splitlines()[0]
+        raise IngestError(f"{source.path}: not ingested, the store is as it was ({first})") from error
 
 
 def _record_stream(source: sources.Source, options: IngestOptions) -> Iterator[tuple[int, bytes | None, Any]]:
@@ -108,7 +138,7 @@ def _record_stream(source: sources.Source, options: IngestOptions) -> Iterator[t
         for number, record in sources.rows(source, options.batch_records):
             yield number, None, record
         return
-    stream, raw = sources.open_bytes(source.path)
+    stream, raw = sources.open_bytes(source)
     with raw, stream:
         try:
             yield from _jsonl_records(stream, options)
@@ -218,10 +248,100 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, list]
         return
     arrow = pa.table({k: pa.array(v, pa.binary() if k == "raw" else None) for k, v in columns.items()})
     con.register("_ingest_batch", arrow)
+    # No `finally`: after a failed insert the transaction is aborted and unregistering would fail too,
+    # hiding the real cause (a full disk); the next register replaces the view anyway.
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _ingest_batch {conflict}").fetchall()
+    con.unregister("_ingest_batch")
+
+
+class _Records:
+    """Turns the records of one file into batched rows, with the file's sample and question state."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, summary: IngestSummary, spec: formats.Spec, file_hash: str,
+                 options: IngestOptions, source_file: str | None = None) -> None:
+        self.con, self.summary, self.spec, self.file_hash, self.options = con, summary, spec, file_hash, options
+        dataset = summary.dataset
+        self.fixed = {"dataset": dataset, "ingest_id": summary.ingest_id,
+                      "source_file": source_file or summary.source_file}
+        self.lines: set[int] = set()
+        self.next_sample = dict(con.execute(
+            "SELECT question_id, max(sample_idx) + 1 FROM trajectories WHERE dataset = $d GROUP BY 1", {"d": dataset}
+        ).fetchall())
+        self.stored_questions = {q for (q,) in con.execute(
+            "SELECT question_id FROM questions WHERE dataset = $d", {"d": dataset}).fetchall()}
+        self.file_questions: set[str] = set()
+        self.role_cache: dict[str, str] = {}
+        self.batch = _Batch()
+        self.bar = _progress(summary, options)
+
+    def add(self, number: int, raw: bytes | None, record: Any) -> None:
+        """One record (or the RecordError of one that could not be read) at a 1-based line."""
+        summary, batch = self.summary, self.batch
+        summary.records += 1
+        batch.records += 1
+        self.lines.add(number)
+        try:
+            if isinstance(record, RecordError):
+                raise record
+            parsed = formats.parse(record, self.spec, self.role_cache)
+        except RecordError as error:
+            summary.rejects += 1
+            batch.rejects["source_line"].append(number)
+            batch.rejects["reason"].append(str(error))
+            batch.rejects["raw"].append(raw if raw is not None else _raw_row(record))
+        else:
+            self._add_parsed(number, parsed)
+        if batch.records >= self.options.batch_records:
+            self.flush()
+
+    def _add_parsed(self, number: int, parsed: formats.Parsed) -> None:
+        summary, batch, qid = self.summary, self.batch, parsed.question_id
+        self.file_questions.add(qid)
+        if qid not in self.stored_questions:
+            self.stored_questions.add(qid)
+            q = batch.questions
+            q["question_id"].append(qid)
+            q["text"].append(parsed.question)
+            q["gold_answer"].append(parsed.gold)
+            q["words"].append(len(parsed.question.split()))
+            q["source_meta"].append(parsed.meta)
+        if parsed.failed:
+            summary.failed_runs += 1
+            for key, value in (("question_id", qid), ("teacher_model", parsed.model),
+                               ("source_line", number), ("error", parsed.error)):
+                batch.failed[key].append(value)
+            return
+        sample = self.next_sample.get(qid, 0)
+        self.next_sample[qid] = sample + 1
+        row = parsed.row
+        # The id depends on the file's content and the line alone: a retried record gets the id it
+        # would have had, and re-ingesting the same bytes gives the same ids.
+        tid = hashlib.blake2b(f"{summary.dataset}\0{self.file_hash}\0{number}".encode(), digest_size=10).hexdigest()
+        batch.add_trajectory({"trajectory_id": tid, "question_id": qid, "sample_idx": sample,
+                              "source_line": number, **row}, parsed.messages)
+        _count(summary, row)
+
+    def flush(self) -> None:
+        """Write the queued rows (inside the file's transaction)."""
+        self.batch.write(self.con, self.fixed)
+        self.bar.update(self.batch.records)
+        if self.options.on_batch is not None:
+            self.options.on_batch(self.summary.records)
+        self.batch = _Batch()
+
+    def close(self) -> None:
+        """Write what is left; the summary's question count is the file's distinct questions."""
+        self.flush()
+        self.bar.close()
+        self.summary.questions = len(self.file_questions)
+
+
+def _raw_row(record: Any) -> bytes:
+    """The bytes kept for a rejected row of a parquet file or saved data set."""
     try:
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _ingest_batch {conflict}").fetchall()
-    finally:
-        con.unregister("_ingest_batch")
+        return orjson.dumps(record, default=str)
+    except TypeError:  # nested too deeply for JSON text
+        return repr(record).encode()
 
 
 def _ingest_source(
@@ -232,64 +352,73 @@ def _ingest_source(
     recorded, spec = _resolve_spec(source, format, options)
     ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_runs").fetchall()[0][0]
     summary = IngestSummary(str(source.path), dataset, recorded, ingest_id, bytes=source.size())
-    fixed = {"dataset": dataset, "ingest_id": ingest_id, "source_file": str(source.path)}
-    next_sample = dict(con.execute(
-        "SELECT question_id, max(sample_idx) + 1 FROM trajectories WHERE dataset = $d GROUP BY 1", {"d": dataset}
-    ).fetchall())
-    stored_questions = {q for (q,) in con.execute(
-        "SELECT question_id FROM questions WHERE dataset = $d", {"d": dataset}).fetchall()}
-    file_questions: set[str] = set()
-    role_cache: dict[str, str] = {}
-    batch = _Batch()
-    bar = _progress(source, summary.bytes, options)
+    records = _Records(con, summary, spec, file_hash, options)
     for number, raw, record in _record_stream(source, options):
-        summary.records += 1
-        batch.records += 1
-        try:
-            if isinstance(record, RecordError):
-                raise record
-            parsed = formats.parse(record, spec, role_cache)
-        except RecordError as error:
-            summary.rejects += 1
-            batch.rejects["source_line"].append(number)
-            batch.rejects["reason"].append(str(error))
-            batch.rejects["raw"].append(raw if raw is not None else orjson.dumps(record, default=str))
-        else:
-            qid = parsed.question_id
-            file_questions.add(qid)
-            if qid not in stored_questions:
-                stored_questions.add(qid)
-                q = batch.questions
-                q["question_id"].append(qid)
-                q["text"].append(parsed.question)
-                q["gold_answer"].append(parsed.gold)
-                q["words"].append(len(parsed.question.split()))
-                q["source_meta"].append(orjson.dumps(parsed.meta).decode() if parsed.meta else None)
-            if parsed.failed:
-                summary.failed_runs += 1
-                for key, value in (("question_id", qid), ("teacher_model", parsed.model),
-                                   ("source_line", number), ("error", parsed.error)):
-                    batch.failed[key].append(value)
-            else:
-                sample = next_sample.get(qid, 0)
-                next_sample[qid] = sample + 1
-                row = parsed.row
-                tid = hashlib.blake2b(f"{dataset}\0{file_hash}\0{number}".encode(), digest_size=10).hexdigest()
-                batch.add_trajectory({"trajectory_id": tid, "question_id": qid, "sample_idx": sample,
-                                      "source_line": number, **row}, parsed.messages)
-                _count(summary, row)
-        if batch.records >= options.batch_records:
-            batch = _flush(con, batch, fixed, summary, bar, options)
-    _flush(con, batch, fixed, summary, bar, options)
-    bar.close()
+        records.add(number, raw, record)
+    records.close()
     if summary.records == 0:
         summary.rejects += 1
         _insert(con, "ingest_rejects", {"ingest_id": [ingest_id], "source_file": [str(source.path)],
                                         "source_line": [0], "reason": ["file: empty, no records"], "raw": [b""]})
-    summary.questions = len(file_questions)
     summary.seconds = time.perf_counter() - clock
     _record_run(con, summary, file_hash, spec, options, started)
     return summary
+
+
+def _retry_rejects(
+    con: duckdb.DuckDBPyConnection, source: sources.Source, file_hash: str, ingest_id: int, format: str,
+    options: IngestOptions,
+) -> IngestSummary:
+    """Read the rejected lines of an ingested file again under `options`; what parses now goes in.
+
+    Each line keeps the trajectory id a first ingest would give it; a new trajectory is its question's
+    next sample. Lines still rejected keep one reject row (with the new reason); the run's counts are
+    updated and the retry is logged in its options. A retry that takes nothing in changes nothing.
+    """
+    clock = time.perf_counter()
+    dataset, recorded, used, first_file = con.execute(
+        "SELECT dataset, format, options, source_file FROM ingest_runs WHERE ingest_id = $i", {"i": ingest_id}
+    ).fetchall()[0]
+    used = orjson.loads(used)
+    summary = IngestSummary(str(source.path), dataset, recorded, ingest_id, retried=True, bytes=source.size())
+    rejected = "SELECT source_line, reason, raw FROM ingest_rejects WHERE ingest_id = $i AND source_line > 0"
+    before = sorted(con.execute(rejected, {"i": ingest_id}).fetchall())
+    if not before:
+        return summary
+    spec = _retry_spec(source, format, options, used["spec"])
+    con.execute("DELETE FROM ingest_rejects WHERE ingest_id = $i AND source_line > 0", {"i": ingest_id})
+    # Rows keep the file name of the first ingest (the same bytes may come under another name now).
+    records = _Records(con, summary, spec, file_hash, options, source_file=first_file)
+    wanted, last = {line for line, _r, _b in before}, before[-1][0]
+    for number, raw, record in _record_stream(source, options):
+        if number in wanted:
+            records.add(number, raw, record)
+        if number >= last:
+            break
+    records.close()
+    # A rejected line that is no record now (all blanks under a larger size limit) keeps its reject.
+    kept = [row for row in before if row[0] not in records.lines]
+    _insert(con, "ingest_rejects", {"ingest_id": [ingest_id] * len(kept), "source_file": [first_file] * len(kept),
+                                    "source_line": [r[0] for r in kept], "reason": [r[1] for r in kept],
+                                    "raw": [r[2] for r in kept]})
+    summary.seconds = time.perf_counter() - clock
+    if sorted(con.execute(rejected, {"i": ingest_id}).fetchall()) != before:
+        used.setdefault("retries", []).append({
+            "at": datetime.now().isoformat(timespec="seconds"), "lines": summary.records,
+            "taken_in": summary.records - summary.rejects, "spec": spec.options(),
+            "max_record_bytes": options.max_record_bytes})
+        counts = {k: getattr(summary, k) for k in ("trajectories", "failed_runs", "correct", "clean", *FLAGS)}
+        con.execute(queries.sql_text("ingest/retried_run"),
+                    {"ingest_id": ingest_id, "options": orjson.dumps(used).decode(), **counts})
+    return summary
+
+
+def _retry_spec(source: sources.Source, format: str, options: IngestOptions, stored: dict[str, Any]) -> formats.Spec:
+    """The spec a retry reads with: the one the file was ingested with, unless the options name another."""
+    if format != "auto" or options.paths:
+        return _resolve_spec(source, format, options)[1]
+    paths = {k: stored[k] for k in formats.PATH_OPTIONS}
+    return formats.spec_for(stored["name"], options.profile or stored["profile"], **paths)
 
 
 def _count(summary: IngestSummary, row: dict[str, Any]) -> None:
@@ -300,18 +429,10 @@ def _count(summary: IngestSummary, row: dict[str, Any]) -> None:
     summary.tool_calls += row["tool_calls"]
 
 
-def _flush(con, batch: _Batch, fixed: dict, summary: IngestSummary, bar: Any, options: IngestOptions) -> _Batch:
-    batch.write(con, fixed)
-    bar.update(batch.records)
-    if options.on_batch is not None:
-        options.on_batch(summary.records)
-    return _Batch()
-
-
-def _progress(source: sources.Source, size: int, options: IngestOptions) -> Any:
+def _progress(summary: IngestSummary, options: IngestOptions) -> Any:
     from tqdm import tqdm
 
-    return tqdm(desc=f"ingest {source.path.name} ({size / 1e6:.1f} MB)", unit=" records",
+    return tqdm(desc=f"ingest {Path(summary.source_file).name} ({summary.bytes / 1e6:.1f} MB)", unit=" records",
                 disable=not options.progress, leave=False)
 
 

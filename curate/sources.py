@@ -4,11 +4,16 @@ Face datasets (a save_to_disk folder, parquet files) read in Arrow batches; neve
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
+import os
+import stat
+import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -17,6 +22,7 @@ import zstandard
 # Files a folder contributes; a file named on the command line is read whatever its name.
 FOLDER_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".jsonl.zst", ".ndjson.gz", ".ndjson.zst")
 KEPT_HEAD = 64 << 10  # bytes of an oversized record kept in ingest_rejects
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark some editors put before the first line
 
 
 @dataclass(frozen=True)
@@ -25,12 +31,18 @@ class Source:
 
     path: Path
     kind: str  # jsonl | parquet | hf_disk
+    spool: Path | None = None  # where the bytes of a pipe were copied, read in its place
+
+    @property
+    def data(self) -> Path:
+        """The file to read: the path itself, or the spooled copy of a pipe."""
+        return self.spool or self.path
 
     def files(self) -> list[Path]:
         """The files whose bytes make up this source (hashed for idempotence)."""
         if self.kind == "hf_disk":
             return sorted(p for p in self.path.rglob("*") if p.is_file())
-        return [self.path]
+        return [self.data]
 
     def size(self) -> int:
         """Bytes on disk (compressed, for compressed files)."""
@@ -42,13 +54,18 @@ def expand(paths: Iterable[str | Path]) -> list[Source]:
     found = []
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such file or folder")
+        try:
+            path.stat()
+        except OSError as error:
+            raise named_error(path, error) from None
         if path.is_dir():
             if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
                 found.append(Source(path, "hf_disk"))
                 continue
-            inner = sorted(p for p in path.iterdir() if p.is_file() and _kind(p))
+            try:
+                inner = sorted(p for p in path.iterdir() if p.is_file() and _kind(p))
+            except OSError as error:
+                raise named_error(path, error) from None
             if not inner:
                 raise FileNotFoundError(f"{path}: a folder with no JSONL/parquet files and no saved dataset")
             found.extend(Source(p, _kind(p)) for p in inner)
@@ -63,28 +80,109 @@ def _kind(path: Path) -> str | None:
     return "jsonl" if path.name.endswith(FOLDER_SUFFIXES) else None
 
 
+def named_error(path: Path, error: OSError) -> OSError:
+    """An OSError whose one-line message starts with the path and says what is wrong with it."""
+    if isinstance(error, FileNotFoundError):
+        return FileNotFoundError(f"{path}: no such file or folder")
+    if error.errno == errno.ELOOP:
+        return OSError(f"{path}: a symbolic link loop ({error.strerror})")
+    if isinstance(error, PermissionError):
+        return PermissionError(f"{path}: cannot read it ({error.strerror})")
+    return OSError(f"{path}: {error.strerror or error}")
+
+
+def open_file(path: Path, shown: Path | None = None) -> BinaryIO:
+    """The file opened for reading; an error names `shown` (the path the user gave) or the file."""
+    try:
+        return open(path, "rb")
+    except OSError as error:
+        raise named_error(shown or path, error) from None
+
+
 def content_hash(source: Source) -> str:
     """sha256 of the source's bytes (and, for folders, its file names)."""
     digest = hashlib.sha256()
     for file in source.files():
         if source.kind == "hf_disk":
             digest.update(str(file.relative_to(source.path)).encode() + b"\0")
-        with open(file, "rb") as fh:
+        with open_file(file, source.path if file == source.data else file) as fh:
             while chunk := fh.read(8 << 20):
                 digest.update(chunk)
     return digest.hexdigest()
 
 
-def open_bytes(path: Path) -> tuple[BinaryIO, BinaryIO]:
+def is_stream(path: Path) -> bool:
+    """True for a pipe, socket or terminal (`/dev/stdin`, `<(zcat ...)`): its bytes can be read once."""
+    mode = path.stat().st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
+@contextmanager
+def readable(source: Source, folder: Path | None) -> Iterator[tuple[Source, str]]:
+    """(source to read, content hash). A pipe is copied once into a spool file in `folder` (beside
+    the store, which has room for the data) and hashed as it is copied; the spool goes afterwards."""
+    if source.kind == "hf_disk" or not is_stream(source.path):
+        yield source, content_hash(source)
+        return
+    digest = hashlib.sha256()
+    fd, name = tempfile.mkstemp(prefix=".curate-spool-", dir=folder)
+    spool = Path(name)
+    try:
+        with open_file(source.path) as stream, os.fdopen(fd, "wb") as out:
+            while chunk := stream.read(8 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        yield replace(source, spool=spool), digest.hexdigest()
+    finally:
+        spool.unlink(missing_ok=True)
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Decompressed bytes of zstd frames one after another; a stream that stops inside a frame raises
+    EOFError (zstandard's stream_reader returns the bytes it has and ends quietly)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.frame = zstandard.ZstdDecompressor().decompressobj()
+        self.started = False  # bytes of the current frame have been fed
+        self.out = b""
+        self.at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self.at >= len(self.out):
+            chunk = self.raw.read(1 << 20)
+            if not chunk:
+                if self.started and not self.frame.eof:
+                    raise EOFError("zstd stream ends inside a frame")
+                return 0
+            self.out, self.at = self._feed(chunk), 0
+        n = min(len(buffer), len(self.out) - self.at)
+        buffer[:n] = self.out[self.at:self.at + n]
+        self.at += n
+        return n
+
+    def _feed(self, chunk: bytes) -> bytes:
+        out = []
+        while chunk:
+            if self.frame.eof:
+                self.frame = zstandard.ZstdDecompressor().decompressobj()
+            out.append(self.frame.decompress(chunk))
+            self.started = True
+            chunk = self.frame.unused_data if self.frame.eof else b""
+        return b"".join(out)
+
+
+def open_bytes(source: Source) -> tuple[BinaryIO, BinaryIO]:
     """(decompressed stream, underlying file): the file's position measures progress."""
-    raw = open(path, "rb")
-    with open(path, "rb") as probe:
-        magic = probe.read(4)
+    raw = open_file(source.data, source.path)
+    magic = raw.peek(4)[:4] if isinstance(raw, io.BufferedReader) else b""
     if magic[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=raw), raw
     if magic == b"\x28\xb5\x2f\xfd":
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20)
-        return io.BufferedReader(reader, buffer_size=1 << 20), raw
+        return io.BufferedReader(_ZstdFrames(raw), buffer_size=1 << 20), raw
     return io.BufferedReader(raw, buffer_size=1 << 20), raw
 
 
@@ -111,25 +209,35 @@ class CorruptStream(ValueError):
 
 
 def lines(stream: BinaryIO, max_bytes: int) -> Iterator[Line]:
-    """Non-blank lines of a stream; a line over max_bytes is skipped past, keeping its head."""
-    number = 0
+    """Non-blank lines of a stream; a line over max_bytes is skipped past, keeping its head.
+
+    A line is read in one piece of at most max_bytes + 2 bytes (room for CRLF); one that does not
+    end within that piece is over the limit, whatever it ends with.
+    """
+    number, limit = 0, max_bytes + 2
     while True:
-        data = _readline(stream, max_bytes + 2, number)
+        data = _readline(stream, limit, number)
         if not data:
             return
+        if number == 0 and data.startswith(BOM):
+            data = data[len(BOM):]
+            if not data.endswith(b"\n"):  # read the bytes the mark took from the piece
+                data += _readline(stream, len(BOM), number)
         number += 1
         content = data.rstrip(b"\r\n")
-        if len(content) <= max_bytes:
-            if content.strip():
+        if data.endswith(b"\n") or len(data) < limit:
+            if len(content) > max_bytes:
+                yield Line(number, content[:KEPT_HEAD], len(content))
+            elif content.strip():
                 yield Line(number, content, len(content))
             continue
-        size = len(content)
+        size = len(data)
         while not data.endswith(b"\n"):
             data = _readline(stream, 1 << 20, number - 1)
             if not data:
                 break
-            size += len(data.rstrip(b"\r\n"))
-        yield Line(number, content[:KEPT_HEAD], size)
+            size += len(data)
+        yield Line(number, content[:KEPT_HEAD], size - (len(data) - len(data.rstrip(b"\r\n"))))
 
 
 def _readline(stream: BinaryIO, limit: int, number: int) -> bytes:
@@ -144,7 +252,7 @@ def rows(source: Source, batch_size: int) -> Iterator[tuple[int, dict[str, Any]]
     if source.kind == "parquet":
         import pyarrow.parquet as pq
 
-        batches: Iterable = pq.ParquetFile(source.path).iter_batches(batch_size=batch_size)
+        batches: Iterable = pq.ParquetFile(source.data).iter_batches(batch_size=batch_size)
     else:
         import datasets
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from .common import add_db, add_debug
 
@@ -40,12 +41,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="content key inside a message (default: content)")
     parser.add_argument("--batch-records", type=int, default=2000, help="records per insert batch")
     parser.add_argument("--max-record-bytes", type=int, default=8 << 20, help="longer lines are rejected")
+    parser.add_argument("--retry-rejects", action="store_true",
+                        help="for a file already ingested, read its rejected lines again under these options "
+                        "(e.g. a larger --max-record-bytes) and take in those that now parse")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_debug(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..ingest import IngestOptions, ingest
     from ..store import Store
 
@@ -56,11 +62,24 @@ def run(args: argparse.Namespace) -> int:
         batch_records=args.batch_records,
         max_record_bytes=args.max_record_bytes,
         progress=not args.quiet,
+        retry_rejects=args.retry_rejects,
     )
-    with Store(args.db) as store:
+    db = Path(args.db)
+    created = not db.exists()
+    store = Store(db)
+    try:
         for summary in ingest(store, args.paths, args.dataset, args.format, options):
             print(summary.line())
             if summary.rejects and not summary.already_ingested:
-                print(f"  rejects: curate sql --db {args.db} \"SELECT source_line, reason FROM ingest_rejects "
-                      f"WHERE ingest_id = {summary.ingest_id}\"")
+                query = f"SELECT source_line, reason FROM ingest_rejects WHERE ingest_id = {summary.ingest_id}"
+                print(f"  rejects: curate sql --db {shlex.quote(args.db)} {shlex.quote(query)}")
+    except BaseException:
+        # A store this command created and left without a single ingest run is not left behind.
+        unused = created and store.sql("SELECT count(*) FROM ingest_runs").item() == 0
+        store.close()
+        if unused:
+            for path in (db, db.with_name(db.name + ".wal")):
+                path.unlink(missing_ok=True)
+        raise
+    store.close()
     return 0
