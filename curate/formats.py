@@ -304,6 +304,12 @@ def _cost(record: Any, spec: Spec) -> float | None:
     return float(value)
 
 
+def is_clean(correct: bool, has_messages: bool, parse_error: bool, max_steps: bool) -> bool:
+    """The clean rule (ingest, generation and grading share it): correct, has messages, no parse
+    error, no max steps; an execution error is kept (the run may recover from it)."""
+    return correct and has_messages and not parse_error and not max_steps
+
+
 def parse(record: Any, spec: Spec, cache: dict[str, str]) -> Parsed:
     """Read one record into rows; a RecordError names the field that could not be read."""
     if not isinstance(record, dict):
@@ -335,7 +341,7 @@ def parse(record: Any, spec: Spec, cache: dict[str, str]) -> Parsed:
         "correct": correct,
         "generated_answer": _answer(spec, record, assistant, prof),
         **flags,
-        "clean": correct and bool(messages) and not flags["parse_error"] and not flags["max_steps"],
+        "clean": is_clean(correct, bool(messages), flags["parse_error"], flags["max_steps"]),
         "assistant_turns": len(assistant),
         "tool_calls": markers.tool_calls(assistant, prof),
         "assistant_chars": sum(map(len, assistant)),

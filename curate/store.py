@@ -68,10 +68,11 @@ class Store:
             tables = self.con.execute("SELECT count(*) FROM information_schema.tables").fetchall()[0][0]
             if tables:
                 self._check_version()
-        elif not UPGRADABLE_FROM <= version < SCHEMA_VERSION:
+        elif not UPGRADABLE_FROM <= version <= SCHEMA_VERSION:
             self._check_version()
             return
-        # A new store, or an older one upgraded in place: the schema file only adds what is missing.
+        # Every writable open runs the schema file: it only adds what is missing, so a new store, an
+        # older one, and one written before a table of this version was added all end up complete.
         with self.transaction():
             self.con.execute(queries.sql_text("schema"))
             self.con.execute(

@@ -188,3 +188,35 @@ CREATE TABLE IF NOT EXISTS replays (
     reason         VARCHAR,              -- what differed at first_mismatch
     replayed_at    TIMESTAMP NOT NULL
 );
+-- Grades of final answers: one row per (trajectory, grader). `curate grade` writes its grader's rows
+-- and sets trajectories.correct / clean / graded_by from them; the verdict a log came with is kept
+-- as grader 'source' before anything overwrites it.
+CREATE TABLE IF NOT EXISTS grades (
+    trajectory_id VARCHAR NOT NULL,
+    grader        VARCHAR NOT NULL,      -- math | qa | judge:<model> | source (the log's own verdict)
+    correct       BOOLEAN NOT NULL,
+    score         DOUBLE,                -- math, judge, source: 1 / 0; qa: best token F1; NULL: not gradable
+    explanation   VARCHAR,               -- why (the judge's words, math-verify's reading, a timeout, ...)
+    grading_run   INTEGER,               -- the curate grade run that wrote it (NULL: source, inline grading)
+    PRIMARY KEY (trajectory_id, grader)
+);
+
+-- One row per `curate grade` run on one data set; finished_at NULL while it runs (or if it was killed).
+CREATE TABLE IF NOT EXISTS grading_runs (
+    grading_run  INTEGER PRIMARY KEY,
+    dataset      VARCHAR NOT NULL,
+    grader       VARCHAR NOT NULL,       -- as resolved: math | qa | judge:<model>
+    requested    VARCHAR NOT NULL,       -- as asked: auto | math | qa | judge
+    options      JSON NOT NULL,          -- judge backend, workers, timeout, regrade
+    code_version VARCHAR NOT NULL,
+    started_at   TIMESTAMP NOT NULL,
+    finished_at  TIMESTAMP,
+    graded       INTEGER,                -- trajectories graded by this run
+    kept         INTEGER,                -- trajectories that already had this grader's grade
+    no_gold      INTEGER,                -- trajectories left as they were: their question has no gold answer
+    correct      INTEGER                 -- correct trajectories of the data set after the run
+);
+
+-- schema 2
+-- The grader whose verdict trajectories.correct holds (NULL: the verdict the log came with).
+ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS graded_by VARCHAR;

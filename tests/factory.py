@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from curate.formats import is_clean
 from curate.render import chat_messages
 from curate.store import Store
 
@@ -59,14 +60,17 @@ def add_trajectories(store: Store, rows: Iterable[dict]) -> list[str]:
         correct = row.get("correct", True)
         parse_error, max_steps = row.get("parse_error", False), row.get("max_steps", False)
         con.execute(
-            "INSERT INTO trajectories VALUES ($id, $d, $q, $s, $model, $correct, $answer, $pe, $ms, $ee,"
-            " $clean, $turns, $tools, $chars, 'smolagents', $hash, 0, 'factory', $line, NULL, NULL)",
+            "INSERT INTO trajectories (trajectory_id, dataset, question_id, sample_idx, teacher_model, correct,"
+            " generated_answer, parse_error, max_steps, exec_error, clean, assistant_turns, tool_calls,"
+            " assistant_chars, profile, content_hash, ingest_id, source_file, source_line)"
+            " VALUES ($id, $d, $q, $s, $model, $correct, $answer, $pe, $ms, $ee,"
+            " $clean, $turns, $tools, $chars, 'smolagents', $hash, 0, 'factory', $line)",
             {
                 "id": tid, "d": dataset, "q": qid, "s": sample_idx,
                 "model": row.get("teacher_model", "teacher"), "correct": correct,
                 "answer": row.get("generated_answer", "4"), "pe": parse_error, "ms": max_steps,
                 "ee": row.get("exec_error", False),
-                "clean": bool(correct and messages and not parse_error and not max_steps),
+                "clean": is_clean(correct, bool(messages), parse_error, max_steps),
                 "turns": len(assistant),
                 "tools": row.get("tool_calls", sum(a.count("Code:") for a in assistant)),
                 "chars": row.get("assistant_chars", sum(len(a) for a in assistant)),

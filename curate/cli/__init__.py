@@ -17,6 +17,7 @@ COMMANDS = [
     "demo",
     "synth",
     "ingest",
+    "grade",
     "stats",
     "query",
     "render",

@@ -1,0 +1,159 @@
+"""Math grading: math-verify (gold first: `verify` is not symmetric) in worker processes that are
+killed past a hard time limit, so a pathological answer ends as a not-correct grade with a reason.
+
+math-verify's own timeouts use SIGALRM, which only works in a main thread and cannot interrupt a
+long C-level sympy call; a pebble process pool gives each pair a wall-clock limit and replaces a
+worker it had to kill.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import re
+import resource
+from collections.abc import Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from pebble import ProcessPool
+from pebble.common import ProcessExpired
+
+# Answers holding one of these are parsed as they are (math-verify reads a \boxed{} first).
+_DELIMITERS = ("\\boxed", "$", "\\(", "\\[")
+# A word of 3+ letters not written as a LaTeX command marks a sentence ("The answer is 4"), which
+# must not be read as one LaTeX product of letters; these are the words bare math uses.
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+# Function and constant names of plain (sympy-printed) math, spelled with a backslash in LaTeX.
+_LATEX_NAMES = ("sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "pi", "alpha", "beta", "gamma",
+                "delta", "theta", "lambda", "sigma", "omega", "phi", "psi")
+_MATH_WORDS = {*_LATEX_NAMES, "sqrt", "inf", "infty", "infinity"}
+# sympy's log is the natural one (LaTeX \log is base 10 to latex2sympy); oo is sympy's infinity.
+_LATEX_SPELLING = {"log": "\\ln", "oo": "\\infty", "inf": "\\infty", "infinity": "\\infty"}
+_SYMPY_WORDS = re.compile(rf"(?<![A-Za-z\\])({'|'.join([*_LATEX_NAMES, *_LATEX_SPELLING])})(?![A-Za-z])")
+WORKER_MEMORY = 4 << 30  # address-space limit of a worker: a runaway sympy expansion fails, not the machine
+SOFT_TIMEOUT = 5  # seconds, math-verify's own per-parse and per-comparison limit inside a worker
+
+CACHE_SIZE = 200_000  # verdicts remembered per process
+
+_pools: dict[int, ProcessPool] = {}
+_verdicts: dict[tuple[tuple[str, ...], str], tuple[bool, str]] = {}
+
+
+def _is_sentence(answer: str) -> bool:
+    return any(w.group().lower() not in _MATH_WORDS for w in _WORD.finditer(answer))
+
+
+class _SoftTimeout(Exception):
+    """math-verify's own (signal) timeout hit while parsing or comparing."""
+
+
+def _parse(text: str, **options: object) -> list:
+    from math_verify import parse
+    from math_verify.errors import TimeoutException
+
+    try:
+        return parse(text, parsing_timeout=SOFT_TIMEOUT, raise_on_error=True, **options)
+    except TimeoutException:
+        raise _SoftTimeout(f"parsing took over {SOFT_TIMEOUT} s") from None
+    except Exception:  # noqa: BLE001 - text math-verify cannot read has no reading
+        return []
+
+
+def _equal(gold: list, reading: list) -> bool:
+    from math_verify import verify
+    from math_verify.errors import TimeoutException
+
+    try:
+        return verify(gold, reading, timeout_seconds=SOFT_TIMEOUT, raise_on_error=True)
+    except TimeoutException:
+        raise _SoftTimeout(f"comparing took over {SOFT_TIMEOUT} s") from None
+    except Exception:  # noqa: BLE001 - objects sympy cannot compare are not equal
+        return False
+
+
+def _parse_gold(gold: str) -> list:
+    return _parse(gold if any(d in gold for d in _DELIMITERS) else f"${gold}$")
+
+
+def _reading(answer: str) -> list:
+    """The answer as math-verify reads it: [sympy object, matched text], or [] when nothing is found."""
+    answer = answer.replace("\\$", "")  # an escaped dollar is currency, not a math delimiter
+    if any(d in answer for d in _DELIMITERS) or _is_sentence(answer):
+        return _parse(answer)
+    if "\\" in answer:  # bare LaTeX ("(-\infty, 8]", "\frac{1}{2}")
+        return _parse(f"${answer}$", fallback_mode="no_fallback")
+    # Bare plain text ("p - q", "pi/2", "4*sqrt(15)"): as LaTeX with sympy spellings fixed; only when
+    # that reads nothing, as text (whose number search would take the 4 of "4*sin(t)" as the answer).
+    return _parse(f"${_sympy_to_latex(answer)}$", fallback_mode="no_fallback") or _parse(answer)
+
+
+def _sympy_to_latex(answer: str) -> str:
+    """Python/sympy spellings LaTeX reads differently (`pi` would be p*i, `**` is not a power)."""
+    answer = answer.replace("**", "^")
+    return _SYMPY_WORDS.sub(lambda m: _LATEX_SPELLING.get(m.group(), "\\" + m.group()), answer)
+
+
+def verify_pair(golds: tuple[str, ...], answer: str) -> tuple[bool, str]:
+    """(correct, explanation) for one answer against gold aliases; runs inside a worker process."""
+    try:
+        reading = _reading(answer)
+        if not reading:
+            return False, "math-verify: no answer could be extracted"
+        parsed_golds = [(g, p) for g in golds if (p := _parse_gold(g))]
+        if not parsed_golds:
+            return False, "math-verify: the gold answer could not be parsed"
+        shown = str(reading[0])[:200]
+        for gold, gold_parsed in parsed_golds:
+            if _equal(gold_parsed, reading):
+                return True, f"math-verify: {shown} = {gold}"
+    except _SoftTimeout as error:
+        return False, f"math-verify: {error}"
+    return False, f"math-verify: {shown} != {golds[0]}"
+
+
+def _start_worker() -> None:
+    import logging
+
+    # Timeouts and parse failures become grade explanations; math-verify's own log lines are noise.
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
+
+
+def _pool(workers: int) -> ProcessPool:
+    """A pool kept for the life of the process (workers import sympy once, about a second each)."""
+    if workers not in _pools:
+        # spawn: the caller may hold threads (torch, a DuckDB connection) that fork would copy mid-state.
+        _pools[workers] = ProcessPool(max_workers=workers, initializer=_start_worker,
+                                      context=multiprocessing.get_context("spawn"))
+    return _pools[workers]
+
+
+@atexit.register
+def shutdown() -> None:
+    """Stop the worker pools (also run at interpreter exit)."""
+    while _pools:
+        _, pool = _pools.popitem()
+        pool.stop()
+        pool.join()
+
+
+def verify_all(pairs: Sequence[tuple[tuple[str, ...], str]], workers: int, timeout: float) -> list[tuple[bool, str]]:
+    """(correct, explanation) for each (gold aliases, answer) pair. A pair is verified once per
+    process (many runs of a question give the same answer), and never longer than `timeout` seconds."""
+    todo = [pair for pair in dict.fromkeys(pairs) if pair not in _verdicts]
+    if len(_verdicts) + len(todo) > CACHE_SIZE:
+        _verdicts.clear()
+    pool = _pool(workers)
+    futures = [pool.schedule(verify_pair, args=pair, timeout=timeout) for pair in todo]
+    for pair, future in zip(todo, futures):
+        try:
+            _verdicts[pair] = future.result()
+        except FutureTimeout:
+            _verdicts[pair] = (False, f"math-verify: timed out after {timeout:g} s (worker killed)")
+        except ProcessExpired as error:
+            _verdicts[pair] = (False, f"math-verify: worker died ({error})")
+        except MemoryError:
+            _verdicts[pair] = (False, f"math-verify: over the {WORKER_MEMORY >> 30} GiB worker memory limit")
+        except Exception as error:  # noqa: BLE001 - any failure of one pair is that pair's reason
+            _verdicts[pair] = (False, f"math-verify: {type(error).__name__}: {error}"[:300])
+    return [_verdicts[pair] for pair in pairs]
