@@ -31,6 +31,7 @@ COMMANDS = [
     "analyze",
     "figures",
     "replay",
+    "report",
     "tiny_model",
     "model",
 ]
