@@ -45,6 +45,7 @@ COLUMNS_DOC = {
     "policy": "selection policy",
     "student": "student model the NLL was measured with",
     "k": "samples per question considered (sample_idx < k; null: all)",
+    "profile": "marker profile of the trajectory (smolagents, smolagents_new, mint): where `curate train` finds action and final spans",
 }
 
 
@@ -89,7 +90,7 @@ def build_dataset(con: duckdb.DuckDBPyConnection, selection_id: str):
         "messages": List({"role": Value("string"), "content": Value("string")}),
         "question_id": Value("string"), "dataset": Value("string"), "trajectory_id": Value("string"),
         "sample_idx": Value("int32"), "nll": Value("float64"), "n_turns": Value("int32"),
-        "policy": Value("string"), "student": Value("string"), "k": Value("int32"),
+        "policy": Value("string"), "student": Value("string"), "k": Value("int32"), "profile": Value("string"),
     })
     columns = {"messages": [chats[t] for t in ids], **rows.to_dict(as_series=False)}
     return Dataset.from_dict({name: columns[name] for name in features}, features=features)

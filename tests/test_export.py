@@ -24,7 +24,7 @@ from curate.select import SelectConfig, run_policy
 from curate.store import Store
 
 COLUMNS = ["messages", "question_id", "dataset", "trajectory_id", "sample_idx", "nll", "n_turns", "policy",
-           "student", "k"]
+           "student", "k", "profile"]
 SECRET = "hf_test_token_never_printed"
 AGENT_RUN = [
     ("system", "You are an agent."),
@@ -86,7 +86,7 @@ def assert_holds_selection(data: datasets.Dataset, db: Path, selection_id: str, 
             (ref["question_id"], ref["dataset"], ref["sample_idx"], ref["assistant_turns"])
         assert row["n_turns"] == sum(m["role"] == "assistant" for m in row["messages"])
         assert row["nll"] == pytest.approx(ref["nll"])
-        assert (row["policy"], row["student"]) == ("min_nll", "tiny")
+        assert (row["policy"], row["student"], row["profile"]) == ("min_nll", "tiny", "smolagents")
         text = tokenizer.apply_chat_template(row["messages"], tokenize=False)
         assert all(m["content"] in text for m in row["messages"])
 
@@ -259,6 +259,7 @@ def test_real_mint_runs(shared_data, tmp_path, tiny_tokenizer) -> None:
     chosen = [r for r in reference(samples, asked, "min_nll", "mint", k=10) if r[2]]
     assert done.rows == data.num_rows == len(chosen) and done.no_candidate == 48 - len(chosen)
     assert sorted(data["trajectory_id"]) == sorted(r[2] for r in chosen)
+    assert set(data["profile"]) == {"mint"}
     for row in data:
         assert row["messages"][-1]["role"] == "assistant"
         assert row["n_turns"] == sum(m["role"] == "assistant" for m in row["messages"])

@@ -12,12 +12,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from factory import add_scores
 from train_rows import export_rows, smolagents_chat, write_export, write_trainable_student
 
 from curate.cli import main
+from curate.export import ExportConfig
+from curate.export import export as export_selection
+from curate.ingest import IngestOptions, ingest
+from curate.select import SelectConfig
+from curate.store import Store
 from curate.train.config import TrainConfig
 from curate.train.data import encode, load_export
-from curate.train.recipe import train
+from curate.train.recipe import no_decision_warning, train
+from curate.train.segments import FINAL
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +140,42 @@ def test_cli_trains_from_parquet_with_per_row_profile(student, tmp_path, capsys)
     assert record["resolved"]["grad_accum"] == 2  # two padded micro-batches of two rows
     # Every row has a final span under its own profile (mint rows would have none as smolagents).
     assert record["data"]["encode"]["tokens_final"] > 0 and len(log_of(out)) == 2
+
+
+def test_real_mint_export_trains_with_its_own_profile(shared_data, student, tmp_path, capsys) -> None:
+    """Real MINT GSM8K runs, ingested, scored, selected and exported: the trainer finds their
+    <execute>/<solution> spans from the export's `profile` column, and warns when a step has none."""
+    from transformers import AutoTokenizer
+
+    store = Store(":memory:")
+    ingest(store, [shared_data / "trajectories" / "mint" / "mint_gsm8k.jsonl.gz"], "gsm8k",
+           options=IngestOptions(progress=False))
+    turns = store.sql("SELECT trajectory_id, assistant_turns FROM trajectories WHERE clean").rows()
+    add_scores(store, "mint", {t: [float(n)] * n for t, n in turns})  # shortest runs win min_nll
+    parquet = tmp_path / "mint.parquet"
+    done = export_selection(store, ExportConfig(to=str(parquet), select=SelectConfig(run="mint", k=10)))
+    store.close()
+    rows, _ = load_export(str(parquet))
+    assert rows.num_rows == done.rows > 0 and set(rows["profile"]) == {"mint"}
+
+    tokenizer = AutoTokenizer.from_pretrained(student)
+    own = encode(rows, tokenizer, None, 10240, "end", "mint")
+    assert own.stats == encode(rows, tokenizer, "mint", 10240, "end", "mint").stats
+    assert own.stats["profiles"] == {"mint": rows.num_rows}
+    # Every exported run is correct, so it ends with a <solution> span: its final tokens.
+    finals = [e.segments.count(FINAL) for e in own.examples]
+    assert len(finals) == rows.num_rows and min(finals) > 0 and own.stats["tokens_action"] > 0
+    wrong = encode(rows, tokenizer, "smolagents", 10240, "end", "mint").stats
+    assert wrong["tokens_action"] == wrong["tokens_final"] == 0
+
+    argv = ["train", "--data", str(parquet), "--student", str(student), "--max-steps", "1", "--batch-size", "1",
+            "--lora-r", "4", "--lora-alpha", "8", "--no-gradient-checkpointing"]
+    assert main([*argv, "--out", str(tmp_path / "own")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "forced"), "--profile", "smolagents"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert warned == [no_decision_warning(1, ["smolagents"], "smartad")]
+    assert "step 1: no action or final token under marker profile smolagents" in warned[0]
 
 
 def test_bad_rows_and_options_are_named(student, tmp_path, capsys) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import MISSING, dataclass, field, fields
 
+from curate.markers import profile
+
 
 def _opt(text: str, **meta) -> dict:
     return {"help": text, **meta}
@@ -24,7 +26,10 @@ class TrainConfig:
     out: str = field(metadata=_opt("output folder: adapter, config, log, checkpoints, loss curves"))
     loss: str = field(default="smartad", metadata=_opt("smartad | uniform | sad | custom:R,A,F | sad_kl[:LR,LA]"))
     teacher: str | None = field(default=None, metadata=_opt("teacher model folder (sad_kl only)", type=str))
-    profile: str = field(default="smolagents", metadata=_opt("marker profile when rows carry no `profile` column"))
+    profile: str | None = field(default=None, metadata=_opt(
+        "marker profile for every row, overriding the export's `profile` column (default: each row's own; "
+        "smolagents for rows without one)", type=str,
+    ))
     epochs: int = field(default=2, metadata=_opt("passes over the data"))
     max_steps: int | None = field(
         default=None, metadata=_opt("optimiser steps in all (overrides --epochs; the LR schedule spans them)", type=int)
@@ -59,6 +64,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "micro_batch_size", "max_length", "lora_r", "chunk_size", "save_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.profile is not None:
+            profile(self.profile)
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"--max-steps must be at least 1, got {self.max_steps}")
 

@@ -21,6 +21,8 @@ from curate.markers import profile
 from .segments import FINAL, SEGMENTS, UNSUPERVISED, Labelled, label_segments
 
 CHAT_ROLES = ("system", "user", "assistant")
+# Rows of exports written before the `profile` column, or of other tools, are smolagents runs.
+FALLBACK_PROFILE = "smolagents"
 
 
 def load_export(path: str) -> tuple[Any, Path | None]:
@@ -62,24 +64,33 @@ def _chat(messages: Any, where: str) -> list[dict[str, str]]:
 
 @dataclass
 class Encoded:
-    """Labelled, truncated examples, the export row of each, and what encoding dropped or cut."""
+    """Labelled, truncated examples, the export row and marker profile of each, and what encoding dropped or cut."""
 
     examples: list[Labelled] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
-    stats: dict[str, int] = field(default_factory=dict)
+    profiles: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
-def encode(rows: Any, tokenizer: Any, default_profile: str, max_length: int, truncation: str, source: str) -> Encoded:
-    """Render and label every row, applying the truncation policy; bad rows raise naming row and field."""
+def encode(rows: Any, tokenizer: Any, override: str | None, max_length: int, truncation: str, source: str) -> Encoded:
+    """Render and label every row under `override` or its own `profile` column, applying the
+    truncation policy; bad rows raise naming row and field."""
     from tqdm.auto import tqdm
 
     out = Encoded()
-    stats = dict.fromkeys(("rows", "truncated", "final_cut", "dropped_too_long", "dropped_unsupervised", "tokens"), 0)
-    stats.update({f"tokens_{s}": 0 for s in SEGMENTS})
+    stats: dict[str, Any] = dict.fromkeys(
+        ("rows", "truncated", "final_cut", "dropped_too_long", "dropped_unsupervised", "tokens"), 0
+    )
+    stats.update({f"tokens_{s}": 0 for s in SEGMENTS}, profiles={})
     for i, row in enumerate(tqdm(rows, desc="encode", unit="row", leave=False)):
         stats["rows"] += 1
         where = f"{source}: row {i}" + (f" (trajectory_id {row['trajectory_id']})" if "trajectory_id" in row else "")
-        labelled = label_segments(tokenizer, _chat(row["messages"], where), profile(row.get("profile") or default_profile))
+        name = override or row.get("profile") or FALLBACK_PROFILE
+        try:
+            markers = profile(name)
+        except ValueError as error:
+            raise ValueError(f"{where}: field `profile`: {error}") from None
+        labelled = label_segments(tokenizer, _chat(row["messages"], where), markers)
         if len(labelled.input_ids) > max_length:
             stats["truncated"] += 1
             stats["final_cut"] += FINAL in labelled.segments[max_length:]
@@ -93,6 +104,8 @@ def encode(rows: Any, tokenizer: Any, default_profile: str, max_length: int, tru
             continue
         out.examples.append(labelled)
         out.rows.append(i)
+        out.profiles.append(name)
+        stats["profiles"][name] = stats["profiles"].get(name, 0) + 1
         stats["tokens"] += len(labelled.input_ids)
         for s, name in enumerate(SEGMENTS):
             stats[f"tokens_{name}"] += labelled.segments[1:].count(s)

@@ -42,6 +42,11 @@ class LossSpec:
     group_means: bool = False  # SAD: λ_r·mean(reason) + λ_a·mean(action ∪ final)
     distill: bool = False  # per-token term is KL to the teacher instead of cross-entropy
 
+    @property
+    def weighs_segments(self) -> bool:
+        """Whether the loss treats reason, action and final tokens differently."""
+        return self.group_means or len(set(self.weights)) > 1
+
     def coefficients(self, counts: Tensor) -> Tensor:
         """c such that the step's loss is Σ_s c_s·S_s, from the step's per-segment token counts."""
         w = torch.tensor(self.weights, dtype=torch.float64, device=counts.device)

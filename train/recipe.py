@@ -22,6 +22,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -170,6 +171,15 @@ def _provenance(cfg: TrainConfig, card: Path | None, rows: Any, stats: dict) -> 
     }
 
 
+def no_decision_warning(step: int, profiles: list[str], loss: str) -> str:
+    """The line printed when a step holds no action or final token, so its weighting does nothing."""
+    return (
+        f"warning: step {step}: no action or final token under marker profile {', '.join(profiles)}; "
+        f"--loss {loss} trains every token of this step as reason. If the runs use other markers "
+        "(MINT: <execute>/<solution>), pass --profile or re-export so rows carry their `profile` column"
+    )
+
+
 def _prepare_out(out: Path, record: dict) -> None:
     """Write train_config.json, or check that a run already there has the same config and data."""
     path = out / "train_config.json"
@@ -242,9 +252,9 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
             f"--batch-size {cfg.batch_size} is not a multiple of --micro-batch-size {cfg.micro_batch_size} × {world} ranks"
         )
     accum = cfg.batch_size // (cfg.micro_batch_size * world)
+    rows, card = load_export(cfg.data)  # a bad --data fails before any model is built or loaded
     out, student = Path(cfg.out), resolve_student(cfg.student)
     tokenizer = AutoTokenizer.from_pretrained(student)
-    rows, card = load_export(cfg.data)
     data = encode(rows, tokenizer, cfg.profile, cfg.max_length, cfg.truncation, cfg.data)
     lengths = [len(e.input_ids) for e in data.examples]
 
@@ -306,6 +316,9 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
         batches = [collate([data.examples[i] for i in b], tokenizer.pad_token_id or 0) for b in step_rows]
         # Σw of the whole step (all micro-batches, all ranks) is known from the labels up front.
         counts = _all_reduce(sum(segment_counts(b["segments"]) for b in batches).to(device), world)
+        if rank == 0 and spec.weighs_segments and not counts[1:].any():
+            profiles = sorted({data.profiles[i] for b in step_rows for i in b})
+            tqdm.write(no_decision_warning(step + 1, profiles, spec.name), file=sys.stderr)
         coef = spec.coefficients(counts)
         sums = torch.zeros(len(SEGMENTS), device=device)
         for j, batch in enumerate(batches):
