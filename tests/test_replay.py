@@ -8,6 +8,8 @@ import duckdb
 import pytest
 from smolagents.local_python_executor import LocalPythonExecutor
 
+from factory import add_trajectories
+
 from curate import Store
 from curate.agent.replay import Step, code_steps, mint_mismatch, mint_output, replay_store
 from curate.agent.sandbox import RETRY, Limits, PythonSandbox, StepResult
@@ -144,10 +146,8 @@ def test_cli_replays_a_data_set_and_widens_imports(mint_store, capsys):
 def test_summary_sql_golden_rows(tmp_path):
     with Store(tmp_path / "g.duckdb") as store:
         con: duckdb.DuckDBPyConnection = store.con
-        con.execute("CREATE TEMP TABLE t AS SELECT * FROM (VALUES ('a', 'd1'), ('b', 'd1'), ('c', 'd2'), "
-                    "('d', 'd2')) v(trajectory_id, dataset)")
-        con.execute("INSERT INTO trajectories SELECT trajectory_id, dataset, trajectory_id, 0, NULL, true, NULL, "
-                    "false, false, false, true, 1, 1, 1, 'mint', 'h', 1, 'f', 1, NULL, NULL FROM t")
+        add_trajectories(store, [{"trajectory_id": t, "dataset": d, "question_id": t}
+                                 for t, d in (("a", "d1"), ("b", "d1"), ("c", "d2"), ("d", "d2"))])
         con.execute("INSERT INTO replays VALUES ('a', 3, 3, NULL, NULL, now()), ('b', 2, 1, 0, 'step 0: x', now()), "
                     "('c', 0, 0, NULL, NULL, now())")
         assert store.run("replay/summary", dataset=None, ids=None).rows() == [
