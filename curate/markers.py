@@ -1,29 +1,51 @@
 """Marker profiles: where actions and answers sit in assistant text, per trajectory format.
 
-Ingest counts tool calls with them and the trainer labels loss segments with them, so both read
-the same spans.
+One parser for every reader of assistant text: ingest counts tool calls with `spans`, the trainer
+labels loss segments with them, and the agent runtime (generation, evaluation, replay) stops
+generation at a profile's `stop` strings and executes what `action_code` extracts.
 """
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class MarkerProfile:
-    """Open/close markers of an action span and, where the format has one, of an answer span."""
+    """Open/close markers of an action span and, where the format has one, of an answer span.
+
+    `code` is the regex (one group) that extracts the code of an action from assistant text, `stop`
+    the strings at which one step's generation ends (closing markers are kept in the text, the
+    others cut), `bare_code` whether a completion that is itself valid Python counts as code
+    (smolagents does this; MINT does not), `after_fence` what smolagents appends to an output that
+    ends with a closing ``` fence, and `example` how one action is written (for error messages).
+    """
 
     name: str
     action: tuple[str, str]
     answer: tuple[str, str] | None = None
+    code: str = ""
+    stop: tuple[str, ...] = ()
+    bare_code: bool = False
+    after_fence: str = ""
+    example: str = ""
 
 
 PROFILES = {
     p.name: p
     for p in (
-        MarkerProfile("smolagents", ("Code:", "<end_code>")),
-        MarkerProfile("smolagents_new", ("<code>", "</code>")),
-        MarkerProfile("mint", ("<execute>", "</execute>"), ("<solution>", "</solution>")),
+        # smolagents 1.13 (the agent-distillation release): its parse_code_blobs pattern and stop sequences.
+        MarkerProfile("smolagents", ("Code:", "<end_code>"), code=r"```(?:py|python)?\n(.*?)\n```",
+                      stop=("<end_code>", "Observation:", "Calling tools:"), bare_code=True,
+                      after_fence="<end_code>", example="Code:\n```py\n# your Python code\n```<end_code>"),
+        MarkerProfile("smolagents_new", ("<code>", "</code>"), code=r"<code>(.*?)</code>",
+                      stop=("</code>", "Observation:", "Calling tools:"), bare_code=True,
+                      example="<code>\n# your Python code\n</code>"),
+        MarkerProfile("mint", ("<execute>", "</execute>"), ("<solution>", "</solution>"),
+                      code=r"<execute>(.*?)</execute>", stop=("</execute>", "</solution>"),
+                      example="<execute>\n# your Python code\n</execute>"),
     )
 }
 
@@ -62,3 +84,47 @@ def spans(text: str, prof: MarkerProfile) -> list[Span]:
 def tool_calls(assistant_texts: list[str], prof: MarkerProfile) -> int:
     """Number of action spans (code actions) over a trajectory's assistant turns."""
     return sum(s.kind == "action" for text in assistant_texts for s in spans(text, prof))
+
+
+def action_code(text: str, prof: MarkerProfile) -> str | None:
+    """The code one assistant message asks to run, or None when it has none.
+
+    Every code block the profile's pattern finds, joined by a blank line (as smolagents executes
+    them); with `bare_code`, a message that is itself valid Python is its own code.
+    """
+    blocks = [m.strip() for m in re.findall(prof.code, text, re.DOTALL)]
+    if blocks:
+        return "\n\n".join(blocks)
+    if prof.bare_code and text.strip():
+        try:
+            ast.parse(text)
+        except SyntaxError:
+            return None
+        return text
+    return None
+
+
+def answer_text(text: str, prof: MarkerProfile) -> str | None:
+    """The content of the last answer span (MINT's <solution>), or None (or a profile without one)."""
+    if prof.answer is None:
+        return None
+    opening, closing = prof.answer
+    start = text.rfind(opening)
+    if start < 0:
+        return None
+    end = text.find(closing, start)
+    return text[start + len(opening): end if end >= 0 else len(text)].strip()
+
+
+def step_text(text: str, prof: MarkerProfile) -> str:
+    """A generated step as the transcript keeps it: a trailing stop string that is no closing
+    marker cut (smolagents' stop sequences `Observation:` / `Calling tools:`), surrounding space
+    stripped, and smolagents' `<end_code>` added after a closing fence."""
+    closers = {prof.action[1], *(prof.answer[1:] if prof.answer else ())}
+    for stop in prof.stop:
+        if stop not in closers and text.rstrip().endswith(stop):
+            text = text.rstrip()[: -len(stop)]
+    text = text.strip()
+    if prof.after_fence and text.endswith("```"):
+        text += prof.after_fence
+    return text
