@@ -77,3 +77,18 @@ def test_each_row_keeps_its_own_seed_and_budget_whatever_the_batch(backend) -> N
     # Chunked into batches of one: same texts again.
     chunked = make_backend("transformers", str(backend.model.name_or_path), batch_size=1)
     assert chunked.generate([short, b, a]) == [batch[0], batch[1], batch[2]]
+
+
+def test_prefix_cache_changes_nothing_but_the_work(backend, tiny_model_dir) -> None:
+    from curate.agent.prompts import load_prompts
+
+    system = {"role": "system", "content": load_prompts(["web_search"], ["math"]).system}
+    tasks = [({"role": "user", "content": q},) for q in ("What is 2+2?", "Name the capital of France, please.")]
+    first = [GenRequest((system, *t), max_new_tokens=8, seed=i) for i, t in enumerate(tasks)]
+    plain = make_backend("transformers", str(tiny_model_dir), prefix_cache=False)
+    assert backend.generate(first) == plain.generate(first)
+    assert len(backend.prefixes.ids) > 500  # the shared system prompt was cached once for both rows
+    # The next step of one run extends its prompt: the kept prefix is cropped and extended.
+    step = GenRequest((system, *tasks[0], {"role": "assistant", "content": "Thought: x"},
+                       {"role": "user", "content": "Observation: 4"}), max_new_tokens=8, seed=7)
+    assert backend.generate([step]) == plain.generate([step])

@@ -14,17 +14,25 @@ Same request, same batch, same machine: bit-identical.
 
 `_RowStop` ends each row at its own stop strings, end-of-turn tokens and token budget, and records
 where and why, so token counts and finish reasons are per row.
+
+Prompt prefixes are computed once. The rows of a batch share the system prompt (and the K samples of
+a question their task too), and a run's next prompt extends its last one; `_PrefixCache` keeps the
+KV cache of the last shared prefix and extends or crops it, so a batch prefills its shared prefix
+once, not once per row, and one-run-at-a-time use reuses each step's prefix for the next.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from os.path import commonprefix
 from typing import Any
 
 import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    DynamicCache,
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
@@ -39,6 +47,8 @@ from . import Completion, GenRequest, truncate_at_stop
 
 # Tokens of the generated tail decoded per step to find a stop string, beyond its length in characters.
 _TAIL_SLACK = 4
+# A shared prefix shorter than this is prefilled with the rows (a separate pass is not worth it).
+SHARED_MIN = 32
 
 
 class _RowSampler(LogitsProcessor):
@@ -93,13 +103,35 @@ class _RowStop(StoppingCriteria):
         return torch.tensor([c is not None for c in self.count], device=input_ids.device)
 
 
+class _PrefixCache:
+    """The KV cache of the last shared prompt prefix, reused by later calls as far as they share it."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.ids, self.cache = model, [], None
+
+    def get(self, ids: list[int]) -> DynamicCache:
+        """A fresh cache holding `ids`: the kept one cropped to what it shares with them, then extended."""
+        reuse = len(commonprefix([self.ids, ids])) if self.cache is not None else 0
+        if reuse >= SHARED_MIN:
+            cache = self.cache
+            if reuse < len(self.ids):
+                cache.crop(reuse - len(self.ids))  # a negative count: drop that many tokens from the end
+        else:
+            cache, reuse = DynamicCache(config=self.model.config), 0
+        if len(ids) > reuse:
+            tail = torch.tensor([ids[reuse:]], device=self.model.device)
+            self.model(input_ids=tail, cache=cache, use_cache=True, logits_to_keep=1)
+        self.ids, self.cache = list(ids), cache
+        return copy.deepcopy(cache)
+
+
 class TransformersBackend:
     """A local causal LM: built-in name or checkpoint folder, batched generation with per-row sampling."""
 
     name = "transformers"
 
     def __init__(self, model: str, device: str | None = None, dtype: str | None = None,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, prefix_cache: bool = True) -> None:
         path = resolve_student(model)
         self.model_id = student_key(model)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -112,6 +144,7 @@ class TransformersBackend:
         self.eos = {t for t in [*eos, self.tokenizer.eos_token_id] if t is not None}
         self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos)
         self.batch_size = batch_size
+        self.prefixes = _PrefixCache(self.model) if prefix_cache else None
 
     def prompt(self, request: GenRequest) -> str:
         """The text the model continues: the chat template with its generation prompt, then the prefix."""
@@ -133,16 +166,28 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def _batch(self, requests: list[GenRequest], ids: list[list[int]]) -> list[Completion]:
-        width = max(map(len, ids))
-        input_ids = torch.tensor([[self.pad] * (width - len(x)) + x for x in ids], device=self.device)
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
+        # Rows are [shared prefix | left padding | own tokens]; the prefix comes from the prefix cache.
+        shared = len(commonprefix(ids)) if self.prefixes is not None else 0
+        shared = min(shared, min(map(len, ids)) - 1)
+        cache = None
+        if shared >= SHARED_MIN:
+            cache = self.prefixes.get(ids[0][:shared])
+            cache.batch_repeat_interleave(len(ids))
+        else:
+            shared = 0
+        own = [x[shared:] for x in ids]
+        pad = max(map(len, own))
+        width = shared + pad
+        head = ids[0][:shared]
+        input_ids = torch.tensor([head + [self.pad] * (pad - len(x)) + x for x in own], device=self.device)
+        mask = torch.tensor([[1] * shared + [0] * (pad - len(x)) + [1] * len(x) for x in own], device=self.device)
         stop = _RowStop(requests, self.tokenizer, width, self.eos)
         config = GenerationConfig(
             do_sample=False, max_new_tokens=max(r.max_new_tokens for r in requests),
             eos_token_id=sorted(self.eos), pad_token_id=self.pad, bos_token_id=self.model.generation_config.bos_token_id,
         )
         generated = self.model.generate(
-            input_ids=input_ids, attention_mask=mask, generation_config=config,
+            input_ids=input_ids, attention_mask=mask, generation_config=config, cache=cache,
             logits_processor=LogitsProcessorList([_RowSampler(requests, self.device)]),
             stopping_criteria=StoppingCriteriaList([stop]),
         )[:, width:].tolist()
