@@ -1,7 +1,8 @@
 """`curate demo`: the whole pipeline on a small synthetic store, end to end.
 
 synth -> ingest -> stats -> score (student NLL) -> select min_nll -> export (HF dataset)
--> figures (tertile tables, Figs 3-4) -> a few smartad LoRA steps on the export
+-> report (HTML: store, tertile tables and Figs 3-4, the selection next to two alternatives, trajectory
+viewer with token NLLs) -> a few smartad LoRA steps on the export
 (on the tiny model by default: a real student's LoRA steps take minutes each on a CPU).
 Every step is the library call the matching subcommand makes; re-running resumes (ingest is
 idempotent, scoring skips what is done, selection and export are replaced).
@@ -26,6 +27,7 @@ class DemoConfig:
     train_student: str = "tiny"
     train_steps: int = 6
     seed: int = 0
+    report_questions: int = 2  # per data set in the report's trajectory viewer
 
 
 def _step(title: str) -> None:
@@ -38,8 +40,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
 
     from curate import synth
     from curate.export import demo as export_demo
-    from curate.figures.build import write_all
+    from curate.report.config import ReportConfig
+    from curate.report.report import write_report
     from curate.score import nll_extremes, score_store
+    from curate.select import SelectConfig, select
     from curate.store import Store
     from curate.train.recipe import demo as train_demo
 
@@ -66,15 +70,20 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
         for line in export_demo(store, out / "export", run_id):
             print(line)
 
-    _step("tertile tables and figures")
-    index = write_all(db, out / "figures", run_id=run_id)
-    print(f"figures and tables: {index}")
+    _step("report: store, tertile tables and figures, min_nll next to median_nll and random, trajectories")
+    with Store(db) as store:
+        for policy in ("median_nll", "random"):
+            select(store, SelectConfig(policy=policy, run=run_id, seed=cfg.seed))
+    report = write_report(ReportConfig(db=str(db), out=str(out / "report"), run=run_id,
+                                       questions=cfg.report_questions, seed=cfg.seed))
+    index = report.index.parent / "figures" / "index.md"
+    print(f"report: {report.index} (open it in a browser; figures and tables in {index.parent})")
 
     # LoRA steps on a real student take minutes each on a CPU; the demo shows the loop on a tiny one.
     _step(f"train {cfg.train_student} {cfg.train_steps} steps with the smartad loss on the export")
     train_demo(str(out / "export"), str(out / "adapter"), steps=cfg.train_steps, student=cfg.train_student)
 
-    where = {"store": str(db), "run_id": run_id, "export": str(out / "export"),
+    where = {"store": str(db), "run_id": run_id, "export": str(out / "export"), "report": str(report.index),
              "figures": str(index), "adapter": str(out / "adapter")}
     _step(f"done in {time.perf_counter() - start:.0f} s")
     for key, value in where.items():

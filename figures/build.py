@@ -34,12 +34,14 @@ class FiguresConfig:
 
 @dataclass(frozen=True)
 class FiguresResult:
-    """Where index.md is, every file written, and the seconds spent in SQL and in plotting."""
+    """Where index.md is, every file written, the seconds spent in SQL and in plotting, and the
+    data the figures show (the report's HTML tables are made from it)."""
 
     index: Path
     files: list[Path]
     sql_s: float
     plot_s: float
+    data: FigureData
 
 
 def render(data: FigureData, out: Path) -> list[Path]:
@@ -58,7 +60,7 @@ def write_figures(con: duckdb.DuckDBPyConnection, config: FiguresConfig) -> Figu
     files = render(data, out)
     (out / "figures_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     return FiguresResult(out / "index.md", files + [out / "figures_config.json"], sql_done - start,
-                         time.perf_counter() - sql_done)
+                         time.perf_counter() - sql_done, data)
 
 
 def write_all(db: str | Path, out: str | Path, run_id: str | None = None, student: str | None = None,

@@ -30,7 +30,8 @@ RULE_TEXT = {
 }
 
 
-def _spearman_line(spearman: pl.DataFrame, dataset: str) -> str:
+def spearman_line(spearman: pl.DataFrame, dataset: str) -> str:
+    """One sentence: the mean within-question Spearman rho of NLL with correctness of a data set."""
     row = spearman.filter((pl.col("dataset") == dataset) & (pl.col("teacher_model") == analysis.ALL_MODELS))
     if row.is_empty() or row["rho_q"][0] == 0:
         return "Within-question Spearman ρ of NLL with correctness: no question has both outcomes and varying NLL."
@@ -72,7 +73,7 @@ def text(data: FigureData) -> str:
             f"([CSV](confounds_{stem}.csv)).",
             "",
             markdown(confounds.columns, table_cells(confounds)),
-            _spearman_line(data.spearman, dataset),
+            spearman_line(data.spearman, dataset),
             "",
         ]
     lines += ["## Figures", ""]

@@ -29,6 +29,7 @@ COMMANDS = [
     "merge",
     "analyze",
     "figures",
+    "report",
     "tiny_model",
     "model",
 ]
