@@ -19,8 +19,10 @@ class MarkerProfile:
     `code` is the regex (one group) that extracts the code of an action from assistant text, `stop`
     the strings at which one step's generation ends (closing markers are kept in the text, the
     others cut), `bare_code` whether a completion that is itself valid Python counts as code
-    (smolagents does this; MINT does not), `after_fence` what smolagents appends to an output that
-    ends with a closing ``` fence, and `example` how one action is written (for error messages).
+    (smolagents does this; MINT does not), `join` how several code blocks of one turn become one
+    step, `answer_wins` whether a turn holding an answer marker is an answer whatever else it holds
+    (MINT's rule), `after_fence` what smolagents appends to an output that ends with a closing ```
+    fence, and `example` how one action is written (for error messages).
     """
 
     name: str
@@ -29,6 +31,8 @@ class MarkerProfile:
     code: str = ""
     stop: tuple[str, ...] = ()
     bare_code: bool = False
+    join: str = "\n\n"
+    answer_wins: bool = False
     after_fence: str = ""
     example: str = ""
 
@@ -44,7 +48,8 @@ PROFILES = {
                       stop=("</code>", "Observation:", "Calling tools:"), bare_code=True,
                       example="<code>\n# your Python code\n</code>"),
         MarkerProfile("mint", ("<execute>", "</execute>"), ("<solution>", "</solution>"),
-                      code=r"<execute>(.*?)</execute>", stop=("</execute>", "</solution>"),
+                      code=r"<execute>(.*?)</execute>", stop=("</execute>", "</solution>"), join="\n",
+                      answer_wins=True,
                       example="<execute>\n# your Python code\n</execute>"),
     )
 }
@@ -87,14 +92,18 @@ def tool_calls(assistant_texts: list[str], prof: MarkerProfile) -> int:
 
 
 def action_code(text: str, prof: MarkerProfile) -> str | None:
-    """The code one assistant message asks to run, or None when it has none.
+    """The code one assistant message asks to run, as the format's runtime reads it, or None.
 
-    Every code block the profile's pattern finds, joined by a blank line (as smolagents executes
-    them); with `bare_code`, a message that is itself valid Python is its own code.
+    Every code block the profile's pattern finds anywhere in the message (smolagents 1.13 searches
+    the whole output, not only the `Code:` span), stripped and joined by the profile's `join`; with
+    `bare_code`, a message that is itself valid Python is its own code; under `answer_wins`, a
+    message with an answer marker has none.
     """
-    blocks = [m.strip() for m in re.findall(prof.code, text, re.DOTALL)]
+    if prof.answer_wins and prof.answer and prof.answer[0] in text:
+        return None
+    blocks = [b for m in re.findall(prof.code, text, re.DOTALL) if (b := m.strip())]
     if blocks:
-        return "\n\n".join(blocks)
+        return prof.join.join(blocks)
     if prof.bare_code and text.strip():
         try:
             ast.parse(text)

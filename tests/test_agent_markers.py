@@ -10,6 +10,9 @@ SMOL, NEW, MINT = PROFILES["smolagents"], PROFILES["smolagents_new"], PROFILES["
 def test_smolagents_code_blocks_are_joined_as_smolagents_runs_them() -> None:
     text = "Thought: two blocks\nCode:\n```py\nx = 1\n```\nand\n```python\nprint(x)\n```<end_code>"
     assert action_code(text, SMOL) == "x = 1\n\nprint(x)"
+    # smolagents 1.13 runs a fenced block wherever it sits, and an unclosed span's fence.
+    assert action_code("Thought: maybe ```py\nfirst()\n```\nCode:\n```py\nx = 1\n```<end_code>", SMOL) == "first()\n\nx = 1"
+    assert action_code("Thought: a\nCode:\n```python\ny = 2\n```", SMOL) == "y = 2"
     assert [s.kind for s in spans(text, SMOL)] == ["action"]
 
 
@@ -23,6 +26,10 @@ def test_bare_python_is_code_for_smolagents_but_not_for_mint() -> None:
 def test_new_smolagents_and_mint_tags() -> None:
     assert action_code("Thought: t\n<code>\nprint(2)\n</code>", NEW) == "print(2)"
     assert action_code("<execute> import math\nprint(math.pi) </execute>", MINT) == "import math\nprint(math.pi)"
+    assert action_code("<execute> a = 1 </execute> then <execute>\nprint(a)\n</execute>", MINT) == "a = 1\nprint(a)"
+    # MINT runs closed blocks only, and a turn that proposes a solution is an answer.
+    assert action_code("<execute>a = 1", MINT) is None and action_code("<execute>  </execute>", MINT) is None
+    assert action_code("<execute>a = 1</execute> The answer is <solution> 1 </solution>", MINT) is None
     assert answer_text("<thought>done</thought> <solution> 42 </solution>", MINT) == "42"
     assert answer_text("<solution> 7", MINT) == "7"
     assert answer_text("no answer here", MINT) is None and answer_text("<solution>1</solution>", SMOL) is None
