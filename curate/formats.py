@@ -286,13 +286,7 @@ def _answer(spec: Spec, record: Any, assistant: list[str], prof: markers.MarkerP
         return found
     # MINT-style records keep no answer field: the last answer span (<solution>) is the run's answer,
     # wherever it sits (models also write it inside an <execute> block).
-    opening, closing = prof.answer
-    for text in reversed(assistant):
-        start = text.rfind(opening)
-        if start >= 0:
-            end = text.find(closing, start)
-            return text[start + len(opening): end if end >= 0 else len(text)].strip()
-    return None
+    return next((a for text in reversed(assistant) if (a := markers.answer_text(text, prof)) is not None), None)
 
 
 def _cost(record: Any, spec: Spec) -> float | None:

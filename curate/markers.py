@@ -1,38 +1,56 @@
 """Marker profiles: where actions and answers sit in assistant text, per trajectory format.
 
-Ingest counts tool calls with them, the trainer labels loss segments with them, and the agent
-runtime and `curate replay` take the code to run from them, so all read the same spans.
+One parser for every reader of assistant text: ingest counts tool calls with `spans`, the trainer
+labels loss segments with them, and the agent runtime (generation, evaluation, replay) stops
+generation at a profile's `stop` strings and executes what `action_code` extracts.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
-
-# smolagents' code-blob pattern: a fenced block, optionally tagged py/python.
-_FENCE = re.compile(r"```(?:py|python)?\n(.*?)\n```", re.DOTALL)
 
 
 @dataclass(frozen=True)
 class MarkerProfile:
-    """Open/close markers of an action span and, where the format has one, of an answer span, and
-    how the format's own runtime reads the code out of its action spans."""
+    """Open/close markers of an action span and, where the format has one, of an answer span.
+
+    `code` is the regex (one group) that extracts the code of an action from assistant text, `stop`
+    the strings at which one step's generation ends (closing markers are kept in the text, the
+    others cut), `bare_code` whether a completion that is itself valid Python counts as code
+    (smolagents does this; MINT does not), `join` how several code blocks of one turn become one
+    step, `answer_wins` whether a turn holding an answer marker is an answer whatever else it holds
+    (MINT's rule), `after_fence` what smolagents appends to an output that ends with a closing ```
+    fence, and `example` how one action is written (for error messages).
+    """
 
     name: str
     action: tuple[str, str]
     answer: tuple[str, str] | None = None
-    fenced: bool = False  # the code is the ```py fenced block(s) inside the span (smolagents 1.13)
-    join: str = "\n\n"  # how several code blocks of one turn are joined into one step
-    answer_wins: bool = False  # a turn with an answer marker is an answer, whatever else it has (MINT)
+    code: str = ""
+    stop: tuple[str, ...] = ()
+    bare_code: bool = False
+    join: str = "\n\n"
+    answer_wins: bool = False
+    after_fence: str = ""
+    example: str = ""
 
 
 PROFILES = {
     p.name: p
     for p in (
-        MarkerProfile("smolagents", ("Code:", "<end_code>"), fenced=True),
-        MarkerProfile("smolagents_new", ("<code>", "</code>")),
+        # smolagents 1.13 (the agent-distillation release): its parse_code_blobs pattern and stop sequences.
+        MarkerProfile("smolagents", ("Code:", "<end_code>"), code=r"```(?:py|python)?\n(.*?)\n```",
+                      stop=("<end_code>", "Observation:", "Calling tools:"), bare_code=True,
+                      after_fence="<end_code>", example="Code:\n```py\n# your Python code\n```<end_code>"),
+        MarkerProfile("smolagents_new", ("<code>", "</code>"), code=r"<code>(.*?)</code>",
+                      stop=("</code>", "Observation:", "Calling tools:"), bare_code=True,
+                      example="<code>\n# your Python code\n</code>"),
         MarkerProfile("mint", ("<execute>", "</execute>"), ("<solution>", "</solution>"),
-                      join="\n", answer_wins=True),
+                      code=r"<execute>(.*?)</execute>", stop=("</execute>", "</solution>"), join="\n",
+                      answer_wins=True,
+                      example="<execute>\n# your Python code\n</execute>"),
     )
 }
 
@@ -74,26 +92,48 @@ def tool_calls(assistant_texts: list[str], prof: MarkerProfile) -> int:
 
 
 def action_code(text: str, prof: MarkerProfile) -> str | None:
-    """The code one assistant turn asks to run, as the format's runtime reads it; None when the turn
-    has no action (or, under MINT, proposes an answer).
+    """The code one assistant message asks to run, as the format's runtime reads it, or None.
 
-    Fenced profiles take the fenced blocks inside each action span (an unclosed span still has its
-    fence); the others take a closed span's inner text. Blocks are stripped and joined by the
-    profile's `join` (smolagents: a blank line; MINT: a newline).
+    Every code block the profile's pattern finds anywhere in the message (smolagents 1.13 searches
+    the whole output, not only the `Code:` span), stripped and joined by the profile's `join`; with
+    `bare_code`, a message that is itself valid Python is its own code; under `answer_wins`, a
+    message with an answer marker has none.
     """
     if prof.answer_wins and prof.answer and prof.answer[0] in text:
         return None
-    opening, closing = prof.action
-    blocks = []
-    for span in spans(text, prof):
-        if span.kind != "action":
-            continue
-        inner = text[span.start + len(opening):span.end]
-        closed = inner.endswith(closing)
-        inner = inner[: -len(closing)] if closed else inner
-        if prof.fenced:
-            blocks += _FENCE.findall(inner)
-        elif closed:
-            blocks.append(inner)
-    code = prof.join.join(block.strip() for block in blocks if block.strip())
-    return code or None
+    blocks = [b for m in re.findall(prof.code, text, re.DOTALL) if (b := m.strip())]
+    if blocks:
+        return prof.join.join(blocks)
+    if prof.bare_code and text.strip():
+        try:
+            ast.parse(text)
+        except SyntaxError:
+            return None
+        return text
+    return None
+
+
+def answer_text(text: str, prof: MarkerProfile) -> str | None:
+    """The content of the last answer span (MINT's <solution>), or None (or a profile without one)."""
+    if prof.answer is None:
+        return None
+    opening, closing = prof.answer
+    start = text.rfind(opening)
+    if start < 0:
+        return None
+    end = text.find(closing, start)
+    return text[start + len(opening): end if end >= 0 else len(text)].strip()
+
+
+def step_text(text: str, prof: MarkerProfile) -> str:
+    """A generated step as the transcript keeps it: a trailing stop string that is no closing
+    marker cut (smolagents' stop sequences `Observation:` / `Calling tools:`), surrounding space
+    stripped, and smolagents' `<end_code>` added after a closing fence."""
+    closers = {prof.action[1], *(prof.answer[1:] if prof.answer else ())}
+    for stop in prof.stop:
+        if stop not in closers and text.rstrip().endswith(stop):
+            text = text.rstrip()[: -len(stop)]
+    text = text.strip()
+    if prof.after_fence and text.endswith("```"):
+        text += prof.after_fence
+    return text

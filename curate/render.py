@@ -41,12 +41,13 @@ def normalise_role(role: str) -> str:
     return _ROLE_ALIASES[key]
 
 
-def chat_messages(messages: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+def chat_messages(messages: Iterable[tuple[str, str]], keep_last_user: bool = False) -> list[dict[str, str]]:
     """Apply the distillation role mapping to (normalised role, text) pairs.
 
     Drops tool-call messages, maps tool-response to user, strips <reference> blocks from the
     task (the first user message), merges consecutive messages of one role with a newline, and
-    drops a trailing user message (nothing follows it to learn from).
+    drops a trailing user message (nothing follows it to learn from), unless `keep_last_user`: the
+    agent runtime builds the prompt of a run's next step with this same mapping.
     """
     chat: list[dict[str, str]] = []
     seen_task = False
@@ -61,7 +62,7 @@ def chat_messages(messages: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
             chat[-1]["content"] += MERGE_SEPARATOR + text
         else:
             chat.append({"role": role, "content": text})
-    if chat and chat[-1]["role"] == "user":
+    if chat and chat[-1]["role"] == "user" and not keep_last_user:
         chat.pop()
     return chat
 

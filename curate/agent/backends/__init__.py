@@ -2,14 +2,16 @@
 
 Every backend takes the whole batch of in-flight requests at once, so a step of the agent loop is
 one batched generation call (transformers: padded batched `generate`; vLLM: one `LLM.generate`;
-OpenAI-compatible servers: concurrent requests under a bound).
+OpenAI-compatible servers: concurrent requests under a bound). `make_backend` builds one by name.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class GenRequest:
 
     messages: tuple[dict[str, str], ...]  # {"role", "content"}; the next message is the assistant's
     max_new_tokens: int = 1024
-    temperature: float = 1.0
+    temperature: float = 1.0  # 0: greedy
     top_p: float = 1.0
     seed: int | None = None  # per-request seed: K samples of one question must differ, each reproducible
     stop: tuple[str, ...] = ()  # generation ends at the first of these; the text keeps the stop string
@@ -38,6 +40,7 @@ class Backend(Protocol):
     """A model that completes chats in batches."""
 
     name: str
+    model_id: str  # what trajectories record as their teacher_model
 
     def generate(self, requests: Sequence[GenRequest]) -> list[Completion]:
         """One completion per request, in request order."""
@@ -46,3 +49,36 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free the model (processes, memory)."""
         ...
+
+
+# name -> (module, class); the module is imported only when that backend is asked for.
+BACKENDS = {
+    "transformers": ("curate.agent.backends.transformers", "TransformersBackend"),
+    "vllm": ("curate.agent.backends.vllm", "VLLMBackend"),
+    "openai": ("curate.agent.backends.openai", "OpenAIBackend"),
+}
+
+
+def make_backend(name: str, model: str, **options: Any) -> Backend:
+    """The backend `name` serving `model` (a path, a built-in name or a served model's name).
+
+    Options a backend does not take are an error when set; None means "the backend's default".
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+    module, cls = BACKENDS[name]
+    factory = getattr(importlib.import_module(module), cls)
+    given = {k: v for k, v in options.items() if v is not None}
+    takes = inspect.signature(factory).parameters
+    if unknown := sorted(set(given) - set(takes)):
+        raise ValueError(f"backend {name!r} does not take option(s) {', '.join(unknown)}")
+    return factory(model, **given)
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """(text up to and including the earliest stop string, whether one was found)."""
+    hits = [(i, s) for s in stop if (i := text.find(s)) >= 0]
+    if not hits:
+        return text, False
+    at, hit = min(hits, key=lambda x: (x[0], -len(x[1])))
+    return text[: at + len(hit)], True

@@ -1,0 +1,50 @@
+"""A scripted model for agent-loop tests: the test double stands in for the model only (the sandbox,
+store and graders are real). It answers each request from a per-question list of step outputs and
+records every batch it was asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from curate.agent.backends import Completion, GenRequest
+
+
+def task_question(request: GenRequest) -> str:
+    """The question of a run's request: the line after `New task:` in its first user message."""
+    first_user = next(m["content"] for m in request.messages if m["role"] == "user")
+    return first_user.split("New task:\n", 1)[-1].split("\n", 1)[0]
+
+
+class ScriptedModel:
+    """Per question, the text of each step (indexed by the assistant turns so far); answers asked for
+    after the step limit (no stop strings) get `after_limit`."""
+
+    name = "scripted"
+    model_id = "scripted-teacher"
+
+    def __init__(self, steps: dict[str, Sequence[str] | Callable[[GenRequest, int], str]],
+                 after_limit: str = "my best guess") -> None:
+        self.steps, self.after_limit = steps, after_limit
+        self.batches: list[list[GenRequest]] = []
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[Completion]:
+        self.batches.append(list(requests))
+        out = []
+        for r in requests:
+            if not r.stop:
+                text = self.after_limit
+            else:
+                script = self.steps[task_question(r)]
+                n = sum(m["role"] == "assistant" for m in r.messages)
+                text = script(r, n) if callable(script) else script[min(n, len(script) - 1)]
+                text = text.removeprefix(r.prefix) if n == 0 else text
+            out.append(Completion(text, len(text.split()), "stop"))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def code_step(code: str, thought: str = "I will compute it.") -> str:
+    """One smolagents step as a model writes it."""
+    return f"Thought: {thought}\nCode:\n```py\n{code}\n```<end_code>"

@@ -1,0 +1,94 @@
+"""Generation backends: the factory, and the transformers backend's per-row sampling, stops and counts
+checked against plain `model.generate` on the tiny model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from curate.agent.backends import GenRequest, make_backend, truncate_at_stop
+
+CHAT = ({"role": "system", "content": "You are an agent."}, {"role": "user", "content": "New task:\nWhat is 2+2?"})
+OTHER = ({"role": "user", "content": "Which magazine was started first, Arthur's Magazine or First for Women?"},)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_dir):
+    return make_backend("transformers", str(tiny_model_dir))
+
+
+def _reference_greedy(backend, request: GenRequest, n: int) -> list[int]:
+    """Greedy token ids from plain `generate` on the request alone (no padding, no custom processors)."""
+    ids = backend.tokenizer(backend.prompt(request), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    out = backend.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=n,
+                                 min_new_tokens=n, pad_token_id=backend.pad)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_unknown_backend_and_option_are_named() -> None:
+    with pytest.raises(ValueError, match="unknown backend 'tgi' \\(known: transformers, vllm, openai\\)"):
+        make_backend("tgi", "tiny")
+    with pytest.raises(ValueError, match="backend 'transformers' does not take option\\(s\\) endpoint"):
+        make_backend("transformers", "tiny", endpoint="http://127.0.0.1:8000/v1", device=None)
+
+
+def test_truncate_at_stop_takes_the_earliest_stop() -> None:
+    assert truncate_at_stop("a Observation: b <end_code>", ("<end_code>", "Observation:")) == ("a Observation:", True)
+    assert truncate_at_stop("plain", ("<end_code>",)) == ("plain", False)
+
+
+def test_greedy_matches_plain_generate_and_counts_tokens(backend) -> None:
+    request = GenRequest(CHAT, max_new_tokens=12, temperature=0)
+    [done] = backend.generate([request])
+    reference = _reference_greedy(backend, request, 12)
+    assert done.tokens == 12 and done.finish == "length"
+    assert done.text == backend.tokenizer.decode(reference, skip_special_tokens=True)
+
+
+def test_stop_string_ends_the_row_where_it_completes(backend) -> None:
+    def sample(n: int, stop: tuple[str, ...] = ()):
+        return backend.generate([GenRequest(CHAT, max_new_tokens=n, seed=5, stop=stop)])[0]
+
+    text = sample(24).text
+    stop = next(text[i:i + 3] for i in range(8, 20) if text[i:i + 3].strip() and text[i:i + 3] not in text[:i + 2])
+    # The reference count: the fewest tokens (same seed, same draws) whose text holds the stop string.
+    count = next(n for n in range(1, 25) if stop in sample(n).text)
+    done = sample(24, (stop,))
+    assert (done.tokens, done.finish) == (count, "stop")
+    assert done.text == text[: text.find(stop) + len(stop)]
+
+
+def test_prefix_is_continued_and_not_returned(backend) -> None:
+    request = GenRequest(CHAT, max_new_tokens=10, temperature=0, prefix="Thought: I will")
+    [done] = backend.generate([request])
+    assert backend.prompt(request).endswith("<|im_start|>assistant\nThought: I will")
+    assert done.text == backend.tokenizer.decode(_reference_greedy(backend, request, 10), skip_special_tokens=True)
+
+
+def test_each_row_keeps_its_own_seed_and_budget_whatever_the_batch(backend) -> None:
+    a = GenRequest(CHAT, max_new_tokens=16, temperature=1.0, seed=11)
+    b = GenRequest(CHAT, max_new_tokens=16, temperature=1.0, seed=12)
+    short = GenRequest(OTHER, max_new_tokens=5, temperature=0.7, top_p=0.9, seed=3)
+    alone_a, alone_b = backend.generate([a])[0], backend.generate([b])[0]
+    batch = backend.generate([short, b, a, a])
+    assert batch[2] == alone_a and batch[3] == alone_a and batch[1] == alone_b
+    assert alone_a.text != alone_b.text
+    assert (batch[0].tokens, batch[0].finish) == (5, "length") and alone_a.tokens == 16
+    # Chunked into batches of one: same texts again.
+    chunked = make_backend("transformers", str(backend.model.name_or_path), batch_size=1)
+    assert chunked.generate([short, b, a]) == [batch[0], batch[1], batch[2]]
+
+
+def test_prefix_cache_changes_nothing_but_the_work(backend, tiny_model_dir) -> None:
+    from curate.agent.prompts import load_prompts
+
+    system = {"role": "system", "content": load_prompts(["web_search"], ["math"]).system}
+    tasks = [({"role": "user", "content": q},) for q in ("What is 2+2?", "Name the capital of France, please.")]
+    first = [GenRequest((system, *t), max_new_tokens=8, seed=i) for i, t in enumerate(tasks)]
+    plain = make_backend("transformers", str(tiny_model_dir), prefix_cache=False)
+    assert backend.generate(first) == plain.generate(first)
+    assert len(backend.prefixes.ids) > 500  # the shared system prompt was cached once for both rows
+    # The next step of one run extends its prompt: the kept prefix is cropped and extended.
+    step = GenRequest((system, *tasks[0], {"role": "assistant", "content": "Thought: x"},
+                       {"role": "user", "content": "Observation: 4"}), max_new_tokens=8, seed=7)
+    assert backend.generate([step]) == plain.generate([step])
