@@ -7,11 +7,32 @@ have exactly the schema and meaning of the transformers backend's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 INSTALL = "pip install 'curate[vllm]'"
+
+
+def import_vllm() -> Any:
+    """The `vllm` module, or one clear line saying how to install it."""
+    # vLLM logs to stdout by default; curate's stdout carries results (`run_id=` last).
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    try:
+        import vllm
+    except ImportError:
+        raise RuntimeError(f"--backend vllm needs vLLM, which is not installed: {INSTALL}") from None
+    return vllm
+
+
+def make_llm(vllm: Any, **options: Any) -> Any:
+    """A `vllm.LLM`; eager on CPUs, where compiling the model takes minutes (4 on 2 cores for
+    SmolLM2-135M) that a scoring pass or an agent run never earns back."""
+    from vllm.platforms import current_platform
+
+    return vllm.LLM(**options, enforce_eager=current_platform.is_cpu())
 
 
 class VllmBackend:
@@ -20,12 +41,12 @@ class VllmBackend:
     name = "vllm"
 
     def __init__(self, path: str, dtype: str, max_length: int) -> None:
-        try:
-            import vllm
-        except ImportError:
-            raise RuntimeError(f"--backend vllm needs vLLM, which is not installed: {INSTALL}") from None
-        # One generated token follows each prompt, so the engine's window is one longer.
-        self.llm = vllm.LLM(model=path, dtype=dtype, max_model_len=max_length + 1)
+        vllm = import_vllm()
+        # One generated token follows each prompt, so the engine's window is one longer than the
+        # longest scored sequence: at the model's full context that is one past it, which vLLM allows
+        # only when asked (the extra position holds that discarded token).
+        os.environ["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
+        self.llm = make_llm(vllm, model=path, dtype=dtype, max_model_len=max_length + 1)
         self.params = vllm.SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False)
 
     def nll(

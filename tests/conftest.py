@@ -1,4 +1,4 @@
-"""Fixtures shared by the suite: a tiny offline model and the shared data folder."""
+"""Fixtures shared by the suite: a tiny offline model, SmolLM2 and the shared data folder."""
 
 from __future__ import annotations
 
@@ -51,3 +51,11 @@ def tiny_model(tiny_model_dir: Path):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype="float32").eval()
+
+
+@pytest.fixture(scope="session")
+def smollm2_cached() -> Path:
+    """The SmolLM2-135M-Instruct float32 folder, built once per machine (the `smollm2` built-in)."""
+    from curate.models.smollm2 import materialise_smollm2
+
+    return materialise_smollm2("float32")

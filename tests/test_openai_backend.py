@@ -1,0 +1,162 @@
+"""The OpenAI-compatible backend against a small real HTTP server (stdlib) that speaks the chat and
+completions API: retries with backoff, timeouts, the concurrency bound, what each request sends,
+and how prefixes and stop strings come back. No vLLM needed; tests marked `vllm` use a real one."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from curate.agent.backends import GenRequest
+from curate.agent.backends.openai import OpenAIBackend, base_url
+
+CHAT = ({"role": "system", "content": "You are an agent."}, {"role": "user", "content": "New task:\nWhat is 2+2?"})
+
+
+class Api(BaseHTTPRequestHandler):
+    """POST /v1/chat/completions and /v1/completions; what it does is set on the server object."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+        server = self.server
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with server.lock:
+            server.calls.append((self.path, body))
+            n = len(server.calls)
+            server.in_flight += 1
+            server.peak = max(server.peak, server.in_flight)
+        try:
+            time.sleep(server.delay(n))
+            if n <= server.failures:
+                self._send(500, {"error": {"message": f"overloaded ({n})", "type": "server_error"}})
+            else:
+                self._send(200, server.answer(self.path, body))
+        except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+            pass
+        finally:
+            with server.lock:
+                server.in_flight -= 1
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def answer(path: str, body: dict) -> dict:
+    """A deterministic reply naming what was asked; it stops at the first stop string as servers do:
+    the stop string left out of the text and named in `stop_reason` (vLLM's field)."""
+    asked = body["prompt"] if path.endswith("/completions") and "messages" not in body else body["messages"][-1]["content"]
+    text = f"seed={body.get('seed')} t={body['temperature']} <end_code> after"
+    stop = next((s for s in body.get("stop", []) if s in text), None)
+    if stop:
+        text = text[: text.index(stop)]
+    finish = "stop" if stop else ("length" if body["max_tokens"] <= 4 else "stop")
+    usage = {"prompt_tokens": len(asked), "completion_tokens": len(text), "total_tokens": 0}  # "tokens": characters
+    if path.endswith("/chat/completions"):
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+        kind = "chat.completion"
+    else:
+        choice, kind = {"index": 0, "text": text, "finish_reason": finish}, "text_completion"
+    return {"id": "x", "object": kind, "created": 0, "model": body["model"],
+            "choices": [{**choice, "stop_reason": stop}], "usage": usage}
+
+
+@pytest.fixture
+def api():
+    """A threaded server on 127.0.0.1: answers at once, no failures, unless a test says otherwise."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    server.lock, server.calls, server.in_flight, server.peak = threading.Lock(), [], 0, 0
+    server.failures, server.delay, server.answer = 0, lambda n: 0.0, answer
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_two_failures_are_retried_with_backoff(api) -> None:
+    api.failures = 2
+    start = time.perf_counter()
+    [done] = OpenAIBackend("m", endpoint=api.url, max_retries=2).generate([GenRequest(CHAT, seed=7)])
+    elapsed = time.perf_counter() - start
+    assert len(api.calls) == 3 and done.text == "seed=7 t=1.0 <end_code> after"
+    # The client waits 0.5 s then 1 s between tries, less up to 25% jitter.
+    assert elapsed >= 0.75 * (0.5 + 1.0)
+
+
+def test_retries_exhausted_fail_in_one_line_naming_the_endpoint(api) -> None:
+    api.failures = 2
+    with pytest.raises(RuntimeError) as failed:
+        OpenAIBackend("m", endpoint=api.url, max_retries=1).generate([GenRequest(CHAT)])
+    assert str(failed.value) == f"{api.url}: request failed after 1 retries: InternalServerError: Error code: 500 - overloaded (2)"
+    assert len(api.calls) == 2
+
+
+def test_a_request_past_its_timeout_is_retried(api) -> None:
+    api.delay = lambda n: 3.0 if n == 1 else 0.0
+    [done] = OpenAIBackend("m", endpoint=api.url, timeout=0.5, max_retries=1).generate([GenRequest(CHAT, seed=1)])
+    assert done.text.startswith("seed=1 ") and len(api.calls) == 2
+    api.calls.clear()
+    with pytest.raises(RuntimeError, match=r": request failed after 0 retries: APITimeoutError: Request timed out\.$"):
+        OpenAIBackend("m", endpoint=api.url, timeout=0.5, max_retries=0).generate([GenRequest(CHAT, seed=1)])
+
+
+def test_concurrency_is_bounded_and_order_kept(api) -> None:
+    api.delay = lambda n: 0.2
+    requests = [GenRequest(CHAT, seed=i) for i in range(10)]
+    done = OpenAIBackend("m", endpoint=api.url, max_concurrency=3).generate(requests)
+    assert api.peak == 3 and len(api.calls) == 10
+    assert [c.text.split()[0] for c in done] == [f"seed={i}" for i in range(10)]
+
+
+def test_what_a_request_sends_and_how_the_stop_string_comes_back(api) -> None:
+    request = GenRequest(CHAT, max_new_tokens=64, temperature=0.7, top_p=0.9, seed=3, stop=("<end_code>", "Observation:"))
+    [done] = OpenAIBackend("served-name", endpoint=api.url).generate([request])
+    [(path, body)] = api.calls
+    assert path == "/v1/chat/completions"
+    assert body == {"model": "served-name", "messages": list(CHAT), "max_tokens": 64, "temperature": 0.7,
+                    "top_p": 0.9, "seed": 3, "stop": ["<end_code>", "Observation:"]}
+    # The server left "<end_code>" out and named it; the completion keeps it, like the other backends.
+    assert (done.text, done.tokens, done.finish) == ("seed=3 t=0.7 <end_code>", 13, "stop")
+    [short] = OpenAIBackend("m", endpoint=api.url).generate([GenRequest(CHAT, max_new_tokens=4, temperature=0)])
+    assert short.finish == "length" and "seed" not in api.calls[-1][1]
+
+
+def test_prefix_continues_the_final_assistant_message(api) -> None:
+    OpenAIBackend("m", endpoint=api.url).generate([GenRequest(CHAT, seed=2, prefix="Thought: I will")])
+    [(path, body)] = api.calls
+    assert path == "/v1/chat/completions"
+    assert body["messages"] == [*CHAT, {"role": "assistant", "content": "Thought: I will"}]
+    assert (body["add_generation_prompt"], body["continue_final_message"]) == (False, True)
+
+
+def test_prefix_through_the_completions_endpoint_with_a_local_template(api, tiny_model_dir, tiny_tokenizer) -> None:
+    backend = OpenAIBackend("m", endpoint=api.url, tokenizer=str(tiny_model_dir))
+    [done] = backend.generate([GenRequest(CHAT, seed=2, prefix="Thought: I will", stop=("<end_code>",))])
+    [(path, body)] = api.calls
+    chat = tiny_tokenizer.apply_chat_template(list(CHAT), tokenize=False, add_generation_prompt=True)
+    assert path == "/v1/completions" and body["prompt"] == chat + "Thought: I will"
+    assert chat.endswith("<|im_start|>assistant\n") and done.text == "seed=2 t=1.0 <end_code>"
+    backend.generate([GenRequest(CHAT)])  # no prefix: the chat endpoint, the server's own template
+    assert api.calls[-1][0] == "/v1/chat/completions"
+
+
+def test_endpoint_forms() -> None:
+    assert base_url("http://127.0.0.1:8000") == "http://127.0.0.1:8000/v1"
+    assert base_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000/v1"
+    assert base_url("https://api.example.com/v1beta/openai") == "https://api.example.com/v1beta/openai"
+    with pytest.raises(ValueError, match="max_concurrency 0: need at least 1"):
+        OpenAIBackend("m", max_concurrency=0)
