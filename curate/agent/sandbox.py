@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from multiprocessing import connection
 from multiprocessing.reduction import send_handle
 
-from .worker import WorkerConfig, zygote
+from .worker import BASE_MODULES, WorkerConfig, zygote
 
 # The release's additional imports (numpy, sympy, numpy.linalg, with submodules), in the syntax of
 # smolagents >= 1.14; smolagents' safe standard modules (math, re, ...) are always added to these.
@@ -120,12 +120,18 @@ class PythonSandbox:
         self.limits = limits
         self.tools = dict(tools or {})
         self.workers = max(1, workers or os.cpu_count() or 1)
+        self._imports = tuple(imports)
         self._runs: dict[int, _Process] = {}
         self._next = 0
         self.workdir = tempfile.mkdtemp(prefix="curate-sandbox-")
         config = WorkerConfig(limits.seconds, limits.memory_mb, limits.output_chars,
                               tuple(imports), tuple(self.tools), self.workdir)
         self._zygote, self.isolation = self._start(config)
+
+    @property
+    def authorized_imports(self) -> list[str]:
+        """The effective import allow-list: smolagents' safe standard modules plus `imports`."""
+        return sorted(set(BASE_MODULES) | set(self._imports))
 
     def _start(self, config: WorkerConfig) -> tuple[_Process, dict[str, str]]:
         # A fresh interpreter (not a fork of the caller, which may hold torch, CUDA or threads), run

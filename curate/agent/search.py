@@ -58,6 +58,11 @@ class WebSearch:
     def __init__(self, retriever: Retriever, k: int = TOP_K):
         self.retriever, self.k = retriever, k
 
+    @property
+    def provenance(self) -> dict[str, object]:
+        """What generation records about the tool: its source (corpus hash or server URL) and k."""
+        return {"source": self.retriever.source, "k": self.k}
+
     def __call__(self, query: str) -> str:
         if not isinstance(query, str):
             raise TypeError("Your search query must be a string")
