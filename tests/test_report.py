@@ -158,11 +158,18 @@ def test_report_errors(reported, tmp_path, capsys):
     assert "curate report: error: no selection 'nope' in this store" in capsys.readouterr().err
     assert main(["report", "--db", str(db), "--run", "missing", "--out", str(tmp_path / "y")]) == 2
     assert "no scoring run 'missing' in this store" in capsys.readouterr().err
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    assert main(["report", "--db", str(db), "--run", run_id, "--out", str(taken)]) == 2
+    assert f"curate report: error: {taken} exists and is not a curate report folder" in capsys.readouterr().err
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]
 
 
 def test_student_not_available_gives_text_and_a_note(reported, tmp_path, capsys):
-    db, run_id, _out = reported
+    db, run_id, first = reported
     out = tmp_path / "page"
+    shutil.copytree(first, out)  # an earlier report is replaced, its extra question files go
     assert main(["report", "--db", str(db), "--run", run_id, "--out", str(out), "--questions", "1", "--samples", "1",
                  "--model", str(tmp_path / "absent"), "--selection", "min_nll"]) == 0
     printed = capsys.readouterr().out
@@ -170,6 +177,7 @@ def test_student_not_available_gives_text_and_a_note(reported, tmp_path, capsys)
     assert "report: 2 questions, 2 trajectories to open; token NLLs not shown (" in printed
     assert f"note: {note}" in printed
     assert note in (out / "index.html").read_text()
+    assert len(viewer_files(out)) == 2
     for payload in viewer_files(out):
         for trajectory in payload["trajectories"].values():
             assistant = [m for m in trajectory["messages"] if m["kind"] == "assistant"]

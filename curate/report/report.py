@@ -25,6 +25,7 @@ from .config import ReportConfig
 
 HERE = Path(__file__).parent
 FIGURES = ("fig3", "fig4")
+CONFIG_NAME = "report_config.json"
 DECIMALS = {"correct_pct": 1, "clean_pct": 1, "mean_turns": 2, "mean_tool_calls": 2, "mean_nll": 3,
             "mean_assistant_chars": 0}
 
@@ -138,6 +139,13 @@ def viewer_student(con: duckdb.DuckDBPyConnection, run_id: str, config: ReportCo
     return student, None
 
 
+def prepare_out(out: Path) -> None:
+    """Refuse a folder that holds anything but an earlier report; clear an earlier report's viewer files."""
+    if out.exists() and not (out.is_dir() and ((out / CONFIG_NAME).is_file() or not any(out.iterdir()))):
+        raise ValueError(f"{out} exists and is not a curate report folder; choose another --out or remove it")
+    shutil.rmtree(out / "viewer", ignore_errors=True)
+
+
 def _environment():
     import jinja2
 
@@ -155,6 +163,7 @@ def write_report(config: ReportConfig) -> ReportResult:
     from curate.store import Store
 
     out = Path(config.out)
+    prepare_out(out)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     with Store(config.db) as store:
@@ -196,6 +205,6 @@ def write_report(config: ReportConfig) -> ReportResult:
     for asset in sorted((HERE / "static").iterdir()):
         shutil.copyfile(asset, assets / asset.name)
     (out / "index.html").write_text(page, encoding="utf-8")
-    (out / "report_config.json").write_text(json.dumps({**asdict(config), "run": run_id}, indent=2) + "\n")
+    (out / CONFIG_NAME).write_text(json.dumps({**asdict(config), "run": run_id}, indent=2) + "\n")
     seconds["page"] = time.perf_counter() - mark
     return ReportResult(out / "index.html", seconds, len(shown.index), shown.detailed, student is not None, note)
