@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from . import __version__, queries
+from .output import naming
 from .render import stored_chats
 from .select import SelectConfig, describe, require_selection, select, selections
 from .store import Store
@@ -190,26 +191,104 @@ train with `trl.SFTTrainer(train_dataset=...)` (conversational `messages` column
     return f"---\n{header.to_yaml()}\n---\n{body}"
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where an export goes, checked before anything is selected or written."""
+
+    kind: str  # folder | parquet | hub
+    path: Path  # the folder, the parquet file, or the Hub export's local folder
+    repo_id: str | None = None
+
+    @property
+    def companions(self) -> tuple[Path, Path]:
+        """A parquet export's card and config, written beside it as FILE.README.md, FILE.export_config.json."""
+        stem = self.path.with_suffix("")
+        return stem.with_name(f"{stem.name}.README.md"), stem.with_name(f"{stem.name}.{CONFIG_NAME}")
+
+
+def hub_repo_id(to: str) -> str:
+    """The ORG/NAME of a `hub:ORG/NAME` target, refused unless the Hub would accept it."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    repo_id = to.removeprefix(HUB_PREFIX)
+    if repo_id.count("/") != 1:
+        raise ValueError(f"--to {to}: a Hub target is hub:ORG/NAME")
+    try:
+        # The Hub's own rule (letters, digits, - _ .; no '..'), which also keeps the local copy
+        # exports/ORG/NAME inside exports/.
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"--to {to}: not a Hub repo id ({error})") from None
+    return repo_id
+
+
 def _replaceable(path: Path) -> None:
-    """Refuse to overwrite anything but an earlier curate export."""
+    """Refuse to overwrite anything but an earlier curate export folder (or an empty one)."""
     if path.exists() and not (path.is_dir() and ((path / CONFIG_NAME).is_file() or not any(path.iterdir()))):
         raise ValueError(f"{path} exists and is not a curate export folder; choose another --to or remove it")
 
 
+def resolve_target(config: ExportConfig) -> Target:
+    """Parse `--to` and refuse a target that would overwrite anything but an earlier curate export."""
+    if config.to.startswith(HUB_PREFIX):
+        repo_id = hub_repo_id(config.to)
+        found = Target("hub", Path(config.local) if config.local else Path("exports") / repo_id, repo_id)
+        _replaceable(found.path)
+        return found
+    path = Path(config.to)
+    if path.suffix != ".parquet":
+        _replaceable(path)
+        return Target("folder", path)
+    found = Target("parquet", path)
+    card, resolved = found.companions
+    # The config file beside it marks an earlier curate export, whose three files are replaced together.
+    if not resolved.is_file():
+        for taken in (path, card):
+            if taken.exists():
+                raise ValueError(f"{taken} exists and is not part of a curate export (no {resolved.name} beside "
+                                 "it); choose another --to or remove it")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; a parquet export is a file: choose another --to")
+    return found
+
+
 def write_folder(dataset, folder: Path, card: str, resolved: dict, hub_data: bool) -> None:
     """Write a `save_to_disk` folder with README.md and the resolved config, replacing an earlier export whole."""
-    _replaceable(folder)
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    dataset.save_to_disk(str(partial))
-    if hub_data:
-        (partial / HUB_PARQUET).parent.mkdir(parents=True)
-        dataset.to_parquet(str(partial / HUB_PARQUET))
-    (partial / "README.md").write_text(card)
-    (partial / CONFIG_NAME).write_text(json.dumps(resolved, indent=2, default=str))
+    try:
+        with naming(folder):
+            dataset.save_to_disk(str(partial))
+            if hub_data:
+                (partial / HUB_PARQUET).parent.mkdir(parents=True)
+                dataset.to_parquet(str(partial / HUB_PARQUET))
+            (partial / "README.md").write_text(card)
+            (partial / CONFIG_NAME).write_text(json.dumps(resolved, indent=2, default=str))
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a failed export (disk full, ^C) leaves nothing behind
+        raise
     if folder.exists():
         shutil.rmtree(folder)
     partial.rename(folder)
+
+
+def write_parquet(dataset, found: Target, card: str, resolved: dict) -> None:
+    """Write FILE.parquet and its card and config, each through a temporary file renamed into place."""
+    found.path.parent.mkdir(parents=True, exist_ok=True)
+    card_path, config_path = found.companions
+    files = [(found.path, None), (card_path, card), (config_path, json.dumps(resolved, indent=2, default=str))]
+    partials = [path.with_name(f".{path.name}.partial") for path, _ in files]
+    try:
+        with naming(found.path):
+            dataset.to_parquet(str(partials[0]))
+            for partial, (_, text) in zip(partials[1:], files[1:]):
+                partial.write_text(text)
+    except BaseException:
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+        raise
+    for partial, (path, _) in zip(partials, files):
+        partial.replace(path)
 
 
 def push(folder: Path, repo_id: str, private: bool, selection_id: str) -> None:
@@ -232,10 +311,11 @@ def export(store: Store, config: ExportConfig) -> Exported:
     """Export a stored selection (or select first) to a folder, a parquet file or the Hub."""
     if (config.selection is None) == (config.select is None):
         raise ValueError("export needs exactly one of a stored selection (--selection) or a policy (--policy)")
+    found = resolve_target(config)
     selection_id = config.selection or select(store, config.select).selection_id
     selection = require_selection(store.con, selection_id)
     dataset = build_dataset(store.con, selection_id)
-    hub = config.to.startswith(HUB_PREFIX)
+    hub = found.kind == "hub"
     card = card_text(store, selection, dataset.num_rows, config, hub_data=hub)
     counts = selections(store.con, selection_id).row(0, named=True)
     resolved = {
@@ -245,27 +325,13 @@ def export(store: Store, config: ExportConfig) -> Exported:
         "store": str(store.path.resolve()), "curate_version": __version__, "written_at": datetime.now(),
     }
     done = {"selection_id": selection_id, "rows": dataset.num_rows, "no_candidate": counts["no_candidate"]}
+    if found.kind == "parquet":
+        write_parquet(dataset, found, card, resolved)
+        return Exported(**done, path=found.path, card=found.companions[0])
+    write_folder(dataset, found.path, card, resolved, hub_data=hub)
     if hub:
-        repo_id = config.to.removeprefix(HUB_PREFIX)
-        if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-            raise ValueError(f"--to {config.to}: a Hub target is hub:ORG/NAME")
-        folder = Path(config.local) if config.local else Path("exports") / repo_id
-        write_folder(dataset, folder, card, resolved, hub_data=True)
-        push(folder, repo_id, config.private, selection_id)
-        return Exported(**done, path=folder, card=folder / "README.md", repo_id=repo_id)
-    target = Path(config.to)
-    if target.suffix == ".parquet":
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        dataset.to_parquet(str(partial))
-        partial.replace(target)
-        stem = target.with_suffix("")
-        card_path = stem.with_name(f"{stem.name}.README.md")
-        card_path.write_text(card)
-        stem.with_name(f"{stem.name}.{CONFIG_NAME}").write_text(json.dumps(resolved, indent=2, default=str))
-        return Exported(**done, path=target, card=card_path)
-    write_folder(dataset, target, card, resolved, hub_data=False)
-    return Exported(**done, path=target, card=target / "README.md")
+        push(found.path, found.repo_id, config.private, selection_id)
+    return Exported(**done, path=found.path, card=found.path / "README.md", repo_id=found.repo_id)
 
 
 def demo(store: Store, out_dir: Path, run_id: str | None = None, show: int = 5) -> list[str]:

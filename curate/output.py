@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
 
 OUTPUT_FORMATS = ("table", "csv", "json", "parquet")
+
+
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Name `path` in an OSError raised while it is written: a failed write (a full disk) names no file."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise type(error)(error.errno, error.strerror or str(error), str(path)) from error
 
 
 def format_table(frame: pl.DataFrame, max_rows: int = 50) -> str:

@@ -166,6 +166,43 @@ def test_export_refuses_to_overwrite_other_folders(db, tmp_path, capsys) -> None
     assert "give --policy NAME (select now) or --selection NAME" in capsys.readouterr().err
 
 
+def test_parquet_export_replaces_only_an_earlier_export(db, tmp_path, capsys, monkeypatch) -> None:
+    def selections() -> list[str]:
+        with Store(db, read_only=True) as store:
+            return store.sql("SELECT selection_id FROM selections ORDER BY ALL")["selection_id"].to_list()
+
+    def export_to(to: str, *more: str) -> int:
+        return main(["export", "--db", str(db), "--policy", "min_nll", "--run", "run1", "--to", to, *more])
+
+    mine, card = tmp_path / "mine.parquet", tmp_path / "mine.README.md"
+    mine.write_bytes(b"someone's data")
+    assert export_to(str(mine)) == 2
+    assert capsys.readouterr().err == (f"curate export: error: {mine} exists and is not part of a curate export (no "
+                                       "mine.export_config.json beside it); choose another --to or remove it\n")
+    assert mine.read_bytes() == b"someone's data" and not card.exists()
+    assert selections() == []  # refused before anything was selected
+    mine.unlink()
+    card.write_text("my notes")
+    assert export_to(str(mine), "--k", "1") == 2
+    assert f"{card} exists and is not part of a curate export" in capsys.readouterr().err
+    assert card.read_text() == "my notes" and not mine.exists()
+    card.unlink()
+    # An earlier export is replaced whole: data, card and config.
+    assert export_to(str(mine), "--k", "1") == 0 and export_to(str(mine)) == 0
+    assert "| K | all |" in card.read_text() and set(datasets.Dataset.from_parquet(str(mine))["k"]) == {None}
+    assert sorted(p.name for p in tmp_path.glob("mine*")) == ["mine.README.md", "mine.export_config.json", "mine.parquet"]
+
+    capsys.readouterr()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for to in ("hub:../escaped", "hub:org/..", "hub:-org/name", "hub:org--x/name"):
+        assert export_to(to) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"curate export: error: --to {to}: not a Hub repo id (") and err.count("\n") == 1
+    assert not (tmp_path / "escaped").exists() and list(work.iterdir()) == []
+
+
 def test_hub_push_reaches_huggingface_hub(db, tmp_path, monkeypatch, capsys) -> None:
     calls: list[tuple] = []
 
