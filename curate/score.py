@@ -35,7 +35,7 @@ from . import __version__, queries
 from .models import resolve_student, student_key
 from .nll import DEFAULT_CHUNK_BYTES, TransformersBackend, turn_totals
 from .render import Rendering, TemplateError, chat_messages, prefix_consistent, render, render_last_turn, stored_chats
-from .store import Store
+from .store import Store, StoreLockedError
 
 BACKENDS = ("transformers", "vllm")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
@@ -154,8 +154,8 @@ def open_store(db: str | Path, read_only: bool) -> Store:
     while True:
         try:
             return Store(db, read_only=read_only)
-        except duckdb.IOException as error:
-            if "lock" not in str(error).lower() or time.monotonic() > deadline:
+        except StoreLockedError:
+            if time.monotonic() > deadline:
                 raise
             time.sleep(delay)
             delay = min(2 * delay, 2.0)
@@ -328,8 +328,7 @@ def score(config: ScoreConfig) -> str:
 
     if config.backend not in BACKENDS:
         raise ValueError(f"--backend {config.backend!r}: expected one of {', '.join(BACKENDS)}")
-    if not Path(config.db).is_file():
-        raise FileNotFoundError(f"{config.db}: no store here (create one with `curate ingest`)")
+    open_store(config.db, read_only=True).close()  # a --db that is no store fails before the student loads
     path = resolve_student(config.student)
     tokenizer = AutoTokenizer.from_pretrained(path)
     ident = identify(config, path, tokenizer)

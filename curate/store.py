@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -14,24 +15,95 @@ SCHEMA_VERSION = 2
 # EXISTS, ALTER TABLE ... ADD COLUMN IF NOT EXISTS), so running it again adds what is missing.
 UPGRADABLE_FROM = 1
 DEFAULT_DB = "curate.duckdb"
+# A store never needs an extension, and opening a foreign file (a SQLite database) must not make
+# DuckDB download one from the network.
+DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+SQLITE_MAGIC = b"SQLite format 3\x00"
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 
 
-class SchemaVersionError(RuntimeError):
+class StoreError(RuntimeError):
+    """A --db that cannot be opened as a store; the message names it and says what to do."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's file lock."""
+
+
+class SchemaVersionError(StoreError):
     """The store was written by another schema version."""
+
+
+def _not_a_store(path: Path, existing: bool) -> Exception | None:
+    """Why `path` cannot be a store (`existing`: or a new one), found before DuckDB tries (its
+    messages name no remedy)."""
+    if path.is_dir():
+        return StoreError(f"{path}: a folder, not a store file; give --db a file, e.g. {path / DEFAULT_DB}")
+    if not path.exists():
+        if existing:
+            return FileNotFoundError(f"{path}: no store here (create one with `curate ingest`)")
+        if not path.parent.is_dir():
+            return StoreError(f"{path}: folder {path.parent} does not exist; create it or give --db another path")
+        return None
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as error:
+        return StoreError(f"{path}: cannot read it ({error.strerror}); check its permissions or give --db another path")
+    if not head:
+        return StoreError(f"{path}: an empty file, not a DuckDB store; remove it or give --db another path")
+    if head.startswith(SQLITE_MAGIC):
+        return StoreError(f"{path}: a SQLite database, not a DuckDB store; give --db a store curate wrote")
+    if head[8:12] != DUCKDB_MAGIC:
+        return StoreError(f"{path}: not a DuckDB store; give --db a store curate wrote, or a new file name")
+    return None
+
+
+def _open_failed(path: Path, read_only: bool, error: duckdb.Error) -> StoreError:
+    text = str(error)
+    if "Could not set lock" in text:
+        pid = re.search(r"\(PID (\d+)\)", text)
+        holder = f" (PID {pid.group(1)})" if pid else ""
+        return StoreLockedError(f"{path}: another process{holder} has this store open for writing; wait for it "
+                                "to finish (one writer at a time), then run the same command again")
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    if "No space left" in text:
+        return StoreError(f"{path}: no space left on the device ({first}); free some space or give --db another path")
+    mode = "reading" if read_only else "writing"
+    return StoreError(f"{path}: cannot open the store for {mode} ({first}); check the file and its folder's "
+                      "permissions, or give --db another path")
+
+
+def connect(path: str | Path, read_only: bool = False, create: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB store file with extension auto-install and auto-load off (a new one only
+    when writing and `create`).
+
+    Every reason it cannot be opened (a folder, a missing folder, a text, empty or SQLite file, a
+    lock held by another process, permissions) is raised as one StoreError naming the path.
+    """
+    path = Path(path)
+    if str(path) != ":memory:" and (problem := _not_a_store(path, read_only or not create)) is not None:
+        raise problem
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=DUCKDB_CONFIG)
+    except duckdb.Error as error:
+        raise _open_failed(path, read_only, error) from error
 
 
 class Store:
     """One DuckDB file holding questions, trajectories, messages, scores and selections."""
 
-    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False, create: bool = True) -> None:
         self.path = Path(path)
-        if read_only and not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: no store here (create one with `curate ingest`)")
-        self.con = duckdb.connect(str(self.path), read_only=read_only)
-        if read_only:
-            self._check_version()
-        else:
-            self._create_or_check()
+        self.con = connect(self.path, read_only, create)
+        try:
+            if read_only:
+                self._check_version()
+            else:
+                self._create_or_check()
+        except BaseException:
+            self.con.close()  # a refused store is not left open (and locked)
+            raise
 
     def _stored_version(self) -> int | None:
         has_meta = self.con.execute(

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from curate.models import resolve_student
+from curate.models import check_student, resolve_student
 
 from .config import TrainConfig
 from .data import collate, encode, epoch_batches, load_export
@@ -91,8 +91,6 @@ def load_teacher(path: str, tokenizer: Any, example: list[dict[str, str]], devic
 
     from curate.render import render
 
-    if not (Path(path) / "config.json").is_file():
-        raise FileNotFoundError(f"--teacher {path}: not a model folder (no config.json)")
     if render(AutoTokenizer.from_pretrained(path), example).input_ids != render(tokenizer, example).input_ids:
         raise ValueError(f"--teacher {path}: its tokenizer renders the data differently from the student's")
     teacher = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
@@ -252,7 +250,11 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
             f"--batch-size {cfg.batch_size} is not a multiple of --micro-batch-size {cfg.micro_batch_size} × {world} ranks"
         )
     accum = cfg.batch_size // (cfg.micro_batch_size * world)
-    rows, card = load_export(cfg.data)  # a bad --data fails before any model is built or loaded
+    # Bad inputs fail here, before any model is built or loaded.
+    rows, card = load_export(cfg.data)
+    check_student(cfg.student)
+    if cfg.teacher is not None and not (Path(cfg.teacher) / "config.json").is_file():
+        raise FileNotFoundError(f"--teacher {cfg.teacher}: not a model folder (no config.json)")
     out, student = Path(cfg.out), resolve_student(cfg.student)
     tokenizer = AutoTokenizer.from_pretrained(student)
     data = encode(rows, tokenizer, cfg.profile, cfg.max_length, cfg.truncation, cfg.data)

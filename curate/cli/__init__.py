@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from .. import __version__
+from .errors import one_line
 
 # Order is the order of `curate --help`: the pipeline, then tools.
 COMMANDS = [
@@ -37,8 +39,16 @@ COMMANDS = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors in one line, like every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The `curate` parser; subcommand parsers (and theirs) are `Parser`s too."""
+    parser = Parser(
         prog="curate",
         description="Curate teacher-agent trajectories for capacity-aligned agent distillation.",
     )
@@ -50,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments and run one subcommand; errors in user input print one line, exit 2."""
+    """Parse arguments and run one subcommand; an error a user can act on prints one line
+    (`curate.cli.errors`) and exits 2, with the traceback under --debug."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        if getattr(args, "debug", False):
+    except Exception as error:
+        message = None if getattr(args, "debug", False) else one_line(error, args)
+        if message is None:
             raise
-        print(f"curate {args.command}: error: {error}", file=sys.stderr)
+        print(f"curate {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runs import resolve_run
     from ..store import Store
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         run_id = resolve_run(store.con, run_id=args.run, student=args.student)
         config = AnalysisConfig(run_id, args.dataset, args.rule, by_model=args.by == "model")
         result = analyze(store.con, config)

@@ -34,7 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, run_demo
+    from ..models import check_student
 
+    for student in (args.student, args.train_student):
+        check_student(student)  # before minutes of synthesis and scoring
     run_demo(DemoConfig(args.out, args.student, args.questions, args.k, args.train_student, args.train_steps,
                         args.seed))
     return 0

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runs import resolve_run
     from ..store import Store
 
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:
         run_id = resolve_run(store.con, run_id=args.run, student=args.student)
         result = write_figures(store.con, FiguresConfig(str(args.db), run_id, str(args.out), args.rule))
     print(f"wrote {len(result.files)} files (SQL {result.sql_s:.1f} s, plots {result.plot_s:.1f} s)")

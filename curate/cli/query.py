@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..store import Store
 
     if (args.query is None) == (args.file is None):
-        raise ValueError("give the SQL text or --file, not both")
+        raise ValueError("give the SQL text or --file (one of them)")
     text = args.query if args.file is None else sql_text(args.file)
     with Store(args.db, read_only=not args.write) as store:
         result = store.con.sql(text, params=parse_params(args.param) or None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .common import add_db, add_debug, add_run
 
@@ -33,9 +32,7 @@ def open_store(db: str, read_only: bool = False):
     """The store in `db`; selecting never creates one, so a mistyped path is an error, not a new file."""
     from ..store import Store
 
-    if not Path(db).exists():
-        raise FileNotFoundError(f"{db}: no store here (create one with `curate ingest`)")
-    return Store(db, read_only=read_only)
+    return Store(db, read_only=read_only, create=False)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

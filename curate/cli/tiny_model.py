@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..models.tiny import TOKENIZERS
+from .common import add_debug
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="small",
         help="small: a 1,024-token BPE (default); qwen2.5: the real Qwen2.5 tokenizer, vocabulary 151,936",
     )
+    add_debug(parser)
     parser.set_defaults(func=run)
 
 

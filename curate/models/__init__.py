@@ -13,7 +13,8 @@ from pathlib import Path
 from .files import INSTALL_HINT, cache_dir, materialise, package_file
 
 __all__ = [
-    "BUILTIN", "INSTALL_HINT", "cache_dir", "materialise", "package_file", "resolve_student", "student_key",
+    "BUILTIN", "INSTALL_HINT", "cache_dir", "check_student", "materialise", "package_file", "resolve_student",
+    "student_key",
 ]
 
 
@@ -50,15 +51,17 @@ def student_key(spec: str) -> str:
     return spec if spec in BUILTIN else str(Path(spec).expanduser().resolve())
 
 
-def resolve_student(spec: str) -> Path:
-    """A folder that `from_pretrained` loads: the path given, or a built-in model materialised once."""
-    if spec in BUILTIN:
-        return BUILTIN[spec]()
-    path = Path(spec).expanduser()
-    if not (path / "config.json").is_file():
+def check_student(spec: str) -> None:
+    """Fail now, building and loading nothing, when `spec` is neither a built-in name nor a model folder."""
+    if spec not in BUILTIN and not (Path(spec).expanduser() / "config.json").is_file():
         raise FileNotFoundError(
             f"--student {spec!r}: not a model folder (no config.json) and not a built-in name "
             f"({', '.join(BUILTIN)}); point it at any local checkpoint, e.g. a downloaded "
             "Qwen2.5-1.5B-Instruct folder"
         )
-    return path
+
+
+def resolve_student(spec: str) -> Path:
+    """A folder that `from_pretrained` loads: the path given, or a built-in model materialised once."""
+    check_student(spec)
+    return BUILTIN[spec]() if spec in BUILTIN else Path(spec).expanduser()
