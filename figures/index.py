@@ -11,6 +11,7 @@ import polars as pl
 
 from curate import analysis
 from curate.analysis.report import fmt, markdown, table_cells
+from curate.models import is_tiny_random
 
 from .common import TINY_NOTE, FigureData, file_stem, run_script
 from .fig_models import model_rho
@@ -46,18 +47,16 @@ def spearman_line(spearman: pl.DataFrame, dataset: str) -> str:
 def text(data: FigureData) -> str:
     """The Markdown of index.md (no paths, no dates: the same store gives the same page)."""
     stats = data.stats[data.rule]
-    tiny = "tiny" in Path(data.student).name
     lines = [
         "# NLL tertile analyses",
         "",
         f"Scoring run `{data.run_id}`, student `{data.student}`. Tables and Fig 4 use the {RULE_TEXT[data.rule]}.",
         "Regenerate with `curate figures --db DB --run RUN --out DIR`.",
         "",
-        f"> **Caveat.** {'This run scores with a tiny random model. ' if tiny else ''}{TINY_NOTE}",
-        "",
-        "## Tables",
-        "",
     ]
+    if is_tiny_random(data.student):
+        lines += [f"> **Caveat.** This run scores with a tiny random model. {TINY_NOTE}", ""]
+    lines += ["## Tables", ""]
     for dataset in data.datasets:
         stem = file_stem(dataset)
         table = analysis.paper_table(stats, dataset)

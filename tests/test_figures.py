@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import subprocess
 import sys
@@ -13,7 +14,9 @@ import pytest
 from curate import analysis
 from curate.analysis import AnalysisConfig
 from curate.cli import main
+from curate.figures import index
 from curate.figures.build import write_all
+from curate.figures.common import collect
 from curate.store import Store
 from factory import add_scores, add_trajectories, new_store
 
@@ -67,6 +70,19 @@ def test_figures_command_writes_every_artefact_deterministically(db: Path, tmp_p
     index = (first / "index.md").read_text()
     assert "![fig3](fig3.png)" in index and "![fig4](fig4.png)" in index and "says little about learnability" in index
     assert "This run scores with a tiny random model." in index  # add_scores records student 'tiny'
+
+
+def test_tiny_model_caveat_only_for_tiny_random_students(db: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    with Store(db, read_only=True) as store:
+        data = collect(store.con, "run")
+    real = tmp_path / "real-student"  # any checkpoint folder not written by `curate tiny-model`
+    real.mkdir()
+    (real / "config.json").write_text("{}")
+    for student, caveat in (("tiny", True), ("tiny-qwen2.5", True), (str(tiny_model_dir), True),
+                            ("smollm2", False), ("smollm2-bf16", False), (str(real), False)):
+        page = index.text(dataclasses.replace(data, student=student))
+        assert ("> **Caveat.** This run scores with a tiny random model." in page) == caveat, student
+        assert ("says little about learnability" in page) == caveat, student
 
 
 def test_table_csv_holds_the_sql_statistics(db: Path, tmp_path: Path):

@@ -23,7 +23,7 @@ from curate.select import SelectConfig
 from curate.store import Store
 from curate.train.config import TrainConfig
 from curate.train.data import encode, load_export
-from curate.train.recipe import no_decision_warning, train
+from curate.train.recipe import no_decision_warning, read_log, train
 from curate.train.segments import FINAL
 
 
@@ -100,11 +100,17 @@ def test_killed_run_resumes_to_the_same_adapter(export, student, tmp_path) -> No
     assert train(config(export, student, broken, **cfg), stop_after=3).steps == 3
     assert (broken / "checkpoints" / "latest").read_text() == "step-2"
     assert not (broken / "adapter_model.safetensors").exists()
+    with (broken / "train_log.jsonl").open("a") as log:
+        log.write('{"step": 4, "epoch": 1, "lo')  # killed while writing step 4's line
     assert train(config(export, student, broken, **cfg)).steps == 6
     assert [r["loss"] for r in log_of(broken)] == [r["loss"] for r in log_of(whole)]
     a, b = load_file(whole / "adapter_model.safetensors"), load_file(broken / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
+    bad = tmp_path / "bad_log.jsonl"
+    bad.write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=rf"^{bad}: line 2: not a JSON log entry \(Unterminated string"):
+        read_log(bad)
     with pytest.raises(ValueError, match=r"holds a run with a different config \(lr\)"):
         train(config(export, student, broken, lr=1e-3, **cfg))
     changed = write_export(tmp_path / "changed", export_rows(4))

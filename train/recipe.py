@@ -194,10 +194,29 @@ def _prepare_out(out: Path, record: dict) -> None:
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
+def read_log(log: Path) -> list[dict]:
+    """The entries of train_log.jsonl; a bad line is named, except a torn last one.
+
+    A kill while a line is written leaves it without its newline; its step comes after the last
+    checkpoint (checkpoints are saved after the line), so resuming replays it and the torn line goes.
+    """
+    text = log.read_text() if log.is_file() else ""
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        lines.pop()
+    entries = []
+    for number, line in enumerate(lines, 1):
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{log}: line {number}: not a JSON log entry ({error.msg}); delete that line, "
+                             "or train into a new --out") from None
+    return entries
+
+
 def _keep_log(log: Path, upto: int) -> None:
     # Steps after the checkpoint are replayed on resume; their old lines go.
-    lines = log.read_text().splitlines() if log.is_file() else []
-    log.write_text("".join(line + "\n" for line in lines if json.loads(line)["step"] <= upto))
+    log.write_text("".join(json.dumps(entry) + "\n" for entry in read_log(log) if entry["step"] <= upto))
 
 
 def plot_losses(log: Path, png: Path) -> None:
@@ -207,7 +226,7 @@ def plot_losses(log: Path, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    rows = read_log(log)
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.5), sharex=True)
     for ax, key in zip(axes, ["loss", *(f"loss_{s}" for s in SEGMENTS)]):
         points = [(r["step"], r[key]) for r in rows if r[key] is not None]
@@ -380,7 +399,7 @@ def demo(data: str, out: str, steps: int = 8, student: str = "tiny") -> dict[str
         lora_r=8, lora_alpha=16, max_length=4096, save_every=steps,
     )
     train(cfg)
-    rows = [json.loads(line) for line in (Path(out) / "train_log.jsonl").read_text().splitlines()]
+    rows = read_log(Path(out) / "train_log.jsonl")
     first, last = rows[0], rows[-1]
     for row in (first, last):
         parts = ", ".join(f"{s} {row[f'loss_{s}']:.3f}" if row[f"loss_{s}"] is not None else f"{s} -" for s in SEGMENTS)

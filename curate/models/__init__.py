@@ -13,8 +13,8 @@ from pathlib import Path
 from .files import INSTALL_HINT, cache_dir, materialise, package_file
 
 __all__ = [
-    "BUILTIN", "INSTALL_HINT", "cache_dir", "check_student", "materialise", "package_file", "resolve_student",
-    "student_key",
+    "BUILTIN", "INSTALL_HINT", "TINY", "cache_dir", "check_student", "is_tiny_random", "materialise",
+    "package_file", "resolve_student", "student_key",
 ]
 
 
@@ -37,10 +37,11 @@ def _smollm2(dtype: str) -> Callable[[], Path]:
     return build
 
 
+TINY = ("tiny", "tiny-qwen2.5")
 # float32 is the reference on CPU (exact against the GGUF); bf16 halves memory on a GPU.
 BUILTIN = {
-    "tiny": _tiny("small"),
-    "tiny-qwen2.5": _tiny("qwen2.5"),
+    TINY[0]: _tiny("small"),
+    TINY[1]: _tiny("qwen2.5"),
     "smollm2": _smollm2("float32"),
     "smollm2-bf16": _smollm2("bfloat16"),
 }
@@ -49,6 +50,13 @@ BUILTIN = {
 def student_key(spec: str) -> str:
     """How a student is recorded in scoring_runs: a built-in name as is, a path made absolute."""
     return spec if spec in BUILTIN else str(Path(spec).expanduser().resolve())
+
+
+def is_tiny_random(student: str) -> bool:
+    """Whether a student (a built-in name or a model folder) is a tiny randomly initialised model."""
+    from .tiny import MARKER
+
+    return student in TINY or (Path(student).expanduser() / MARKER).is_file()
 
 
 def check_student(spec: str) -> None:

@@ -3,6 +3,7 @@ with a ChatML chat template, built in seconds with no network (tests, demo, benc
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 CHATML_TEMPLATE = (
@@ -79,6 +80,8 @@ def build_model(vocab_size: int, seed: int = 0, hidden: int = 64, layers: int = 
 
 
 TOKENIZERS = ("small", "qwen2.5")
+# Written into every tiny model folder: analyses say "a tiny random model" only of these students.
+MARKER = "curate_tiny_random.json"
 
 
 def write_tiny_model(out: str | Path, seed: int = 0, tokenizer: str = "small") -> Path:
@@ -102,4 +105,6 @@ def write_tiny_model(out: str | Path, seed: int = 0, tokenizer: str = "small") -
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out)
     tok.save_pretrained(out)
+    (out / MARKER).write_text(json.dumps({"built_by": "curate.models.tiny.write_tiny_model", "seed": seed,
+                                          "tokenizer": tokenizer}, indent=2) + "\n")
     return out
