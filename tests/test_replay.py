@@ -101,6 +101,7 @@ def test_mint_observations_are_read_as_ipython_showed_them():
     assert mint_mismatch(Step("y", traceback), failed) is None
     assert mint_mismatch(Step("y", traceback), ok) == "stored an error, replay ran: '1'"
     assert mint_mismatch(Step("print(1)", "Observation:\n1 \n\nYou have 3 steps left"), ok) is None
+    assert mint_mismatch(Step("s = 'x'\ns", "Observation:\nOut[2]: 'x'\nYou have 3 steps left"), shown) is None
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ What "reproduced" means depends on the runtime that wrote the log:
   with the error) equal the sandbox's, whitespace normalised. Our executor is the same interpreter,
   so a difference means the log does not show what the code prints (or another library version).
 - MINT logs (profile `mint`): MINT ran each action in an IPython shell and showed its captured
-  output: what the code printed, then the repr of a last bare expression, stripped, or
+  output: what the code printed, then the repr of a last bare expression (in some runs behind an
+  `Out[n]: ` prompt, which is dropped before comparing), stripped, or
   `[Executed Successfully with No Output]`, cut at 2,000 characters. A step whose stored output is
   such text is reproduced when the sandbox's output rendered the same way is equal, whitespace
   normalised. A step whose stored output is an IPython traceback is reproduced when the sandbox's
@@ -34,6 +35,8 @@ from .sandbox import PythonSandbox, StepResult
 _CALL_ID = re.compile(r"^Call id: \S+\n")
 _MINT_FOOTER = re.compile(r"\n(You have \d+ steps? left|Expert feedback:).*\Z", re.DOTALL)
 _MINT_TRACEBACK = re.compile(r"^-{20,}$|Traceback \(most recent call last\)|^\s*Cell In\[\d+\], line \d+", re.M)
+# Some MINT runs show a displayed value behind IPython's output prompt ("Out[1]: 6.0").
+_MINT_PROMPT = re.compile(r"^Out\[\d+\]: ", re.M)
 MINT_EMPTY = "[Executed Successfully with No Output]"
 MINT_CHARS = 2000
 
@@ -118,6 +121,7 @@ def _displays_last_value(code: str) -> bool:
 def mint_mismatch(step: Step, result: StepResult) -> str | None:
     """None when the step reproduces the stored MINT observation; else why not."""
     stored = _MINT_FOOTER.sub("", step.stored.removeprefix("Observation:\n")).strip()
+    stored = _MINT_PROMPT.sub("", stored)
     stored_failed = bool(_MINT_TRACEBACK.search(stored))
     if result.error is not None:
         return None if stored_failed else f"replay failed ({_clip(result.error, 120)}), stored {_clip(stored)}"
