@@ -126,9 +126,10 @@ def test_a_second_writer_is_told_who_holds_the_store(db: Path, tmp_path: Path, c
 
 
 @contextmanager
-def unreadable(path: Path):
-    """`path` with no read permission, for this process (which drops root's override while inside)."""
-    path.chmod(0)
+def without_rights(path: Path, mode: int):
+    """`path` chmod-ed to `mode` for this process, which gives up root's override while inside."""
+    before = path.stat().st_mode & 0o777
+    path.chmod(mode)
     if os.geteuid() == 0:
         os.seteuid(65534)
     try:
@@ -136,28 +137,34 @@ def unreadable(path: Path):
     finally:
         if os.getuid() == 0:
             os.seteuid(0)
-        path.chmod(0o644)
+        path.chmod(before)
 
 
-def test_unreadable_and_in_the_way_files_are_named(db: Path, tmp_path: Path, capsys) -> None:
+def test_unreadable_unwritable_and_in_the_way_files_are_named(db: Path, tmp_path: Path, capsys) -> None:
     import curate.cli.query  # noqa: F401  imported before this process gives up its rights
     import curate.queries  # noqa: F401
 
-    # A folder anyone may enter, so that only the file's own permission is in the way.
+    # A folder anyone may enter, so that only the permissions set here are in the way.
     folder = Path(tempfile.mkdtemp())
     folder.chmod(0o755)
     try:
         query = folder / "q.sql"
         query.write_text("SELECT 1")
-        with unreadable(query):
+        with without_rights(query, 0):
             assert error_of(capsys, ["sql", "--file", str(query), "--db", str(db)]) == (
                 f"{query}: Permission denied; check its permissions (and its folder's), or use another path")
+        new = folder / "new.duckdb"
+        with without_rights(folder, 0o555):
+            assert error_of(capsys, ["ingest", str(SMALL_RUNS), "--db", str(new), "--dataset", "d", "--quiet"]) == (
+                f'{new}: cannot open the store for writing (IO Error: Cannot open file "{new}": Permission denied); '
+                "check the file and its folder's permissions, or give --db another path")
+        assert not new.exists()
     finally:
         shutil.rmtree(folder)
     blocker = tmp_path / "taken"
     blocker.write_text("a file where a folder should be")
-    assert error_of(capsys, ["export", "--db", str(db), "--policy", "first", "--run", "run1", "--to", str(blocker / "x.parquet")]) \
-        .startswith(f"{blocker}: ")
+    argv = ["export", "--db", str(db), "--policy", "first", "--run", "run1", "--to", str(blocker / "x.parquet")]
+    assert error_of(capsys, argv) == f"{blocker}: File exists; remove it or choose another path"
 
 
 FULL_DISK = r"""
