@@ -79,7 +79,8 @@ def connect(path: str | Path, read_only: bool = False, create: bool = True) -> d
     when writing and `create`).
 
     Every reason it cannot be opened (a folder, a missing folder, a text, empty or SQLite file, a
-    lock held by another process, permissions) is raised as one StoreError naming the path.
+    lock held by another process, permissions) is raised as one StoreError naming the path; a
+    store that must exist and does not is a FileNotFoundError.
     """
     path = Path(path)
     if str(path) != ":memory:" and (problem := _not_a_store(path, read_only or not create)) is not None:
