@@ -217,6 +217,58 @@ CREATE TABLE IF NOT EXISTS grading_runs (
     correct      INTEGER                 -- correct trajectories of the data set after the run
 );
 
+-- One row per teacher-sampling run (`curate generate`): what produced its trajectories. The id is a
+-- hash of the settings that decide a sample, so the same command resumes the same run.
+CREATE TABLE IF NOT EXISTS generation_runs (
+    generation_run       VARCHAR PRIMARY KEY,
+    dataset              VARCHAR NOT NULL,
+    questions_file       VARCHAR NOT NULL,
+    model                VARCHAR NOT NULL,   -- path (made absolute), built-in name, or served model name
+    backend              VARCHAR NOT NULL,   -- transformers | vllm | openai
+    k                    INTEGER NOT NULL,   -- samples per question asked for by the latest invocation
+    temperature          DOUBLE NOT NULL,
+    top_p                DOUBLE NOT NULL,
+    max_steps            INTEGER NOT NULL,
+    max_new_tokens       INTEGER NOT NULL,   -- per generation call (one step)
+    base_seed            BIGINT NOT NULL,    -- sample seeds derive from (base seed, question id, sample)
+    tools                VARCHAR NOT NULL,   -- comma-separated: python, web_search
+    profile              VARCHAR NOT NULL,   -- marker profile of the actions
+    system_prompt_hash   VARCHAR NOT NULL,   -- hash of every prompt text the agent saw
+    system_prompt        VARCHAR NOT NULL,   -- the system prompt as sent
+    corpus               VARCHAR,            -- web_search over a local corpus ...
+    corpus_hash          VARCHAR,
+    retriever_url        VARCHAR,            -- ... or a retrieval server
+    first_thought_prefix BOOLEAN NOT NULL,
+    grader               VARCHAR NOT NULL,   -- inline grader (auto resolved over the question set)
+    code_version         VARCHAR NOT NULL,
+    config               JSON NOT NULL,      -- the latest invocation's settings
+    started_at           TIMESTAMP NOT NULL,
+    finished_at          TIMESTAMP,          -- NULL while running (or killed)
+    seconds              DOUBLE,             -- generation time over all invocations
+    trajectories         INTEGER,
+    correct              INTEGER,
+    clean                INTEGER,
+    tokens               BIGINT              -- generated tokens over its trajectories
+);
+
+-- First-thought prefixes (agent-distillation): per question of a run, "Thought: " + the first
+-- paragraph of a tool-free greedy answer, the start of every sample's first step.
+CREATE TABLE IF NOT EXISTS generation_prefixes (
+    generation_run VARCHAR NOT NULL,
+    question_id    VARCHAR NOT NULL,
+    prefix         VARCHAR NOT NULL,
+    tokens         INTEGER NOT NULL,         -- generated for it
+    PRIMARY KEY (generation_run, question_id)
+);
+
+
 -- schema 2
 -- The grader whose verdict trajectories.correct holds (NULL: the verdict the log came with).
 ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS graded_by VARCHAR;
+-- trajectories written by `curate generate` (NULL for ingested logs)
+ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS generation_run VARCHAR;
+ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS seed BIGINT;              -- the sample's own seed
+ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS steps INTEGER;            -- model actions taken
+ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS generated_tokens INTEGER; -- every generation of the run
+ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS stop_reason VARCHAR;      -- final_answer | answer | max_steps
+ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS first_thought VARCHAR;    -- the injected prefix, if any

@@ -17,21 +17,23 @@ def task_question(request: GenRequest) -> str:
 
 class ScriptedModel:
     """Per question, the text of each step (indexed by the assistant turns so far); answers asked for
-    after the step limit (no stop strings) get `after_limit`."""
+    after the step limit (no stop strings) get `after_limit`, first-thought requests `first_thought`."""
 
     name = "scripted"
     model_id = "scripted-teacher"
 
     def __init__(self, steps: dict[str, Sequence[str] | Callable[[GenRequest, int], str]],
-                 after_limit: str = "my best guess") -> None:
-        self.steps, self.after_limit = steps, after_limit
+                 after_limit: str = "my best guess", first_thought: str = "Let me think.\n\n") -> None:
+        self.steps, self.after_limit, self.first_thought = steps, after_limit, first_thought
         self.batches: list[list[GenRequest]] = []
 
     def generate(self, requests: Sequence[GenRequest]) -> list[Completion]:
         self.batches.append(list(requests))
         out = []
         for r in requests:
-            if not r.stop:
+            if r.stop == ("\n\n",):  # the tool-free answer behind a first-thought prefix
+                text = self.first_thought
+            elif not r.stop:
                 text = self.after_limit
             else:
                 script = self.steps[task_question(r)]

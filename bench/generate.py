@@ -1,0 +1,99 @@
+"""`curate generate` (batched) against a one-run-at-a-time loop (the release's way), side by side.
+
+    python -m bench.generate [--model smollm2] [--questions 4] [--k 2] [--max-steps 3] [--max-new-tokens 96]
+                             [--slots 8] [--out bench_out/generate]
+
+Same model, questions (the first N of MATH-500), tools (python) and seeds on every side, each into
+its own store through the same `generate` code:
+
+- release way: one run at a time, every step a plain `generate` over the whole prompt (what the
+  release's agent loop does against a local transformers model);
+- one at a time, prefix cache: the same, with curate's backend reusing each step's prompt prefix;
+- curate generate: `--slots` runs in flight, one batched generation call per step.
+
+Prints the machine's load, then per side: runs, generated tokens, wall and CPU seconds, runs/s,
+generated tokens/s, and the speed-up over the release way; and how many transcripts are identical
+to the release way's (the same seeds give the same samples whatever the batch, up to float rounding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+
+
+def _cpu() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _side(name: str, out: Path, questions: Path, args: argparse.Namespace, slots: int, prefix_cache: bool) -> dict:
+    from curate.agent.backends.transformers import TransformersBackend
+    from curate.agent.generate import GenerateConfig, generate
+
+    db = out / f"{name}.duckdb"
+    db.unlink(missing_ok=True)
+    backend = TransformersBackend(args.model, prefix_cache=prefix_cache)
+    cfg = GenerateConfig(questions=str(questions), dataset="bench", model=args.model, k=args.k, tools=("python",),
+                         max_steps=args.max_steps, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                         limit=args.questions, slots=slots)
+    wall, cpu = time.perf_counter(), _cpu()
+    summary = generate(db, cfg, progress=False, backend=backend)
+    wall, cpu = time.perf_counter() - wall, _cpu() - cpu
+    backend.close()
+    return {"side": name, "db": db, "runs": summary.written, "tokens": summary.tokens, "wall": wall, "cpu": cpu}
+
+
+def _transcripts(db: Path) -> dict:
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        return dict(con.execute("SELECT question_id || '/' || sample_idx, content_hash FROM trajectories").fetchall())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--questions", type=int, default=4, help="first N questions of MATH-500")
+    parser.add_argument("--k", type=int, default=2)
+    parser.add_argument("--max-steps", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="bench_out/generate")
+    args = parser.parse_args()
+
+    from curate.shared_data import require_shared_data
+
+    questions = require_shared_data() / "questions/math/test/math_500_20250414.json"
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores; {args.model}, "
+          f"{args.questions} MATH-500 questions x K={args.k}, max {args.max_steps} steps x {args.max_new_tokens} "
+          "tokens, tools: python")
+    sides = [
+        _side("release_way", out, questions, args, slots=1, prefix_cache=False),
+        _side("one_at_a_time_cached", out, questions, args, slots=1, prefix_cache=True),
+        _side("curate_generate", out, questions, args, slots=args.slots, prefix_cache=True),
+    ]
+    reference = _transcripts(sides[0]["db"])
+    base = sides[0]["runs"] / sides[0]["wall"]
+    print(f"{'side':<22}{'runs':>6}{'tokens':>8}{'wall s':>9}{'CPU s':>8}{'runs/s':>9}{'tokens/s':>10}"
+          f"{'speed-up':>10}{'same runs':>11}")
+    for s in sides:
+        same = sum(reference.get(k) == v for k, v in _transcripts(s["db"]).items())
+        print(f"{s['side']:<22}{s['runs']:>6}{s['tokens']:>8}{s['wall']:>9.1f}{s['cpu']:>8.1f}"
+              f"{s['runs'] / s['wall']:>9.3f}{s['tokens'] / s['wall']:>10.1f}"
+              f"{s['runs'] / s['wall'] / base:>9.2f}x{same:>7}/{s['runs']}")
+    load = os.getloadavg()
+    print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""`curate generate`: K agent runs per question, written into the store and graded as they land.
+
+The job: load the questions, identify the generation run (a hash of everything that decides a
+sample: data set, model, backend, sampling, base seed, step and token limits, tools, corpus, prompts,
+marker profile), find the (question, sample) pairs the store does not hold yet, and run them through
+`run_agents`, every in-flight run advancing together. Sample s of question q runs with seed
+`derive_seed(base seed, q, s)`: the K samples differ, and each can be regenerated alone.
+
+Finished runs are graded (the grader `auto` picks for the whole question set) and written a few at a
+time, each batch one transaction that opens the store only for that moment; a killed job loses at
+most the runs not yet written, and the same command resumes: trajectory ids are one per (data set,
+question, sample), so nothing is ever duplicated. `K` and `--limit` may grow between invocations
+of one run (more samples or questions, same seeds); anything else is a new run and needs its own
+data set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .. import __version__, queries
+from ..store import Store
+from .backends import Backend, GenRequest, make_backend
+from .loop import AgentConfig, AgentRun, Task, derive_seed, run_agents
+from .prompts import Prompts, load_prompts
+from .questions import Question, load_questions
+from .records import log_record, stored_records, write_records
+
+TOOLS = ("python", "web_search")
+WRITE_SECONDS = 30.0  # finished runs wait at most this long (or write_every runs) before they are written
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """One `curate generate` invocation (the resolved form is stored with its generation run)."""
+
+    questions: str
+    dataset: str
+    model: str
+    k: int
+    backend: str = "transformers"
+    endpoint: str | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_steps: int = 5
+    max_new_tokens: int = 1024
+    seed: int = 0
+    limit: int | None = None
+    tools: tuple[str, ...] = TOOLS
+    corpus: str | None = None
+    retriever_url: str | None = None
+    first_thought_prefix: bool = False
+    profile: str = "smolagents"
+    system_prompt: str | None = None  # a system prompt template file of yours (default: the packaged one)
+    slots: int = 16  # runs in flight (the batch of each generation call)
+    write_every: int = 8  # finished runs per store transaction (fewer: less lost to a kill)
+    device: str | None = None
+    dtype: str | None = None
+    log_out: str | None = None
+
+
+@dataclass
+class GenerateSummary:
+    """What one invocation did and what the run holds now."""
+
+    generation_run: str
+    dataset: str
+    questions: int
+    k: int
+    written: int = 0  # runs written by this invocation
+    skipped: int = 0  # (question, sample) pairs already in the store
+    tokens: int = 0
+    seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One human-readable summary line."""
+        c = self.counts
+        rate = f"{self.tokens / self.seconds:.1f}" if self.seconds else "-"
+        return (f"{self.dataset}: {self.questions} questions x {self.k}: {self.written} runs generated, "
+                f"{self.skipped} already stored; the run holds {c.get('trajectories', 0)} trajectories, "
+                f"{c.get('correct', 0)} correct, {c.get('clean', 0)} clean, parse_error {c.get('parse_error', 0)}, "
+                f"max_steps {c.get('max_steps', 0)}, exec_error {c.get('exec_error', 0)} "
+                f"({self.tokens} tokens in {self.seconds:.0f} s, {rate} tokens/s)")
+
+
+def code_version() -> str:
+    """The package version plus a hash of the agent runtime's sources and prompts."""
+    here = resources.files("curate")
+    files = sorted((p for p in here.joinpath("agent").iterdir() if p.name.endswith(".py")), key=lambda p: p.name)
+    files += sorted(here.joinpath("agent", "prompts").iterdir(), key=lambda p: p.name)
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in files if p.is_file())).hexdigest()
+    return f"{__version__}+{digest[:10]}"
+
+
+def generate(db: str | Path, cfg: GenerateConfig, progress: bool = True,
+             backend: Backend | None = None) -> GenerateSummary:
+    """Run the missing (question, sample) pairs of this generation run into the store.
+
+    `backend` replaces the one cfg names (it is then not closed here).
+    """
+    _check(cfg)
+    questions = load_questions(cfg.questions, cfg.limit)
+    search, found = _search(cfg)
+    prompts = load_prompts([t for t in cfg.tools if t != "python"], _imports(), cfg.system_prompt)
+    provenance = {"tools": ",".join(cfg.tools), **found}
+    run_id, identity = _identity(cfg, prompts, provenance)
+    started = datetime.now()
+    with Store(db) as store, store.transaction() as con:
+        _claim(con, cfg, run_id)
+        _register(con, cfg, run_id, identity, prompts, questions, started)
+        done = {(q, s) for q, s in con.execute(queries.sql_text("generate/stored_samples"),
+                                                {"run": run_id}).fetchall()}
+    todo = [(q, s) for q in questions for s in range(cfg.k) if (q.id, s) not in done]
+    summary = GenerateSummary(run_id, cfg.dataset, len(questions), cfg.k, skipped=cfg.k * len(questions) - len(todo))
+    clock = time.perf_counter()
+    if todo:
+        _run(db, cfg, run_id, prompts, todo, search, summary, progress, backend)
+    summary.seconds = time.perf_counter() - clock
+    with Store(db) as store, store.transaction() as con:
+        counts = queries.frame(con, queries.sql_text("generate/run_counts"), {"run": run_id}).row(0, named=True)
+        con.execute(queries.sql_text("generate/finish_run"), {
+            "run": run_id, "now": datetime.now(), "seconds": summary.seconds,
+            **{k: counts[k] for k in ("trajectories", "correct", "clean", "tokens")}}).fetchall()
+    summary.counts = counts
+    if cfg.log_out:
+        write_log(db, cfg.dataset, cfg.log_out)
+    return summary
+
+
+def _check(cfg: GenerateConfig) -> None:
+    if cfg.k < 1:
+        raise ValueError(f"--k {cfg.k}: expected at least 1 sample per question")
+    if unknown := sorted(set(cfg.tools) - set(TOOLS)):
+        raise ValueError(f"--tools: unknown tool(s) {', '.join(unknown)} (known: {', '.join(TOOLS)})")
+    if "python" not in cfg.tools:
+        raise ValueError("--tools must include python: actions are Python code")
+    if "web_search" in cfg.tools and not (cfg.corpus or cfg.retriever_url):
+        raise ValueError("web_search needs --corpus FILE or --retriever-url URL (or drop it: --tools python)")
+    if cfg.corpus and cfg.retriever_url:
+        raise ValueError("give --corpus or --retriever-url, not both")
+
+
+def _search(cfg: GenerateConfig) -> tuple[Any, dict[str, Any]]:
+    """(the web_search tool or None, its provenance: corpus and its hash, or the server's URL)."""
+    if "web_search" not in cfg.tools:
+        return None, {}
+    from .corpora import make_retriever
+    from .search import WebSearch
+
+    retriever = make_retriever(cfg.corpus, cfg.retriever_url)
+    found = {"corpus": cfg.corpus, "corpus_hash": getattr(retriever, "hash", None), "retriever_url": cfg.retriever_url}
+    return WebSearch(retriever), {k: v for k, v in found.items() if v is not None}
+
+
+def _imports() -> list[str]:
+    """The modules the sandbox lets code import (smolagents' safe modules and ours), for the prompt."""
+    from smolagents.utils import BASE_BUILTIN_MODULES
+
+    from .sandbox import DEFAULT_IMPORTS
+
+    return sorted({*BASE_BUILTIN_MODULES, *(m.removesuffix(".*") for m in DEFAULT_IMPORTS)})
+
+
+def _identity(cfg: GenerateConfig, prompts: Prompts, provenance: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(run id, the settings it hashes): everything that decides a sample, nothing that only sizes the job."""
+    from ..models import student_key
+
+    identity = {
+        "dataset": cfg.dataset,
+        "model": student_key(cfg.model) if cfg.backend == "transformers" else cfg.model,
+        "backend": cfg.backend, "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed,
+        "max_steps": cfg.max_steps, "max_new_tokens": cfg.max_new_tokens, "profile": cfg.profile,
+        "first_thought_prefix": cfg.first_thought_prefix, "prompts": prompts.hash, **provenance,
+    }
+    digest = hashlib.blake2b(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS), digest_size=6).hexdigest()
+    return f"gen-{digest}", identity
+
+
+def _claim(con: Any, cfg: GenerateConfig, run_id: str) -> None:
+    """Refuse a data set that holds trajectories of anything but this run (their samples would collide)."""
+    other = con.execute(queries.sql_text("generate/other_sources"), {"dataset": cfg.dataset, "run": run_id}).fetchall()
+    if other:
+        what = ", ".join(f"generation run {r}" if r else "ingested logs" for (r,) in other)
+        raise ValueError(f"data set {cfg.dataset!r} already holds trajectories from {what}, generated or ingested "
+                         "with other settings; give a new --dataset (the same command resumes its own run)")
+
+
+def _register(con: Any, cfg: GenerateConfig, run_id: str, identity: dict[str, Any], prompts: Prompts,
+              questions: Sequence[Question], started: datetime) -> None:
+    from ..grade import resolve_grader
+
+    grader = resolve_grader([q.gold for q in questions])
+    con.execute(queries.sql_text("generate/register_run"), {
+        "run": run_id, "dataset": cfg.dataset, "questions_file": str(cfg.questions), "model": identity["model"],
+        "backend": cfg.backend, "k": cfg.k, "temperature": cfg.temperature, "top_p": cfg.top_p,
+        "max_steps": cfg.max_steps, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
+        "tools": identity["tools"], "profile": cfg.profile, "prompt_hash": prompts.hash,
+        "system_prompt": prompts.system, "corpus": identity.get("corpus"), "corpus_hash": identity.get("corpus_hash"),
+        "retriever_url": identity.get("retriever_url"), "first_thought_prefix": cfg.first_thought_prefix,
+        "grader": grader, "code_version": code_version(),
+        "config": orjson.dumps(asdict(cfg)).decode(), "started": started,
+    }).fetchall()
+    rows = [(q.id, q.text, q.gold, len(q.text.split()), orjson.dumps(q.meta).decode() if q.meta else None)
+            for q in questions]
+    con.executemany("INSERT INTO questions (dataset, question_id, text, gold_answer, words, source_meta) "
+                    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", [(cfg.dataset, *r) for r in rows])
+
+
+def _backend_options(cfg: GenerateConfig) -> dict[str, Any]:
+    return {"endpoint": cfg.endpoint} if cfg.backend == "openai" else {"device": cfg.device, "dtype": cfg.dtype}
+
+
+def _run(db: str | Path, cfg: GenerateConfig, run_id: str, prompts: Prompts, todo: list[tuple[Question, int]],
+         search: Any, summary: GenerateSummary, progress: bool, given: Backend | None) -> None:
+    from contextlib import closing
+
+    from tqdm import tqdm
+
+    from .sandbox import PythonSandbox
+
+    backend = given or make_backend(cfg.backend, cfg.model, **_backend_options(cfg))
+    try:
+        unique = list({q.id: q for q, _ in todo}.values())
+        prefixes = _first_thoughts(db, cfg, run_id, prompts, backend, unique) if cfg.first_thought_prefix else {}
+        config = AgentConfig(prompts, cfg.profile, cfg.max_steps, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+        tasks = (Task((q, s), q.text, derive_seed(cfg.seed, q.id, s), prefixes.get(q.id, "")) for q, s in todo)
+        writer = _Writer(db, cfg, run_id, backend.model_id)
+        bar = tqdm(total=len(todo), desc=f"generate {cfg.dataset}", unit=" runs", disable=not progress)
+        clock = time.perf_counter()
+        tools = {"web_search": search} if search else {}
+        try:
+            with PythonSandbox(tools=tools) as sandbox, closing(run_agents(tasks, backend, sandbox, config,
+                                                                            cfg.slots)) as runs:
+                for run in runs:
+                    writer.add(run)
+                    summary.written += 1
+                    summary.tokens += run.tokens
+                    bar.set_postfix_str(f"{summary.tokens / (time.perf_counter() - clock):.1f} tokens/s")
+                    bar.update(1)
+        finally:
+            writer.flush()
+            bar.close()
+    finally:
+        if given is None:
+            backend.close()
+
+
+class _Writer:
+    """Grades finished runs and writes them a few at a time, each batch one short transaction."""
+
+    def __init__(self, db: str | Path, cfg: GenerateConfig, run_id: str, model_id: str) -> None:
+        from ..grade import resolve_grader  # noqa: F401  (grading needs the package; fail early)
+
+        self.db, self.cfg, self.run_id, self.model_id = db, cfg, run_id, model_id
+        with Store(db, read_only=True) as store:
+            self.grader = store.sql("SELECT grader FROM generation_runs WHERE generation_run = $r", r=run_id).item()
+        self.pending: list[AgentRun] = []
+        self.last = time.monotonic()
+
+    def add(self, run: AgentRun) -> None:
+        """Queue a finished run; write the queue when it is long or old enough."""
+        self.pending.append(run)
+        if len(self.pending) >= self.cfg.write_every or time.monotonic() - self.last >= WRITE_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Grade and write every queued run in one transaction."""
+        from ..grade import grade_answers
+        from ..grade.store import record_grades
+
+        runs, self.pending, self.last = self.pending, [], time.monotonic()
+        if not runs:
+            return
+        questions = [run.task.key[0] for run in runs]
+        grades = grade_answers(self.grader, [q.text for q in questions], [q.gold for q in questions],
+                               [run.final_answer for run in runs])
+        records = [(log_record(run, q, self.model_id, g.correct, self._provenance(run)), q.position)
+                   for run, q, g in zip(runs, questions, grades)]
+        with Store(self.db) as store, store.transaction() as con:
+            ids = write_records(con, self.cfg.dataset, str(self.cfg.questions), records)
+            graded = [(t, g) for t, g, q in zip(ids, grades, questions) if q.gold is not None]
+            record_grades(con, [t for t, _ in graded], [g for _, g in graded])
+
+    def _provenance(self, run: AgentRun) -> dict[str, Any]:
+        return {"sample_idx": run.task.key[1], "seed": run.task.seed, "steps": run.steps,
+                "generated_tokens": run.tokens, "stop_reason": run.stop_reason,
+                "first_thought": run.task.prefix or None, "generation_run": self.run_id}
+
+
+def _first_thoughts(db: str | Path, cfg: GenerateConfig, run_id: str, prompts: Prompts, backend: Backend,
+                    questions: list[Question]) -> dict[str, str]:
+    """Per question, the first paragraph of a tool-free greedy answer, as the start of the first Thought."""
+    with Store(db, read_only=True) as store:
+        stored = dict(store.sql("SELECT question_id, prefix FROM generation_prefixes WHERE generation_run = $r",
+                                r=run_id).iter_rows())
+    missing = [q for q in questions if q.id not in stored]
+    for start in range(0, len(missing), cfg.slots):
+        chunk = missing[start: start + cfg.slots]
+        # Greedy, stopped at the first blank line: the same first paragraph as the whole answer's.
+        requests = [GenRequest(({"role": "system", "content": prompts.first_thought}, {"role": "user", "content": q.text}),
+                               cfg.max_new_tokens, 0.0, 1.0, derive_seed(cfg.seed, q.id, "first_thought"), ("\n\n",))
+                    for q in chunk]
+        done = backend.generate(requests)
+        rows = [(run_id, q.id, "Thought: " + c.text.split("\n\n")[0] + "\n\n", c.tokens)
+                for q, c in zip(chunk, done)]
+        with Store(db) as store, store.transaction() as con:
+            con.executemany("INSERT INTO generation_prefixes VALUES ($1, $2, $3, $4)", rows)
+        stored.update({qid: prefix for _r, qid, prefix, _t in rows})
+    return stored
+
+
+def write_log(db: str | Path, dataset: str, out: str | Path) -> int:
+    """Write a data set's generated runs as agent-distillation JSONL (what `curate ingest` reads); the count."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    n = 0
+    with Store(db, read_only=True) as store, scratch.open("wb") as f:
+        for record in stored_records(store.con, dataset):
+            f.write(orjson.dumps(record) + b"\n")
+            n += 1
+    scratch.replace(out)
+    return n

@@ -1,0 +1,208 @@
+"""`curate generate`: runs land in the store as ingest would write their logs, graded, with their
+seeds and provenance; resumable after kill -9; `--log-out` ingests back into the same trajectories."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from agent_script import ScriptedModel, code_step
+
+from curate.agent.generate import GenerateConfig, generate, write_log
+from curate.agent.loop import derive_seed
+from curate.agent.questions import load_questions
+from curate.cli import main
+from curate.ingest import IngestOptions, ingest
+from curate.store import Store
+
+QUESTIONS = [
+    {"id": "q1", "question": "What is 6 times 7?", "answer": "42", "level": "1"},
+    {"id": "q2", "question": "What is 2 plus 3?", "answer": "5"},
+    {"id": "q3", "question": "What is 10 minus 1?", "answer": "9"},
+]
+COMPARED = ("question_id", "sample_idx", "content_hash", "correct", "clean", "parse_error", "max_steps",
+            "exec_error", "generated_answer", "assistant_turns", "tool_calls", "assistant_chars", "teacher_model")
+
+
+@pytest.fixture
+def questions(tmp_path: Path) -> Path:
+    path = tmp_path / "questions.jsonl"
+    path.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    return path
+
+
+def _model(base_seed: int = 0) -> ScriptedModel:
+    """q1: sample 1 answers wrong; q2: one step; q3: no code at first (a parse error), then the answer."""
+    wrong = derive_seed(derive_seed(base_seed, "q1", 1), 1)  # the seed of sample 1's second step
+
+    def q1(request, n):
+        if n == 0:
+            return code_step("x = 6 * 7\nprint(x)")
+        return code_step("final_answer(x - 1)" if request.seed == wrong else "final_answer(x)")
+
+    return ScriptedModel({
+        "What is 6 times 7?": q1,
+        "What is 2 plus 3?": [code_step("final_answer(2 + 3)")],
+        "What is 10 minus 1?": ["It is nine.", code_step("final_answer(9)")],
+    })
+
+
+def _config(questions: Path, **changes) -> GenerateConfig:
+    base = dict(questions=str(questions), dataset="gen", model="scripted", k=2, tools=("python",), max_steps=3,
+                write_every=2)
+    return GenerateConfig(**{**base, **changes})
+
+
+def _rows(db: Path, dataset: str):
+    with Store(db, read_only=True) as store:
+        return store.sql(f"SELECT {', '.join(COMPARED)} FROM trajectories WHERE dataset = $d "
+                         "ORDER BY question_id, sample_idx", d=dataset)
+
+
+def test_generated_runs_are_graded_store_rows_with_their_seeds(tmp_path: Path, questions: Path) -> None:
+    db = tmp_path / "gen.duckdb"
+    summary = generate(db, _config(questions), progress=False, backend=_model())
+    assert (summary.written, summary.skipped, summary.counts["trajectories"]) == (6, 0, 6)
+    with Store(db, read_only=True) as store:
+        rows = store.sql("SELECT question_id, sample_idx, seed, correct, clean, parse_error, generated_answer, steps, "
+                         "stop_reason, teacher_model, generation_run FROM trajectories ORDER BY 1, 2").rows()
+        grades = store.sql("SELECT grader, count(*), count(*) FILTER (WHERE correct) FROM grades GROUP BY 1").rows()
+        run = store.sql("SELECT * FROM generation_runs").row(0, named=True)
+        roles = store.sql("SELECT list(role ORDER BY position) FROM messages m JOIN trajectories t "
+                          "USING (trajectory_id) WHERE question_id = 'q3' AND sample_idx = 0").item().to_list()
+        meta = store.sql("SELECT source_meta FROM questions WHERE question_id = 'q1'").item()
+    gid = summary.generation_run
+    assert rows == [
+        ("q1", 0, derive_seed(0, "q1", 0), True, True, False, "42", 2, "final_answer", "scripted-teacher", gid),
+        ("q1", 1, derive_seed(0, "q1", 1), False, False, False, "41", 2, "final_answer", "scripted-teacher", gid),
+        ("q2", 0, derive_seed(0, "q2", 0), True, True, False, "5", 1, "final_answer", "scripted-teacher", gid),
+        ("q2", 1, derive_seed(0, "q2", 1), True, True, False, "5", 1, "final_answer", "scripted-teacher", gid),
+        ("q3", 0, derive_seed(0, "q3", 0), True, False, True, "9", 2, "final_answer", "scripted-teacher", gid),
+        ("q3", 1, derive_seed(0, "q3", 1), True, False, True, "9", 2, "final_answer", "scripted-teacher", gid),
+    ]
+    assert grades == [("math", 6, 5)]
+    assert roles == ["system", "user", "assistant", "tool-response", "assistant", "tool-call", "tool-response"]
+    assert json.loads(meta) == {"level": "1"}
+    assert (run["k"], run["base_seed"], run["tools"], run["grader"], run["trajectories"], run["correct"],
+            run["clean"]) == (2, 0, "python", "math", 6, 5, 3)
+    assert run["system_prompt"].startswith("You are an expert problem solver") and run["finished_at"] is not None
+
+
+def test_rerun_resumes_grows_and_refuses_other_settings(tmp_path: Path, questions: Path) -> None:
+    db = tmp_path / "gen.duckdb"
+    first = generate(db, _config(questions, limit=2), progress=False, backend=_model())
+    again = generate(db, _config(questions, limit=2), progress=False, backend=_model())
+    assert (first.written, again.written, again.skipped) == (4, 0, 4)
+    more = generate(db, _config(questions, k=3), progress=False, backend=_model())
+    assert (more.generation_run, more.written, more.skipped) == (first.generation_run, 5, 4)
+    with Store(db, read_only=True) as store:
+        counts = store.sql("SELECT question_id, list(sample_idx ORDER BY sample_idx) FROM trajectories "
+                           "GROUP BY 1 ORDER BY 1").rows()
+    assert counts == [("q1", [0, 1, 2]), ("q2", [0, 1, 2]), ("q3", [0, 1, 2])]
+    with pytest.raises(ValueError, match=f"data set 'gen' already holds trajectories from generation run "
+                                         f"{first.generation_run}, generated or ingested with other settings"):
+        generate(db, _config(questions, temperature=0.5), progress=False, backend=_model())
+
+
+def test_log_out_ingests_back_into_the_same_trajectories(tmp_path: Path, questions: Path) -> None:
+    db, log = tmp_path / "gen.duckdb", tmp_path / "logs" / "gen.jsonl"
+    generate(db, _config(questions, log_out=str(log)), progress=False, backend=_model())
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["question_id"], r["sample_idx"]) for r in records] == [
+        ("q1", 0), ("q1", 1), ("q2", 0), ("q2", 1), ("q3", 0), ("q3", 1)]
+    assert records[0]["log_data"]["messages"][2]["content"][0]["text"] == code_step("x = 6 * 7\nprint(x)")
+    other = tmp_path / "other.duckdb"
+    with Store(other) as store:
+        [done] = ingest(store, [log], "gen", options=IngestOptions(progress=False))
+    assert (done.trajectories, done.rejects, done.format) == (6, 0, "smolagents")
+    assert _rows(other, "gen").equals(_rows(db, "gen"))
+    assert write_log(other, "gen", tmp_path / "none.jsonl") == 0  # ingested logs are not generated runs
+
+
+def test_first_thought_prefix_starts_every_sample_and_is_recorded(tmp_path: Path, questions: Path) -> None:
+    db = tmp_path / "gen.duckdb"
+    model = _model()
+    generate(db, _config(questions, limit=1, first_thought_prefix=True), progress=False, backend=model)
+    [cot] = [r for batch in model.batches for r in batch if r.stop == ("\n\n",)]
+    assert cot.messages[1] == {"role": "user", "content": "What is 6 times 7?"} and cot.temperature == 0
+    with Store(db, read_only=True) as store:
+        stored = store.sql("SELECT prefix FROM generation_prefixes").item()
+        rows = store.sql("SELECT t.first_thought, m.text FROM trajectories t JOIN messages m USING (trajectory_id) "
+                         "WHERE m.position = 2 ORDER BY t.sample_idx").rows()
+    assert stored == "Thought: Let me think.\n\n"
+    assert rows == [(stored, stored + code_step("x = 6 * 7\nprint(x)"))] * 2
+    assert [r.prefix for batch in model.batches for r in batch if r.stop and r.stop != ("\n\n",)].count(stored) == 2
+
+
+def test_question_files_and_their_errors(tmp_path: Path, shared_data: Path) -> None:
+    math500 = load_questions(shared_data / "questions/math/test/math_500_20250414.json", limit=3)
+    assert len(math500) == 3 and all(q.gold and q.text for q in math500) and math500[0].position == 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "question": "ok?", "answer": ["yes", "y"]}\n\n{"id": 2, "answer": "x"}\n')
+    with pytest.raises(ValueError, match=f"^{bad}: line 3: question: expected non-empty text, got None$"):
+        load_questions(bad)
+    assert load_questions(bad, limit=1)[0].gold == '["yes","y"]'
+    twice = tmp_path / "twice.json"
+    twice.write_text(json.dumps({"examples": [{"id": "a", "question": "x"}, {"id": "a", "question": "y"}]}))
+    with pytest.raises(ValueError, match=f"^{twice}: examples\\[1\\]: id 'a' repeats examples\\[0\\]$"):
+        load_questions(twice)
+
+
+def test_cli_names_a_bad_question_file(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "question": "ok?"}\nnot json\n')
+    code = main(["generate", "--db", str(tmp_path / "x.duckdb"), "--questions", str(bad), "--dataset", "d",
+                 "--model", "tiny", "--k", "1", "--tools", "python"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f"curate generate: error: {bad}: line 2: not valid JSON")
+
+
+def _command(db: Path, questions: Path, model: Path) -> list[str]:
+    return [sys.executable, "-c", "import sys; from curate.cli import main; sys.exit(main())", "generate", "--db", str(db), "--questions", str(questions),
+            "--dataset", "tiny-gen", "--model", str(model), "--k", "3", "--tools", "python", "--max-steps", "2",
+            "--max-new-tokens", "12", "--slots", "2", "--write-every", "1", "--seed", "7", "--quiet"]
+
+
+def _stored(db: Path) -> int | None:
+    """Generated trajectories in the store, or None while the writer holds it."""
+    try:
+        with duckdb.connect(str(db), read_only=True) as con:
+            return con.execute("SELECT count(*) FROM trajectories").fetchall()[0][0]
+    except (duckdb.IOException, duckdb.CatalogException):
+        return None
+
+
+def test_kill_minus_9_then_rerun_gives_exactly_k_per_question(tmp_path: Path, questions: Path,
+                                                             tiny_model_dir: Path) -> None:
+    db = tmp_path / "killed.duckdb"
+    job = subprocess.Popen(_command(db, questions, tiny_model_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while not (_stored(db) or 0) and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, job.stderr.read().decode()[-2000:]
+    partial = _stored(db)
+    assert partial is not None and 1 <= partial < 9
+    done = subprocess.run(_command(db, questions, tiny_model_dir), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1].startswith("generation_run=gen-")
+    assert f"{9 - partial} runs generated, {partial} already stored" in done.stdout
+    with Store(db, read_only=True) as store:
+        per_question = store.sql("SELECT question_id, list(sample_idx ORDER BY sample_idx) AS samples, "
+                                 "count(DISTINCT trajectory_id) AS n FROM trajectories GROUP BY 1 ORDER BY 1").rows()
+        orphans = store.sql("SELECT count(*) FROM messages WHERE trajectory_id NOT IN "
+                            "(SELECT trajectory_id FROM trajectories)").item()
+    assert per_question == [(q, [0, 1, 2], 3) for q in ("q1", "q2", "q3")] and orphans == 0
+    # Each sample is its own: an uninterrupted run writes the same transcripts.
+    clean = tmp_path / "clean.duckdb"
+    assert subprocess.run(_command(clean, questions, tiny_model_dir), capture_output=True).returncode == 0
+    assert _rows(db, "tiny-gen").equals(_rows(clean, "tiny-gen"))
