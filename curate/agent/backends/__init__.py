@@ -75,6 +75,12 @@ def make_backend(name: str, model: str, **options: Any) -> Backend:
     return factory(model, **given)
 
 
+def chat_prompt(tokenizer: Any, request: GenRequest) -> str:
+    """The text a model continues: the chat template with its generation prompt, then the prefix."""
+    chat = tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
+    return chat + request.prefix
+
+
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """(text up to and including the earliest stop string, whether one was found)."""
     hits = [(i, s) for s in stop if (i := text.find(s)) >= 0]

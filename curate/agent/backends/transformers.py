@@ -43,7 +43,7 @@ from transformers import (
 )
 
 from ...models import resolve_student, student_key
-from . import Completion, GenRequest, truncate_at_stop
+from . import Completion, GenRequest, chat_prompt, truncate_at_stop
 
 # Tokens of the generated tail decoded per step to find a stop string, beyond its length in characters.
 _TAIL_SLACK = 4
@@ -147,9 +147,8 @@ class TransformersBackend:
         self.prefixes = _PrefixCache(self.model) if prefix_cache else None
 
     def prompt(self, request: GenRequest) -> str:
-        """The text the model continues: the chat template with its generation prompt, then the prefix."""
-        chat = self.tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
-        return chat + request.prefix
+        """The text the model continues (`chat_prompt` with this model's tokenizer)."""
+        return chat_prompt(self.tokenizer, request)
 
     def generate(self, requests: Sequence[GenRequest]) -> list[Completion]:
         """One completion per request; requests of similar prompt length share a padded batch."""
