@@ -123,7 +123,9 @@ def sniff(record: Any) -> str | None:
 def get(record: Any, path: str) -> Any:
     """The value at a dotted path (`a.b.0.c`); a JSON string met on the way is decoded.
 
-    Returns the module's _MISSING sentinel where a key is absent.
+    Returns the module's _MISSING sentinel where a key is absent (or a step is null); a step that
+    meets a number, a boolean, or a list where a key is wanted raises a RecordError naming the field
+    and the type found.
     """
     value = record
     steps = path.split(".")

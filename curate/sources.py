@@ -129,9 +129,14 @@ def readable(source: Source, folder: Path | None) -> Iterator[tuple[Source, str]
     spool = Path(name)
     try:
         with open_file(source.path) as stream, os.fdopen(fd, "wb") as out:
-            while chunk := stream.read(8 << 20):
-                digest.update(chunk)
-                out.write(chunk)
+            try:
+                while chunk := stream.read(8 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+            except OSError as error:  # most likely a full disk
+                raise OSError(f"{source.path}: cannot copy the piped data to {spool} "
+                              f"({error.strerror or error})") from None
         yield replace(source, spool=spool), digest.hexdigest()
     finally:
         spool.unlink(missing_ok=True)
