@@ -1,4 +1,5 @@
-"""Fixtures shared by the suite: a tiny offline model, SmolLM2 and the shared data folder."""
+"""Fixtures shared by the suite: a tiny offline model, SmolLM2, the shared data folder, and a vLLM
+OpenAI-compatible server (tests marked `vllm`, run in `.venv-vllm` through subprocesses)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,13 @@ def smollm2_cached() -> Path:
     from curate.models.smollm2 import materialise_smollm2
 
     return materialise_smollm2("float32")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(smollm2_cached: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A vLLM OpenAI-compatible server of SmolLM2 on 127.0.0.1, started once (~2 min on 2 cores)."""
+    from vllm_env import Server
+
+    server = Server(smollm2_cached, "smollm2", tmp_path_factory.mktemp("vllm") / "server.log")
+    yield server
+    server.stop()

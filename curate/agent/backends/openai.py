@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import Completion, GenRequest
+from . import Completion, GenRequest, chat_prompt
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000/v1"
 
@@ -90,7 +90,8 @@ class OpenAIBackend:
         sampling = {k: v for k, v in sampling.items() if v is not None}
         async with bound:
             if request.prefix and self.tokenizer is not None:
-                reply = await client.completions.create(model=self.model_id, prompt=self.prompt(request), **sampling)
+                prompt = chat_prompt(self.tokenizer, request)
+                reply = await client.completions.create(model=self.model_id, prompt=prompt, **sampling)
                 choice = reply.choices[0]
                 text = choice.text
             else:
@@ -106,11 +107,6 @@ class OpenAIBackend:
         tokens = reply.usage.completion_tokens if reply.usage else 0
         return Completion(text + kept_stop(choice, text, request.stop), tokens,
                           "length" if choice.finish_reason == "length" else "stop")
-
-    def prompt(self, request: GenRequest) -> str:
-        """The text the model continues: the chat template with its generation prompt, then the prefix."""
-        chat = self.tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
-        return chat + request.prefix
 
     def close(self) -> None:
         """Nothing to free: each batch opens and closes its own connections."""

@@ -1,0 +1,54 @@
+"""The vLLM backend (optional extra): offline `vllm.LLM` over a local model, one `generate` per batch.
+
+Prompts are rendered here, as the transformers backend renders them (the chat template with its
+generation prompt, then the assistant prefix to continue), and handed to vLLM as token ids, so both
+backends continue exactly the same tokens. Each request has its own SamplingParams: its seed (vLLM
+draws each seeded request from its own generator, so a sample does not depend on the batch and K
+samples of one question differ), temperature (0: greedy), top-p, token budget and stop strings,
+which stay in the text.
+
+vLLM starts engine processes: a script that builds this backend needs an `if __name__ == "__main__":`
+guard (the `curate` command has one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ...models import resolve_student, student_key
+from ...score_vllm import import_vllm, make_llm
+from . import Completion, GenRequest, chat_prompt
+
+
+class VLLMBackend:
+    """A local model in an offline vLLM engine; the whole batch goes to one `generate`."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, dtype: str | None = None, max_model_len: int | None = None) -> None:
+        vllm = import_vllm()
+        self.model_id = student_key(model)
+        # dtype "auto" keeps the checkpoint's; max_model_len None is the model's context.
+        self.llm = make_llm(vllm, model=str(resolve_student(model)), dtype=dtype or "auto", max_model_len=max_model_len)
+        self.tokenizer = self.llm.get_tokenizer()
+        self._sampling = vllm.SamplingParams
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[Completion]:
+        """One completion per request, in request order (vLLM schedules the batch itself)."""
+        from vllm.inputs import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=self.tokenizer(chat_prompt(self.tokenizer, r),
+                                                                add_special_tokens=False)["input_ids"]) for r in requests]
+        params = [self._sampling(n=1, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_new_tokens,
+                                 seed=r.seed, stop=list(r.stop), include_stop_str_in_output=True) for r in requests]
+        completions = []
+        for output in self.llm.generate(prompts, params, use_tqdm=False):
+            out = output.outputs[0]
+            completions.append(Completion(out.text, len(out.token_ids), "length" if out.finish_reason == "length" else "stop"))
+        return completions
+
+    def close(self) -> None:
+        """Stop vLLM's engine processes now rather than at interpreter exit."""
+        if self.llm is not None:
+            self.llm.llm_engine.engine_core.shutdown()
+            self.llm = None
