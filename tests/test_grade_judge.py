@@ -89,3 +89,24 @@ def test_missing_answers_never_reach_the_judge() -> None:
     grades = grade_answers("judge", ["q1", "q2", "q3"], ["a", None, "c"], ["a", "b", None], judge=judge)
     assert [g.explanation for g in grades] == ["Verdict: CORRECT", "no gold answer", "no final answer"]
     assert len(judge.calls[0]) == 1
+
+
+def test_a_real_smollm2_judge_through_curate_grade(tmp_path, capsys) -> None:
+    from factory import add_trajectories
+
+    from curate.cli import main
+    from curate.store import Store
+
+    with Store(tmp_path / "s.duckdb") as store:
+        add_trajectories(store, [dict(dataset="qa", question_id="q1", question_text="What is the capital of France?",
+                                      gold_answer="Paris", generated_answer="Paris")])
+    argv = ["grade", "--db", str(tmp_path / "s.duckdb"), "--grader", "judge", "--judge-model", "smollm2",
+            "--no-progress"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("qa: judge:smollm2 graded 1, kept 0 earlier grades")
+    with Store(tmp_path / "s.duckdb", read_only=True) as store:
+        row = store.sql("SELECT grader, correct, score, explanation FROM grades").rows()
+    # SmolLM2-135M answers the question instead of writing the verdict line: a model that small is no
+    # judge, and its reply is kept as the reason the grade is not correct.
+    assert row == [("judge:smollm2", False, None, "judge: no 'Verdict: CORRECT|INCORRECT' line; it wrote: "
+                    "'The answer to the question \"What is the capital of France?\" is indeed Paris.'")]
