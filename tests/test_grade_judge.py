@@ -10,6 +10,7 @@ import pytest
 from curate.agent.backends import Completion, GenRequest
 from curate.grade import Grade, grade_answers
 from curate.grade.judge import prompt_template, read_verdict
+from test_openai_backend import api  # noqa: F401 (the stdlib OpenAI-compatible server fixture)
 
 
 class ScriptedJudge:
@@ -110,3 +111,32 @@ def test_a_real_smollm2_judge_through_curate_grade(tmp_path, capsys) -> None:
     # judge, and its reply is kept as the reason the grade is not correct.
     assert row == [("judge:smollm2", False, None, "judge: no 'Verdict: CORRECT|INCORRECT' line; it wrote: "
                     "'The answer to the question \"What is the capital of France?\" is indeed Paris.'")]
+
+
+def test_curate_grade_with_a_judge_behind_an_openai_compatible_server(tmp_path, capsys, api) -> None:
+    from factory import add_trajectories
+
+    from curate.cli import main
+    from curate.store import Store
+
+    def verdict(path: str, body: dict) -> dict:
+        said = body["messages"][-1]["content"].rsplit("Assistant's answer: ", 1)[1].split("\n")[0]
+        text = f"It says {said}.\nVerdict: {'CORRECT' if said == 'Paris' else 'INCORRECT'}"
+        return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+    api.answer = verdict
+    with Store(tmp_path / "s.duckdb") as store:
+        add_trajectories(store, [dict(dataset="qa", question_id="q1", gold_answer="Paris", generated_answer=a)
+                                 for a in ("Paris", "Lyon")])
+    assert main(["grade", "--db", str(tmp_path / "s.duckdb"), "--grader", "judge", "--judge-model", "served-judge",
+                 "--judge-backend", "openai", "--judge-endpoint", api.url, "--no-progress"]) == 0
+    assert "qa: judge:served-judge graded 2" in capsys.readouterr().out
+    with Store(tmp_path / "s.duckdb", read_only=True) as store:
+        assert store.sql("SELECT t.generated_answer, g.grader, g.correct, g.explanation FROM grades g JOIN "
+                         "trajectories t USING (trajectory_id) ORDER BY 1").rows() == [
+            ("Lyon", "judge:served-judge", False, "It says Lyon."),
+            ("Paris", "judge:served-judge", True, "It says Paris.")]
+    assert sorted((p, b["model"], b["temperature"], len(b["messages"])) for p, b in api.calls) == [
+        ("/v1/chat/completions", "served-judge", 0.0, 1)] * 2
