@@ -11,6 +11,15 @@ with its error texts, so ingest's flags and the clean rule read generated runs a
 - no final answer after `max_steps` steps: `Reached max steps.`, then (as smolagents does) the
   model is asked once more, without tools, for an answer.
 
+Self-consistent action generation (agent-distillation's test-time method, `candidates` > 1): each
+step samples N candidate actions (temperature 0.4, top-p 0.8 by default) in the same batched call,
+runs each in its own fork of the run's sandbox state (the release ran them one after another in
+one shared executor, so a candidate's variables and side effects leaked into the next), drops the
+ones that fail (no code, or an execution error), and keeps the first candidate of the largest group
+with the same outcome (the observation; for a `final_answer` call, the answer). The kept
+candidate's fork becomes the run's state: nothing is executed twice. When no candidate passes, the
+first one is kept with its error, as the release does, so the run sees the error and goes on.
+
 The model sees the chat view of the transcript (render.chat_messages: tool calls dropped,
 tool responses as user turns), as the release's vLLM client sent it.
 """
@@ -27,7 +36,7 @@ from .. import markers
 from ..render import chat_messages
 from .backends import Backend, Completion, GenRequest
 from .prompts import Prompts
-from .sandbox import RETRY, PythonSandbox
+from .sandbox import RETRY, PythonSandbox, StepResult
 
 MAX_STEPS_ERROR = f"Error:\nReached max steps.\n{RETRY}"
 
@@ -49,6 +58,9 @@ class AgentConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     answer_at_max_steps: bool = True  # ask for an answer after the step limit (smolagents' provide_final_answer)
+    candidates: int = 1  # > 1: self-consistent action generation with this many candidates per step
+    candidate_temperature: float = 0.4  # how candidates are sampled (the release's setting)
+    candidate_top_p: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -93,18 +105,19 @@ def run_agents(tasks: Iterable[Task], backend: Backend, sandbox: PythonSandbox, 
                 active.append(_start(task, config, sandbox))
             if not active:
                 return
-            completions = backend.generate([_request(run, config, prof) for run in active])
-            actions = [(run, code) for run, c in zip(active, completions)
-                       if (code := _take(run, c, config, prof)) is not None]
-            if actions:
-                results = sandbox.run([(run.handle, code) for run, code in actions])
-                for (run, code), result in zip(actions, results):
-                    call = f"call_{run.steps}"
-                    tool = [{"id": call, "type": "function", "function": {"name": "python_interpreter", "arguments": code}}]
-                    run.messages.append(("tool-call", f"Calling tools:\n{tool!r}"))
-                    run.messages.extend(("tool-response", text) for text in result.tool_responses(call))
-                    if result.is_final:
-                        _finish(run, "final_answer", result.final_answer)
+            requests = [_requests(run, config, prof) for run in active]
+            completions = iter(backend.generate([r for rs in requests for r in rs]))
+            stepping = []
+            for run, rs in zip(active, requests):
+                done = [next(completions) for _ in rs]
+                run.tokens += sum(c.tokens for c in done)
+                if run.final_request is not None:
+                    _finish(run, "max_steps", done[0].text.strip())
+                else:
+                    stepping.append((run, [_read(run, c, prof) for c in done]))
+            _execute(stepping, sandbox)
+            for run, candidates in stepping:
+                _record(run, _adopt(run, candidates, sandbox) if len(candidates) > 1 else candidates[0], prof)
             for run in active:
                 if not run.done and run.final_request is None and run.steps >= config.max_steps:
                     _reach_limit(run, config)
@@ -126,33 +139,93 @@ def _chat(messages: list[tuple[str, str]]) -> tuple[dict[str, str], ...]:
     return tuple(chat_messages(messages, keep_last_user=True))
 
 
-def _request(run: AgentRun, config: AgentConfig, prof: markers.MarkerProfile) -> GenRequest:
-    """The run's next generation: its next action, or its answer once the step limit is reached."""
-    if run.final_request is not None:
-        return GenRequest(run.final_request, config.max_new_tokens, config.temperature, config.top_p,
-                          derive_seed(run.task.seed, "answer"))
-    return GenRequest(_chat(run.messages), config.max_new_tokens, config.temperature, config.top_p,
-                      derive_seed(run.task.seed, run.steps), prof.stop,
-                      run.task.prefix if run.steps == 0 else "")
+@dataclass
+class _Candidate:
+    """One generated action of a step: its text, the code it runs (or the answer it gives), the outcome."""
+
+    text: str
+    code: str | None
+    answer: str | None
+    handle: int | None = None  # the sandbox state it ran in
+    result: StepResult | None = None
+
+    @property
+    def passed(self) -> bool:
+        """An answer, or code that ran without error."""
+        return self.answer is not None if self.code is None else self.result.error is None
+
+    @property
+    def outcome(self) -> tuple[str, str | None]:
+        """What the vote compares: the answer given, or the code's observation."""
+        if self.code is None:
+            return ("answer", self.answer)
+        return ("final", self.result.final_answer) if self.result.is_final else ("output", self.result.observation)
 
 
-def _take(run: AgentRun, completion: Completion, config: AgentConfig, prof: markers.MarkerProfile) -> str | None:
-    """Record a completion; the code to execute, or None (parse error, an answer, or the run ended)."""
-    run.tokens += completion.tokens
+def _requests(run: AgentRun, config: AgentConfig, prof: markers.MarkerProfile) -> list[GenRequest]:
+    """The run's next generations: its next action (or candidates), or its answer after the step limit."""
     if run.final_request is not None:
-        _finish(run, "max_steps", completion.text.strip())
-        return None
+        return [GenRequest(run.final_request, config.max_new_tokens, config.temperature, config.top_p,
+                           derive_seed(run.task.seed, "answer"))]
+    chat, prefix = _chat(run.messages), run.task.prefix if run.steps == 0 else ""
+    if config.candidates == 1:
+        return [GenRequest(chat, config.max_new_tokens, config.temperature, config.top_p,
+                           derive_seed(run.task.seed, run.steps), prof.stop, prefix)]
+    return [GenRequest(chat, config.max_new_tokens, config.candidate_temperature, config.candidate_top_p,
+                       derive_seed(run.task.seed, run.steps, j), prof.stop, prefix) for j in range(config.candidates)]
+
+
+def _read(run: AgentRun, completion: Completion, prof: markers.MarkerProfile) -> _Candidate:
     text = markers.step_text((run.task.prefix if run.steps == 0 else "") + completion.text, prof)
-    run.steps += 1
-    run.messages.append(("assistant", text))
     code = markers.action_code(text, prof)
-    if code is not None:
-        return code
-    if (answer := markers.answer_text(text, prof)) is not None:
-        _finish(run, "answer", answer)
-        return None
-    run.messages.append(("tool-response", _parse_error(prof)))
-    return None
+    return _Candidate(text, code, markers.answer_text(text, prof) if code is None else None)
+
+
+def _execute(stepping: list[tuple[AgentRun, list[_Candidate]]], sandbox: PythonSandbox) -> None:
+    """Run every candidate's code in one sandbox batch: a lone one in its run's state, several each in a fork."""
+    ran = []
+    for run, candidates in stepping:
+        for c in candidates:
+            if c.code is not None:
+                c.handle = run.handle if len(candidates) == 1 else sandbox.fork(run.handle)
+                ran.append(c)
+    if ran:
+        for c, result in zip(ran, sandbox.run([(c.handle, c.code) for c in ran])):
+            c.result = result
+
+
+def _adopt(run: AgentRun, candidates: list[_Candidate], sandbox: PythonSandbox) -> _Candidate:
+    """The vote: the first candidate of the largest group of passing candidates with one outcome (none
+    passing: the first candidate); its state becomes the run's, every other fork is released."""
+    groups: dict[tuple[str, str | None], list[_Candidate]] = {}
+    for c in candidates:
+        if c.passed:
+            groups.setdefault(c.outcome, []).append(c)
+    kept = max(groups.values(), key=len)[0] if groups else candidates[0]
+    if kept.handle is not None:
+        sandbox.release(run.handle)
+        run.handle = kept.handle
+    for c in candidates:
+        if c.handle is not None and c is not kept:
+            sandbox.release(c.handle)
+    return kept
+
+
+def _record(run: AgentRun, step: _Candidate, prof: markers.MarkerProfile) -> None:
+    """Add the step to the transcript: the action, then its tool call and observation, an answer, or a parse error."""
+    run.steps += 1
+    run.messages.append(("assistant", step.text))
+    if step.code is not None:
+        call = f"call_{run.steps}"
+        tool = [{"id": call, "type": "function", "function": {"name": "python_interpreter", "arguments": step.code}}]
+        run.messages.append(("tool-call", f"Calling tools:\n{tool!r}"))
+        run.messages.extend(("tool-response", text) for text in step.result.tool_responses(call))
+        if step.result.is_final:
+            _finish(run, "final_answer", step.result.final_answer)
+    elif step.answer is not None:
+        _finish(run, "answer", step.answer)
+    else:
+        run.messages.append(("tool-response", _parse_error(prof)))
 
 
 def _parse_error(prof: markers.MarkerProfile) -> str:
