@@ -20,6 +20,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -29,6 +30,7 @@ from .output import naming
 from .render import stored_chats
 from .select import SelectConfig, describe, require_selection, select, selections
 from .store import Store
+from .tokenized import COLUMNS_DOC as TOKEN_COLUMNS_DOC
 
 HUB_PREFIX = "hub:"
 CONFIG_NAME = "export_config.json"
@@ -60,6 +62,8 @@ class ExportConfig:
     private: bool = False
     license: str = "other"
     local: str | None = None
+    tokenized: bool = False  # add input_ids, completion_mask and segments (curate.tokenized)
+    tokenizer: str | None = None  # the student that renders them (None: the scoring run's student)
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,31 @@ class Exported:
     repo_id: str | None = None
 
 
-def build_dataset(con: duckdb.DuckDBPyConnection, selection_id: str):
-    """The chosen trajectories of a selection as a `datasets.Dataset` (rendered chat + provenance)."""
+@dataclass(frozen=True)
+class Tokens:
+    """The student whose tokenizer renders a tokenized export, the tokenizer, and its sha256."""
+
+    student: str
+    tokenizer: Any
+    sha256: str
+
+
+def load_tokens(con: duckdb.DuckDBPyConnection, selection: dict, student: str | None) -> Tokens:
+    """The tokenizer of `student`, or of the student that scored the selection's run."""
+    from transformers import AutoTokenizer
+
+    from .models import resolve_student
+    from .score import tokenizer_hash
+
+    if student is None:
+        student = queries.frame(con, "SELECT student FROM scoring_runs WHERE run_id = $r", {"r": selection["run_id"]}).item()
+    tokenizer = AutoTokenizer.from_pretrained(resolve_student(student))
+    return Tokens(student, tokenizer, tokenizer_hash(tokenizer))
+
+
+def build_dataset(con: duckdb.DuckDBPyConnection, selection_id: str, tokenizer: Any = None):
+    """The chosen trajectories of a selection as a `datasets.Dataset` (rendered chat + provenance,
+    plus the token columns of curate.tokenized when a tokenizer is given)."""
     from datasets import Dataset, Features, List, Value
     from tqdm import tqdm
 
@@ -94,6 +121,11 @@ def build_dataset(con: duckdb.DuckDBPyConnection, selection_id: str):
         "policy": Value("string"), "student": Value("string"), "k": Value("int32"), "profile": Value("string"),
     })
     columns = {"messages": [chats[t] for t in ids], **rows.to_dict(as_series=False)}
+    if tokenizer is not None:
+        from .tokenized import token_columns
+
+        columns.update(token_columns(tokenizer, zip(columns["messages"], columns["profile"])))
+        features.update({name: List(Value("int32")) for name in TOKEN_COLUMNS_DOC})
     return Dataset.from_dict({name: columns[name] for name in features}, features=features)
 
 
@@ -104,8 +136,13 @@ def size_category(n: int) -> str:
     return next((label for bound, label in bounds if n < bound), "10M<n<100M")
 
 
-def reproduce_command(store: Store, selection: dict, to: str, private: bool) -> str:
-    """The `curate export` command line that makes this selection and export again."""
+def reproduce_command(store: Store, selection: dict, to: str, private: bool, tokens: Tokens | None = None,
+                      run_student: str | None = None) -> str:
+    """The `curate export` command line that makes this selection and export again (a tokenized export
+    by another student than the run's: the command that exports the stored selection)."""
+    if tokens is not None and tokens.student != run_student:
+        return shlex.join(["curate", "export", "--db", str(store.path), "--selection", selection["selection_id"],
+                           "--tokenized", "--student", tokens.student, "--to", to] + (["--private"] if private else []))
     params = json.loads(selection["params"])
     builtin = params["policy_file"].startswith("sql/policies/")
     argv = ["curate", "export", "--db", str(store.path), "--policy", params["policy"] if builtin else params["policy_file"],
@@ -114,7 +151,7 @@ def reproduce_command(store: Store, selection: dict, to: str, private: bool) -> 
         if value is not None:
             argv += [flag, str(value)]
     argv += ["--name", selection["selection_id"], "--to", to] + (["--private"] if private else [])
-    return shlex.join(argv)
+    return shlex.join(argv + (["--tokenized"] if tokens is not None else []))
 
 
 def _table(header: list[str], rows: list[tuple]) -> str:
@@ -123,7 +160,14 @@ def _table(header: list[str], rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-def card_text(store: Store, selection: dict, rows: int, config: ExportConfig, hub_data: bool) -> str:
+TRL_TOKENIZED = (
+    "; the token columns train exactly the scored tokens under `SFTConfig(completion_only_loss=True)`, "
+    "and `curate.train.trl.SegmentWeightedSFTTrainer` adds the SmartAD segment weights"
+)
+
+
+def card_text(store: Store, selection: dict, rows: int, config: ExportConfig, hub_data: bool,
+              tokens: Tokens | None = None) -> str:
     """The dataset card: YAML header for the Hub, then provenance, counts, columns and the command."""
     from huggingface_hub import DatasetCardData
 
@@ -153,6 +197,10 @@ def card_text(store: Store, selection: dict, rows: int, config: ExportConfig, hu
         ("seed", "not used" if selection["seed"] is None else selection["seed"]),
         ("selected at", selection["created_at"]), ("curate", __version__),
     ]
+    columns = dict(COLUMNS_DOC)
+    if tokens is not None:
+        parameters += [("tokenized with", tokens.student), ("tokenizer sha256", tokens.sha256)]
+        columns.update(TOKEN_COLUMNS_DOC)
     body = f"""
 # {sid}
 
@@ -177,16 +225,16 @@ candidate, not exported:
 
 ## Columns
 
-{_table(["column", "meaning"], list(COLUMNS_DOC.items()))}
+{_table(["column", "meaning"], list(columns.items()))}
 
 ## Reproduce
 
 ```
-{reproduce_command(store, selection, config.to, config.private)}
+{reproduce_command(store, selection, config.to, config.private, tokens, counts["student"])}
 ```
 
 Load: `datasets.load_from_disk(DIR)` for a folder export, `datasets.load_dataset("ORG/NAME")` from the Hub;
-train with `trl.SFTTrainer(train_dataset=...)` (conversational `messages` column).
+train with `trl.SFTTrainer(train_dataset=...)` (conversational `messages` column{TRL_TOKENIZED if tokens else ""}).
 """
     return f"---\n{header.to_yaml()}\n---\n{body}"
 
@@ -314,14 +362,16 @@ def export(store: Store, config: ExportConfig) -> Exported:
     found = resolve_target(config)
     selection_id = config.selection or select(store, config.select).selection_id
     selection = require_selection(store.con, selection_id)
-    dataset = build_dataset(store.con, selection_id)
+    tokens = load_tokens(store.con, selection, config.tokenizer) if config.tokenized else None
+    dataset = build_dataset(store.con, selection_id, tokens.tokenizer if tokens else None)
     hub = found.kind == "hub"
-    card = card_text(store, selection, dataset.num_rows, config, hub_data=hub)
+    card = card_text(store, selection, dataset.num_rows, config, hub_data=hub, tokens=tokens)
     counts = selections(store.con, selection_id).row(0, named=True)
     resolved = {
         "export": asdict(config), "selection": {**selection, "params": json.loads(selection["params"])},
         "counts": counts,
-        "command": reproduce_command(store, selection, config.to, config.private),
+        "command": reproduce_command(store, selection, config.to, config.private, tokens, counts["student"]),
+        "tokens": None if tokens is None else {"student": tokens.student, "tokenizer_sha256": tokens.sha256},
         "store": str(store.path.resolve()), "curate_version": __version__, "written_at": datetime.now(),
     }
     done = {"selection_id": selection_id, "rows": dataset.num_rows, "no_candidate": counts["no_candidate"]}
