@@ -60,6 +60,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     store = folder / "s.duckdb"
     assert main(["ingest", str(SMALL_RUNS), "--db", str(store), "--dataset", "d", "--quiet"]) == 0
     (folder / "notes.txt").write_text("not a store\n")
+    (folder / "questions.jsonl").write_text('{"question": "What is 2 + 2?", "answer": "4"}\n')
     (folder / "a-folder").mkdir()
     with sqlite3.connect(folder / "app.sqlite") as con:
         con.execute("CREATE TABLE t (x)")
@@ -69,14 +70,15 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (adapter / "adapter_config.json").write_text("{}")
     return {"folder": folder, "store": store, "text": folder / "notes.txt", "dir": folder / "a-folder",
             "sqlite": folder / "app.sqlite", "missing": folder / "nowhere" / "s.duckdb", "export": export,
-            "adapter": adapter}
+            "adapter": adapter, "questions": folder / "questions.jsonl"}
 
 
 def valid(action: argparse.Action, work: dict[str, Path]) -> list[str]:
     """A value a required argument accepts (outputs go to fresh paths that are never reached)."""
     out = str(work["folder"] / "out" / (action.dest + ".parquet" if action.dest == "to" else action.dest))
-    values = {"questions": "2", "k": "2", "dataset": "d", "student": "tiny", "policy": "min_nll", "a": "x",
-              "query": "SELECT 1",
+    values = {"questions": str(work["questions"]) if action.type is None else "2",  # a file, or a count
+              "k": "2", "dataset": "d", "student": "tiny", "policy": "min_nll", "a": "x",
+              "query": "SELECT 1", "model": "tiny",
               "b": "y", "paths": str(SMALL_RUNS), "data": str(work["export"]), "adapter": str(work["adapter"]),
               "to": out, "out": out, "dir": out}
     assert action.dest in values, f"add a valid value for the required argument {action.dest!r} to this test"
@@ -85,7 +87,7 @@ def valid(action: argparse.Action, work: dict[str, Path]) -> list[str]:
 
 # One of two options a command needs (export: --policy or --selection), options an input needs
 # beside it, and the argument a tested input takes the place of.
-ALSO = {"export": ["--policy", "min_nll"]}
+ALSO = {"export": ["--policy", "min_nll"], "generate": ["--tools", "python"]}
 ALSO_WITH = {"teacher": ["--loss", "sad_kl"]}
 REPLACES = {"file": "query"}
 

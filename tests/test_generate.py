@@ -149,6 +149,13 @@ def test_question_files_and_their_errors(tmp_path: Path, shared_data: Path) -> N
     with pytest.raises(ValueError, match=f"^{bad}: line 3: question: expected non-empty text, got None$"):
         load_questions(bad)
     assert load_questions(bad, limit=1)[0].gold == '["yes","y"]'
+    one = tmp_path / "one.jsonl"  # a whole-file JSON object, yet a JSONL file of one question
+    one.write_text('{"id": "q", "question": "2 + 2?", "answer": "4"}\n')
+    assert [(q.id, q.text, q.gold) for q in load_questions(one)] == [("q", "2 + 2?", "4")]
+    loose = tmp_path / "loose.json"
+    loose.write_text('{\n  "question": "2 + 2?"\n}\n')
+    with pytest.raises(ValueError, match=f"^{loose}: examples: expected a list of questions"):
+        load_questions(loose)
     twice = tmp_path / "twice.json"
     twice.write_text(json.dumps({"examples": [{"id": "a", "question": "x"}, {"id": "a", "question": "y"}]}))
     with pytest.raises(ValueError, match=f"^{twice}: examples\\[1\\]: id 'a' repeats examples\\[0\\]$"):

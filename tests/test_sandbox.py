@@ -154,7 +154,8 @@ def test_hostile_steps_end_as_errors_and_spare_the_batch(sandbox, tmp_path):
         f"import subprocess\nsubprocess.run(['touch', '{outside}'])": "Import of subprocess is not allowed",
         "print(open('/etc/passwd').read())": "Forbidden function evaluation: 'open'",
         f"import socket\nsocket.create_connection(('127.0.0.1', {port}))": "Import of socket is not allowed",
-        "while True:\n    pass": "the step exceeded the time limit of 3 s",
+        # Each pass is slow, so the time limit fires long before smolagents' 1,000,000-iteration cap.
+        "while True:\n    sum(range(10**6))": "the step exceeded the time limit of 3 s",
         "import numpy as np\nbig = np.ones(10 * 1024**3, dtype=np.uint8)": "MemoryError",
         "big = [0] * (10 * 1024**3)": "MemoryError",
         "def f(n):\n    return f(n + 1)\nf(0)": "RecursionError: maximum recursion depth exceeded",

@@ -55,7 +55,8 @@ def _records(path: Path) -> Iterator[tuple[str, int, Any]]:
         whole = orjson.loads(data)
     except orjson.JSONDecodeError:
         whole = None
-    if isinstance(whole, dict):
+    # A whole-file object is an examples file, unless it is one line: a JSONL file of one question.
+    if isinstance(whole, dict) and ("examples" in whole or len(data.strip().splitlines()) > 1):
         examples = whole.get("examples")
         if not isinstance(examples, list):
             raise ValueError(f"{path}: examples: expected a list of questions (a JSON object file holds "
