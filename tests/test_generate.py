@@ -4,14 +4,12 @@ seeds and provenance; resumable after kill -9; `--log-out` ingests back into the
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
-import duckdb
 import pytest
 from agent_script import ScriptedModel, code_step
 
@@ -172,43 +170,79 @@ def test_cli_names_a_bad_question_file(tmp_path: Path, capsys) -> None:
     assert err[0].startswith(f"curate generate: error: {bad}: line 2: not valid JSON")
 
 
-def _command(db: Path, questions: Path, model: Path) -> list[str]:
-    return [sys.executable, "-c", "import sys; from curate.cli import main; sys.exit(main())", "generate", "--db", str(db), "--questions", str(questions),
+# `curate generate` with one pause point: the second batch's rows are inserted and its transaction is still
+# open when the job says so on stderr and waits to be killed. The kill then lands at the same moment on a
+# machine of any speed, in the middle of a write, after exactly one committed run.
+PAUSED = "paused inside the second write"
+PAUSING = f"""
+import sys, threading
+from curate.agent import generate as job
+from curate.cli import main
+
+real, calls = job.write_records, []
+
+def write_records(*args, **kwargs):
+    ids = real(*args, **kwargs)
+    calls.append(ids)
+    if len(calls) == 2:
+        print({PAUSED!r}, file=sys.stderr, flush=True)
+        threading.Event().wait()
+    return ids
+
+job.write_records = write_records
+sys.exit(main())
+"""
+
+
+def _command(db: Path, questions: Path, model: Path, script: str = "import sys; from curate.cli import main; "
+             "sys.exit(main())") -> list[str]:
+    return [sys.executable, "-c", script, "generate", "--db", str(db), "--questions", str(questions),
             "--dataset", "tiny-gen", "--model", str(model), "--k", "3", "--tools", "python", "--max-steps", "2",
             "--max-new-tokens", "12", "--slots", "2", "--write-every", "1", "--seed", "7", "--quiet"]
 
 
-def _stored(db: Path) -> int | None:
-    """Generated trajectories in the store, or None while the writer holds it."""
-    try:
-        with duckdb.connect(str(db), read_only=True) as con:
-            return con.execute("SELECT count(*) FROM trajectories").fetchall()[0][0]
-    except (duckdb.IOException, duckdb.CatalogException):
-        return None
+def _wait_for_line(job: subprocess.Popen, line: str, seconds: float) -> list[str]:
+    """The job's stderr lines up to `line` (read in a thread, so a job that never says it cannot hang us)."""
+    seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for text in job.stderr:
+            seen.append(text)
+            if text.strip() == line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    found.wait(seconds)
+    return seen
 
 
 def test_kill_minus_9_then_rerun_gives_exactly_k_per_question(tmp_path: Path, questions: Path,
                                                              tiny_model_dir: Path) -> None:
     db = tmp_path / "killed.duckdb"
-    job = subprocess.Popen(_command(db, questions, tiny_model_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 600
-    while not (_stored(db) or 0) and job.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.kill(job.pid, signal.SIGKILL)
+    job = subprocess.Popen(_command(db, questions, tiny_model_dir, PAUSING), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    said = _wait_for_line(job, PAUSED, 600)
+    assert job.poll() is None and said[-1:] == [PAUSED + "\n"], "".join(said)[-2000:]
+    job.kill()
     job.wait()
-    assert job.returncode == -signal.SIGKILL, job.stderr.read().decode()[-2000:]
-    partial = _stored(db)
-    assert partial is not None and 1 <= partial < 9
+    assert job.returncode == -signal.SIGKILL
+    with Store(db, read_only=True) as store:  # the killed transaction left nothing; the committed one is whole
+        partial = store.sql("SELECT count(*) FROM trajectories").item()
+        grades = store.sql("SELECT count(*) FROM grades").item()
+    assert (partial, grades) == (1, 1)
     done = subprocess.run(_command(db, questions, tiny_model_dir), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1].startswith("generation_run=gen-")
-    assert f"{9 - partial} runs generated, {partial} already stored" in done.stdout
+    assert "8 runs generated, 1 already stored" in done.stdout
     with Store(db, read_only=True) as store:
         per_question = store.sql("SELECT question_id, list(sample_idx ORDER BY sample_idx) AS samples, "
                                  "count(DISTINCT trajectory_id) AS n FROM trajectories GROUP BY 1 ORDER BY 1").rows()
         orphans = store.sql("SELECT count(*) FROM messages WHERE trajectory_id NOT IN "
                             "(SELECT trajectory_id FROM trajectories)").item()
-    assert per_question == [(q, [0, 1, 2], 3) for q in ("q1", "q2", "q3")] and orphans == 0
+        grades = store.sql("SELECT count(*) FROM grades").item()
+    assert per_question == [(q, [0, 1, 2], 3) for q in ("q1", "q2", "q3")] and (orphans, grades) == (0, 9)
     # Each sample is its own: an uninterrupted run writes the same transcripts.
     clean = tmp_path / "clean.duckdb"
     assert subprocess.run(_command(clean, questions, tiny_model_dir), capture_output=True).returncode == 0
