@@ -94,7 +94,8 @@ def _template(tokenizer: Any, messages: Sequence[dict[str, str]], generation_pro
 
 
 def _turn_span(tokenizer: Any, messages: Sequence[dict[str, str]], i: int, text: str) -> tuple[tuple, tuple]:
-    """The supervised and the content char span of assistant message i inside `text`."""
+    """The supervised and the content char span of assistant message i inside `text`, from the
+    renderings of the chat before it (with the generation prompt) and up to it."""
     head = _template(tokenizer, messages[:i], generation_prompt=True)
     upto = _template(tokenizer, messages[: i + 1], generation_prompt=False)
     if not (text.startswith(head) and text.startswith(upto) and len(head) <= len(upto)):
@@ -108,16 +109,74 @@ def _turn_span(tokenizer: Any, messages: Sequence[dict[str, str]], i: int, text:
     return (len(head), len(upto)), (start, start + len(content) if found >= 0 else len(upto))
 
 
+# Stands for message k's content in the masked rendering (private-use characters: never emitted
+# by a template, and a content holding one is left to the per-turn renderings).
+_SENTINEL = re.compile("\ue000(\\d+)\ue001")
+
+
+def _content_spans(tokenizer: Any, messages: Sequence[dict[str, str]], text: str) -> list[tuple[int, int]] | None:
+    """Where each message's content lies in `text`, from one more rendering with every content
+    replaced by a sentinel; None unless the template inserts every content verbatim, in order."""
+    if any("\ue000" in m["content"] for m in messages):
+        return None
+    masked = [{**m, "content": f"\ue000{k}\ue001"} for k, m in enumerate(messages)]
+    pieces = _SENTINEL.split(_template(tokenizer, masked, generation_prompt=False))
+    if [int(k) for k in pieces[1::2]] != list(range(len(messages))):
+        return None
+    spans, rebuilt, at = [], [], 0
+    for k, message in enumerate(messages):
+        at += len(pieces[2 * k])
+        spans.append((at, at + len(message["content"])))
+        at += len(message["content"])
+        rebuilt += [pieces[2 * k], message["content"]]
+    return spans if "".join(rebuilt) + pieces[-1] == text else None
+
+
+def _spans_in_one_pass(
+    tokenizer: Any, messages: Sequence[dict[str, str]], text: str, turns: list[int]
+) -> tuple[list, list] | None:
+    """Every assistant turn's spans from the whole rendering in linear time, or None where the
+    template does not fit the pattern this needs.
+
+    The last turn is checked as `_turn_span` checks every turn (the rendering before it, with the
+    generation prompt, and the one up to it must be prefixes of the whole); what they add after
+    the preceding content (`lead`: end of that message, generation prompt) and after the turn's
+    content (`tail`: the end-of-turn marker) must then sit around every other turn too.
+    """
+    contents = _content_spans(tokenizer, messages, text)
+    last = turns[-1]
+    if contents is None or turns[0] == 0:
+        return None
+    (start, end), _ = _turn_span(tokenizer, messages, last, text)
+    if not contents[last - 1][1] <= start <= contents[last][0] <= contents[last][1] <= end:
+        return None
+    lead, tail = text[contents[last - 1][1] : start], text[contents[last][1] : end]
+    role = messages[last - 1]["role"]
+    spans = []
+    for i in turns:
+        begin, finish = contents[i - 1][1] + len(lead), contents[i][1] + len(tail)
+        if not (messages[i - 1]["role"] == role and text.startswith(lead, contents[i - 1][1])
+                and text.startswith(tail, contents[i][1]) and begin <= contents[i][0]):
+            return None
+        spans.append((begin, finish))
+    return spans, [contents[i] for i in turns]
+
+
 def turn_spans(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[str, list, list]:
-    """The rendered text, the supervised char span and the content char span of each assistant turn."""
+    """The rendered text, the supervised char span and the content char span of each assistant turn.
+
+    Linear in the chat's length where the template fits `_spans_in_one_pass` (ChatML and the like);
+    otherwise every turn is checked against its own renderings (quadratic, exact).
+    """
     text = _template(tokenizer, messages, generation_prompt=False)
-    spans, contents = [], []
-    for i, message in enumerate(messages):
-        if message["role"] == "assistant":
-            span, content = _turn_span(tokenizer, messages, i, text)
-            spans.append(span)
-            contents.append(content)
-    return text, spans, contents
+    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    if not turns:
+        return text, [], []
+    fast = _spans_in_one_pass(tokenizer, messages, text, turns)
+    if fast is not None:
+        return text, *fast
+    pairs = [_turn_span(tokenizer, messages, i, text) for i in turns]
+    return text, [span for span, _ in pairs], [content for _, content in pairs]
 
 
 def render(tokenizer: Any, messages: Sequence[dict[str, str]]) -> Rendering:
