@@ -88,6 +88,11 @@ def bucket_stats(con: duckdb.DuckDBPyConnection, config: AnalysisConfig) -> pl.D
     return stats
 
 
+def unbucketed(con: duckdb.DuckDBPyConnection, config: AnalysisConfig) -> pl.DataFrame:
+    """Per data set: the run's trajectories with no NLL (in no bucket), and how many were truncated."""
+    return queries.run(con, "analysis/unbucketed", run_id=config.run_id, dataset=config.dataset)
+
+
 def deltas(con: duckdb.DuckDBPyConnection, config: AnalysisConfig) -> pl.DataFrame:
     """HARD - EASY of every statistic, per (dataset, teacher_model, scope, metric)."""
     return _run(con, "delta", config.params())

@@ -1,4 +1,4 @@
-"""Token NLL of supervised tokens from one causal forward pass, in bounded memory.
+"""Token NLL of supervised tokens from causal forward passes, in bounded memory.
 
 The model body gives the final hidden states; the LM head is applied only at positions whose next
 token is supervised, a chunk of positions at a time, and the log-softmax is taken in float32 per
@@ -8,48 +8,25 @@ vocabulary would need 9.7 GB for those).
 
 Position t is scored when its token is supervised (turn >= 0) and t >= 1 (token 0 has no context):
 its NLL is -log softmax(head(h[t-1]))[ids[t]].
+
+Shared prefixes (`curate.prefix`): the key/value cache of a prefix is computed once (batch 1) and
+each batch of suffixes attends to it, expanded across the batch as it is read and never stored
+per row, so memory stays that of the suffixes plus one copy of the prefix cache per layer.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .prefix import PrefixNode, plan_prefixes
+
 DEFAULT_CHUNK_BYTES = 128 * 2**20
 DTYPES = ("float32", "bfloat16")
-
-
-@dataclass(frozen=True)
-class TurnNLL:
-    """One assistant turn's score: supervised tokens, their NLL sum and mean (nats)."""
-
-    turn: int
-    tokens: int
-    nll_sum: float
-
-    @property
-    def nll_mean(self) -> float:
-        return self.nll_sum / self.tokens
-
-
-@dataclass(frozen=True)
-class TrajectoryNLL:
-    """A trajectory's scored turns (turns wholly past the length limit are absent)."""
-
-    turns: list[TurnNLL]
-    truncated: bool
-
-    @property
-    def tokens(self) -> int:
-        return sum(t.tokens for t in self.turns)
-
-    @property
-    def nll(self) -> float:
-        """Macro average of the turn means: every turn counts the same."""
-        return float(np.mean([t.nll_mean for t in self.turns])) if self.turns else float("nan")
+Prefix = list  # per layer (keys, values), each [1, kv_heads, prefix tokens, head_dim]
 
 
 def turn_totals(nll: np.ndarray, turn: Sequence[int]) -> dict[int, tuple[int, float]]:
@@ -83,11 +60,58 @@ def head_nll(model: Any, hidden: Any, targets: Any, chunk: int) -> Any:
     return out
 
 
+def _cache_argument(decoder: Any) -> str:
+    """The name the model body takes its cache under (`cache` from transformers 5, before that
+    `past_key_values`)."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
+def prefix_cache(prefix: Prefix, record: bool = False) -> Any:
+    """A transformers cache that holds `prefix` and never grows: each layer attends to the prefix
+    (expanded to the batch) followed by the batch's own keys and values. With `record`, the new
+    keys and values are kept in `.recorded`, to extend the prefix."""
+    import torch
+    from transformers import DynamicCache
+
+    class PrefixCache(DynamicCache):
+        def update(self, key_states: Any, value_states: Any, layer_idx: int, *args: Any, **kwargs: Any) -> tuple:
+            if self.recorded is not None:
+                self.recorded.append((key_states, value_states))
+            if not prefix:
+                return key_states, value_states
+            keys, values = prefix[layer_idx]
+            rows = (key_states.shape[0], -1, -1, -1)
+            return (torch.cat([keys.expand(rows), key_states], dim=-2),
+                    torch.cat([values.expand(rows), value_states], dim=-2))
+
+    cache = PrefixCache()
+    for layer, (keys, values) in enumerate(prefix):
+        DynamicCache.update(cache, keys, values, layer)  # sets the length masks and positions start from
+    cache.recorded = [] if record else None
+    return cache
+
+
+def extend_prefix(model: Any, prefix: Prefix, ids: Sequence[int]) -> Prefix:
+    """The key/value cache of `prefix` followed by the tokens `ids` (one forward pass, batch 1)."""
+    import torch
+
+    decoder = model.get_decoder()
+    cache = prefix_cache(prefix, record=True)
+    with torch.inference_mode():
+        decoder(input_ids=torch.tensor([list(ids)], device=model.device), use_cache=False,
+                **{_cache_argument(decoder): cache})
+    if not prefix:
+        return list(cache.recorded)
+    return [(torch.cat([k, nk], dim=-2), torch.cat([v, nv], dim=-2))
+            for (k, v), (nk, nv) in zip(prefix, cache.recorded)]
+
+
 def supervised_nll(
     model: Any,
     seqs: Sequence[tuple[Sequence[int], Sequence[int]]],
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     pack: bool = False,
+    prefix: Prefix | None = None,
 ) -> list[np.ndarray]:
     """NLLs of the supervised tokens of each (ids, turn) sequence, from one forward pass for all.
 
@@ -97,16 +121,20 @@ def supervised_nll(
     mixed-length batches ran 2.9x slower on an H100). Packed: one row, position ids restarting
     per sequence; transformers then isolates the sequences (a varlen kernel for flash attention;
     for sdpa/eager a block-diagonal mask, which is correct but as slow as a padding mask).
+    With `prefix` (padded only), every sequence continues that prefix: its positions start after
+    the prefix and attention reaches back into it. Token 0 of a sequence is still never scored
+    (its NLL would need the prefix's last hidden state): `curate.prefix` ends a prefix before it.
     """
     import torch
 
     device = model.device
     lengths = [len(ids) for ids, _ in seqs]
+    extra: dict[str, Any] = {}
     if pack:
         ids = torch.tensor([[i for s, _ in seqs for i in s]], device=device)
         # The first token of each sequence is never a target (nothing of its own precedes it).
         turn = torch.tensor([[x for _, t in seqs for x in (-1, *t[1:])]], device=device)
-        position_ids = torch.cat([torch.arange(n, device=device) for n in lengths])[None]
+        extra["position_ids"] = torch.cat([torch.arange(n, device=device) for n in lengths])[None]
     else:
         width = max(lengths)
         ids = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
@@ -114,9 +142,11 @@ def supervised_nll(
         for row, (s, t) in enumerate(seqs):
             ids[row, : len(s)] = torch.tensor(s)
             turn[row, 1 : len(t)] = torch.tensor(t[1:], dtype=torch.long)
-        position_ids = None
+    decoder = model.get_decoder()
+    if prefix:
+        extra[_cache_argument(decoder)] = prefix_cache(prefix)
     with torch.inference_mode():
-        hidden = model.get_decoder()(input_ids=ids, position_ids=position_ids, use_cache=False).last_hidden_state
+        hidden = decoder(input_ids=ids, use_cache=False, **extra).last_hidden_state
         rows, cols = torch.nonzero(turn[:, 1:] >= 0, as_tuple=True)
         chunk = chunk_positions(model.get_output_embeddings().weight.shape[0], chunk_bytes)
         nll = head_nll(model, hidden[rows, cols], ids[rows, cols + 1], chunk)
@@ -126,19 +156,6 @@ def supervised_nll(
     else:
         counts = torch.bincount(rows, minlength=len(seqs)).tolist()
     return np.split(nll, np.cumsum(counts)[:-1])
-
-
-def turn_nlls(
-    model: Any, rendering: Any, max_length: int | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES
-) -> TrajectoryNLL:
-    """Score one rendered trajectory (`.input_ids`, `.turn`) in one forward pass, cut at max_length."""
-    ids, turn = list(rendering.input_ids), list(rendering.turn)
-    truncated = max_length is not None and len(ids) > max_length
-    if truncated:
-        ids, turn = ids[:max_length], turn[:max_length]
-    (nll,) = supervised_nll(model, [(ids, turn)], chunk_bytes)
-    totals = turn_totals(nll, turn)
-    return TrajectoryNLL([TurnNLL(m, n, s) for m, (n, s) in sorted(totals.items())], truncated)
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int, pack: bool = False) -> list[list[int]]:
@@ -157,6 +174,17 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, pack: bool = False) 
     return batches
 
 
+def prefix_support(config: Any) -> str | None:
+    """Why a model's prefix cache cannot be reused as `prefix_cache` does, or None when it can:
+    sliding-window layers keep only part of the cache and mask differently."""
+    layer_types = getattr(config, "layer_types", None) or []
+    if any(t != "full_attention" for t in layer_types) or getattr(config, "use_sliding_window", False):
+        return "the model has sliding-window attention layers"
+    if getattr(config, "sliding_window", None) is not None and not hasattr(config, "use_sliding_window"):
+        return "the model has sliding-window attention layers"
+    return None
+
+
 class TransformersBackend:
     """Score token sequences with a transformers causal LM loaded from a local folder."""
 
@@ -170,6 +198,7 @@ class TransformersBackend:
         batch_tokens: int = 16384,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         pack: bool = False,
+        prefix_reuse: bool = True,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM
@@ -181,34 +210,68 @@ class TransformersBackend:
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
         self.model.to(device).eval()
         self.batch_tokens, self.chunk_bytes, self.pack = batch_tokens, chunk_bytes, pack
+        # Packed rows restart positions per sequence, which a prefix cannot follow.
+        self.no_prefix_reason = ("off (--no-prefix-reuse)" if not prefix_reuse else "off (--pack)" if pack
+                                 else prefix_support(self.model.config))
+        self.prefix_reuse = self.no_prefix_reason is None
 
     def nll(
         self, seqs: Sequence[tuple[Sequence[int], Sequence[int]]], on_batch: Callable[[int], None] | None = None
     ) -> list[np.ndarray]:
-        """Supervised-token NLLs of each sequence, in input order; `on_batch(tokens)` after each batch."""
+        """Supervised-token NLLs of each sequence, in input order; `on_batch(tokens)` after each
+        forward pass, with the tokens it ran."""
         out: list[np.ndarray] = [np.empty(0)] * len(seqs)
-        for batch in plan_batches([len(ids) for ids, _ in seqs], self.batch_tokens, self.pack):
-            for i, nll in zip(batch, supervised_nll(self.model, [seqs[i] for i in batch], self.chunk_bytes, self.pack)):
-                out[i] = nll
-            if on_batch:
-                on_batch(sum(len(seqs[i][0]) for i in batch))
+        scored = [i for i, (_, turn) in enumerate(seqs) if any(t >= 0 for t in turn[1:])]
+        if self.prefix_reuse:
+            root = plan_prefixes([seqs[i] for i in scored])
+        else:
+            root = PrefixNode(0, 0, None, [], list(range(len(scored))))
+        self._run(root, [seqs[i] for i in scored], [], lambda k, nll: out.__setitem__(scored[k], nll),
+                  on_batch or (lambda tokens: None))
         return out
 
-    def check_head(self, ids: Sequence[int], turn: Sequence[int]) -> None:
+    def _run(self, node: PrefixNode, seqs: Sequence, prefix: Prefix, put: Callable, on_batch: Callable) -> None:
+        """Score the leaves of `node` and of its subtree, against the cache of their prefixes."""
+        if node.end > node.start:
+            prefix = extend_prefix(self.model, prefix, seqs[node.rep][0][node.start : node.end])
+            on_batch(node.end - node.start)
+        for child in node.children:
+            self._run(child, seqs, prefix, put, on_batch)
+        suffixes = [(seqs[i][0][node.end :], seqs[i][1][node.end :]) for i in node.leaves]
+        pack = self.pack and not prefix
+        for batch in plan_batches([len(ids) for ids, _ in suffixes], self.batch_tokens, pack):
+            nlls = supervised_nll(self.model, [suffixes[j] for j in batch], self.chunk_bytes, pack, prefix)
+            for j, nll in zip(batch, nlls):
+                put(node.leaves[j], nll)
+            on_batch(sum(len(suffixes[j][0]) for j in batch))
+
+    def check(self, ids: Sequence[int]) -> None:
         """Fail when hidden states through the output embeddings do not give the model's own
-        logits (a model with logit scaling or soft-capping would be scored wrongly)."""
+        logits (a model with logit scaling or soft-capping would be scored wrongly), or when a
+        sequence scored after its first half as a cached prefix does not score as a whole."""
         import torch
 
-        (ours,) = supervised_nll(self.model, [(ids, turn)], self.chunk_bytes)
+        ids = list(ids)[: getattr(self.model.config, "max_position_embeddings", len(ids))]
+        whole = [-1] + [0] * (len(ids) - 1)
+        (ours,) = supervised_nll(self.model, [(ids, whole)], self.chunk_bytes)
         with torch.inference_mode():
-            x = torch.tensor([list(ids)], device=self.model.device)
+            x = torch.tensor([ids], device=self.model.device)
             logits = self.model(input_ids=x, use_cache=False).logits[0, :-1].float()
-            full = torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="none")
-        keep = torch.tensor([t >= 0 for t in turn[1:]], device=full.device)
-        gap = float(np.max(np.abs(full[keep].double().cpu().numpy() - ours)))
+            full = torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="none").double().cpu().numpy()
         tolerance = 1e-3 if self.model.dtype == torch.float32 else 0.1
+        gap = float(np.max(np.abs(full - ours)))
         if gap > tolerance:
             raise RuntimeError(
                 f"{type(self.model).__name__}: NLL from final hidden states through the output embeddings "
                 f"differs from the model's own logits by {gap:.3g}; curate score supports plain LM heads"
             )
+        if self.prefix_reuse:
+            half = len(ids) // 2
+            prefix = extend_prefix(self.model, [], ids[:half])
+            (cached,) = supervised_nll(self.model, [(ids[half:], whole[half:])], self.chunk_bytes, prefix=prefix)
+            gap = float(np.max(np.abs(cached - ours[half:])))
+            if gap > tolerance:
+                raise RuntimeError(
+                    f"{type(self.model).__name__}: scoring after a cached prefix differs from scoring the whole "
+                    f"sequence by {gap:.3g}; run with --no-prefix-reuse"
+                )

@@ -70,7 +70,19 @@ class ScoreConfig:
     pack: bool = False  # one row per batch, position ids restarting per sequence
     part_size: int = 256  # trajectories per parquet part
     chunk_bytes: int = DEFAULT_CHUNK_BYTES  # float32 logits buffer of the chunked LM head
+    prefix_reuse: bool = True  # score suffixes against the cache of shared prefixes
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        for option, value, least in (("--max-length", self.max_length, 2), ("--batch-tokens", self.batch_tokens, 1),
+                                     ("--part-size", self.part_size, 1), ("--chunk-bytes", self.chunk_bytes, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise ValueError(f"{option} {value!r}: need a whole number of at least {least}")
+        index, count = self.shard
+        if not 0 <= index < count:
+            raise ValueError(f"--shard {index}/{count}: need 0 <= I < N")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
 
 
 @dataclass(frozen=True)
@@ -83,10 +95,12 @@ class RunIdentity:
     dtype: str
     max_length: int
     backend: str
+    code_version: str
     run_id: str = field(init=False)
 
     def __post_init__(self) -> None:
-        key = [self.student, self.weights_hash, self.tokenizer_hash, self.dtype, self.max_length, self.backend]
+        key = [self.student, self.weights_hash, self.tokenizer_hash, self.dtype, self.max_length, self.backend,
+               self.code_version]
         object.__setattr__(self, "run_id", _sha(json.dumps(key).encode())[:16])
 
 
@@ -101,9 +115,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def shard_of(trajectory_id: str, count: int) -> int:
-    """A stable shard for a trajectory id (the same on every machine and Python version)."""
-    digest = hashlib.blake2b(trajectory_id.encode(), digest_size=8).digest()
+def shard_of(dataset: str, question_id: str, count: int) -> int:
+    """A stable shard for a question (the same on every machine and Python version): the samples
+    of a question stay together, so one worker shares their prefix and scores a repeat once."""
+    digest = hashlib.blake2b(f"{dataset}\0{question_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % count
 
 
@@ -138,7 +153,7 @@ def tokenizer_hash(tokenizer: Any) -> str:
 def code_version() -> str:
     """The package version plus a hash of the sources that decide the numbers."""
     here = Path(__file__).parent
-    sources = b"".join((here / name).read_bytes() for name in ("render.py", "nll.py", "score.py"))
+    sources = b"".join((here / name).read_bytes() for name in ("render.py", "prefix.py", "nll.py", "score.py"))
     return f"{__version__}+{_sha(sources)[:10]}"
 
 
@@ -161,59 +176,88 @@ def open_store(db: str | Path, read_only: bool) -> Store:
             delay = min(2 * delay, 2.0)
 
 
-def _straddles(r: Rendering) -> bool:
-    """A token spanning a turn boundary: that prefix cannot tokenize to a prefix of the whole."""
+def _crossed_end(r: Rendering) -> int | None:
+    """The first turn whose supervised span ends inside a token, or None. The per-turn rendering
+    of that turn ends there, so it tokenizes differently from the whole; a token crossing a
+    span's start is cut the same way in both (the turn's text follows it in either)."""
     starts = [start for start, _ in r.offsets]
-    for cut in {c for span in r.turn_spans for c in span}:
-        k = bisect.bisect_right(starts, cut) - 1
-        if k >= 0 and starts[k] < cut < r.offsets[k][1]:
-            return True
-    return False
+    for m, (_, end) in enumerate(r.turn_spans):
+        k = bisect.bisect_right(starts, end) - 1
+        if k >= 0 and starts[k] < end < r.offsets[k][1]:
+            return m
+    return None
 
 
-def renderings(tokenizer: Any, chat: Sequence[dict[str, str]], single_pass: bool) -> list[tuple[int, Rendering]]:
-    """The sequences that score a chat, each with the turn index of its turn 0: one whole
-    rendering, or one per assistant turn (its history and that turn) where one pass is unsafe.
-    A chat with no assistant turn (a run that only holds its task) has nothing to score."""
+def renderings(
+    tokenizer: Any, chat: Sequence[dict[str, str]], single_pass: bool
+) -> tuple[list[tuple[int, Rendering]], str | None]:
+    """The sequences that score a chat, each with the turn index of its turn 0, and why it is
+    scored turn by turn (None: one whole rendering). A chat with no assistant turn (a run that
+    only holds its task) has nothing to score."""
     if not any(m["role"] == "assistant" for m in chat):
-        return []
+        return [], None
+    reason = "template fails the prefix check"
     if single_pass:
         try:
             whole = render(tokenizer, chat)
         except TemplateError:
-            pass
+            reason = "template rewrites earlier turns"
         else:
-            if not _straddles(whole):
-                return [(0, whole)]
+            crossed = _crossed_end(whole)
+            if crossed is None:
+                return [(0, whole)], None
+            reason = f"a token crosses the end of turn {crossed}"
     ends = [i for i, m in enumerate(chat) if m["role"] == "assistant"]
-    return [(m, render_last_turn(tokenizer, chat[: i + 1])) for m, i in enumerate(ends)]
+    return [(m, render_last_turn(tokenizer, chat[: i + 1])) for m, i in enumerate(ends)], reason
+
+
+def _digest(ids: Sequence[int], turn: Sequence[int]) -> bytes:
+    import numpy as np
+
+    h = hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=16)
+    h.update(np.asarray(turn, dtype=np.int64).tobytes())
+    return h.digest()
 
 
 def score_block(
     backend: Any, tokenizer: Any, chats: dict[str, list], ids: Sequence[str], single_pass: bool,
-    max_length: int, on_batch: Any = None,
+    max_length: int, on_batch: Any = None, counts: dict | None = None,
 ) -> pl.DataFrame:
-    """Score trajectories and return part rows: one per scored turn (turn null for none)."""
-    owners, seqs, truncated, passes = [], [], dict.fromkeys(ids, False), {}
+    """Score trajectories and return part rows: one per scored turn (turn null for none).
+
+    Each distinct token sequence is scored once and every trajectory holding it gets those very
+    numbers, so identical samples tie exactly; `sequence_hash` lets the store keep that true
+    across parts and workers. `counts` (if given) adds up the tokens rendered and the sequences
+    that repeat an earlier one.
+    """
+    index: dict[bytes, int] = {}  # sequence digest -> position in seqs
+    seqs, plans = [], {}
     for tid in ids:
         try:
-            items = renderings(tokenizer, chats.get(tid, []), single_pass)
+            items, fallback = renderings(tokenizer, chats.get(tid, []), single_pass)
         except TemplateError as error:
             raise TemplateError(f"trajectory {tid}: {error}") from None
-        passes[tid] = len(items)
+        uses, whole = [], hashlib.blake2b(digest_size=16)
         for offset, r in items:
-            truncated[tid] |= len(r.input_ids) > max_length
-            owners.append((tid, offset))
-            seqs.append((r.input_ids[:max_length], r.turn[:max_length]))
-    turns: dict[str, dict[int, tuple[int, float]]] = {tid: {} for tid in ids}
-    for (tid, offset), (_, turn), nll in zip(owners, seqs, backend.nll(seqs, on_batch)):
-        for m, total in turn_totals(nll, turn).items():
-            turns[tid][offset + m] = total
+            seq = (r.input_ids[:max_length], r.turn[:max_length])
+            digest = _digest(*seq)
+            if counts is not None:
+                counts["rendered"] += len(seq[0])
+                counts["repeats"] += digest in index
+            if digest not in index:
+                index[digest] = len(seqs)
+                seqs.append(seq)
+            uses.append((offset, index[digest]))
+            whole.update(offset.to_bytes(4, "big") + digest)
+        truncated = any(len(r.input_ids) > max_length for _, r in items)
+        plans[tid] = (uses, truncated, fallback, whole.hexdigest())
+    totals = [turn_totals(nll, turn) for (_, turn), nll in zip(seqs, backend.nll(seqs, on_batch))]
     rows = []
     for tid in ids:
-        scored = sorted(turns[tid].items())
-        base = {"trajectory_id": tid, "traj_tokens": sum(n for _, (n, _) in scored),
-                "truncated": truncated[tid], "passes": passes[tid]}
+        uses, truncated, fallback, sequence_hash = plans[tid]
+        scored = sorted((offset + m, total) for offset, k in uses for m, total in totals[k].items())
+        base = {"trajectory_id": tid, "traj_tokens": sum(n for _, (n, _) in scored), "truncated": truncated,
+                "fallback": fallback, "sequence_hash": sequence_hash}
         rows += [{**base, "turn": m, "tokens": n, "nll_sum": s, "nll_mean": s / n} for m, (n, s) in scored]
         if not scored:
             rows.append({**base, "turn": None, "tokens": None, "nll_sum": None, "nll_mean": None})
@@ -222,7 +266,8 @@ def score_block(
 
 PART_SCHEMA = {
     "trajectory_id": pl.Utf8, "turn": pl.Int32, "tokens": pl.Int32, "nll_sum": pl.Float64,
-    "nll_mean": pl.Float64, "traj_tokens": pl.Int32, "truncated": pl.Boolean, "passes": pl.Int32,
+    "nll_mean": pl.Float64, "traj_tokens": pl.Int32, "truncated": pl.Boolean, "fallback": pl.Utf8,
+    "sequence_hash": pl.Utf8,
 }
 
 
@@ -255,10 +300,8 @@ def identify(config: ScoreConfig, path: Path, tokenizer: Any) -> RunIdentity:
         max_length = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
         if max_length is None:
             raise ValueError(f"{path}: the config has no max_position_embeddings; pass --max-length")
-    if max_length < 2:
-        raise ValueError(f"--max-length {max_length}: need at least 2 tokens")
     return RunIdentity(student_key(config.student), weights_hash(path), tokenizer_hash(tokenizer),
-                       config.dtype, max_length, config.backend)
+                       config.dtype, max_length, config.backend, code_version())
 
 
 def _manifest(run_dir: Path, ident: RunIdentity, config: ScoreConfig, single_pass: bool) -> dict:
@@ -267,7 +310,7 @@ def _manifest(run_dir: Path, ident: RunIdentity, config: ScoreConfig, single_pas
     if file.exists():
         return json.loads(file.read_text())
     manifest = {
-        **asdict(ident), "single_pass": single_pass, "code_version": code_version(),
+        **asdict(ident), "single_pass": single_pass,
         "config": {**asdict(config), "max_length": ident.max_length}, "started_at": datetime.now().isoformat(),
     }
     tmp = run_dir / f".run.json.{os.getpid()}.tmp"
@@ -282,15 +325,27 @@ def pending(config: ScoreConfig, run_id: str, run_dir: Path) -> list[str]:
     with open_store(config.db, read_only=True) as store:
         ids = store.run("score/trajectory_ids", dataset=config.dataset, unscored_in=run_id, ids=None)
     index, count = config.shard
-    return [t for t in ids["trajectory_id"] if t not in in_parts and shard_of(t, count) == index]
+    return [t for t, dataset, question in ids.select("trajectory_id", "dataset", "question_id").iter_rows()
+            if t not in in_parts and shard_of(dataset, question, count) == index]
 
 
 def take_in(config: ScoreConfig, manifest: dict) -> dict:
     """Insert every complete part of the run into the store (idempotent), then remove them."""
     run_id = manifest["run_id"]
     run_dir = parts_dir(config.db, run_id)
-    parts = sorted(str(p) for p in run_dir.glob("part-*.parquet"))
-    with open_store(config.db, read_only=False) as store, store.transaction() as con:
+    with open_store(config.db, read_only=False) as store:
+        # Listed and removed under the write lock: a worker that took them in before us removed
+        # them before letting go, and none can vanish while we read them.
+        parts = sorted(str(p) for p in run_dir.glob("part-*.parquet"))
+        counts, left = _take_in(store, config, manifest, parts)
+        for part in parts:
+            Path(part).unlink(missing_ok=True)
+    return {**counts, "unscored": left}
+
+
+def _take_in(store: Store, config: ScoreConfig, manifest: dict, parts: list[str]) -> tuple[dict, int]:
+    run_id = manifest["run_id"]
+    with store.transaction() as con:
         run_row = {k: manifest[k] for k in ("run_id", "student", "weights_hash", "tokenizer_hash", "backend",
                                             "dtype", "max_length", "single_pass", "code_version")}
         con.execute(queries.sql_text("score/register_run"), {
@@ -305,9 +360,7 @@ def take_in(config: ScoreConfig, manifest: dict) -> dict:
                                                            "now": datetime.now()})
         counts = queries.frame(con, "SELECT trajectories, tokens, finished_at FROM scoring_runs WHERE run_id = $r",
                                {"r": run_id}).row(0, named=True)
-    for part in parts:
-        Path(part).unlink(missing_ok=True)
-    return {**counts, "unscored": left}
+    return counts, left
 
 
 def make_backend(config: ScoreConfig, path: Path, max_length: int) -> Any:
@@ -316,10 +369,8 @@ def make_backend(config: ScoreConfig, path: Path, max_length: int) -> Any:
         from .score_vllm import VllmBackend
 
         return VllmBackend(str(path), config.dtype, max_length)
-    if config.backend != "transformers":
-        raise ValueError(f"--backend {config.backend!r}: expected one of {', '.join(BACKENDS)}")
     return TransformersBackend(str(path), config.device, config.dtype, config.batch_tokens,
-                               config.chunk_bytes, config.pack)
+                               config.chunk_bytes, config.pack, config.prefix_reuse)
 
 
 def score(config: ScoreConfig) -> str:
@@ -340,15 +391,17 @@ def score(config: ScoreConfig) -> str:
     single_pass = prefix_consistent(tokenizer, PROBE)
     manifest = _manifest(run_dir, ident, config, single_pass)
     todo = pending(config, ident.run_id, run_dir)
-    stats = {"tokens": 0, "fallback": 0, "truncated": 0, "seconds": 0.0}
+    stats = dict.fromkeys(("rendered", "forwarded", "repeats", "fallback", "truncated", "empty", "seconds"), 0)
+    prefixes = "-"
     if todo:
-        _score_all(config, path, tokenizer, ident, single_pass, todo, stats)
+        prefixes = _score_all(config, path, tokenizer, ident, single_pass, todo, stats)
     result = take_in(config, manifest)
-    rate = stats["tokens"] / stats["seconds"] if stats["seconds"] else 0.0
-    print(f"scored {len(todo)} trajectories of shard {config.shard[0]}/{config.shard[1]} under "
-          f"{ident.student}: {stats['tokens']} tokens, {rate:,.0f} tokens/s; single pass: "
-          f"{'yes' if single_pass else 'no (template fails the prefix check)'}; turn by turn: "
-          f"{stats['fallback']}; truncated at {ident.max_length} tokens: {stats['truncated']}")
+    rate = stats["rendered"] / stats["seconds"] if stats["seconds"] else 0.0
+    print(f"scored {len(todo)} trajectories of shard {config.shard[0]}/{config.shard[1]} under {ident.student}: "
+          f"{stats['rendered']:,} tokens ({rate:,.0f} tokens/s), {stats['forwarded']:,} tokens forwarded "
+          f"(prefix reuse: {prefixes}; repeated sequences scored once: {stats['repeats']}); single pass: "
+          f"{'yes' if single_pass else 'no (template fails the prefix check)'}; turn by turn: {stats['fallback']}; "
+          f"truncated at {ident.max_length} tokens: {stats['truncated']} ({stats['empty']} with no turn left)")
     state = "finished" if result["unscored"] == 0 else f"{result['unscored']} trajectories still unscored"
     print(f"run {ident.run_id}: {result['trajectories']} trajectories, {result['tokens']} supervised tokens; {state}")
     print(f"run_id={ident.run_id}")
@@ -356,33 +409,35 @@ def score(config: ScoreConfig) -> str:
 
 
 def _score_all(config: ScoreConfig, path: Path, tokenizer: Any, ident: RunIdentity, single_pass: bool,
-               todo: list[str], stats: dict) -> None:
+               todo: list[str], stats: dict) -> str:
+    """Score `todo` block by block into parts; returns whether prefixes were reused (and why not)."""
     from tqdm import tqdm
 
     backend = make_backend(config, path, ident.max_length)
-    if hasattr(backend, "check_head"):
-        probe = render(tokenizer, PROBE) if single_pass else render_last_turn(tokenizer, PROBE)
-        backend.check_head(probe.input_ids[: ident.max_length], probe.turn[: ident.max_length])
+    if hasattr(backend, "check"):
+        backend.check(render(tokenizer, PROBE).input_ids if single_pass else render_last_turn(tokenizer, PROBE).input_ids)
     run_dir = parts_dir(config.db, ident.run_id)
     label = f"{config.shard[0]}of{config.shard[1]}"
     start = time.perf_counter()
     with tqdm(total=len(todo), unit="traj", desc=f"score {ident.run_id}", disable=not config.progress,
               file=sys.stderr, dynamic_ncols=True) as bar:
         def on_batch(tokens: int) -> None:
-            stats["tokens"] += tokens
-            bar.set_postfix_str(f"{stats['tokens'] / (time.perf_counter() - start):,.0f} tok/s", refresh=True)
+            stats["forwarded"] += tokens
+            bar.set_postfix_str(f"{stats['forwarded'] / (time.perf_counter() - start):,.0f} tok/s", refresh=True)
 
         for i in range(0, len(todo), config.part_size):
             block = todo[i : i + config.part_size]
             with open_store(config.db, read_only=True) as store:
                 chats = stored_chats(store.con, block)
-            frame = score_block(backend, tokenizer, chats, block, single_pass, ident.max_length, on_batch)
+            frame = score_block(backend, tokenizer, chats, block, single_pass, ident.max_length, on_batch, stats)
             write_part(run_dir, label, frame)
             per_traj = frame.unique("trajectory_id")
-            stats["fallback"] += per_traj.filter(pl.col("passes") > 1).height
+            stats["fallback"] += per_traj.filter(pl.col("fallback").is_not_null()).height
             stats["truncated"] += per_traj.filter(pl.col("truncated")).height
+            stats["empty"] += per_traj.filter(pl.col("truncated") & pl.col("turn").is_null()).height
             bar.update(len(block))
     stats["seconds"] = time.perf_counter() - start
+    return "on" if getattr(backend, "prefix_reuse", False) else getattr(backend, "no_prefix_reason", None) or "off"
 
 
 def score_store(db: str | Path, student: str, **settings: Any) -> str:
@@ -399,7 +454,7 @@ def rendered_chats(
     db: str | Path, ids: Sequence[str] | None = None, dataset: str | None = None, student: str | None = None
 ) -> Iterator[dict]:
     """`{"trajectory_id", "messages"}` per stored trajectory (plus `"text"`, the student's chat
-    template rendering, when a student is given), in id order."""
+    template rendering, when a student is given), by data set, question and sample."""
     tokenizer = None
     if student:
         from transformers import AutoTokenizer

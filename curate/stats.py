@@ -16,6 +16,11 @@ def stats(store: Store) -> pl.DataFrame:
     return store.run("stats")
 
 
+def run_summary(store: Store) -> pl.DataFrame:
+    """One row per scoring run: trajectories, truncated, with no turn left, scored turn by turn."""
+    return store.run("runs/summary")
+
+
 def stats_table(frame: pl.DataFrame) -> str:
     """The printed form: counts, correct %, clean %, flags, mean turns and tool calls."""
     if frame.is_empty():

@@ -132,7 +132,10 @@ CREATE TABLE IF NOT EXISTS trajectory_scores (
     PRIMARY KEY (run_id, trajectory_id)
 );
 
--- Trajectory NLL: the macro average of its turn means (every turn counts the same).
+-- Trajectory NLL: the macro average of its turn means (every turn counts the same); the one
+-- definition every selection and analysis reads (sql/selection/macros.sql, sql/analysis/macros.sql).
+-- One row per scored trajectory: one with no scored turn (cut to nothing by max_length, or no
+-- assistant turn at all) has nll NULL and turns 0, so it is reported, never silently missing.
 -- Turns are aggregated before the join (cheaper), with fsum so that the result does not depend
 -- on row order: identical samples tie exactly, which selection and the quantile rule rely on.
 CREATE OR REPLACE VIEW trajectory_nll AS
@@ -141,9 +144,9 @@ WITH per_trajectory AS (
     FROM turn_scores
     GROUP BY run_id, trajectory_id
 )
-SELECT ts.run_id, ts.trajectory_id, p.nll, p.turns, ts.tokens, ts.truncated
+SELECT ts.run_id, ts.trajectory_id, p.nll, coalesce(p.turns, 0) AS turns, ts.tokens, ts.truncated
 FROM trajectory_scores ts
-JOIN per_trajectory p USING (run_id, trajectory_id);
+LEFT JOIN per_trajectory p USING (run_id, trajectory_id);
 
 -- Cache of a text statistic the tertile analyses report: filled by sql/analysis/repetition.sql
 -- for trajectories that have no row yet (computing it on a million trajectories takes a minute).
@@ -272,3 +275,7 @@ ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS steps INTEGER;            -- m
 ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS generated_tokens INTEGER; -- every generation of the run
 ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS stop_reason VARCHAR;      -- final_answer | answer | max_steps
 ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS first_thought VARCHAR;    -- the injected prefix, if any
+-- Why a trajectory was scored turn by turn (NULL: one forward pass over the whole of it), and a
+-- hash of the token sequences it was scored from (identical ones share their numbers).
+ALTER TABLE trajectory_scores ADD COLUMN IF NOT EXISTS fallback VARCHAR;
+ALTER TABLE trajectory_scores ADD COLUMN IF NOT EXISTS sequence_hash VARCHAR;

@@ -155,7 +155,7 @@ def test_tiny_model_on_the_qwen_vocabulary(tiny_qwen_dir: Path):
 MEMORY_SCRIPT = r"""
 import json, resource, sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from curate.nll import turn_nlls
+from curate.nll import supervised_nll, turn_totals
 from curate.render import render
 torch.set_num_threads(1)
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype="float32").eval()
@@ -166,9 +166,12 @@ for i in range(1, 120):
     chat.append({"role": "user", "content": "Observation:\n" + " ".join(f"{j}:{j * j}" for j in range(i, i + 13))})
 chat.append({"role": "assistant", "content": "<solution> 80200 </solution>"})
 rendering = render(tokenizer, chat)
-turn_nlls(model, render(tokenizer, chat[:4]))
+def turns(r):
+    (nll,) = supervised_nll(model, [(r.input_ids, r.turn)])
+    return turn_totals(nll, r.turn)
+turns(render(tokenizer, chat[:4]))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-scored = turn_nlls(model, rendering)
+scored = turns(rendering)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 first = [i for i, t in enumerate(rendering.turn) if t == 0]
 ids = torch.tensor([rendering.input_ids[: first[-1] + 1]])
@@ -176,8 +179,8 @@ with torch.no_grad():
     logits = model(ids).logits[0, :-1]
 full = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")[[i - 1 for i in first]].mean()
 print(json.dumps({"tokens": len(rendering.input_ids), "supervised": sum(t >= 0 for t in rendering.turn),
-                  "scored": scored.tokens, "turns": len(scored.turns), "added": peak - base,
-                  "turn0": scored.turns[0].nll_mean, "turn0_full": float(full)}))
+                  "scored": sum(n for n, _ in scored.values()), "turns": len(scored), "added": peak - base,
+                  "turn0": scored[0][1] / scored[0][0], "turn0_full": float(full)}))
 """
 
 

@@ -26,6 +26,8 @@ from curate.score import ScoreConfig, nll_extremes, parts_dir, score, shard_of
 from curate.store import Store
 
 WORDS = ["search", "result", "the", "capital", "print", "answer", "café", "naïve", "東京", "🙂", "x = 1", "Ω≈ç"]
+# Shared by every run, as an agent's system prompt is: scored against its cached keys and values.
+SYSTEM = "You solve tasks with code. Tools: " + ", ".join(f"{w}_{i}" for i, w in enumerate(WORDS * 6))
 
 
 def _text(rng: random.Random, words: int) -> str:
@@ -38,7 +40,7 @@ def agent_rows(n: int, seed: int = 0, long_every: int = 7) -> list[dict]:
     rows = []
     for i in range(n):
         turns = 1 + i % 5
-        messages = [("system", "You solve tasks with code. " + _text(rng, 5)),
+        messages = [("system", SYSTEM),
                     ("user", f"New task:\n{_text(rng, 8)}? <reference>{_text(rng, 3)}</reference>")]
         for m in range(turns):
             messages.append(("assistant", f"Thought: {_text(rng, rng.randint(1, 20))}\nCode:\n```py\n"
@@ -155,6 +157,8 @@ def test_template_that_rewrites_history_falls_back_to_turn_passes(tmp_path, tiny
         assert [got[tid][m][2] for m in want] == pytest.approx([s / n for n, s in want.values()], abs=1e-4)
     with Store(tmp_path / "s.duckdb", read_only=True) as store:
         assert store.sql("SELECT single_pass FROM scoring_runs").item() is False
+        fallbacks = store.sql("SELECT DISTINCT fallback FROM trajectory_scores")["fallback"].to_list()
+    assert fallbacks == ["template fails the prefix check"]
 
 
 def test_sigkill_then_rerun_gives_one_row_per_turn_and_same_values(tmp_path, tiny_model_dir) -> None:
@@ -201,8 +205,9 @@ def test_shards_are_disjoint_and_complete(tmp_path, tiny_model_dir) -> None:
         with Store(tmp_path / "s.duckdb", read_only=True) as store:
             now = store.sql("SELECT trajectory_id FROM trajectory_scores")["trajectory_id"].to_list()
             finished = store.sql("SELECT finished_at FROM scoring_runs").item()
+            questions = store.sql("SELECT trajectory_id, dataset, question_id FROM trajectories").rows()
         new = sorted(set(now) - set(seen))
-        assert new == sorted(t for t in ids if shard_of(t, 3) == index) and new
+        assert new == sorted(t for t, d, q in questions if shard_of(d, q, 3) == index) and new
         assert (finished is not None) == (index == 2)
         seen = now
     assert sorted(seen) == sorted(ids)
@@ -219,10 +224,12 @@ def test_run_without_assistant_turn_is_recorded_with_no_tokens(tmp_path, tiny_mo
     run_id = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), progress=False))
     with Store(tmp_path / "s.duckdb", read_only=True) as store:
         scores = dict(store.sql("SELECT trajectory_id, tokens FROM trajectory_scores WHERE run_id = $r", r=run_id).rows())
-        nll = store.sql("SELECT trajectory_id FROM trajectory_nll WHERE run_id = $r", r=run_id)["trajectory_id"]
+        nll = store.sql("SELECT trajectory_id, nll, turns, truncated FROM trajectory_nll WHERE run_id = $r "
+                        "ORDER BY turns", r=run_id)
         finished = store.sql("SELECT finished_at FROM scoring_runs").item()
     assert scores[task_only] == 0 and scores[normal] > 0
-    assert nll.to_list() == [normal] and finished is not None
+    assert nll.rows()[0] == (task_only, None, 0, False) and nll["trajectory_id"][1] == normal
+    assert nll["nll"][1] > 0 and finished is not None
 
 
 def test_packed_batches_equal_padded_batches(tiny_model) -> None:
@@ -285,3 +292,128 @@ def test_vllm_backend_says_how_to_install(scored, tiny_model_dir, capsys) -> Non
     assert capsys.readouterr().err.strip() == (
         "curate score: error: --backend vllm needs vLLM, which is not installed: pip install 'curate[vllm]'"
     )
+
+
+def _smollm2_with_template(folder: Path, template: str) -> Path:
+    """SmolLM2 (its files linked, not copied) under another chat template."""
+    from curate.models import resolve_student
+
+    source = resolve_student("smollm2")
+    folder.mkdir()
+    for file in source.iterdir():
+        if file.name != "chat_template.jinja":
+            (folder / file.name).symlink_to(file)
+    (folder / "chat_template.jinja").write_text(template)
+    return folder
+
+
+# Messages end with a newline and start with one: SmolLM2 merges the two into one token, which
+# crosses the end of each assistant turn (the run's probe finds it: every trajectory turn by turn).
+NEWLINE_TEMPLATE = ("{% for m in messages %}\n{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                    "{% if add_generation_prompt %}\nassistant: {% endif %}")
+
+
+def test_crossing_a_turn_end_and_not_its_start_needs_turn_passes() -> None:
+    from curate.render import Rendering
+    from curate.score import _crossed_end
+
+    # text "ab|cd|ef": turns [2, 4) and [4, 6); tokens "ab", "cd", "ef" or "ab", "c", "de", "f"
+    def rendering(offsets):
+        return Rendering("abcdef", list(range(len(offsets))), offsets, [], [(2, 4), (4, 6)], [(2, 4), (4, 6)])
+
+    assert _crossed_end(rendering([(0, 2), (2, 4), (4, 6)])) is None
+    assert _crossed_end(rendering([(0, 3), (3, 4), (4, 6)])) is None  # crosses the start of turn 0 only
+    assert _crossed_end(rendering([(0, 2), (2, 3), (3, 5), (5, 6)])) == 0
+
+
+def test_one_pass_unless_a_token_crosses_a_turn_end(tmp_path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from curate.models import resolve_student
+
+    # An assistant turn that starts with a newline: its first token also takes the newline that
+    # ends the generation prompt (a token crossing the turn's start), the same in every pass.
+    rows = [{"question_id": "q", "messages": [("user", "2+2?"), ("assistant", "\n\nThought: add."),
+                                               ("user", "Observation: 4"), ("assistant", "4")]}]
+    for name, template, fallback in (("chatml", None, None),
+                                     ("newlines", NEWLINE_TEMPLATE, "template fails the prefix check")):
+        student = resolve_student("smollm2") if template is None else _smollm2_with_template(tmp_path / name, template)
+        (tid,) = make_store(tmp_path / f"{name}.duckdb", rows)
+        run_id = score(ScoreConfig(db=str(tmp_path / f"{name}.duckdb"), student=str(student), progress=False))
+        with Store(tmp_path / f"{name}.duckdb", read_only=True) as store:
+            assert store.sql("SELECT fallback FROM trajectory_scores").item() == fallback
+        model = AutoModelForCausalLM.from_pretrained(student).eval()
+        tokenizer = AutoTokenizer.from_pretrained(student)
+        want = reference_turns(model, tokenizer, chat_messages(rows[0]["messages"]), 10**6)
+        got = stored_turns(tmp_path / f"{name}.duckdb", run_id)[tid]
+        assert [got[m][0] for m in want] == [n for n, _ in want.values()]
+        assert [got[m][2] for m in want] == pytest.approx([s / n for n, s in want.values()], abs=1e-4)
+
+
+TAKE_IN_SCRIPT = """
+import json, sys
+from curate.score import ScoreConfig, take_in
+config = ScoreConfig(db=sys.argv[1], student=sys.argv[2], progress=False)
+print("ready", flush=True)
+print(json.dumps(take_in(config, json.loads(sys.argv[3])), default=str))
+"""
+
+
+def test_take_in_lists_parts_only_under_the_write_lock(tmp_path, tiny_model_dir, monkeypatch) -> None:
+    import curate.score
+
+    db = tmp_path / "s.duckdb"
+    make_store(db, agent_rows(6, seed=2, long_every=1000))
+    monkeypatch.setattr(curate.score, "take_in", lambda config, manifest: {"unscored": 6, "trajectories": 0,
+                                                                            "tokens": 0})
+    run_id = score(ScoreConfig(db=str(db), student=str(tiny_model_dir), part_size=2, progress=False))
+    monkeypatch.undo()
+    manifest = json.loads((parts_dir(db, run_id) / "run.json").read_text())
+    assert len(list(parts_dir(db, run_id).glob("part-*"))) == 3
+    holder = Store(db)  # another worker holding the write lock
+    worker = subprocess.Popen([sys.executable, "-c", TAKE_IN_SCRIPT, str(db), str(tiny_model_dir), json.dumps(manifest)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert worker.stdout.readline() == "ready\n"
+    time.sleep(1.0)  # the worker is now waiting for the lock
+    curate.score.take_in(ScoreConfig(db=str(db), student=str(tiny_model_dir), progress=False), manifest)
+    assert not list(parts_dir(db, run_id).glob("part-*"))  # taken in and removed by the lock holder
+    holder.close()
+    out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 0, err
+    assert json.loads(out)["trajectories"] == 6 and json.loads(out)["unscored"] == 0
+
+
+def test_run_id_follows_the_code_version(tiny_model_dir, tiny_tokenizer, monkeypatch) -> None:
+    import curate.score
+    from curate.score import identify
+
+    config = ScoreConfig(db="unused", student=str(tiny_model_dir), max_length=64)
+    before = identify(config, tiny_model_dir, tiny_tokenizer)
+    monkeypatch.setattr(curate.score, "code_version", lambda: "0.1.0+changed")
+    after = identify(config, tiny_model_dir, tiny_tokenizer)
+    assert before.run_id != after.run_id and after.code_version == "0.1.0+changed"
+
+
+def test_tiny_max_length_scores_every_trajectory_as_truncated(scored, tiny_model_dir, tmp_path, capsys) -> None:
+    db = tmp_path / "s.duckdb"
+    shutil.copy(scored["db"], db)
+    assert main(["score", "--db", str(db), "--student", str(tiny_model_dir), "--max-length", "12",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "truncated at 12 tokens: 60 (60 with no turn left)" in out
+    run_id = out.strip().splitlines()[-1].removeprefix("run_id=")
+    with Store(db, read_only=True) as store:
+        view = store.sql("SELECT count(*) AS n, count(nll) AS nlls, sum(turns) AS turns, bool_and(truncated) AS cut "
+                         "FROM trajectory_nll WHERE run_id = $r", r=run_id)
+    assert view.row(0) == (60, 0, 0, True)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--part-size", "0", "--part-size 0: need a whole number of at least 1"),
+    ("--batch-tokens", "-5", "--batch-tokens -5: need a whole number of at least 1"),
+    ("--max-length", "1", "--max-length 1: need a whole number of at least 2"),
+    ("--shard", "3/3", "--shard '3/3': need 0 <= I < N"),
+])
+def test_numeric_options_are_checked(scored, tiny_model_dir, option, value, message, capsys) -> None:
+    assert main(["score", "--db", str(scored["db"]), "--student", str(tiny_model_dir), option, value]) == 2
+    assert capsys.readouterr().err.strip() == f"curate score: error: {message}"

@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis import AnalysisConfig, analyze
+    from ..analysis import AnalysisConfig, analyze, unbucketed
     from ..analysis.report import analysis_text
     from ..runs import resolve_run
     from ..store import Store
@@ -46,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
         run_id = resolve_run(store.con, run_id=args.run, student=args.student)
         config = AnalysisConfig(run_id, args.dataset, args.rule, by_model=args.by == "model")
         result = analyze(store.con, config)
+        left_out = unbucketed(store.con, config)
     print(f"# NLL tertiles of scoring run {run_id}\n")
+    for row in left_out.iter_rows(named=True):
+        print(f"{row['dataset']}: {row['unbucketed']} scored trajectories have no NLL and are in no bucket "
+              f"({row['truncated']} truncated to no turn within the run's max_length, the rest have no "
+              "assistant turn)\n")
     print(analysis_text(result.stats, result.deltas, result.spearman, result.models, config.rule, config.by_model))
     return 0

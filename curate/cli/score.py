@@ -12,7 +12,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "score",
         help="score every trajectory's assistant turns (NLL) under a student model",
         description="Score every stored trajectory (correct and incorrect) under a student: per "
-        "assistant turn, the mean token NLL, from one forward pass per trajectory. Results go to "
+        "assistant turn, the mean token NLL, from one forward pass per trajectory (shared prefixes such as "
+        "the system prompt computed once). Results go to "
         "turn_scores / trajectory_scores (view trajectory_nll) under a scoring run whose id is "
         "printed last as run_id=ID. Re-running the same command resumes the run; --shard I/N "
         "splits the work for N workers.",
@@ -29,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
     parser.add_argument("--pack", action="store_true", help="pack sequences into one row with position ids "
                         "restarting per sequence (padding-free; pays off with varlen flash attention)")
+    parser.add_argument("--no-prefix-reuse", action="store_true", help="re-encode shared prefixes (system "
+                        "prompt, task) for every trajectory instead of scoring against their cached keys/values")
     parser.add_argument("--part-size", type=int, default=256, help="trajectories per parquet part")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug(parser)
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     score(ScoreConfig(
         db=args.db, student=args.student, dataset=args.dataset, device=args.device, dtype=args.dtype,
         max_length=args.max_length, batch_tokens=args.batch_tokens, shard=parse_shard(args.shard),
-        backend=args.backend, pack=args.pack, part_size=args.part_size, progress=not args.no_progress,
+        backend=args.backend, pack=args.pack, part_size=args.part_size, prefix_reuse=not args.no_prefix_reuse,
+        progress=not args.no_progress,
     ))
     return 0

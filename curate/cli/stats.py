@@ -19,13 +19,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..output import write_frame
-    from ..stats import stats, stats_table
+    from ..output import format_table
+    from ..stats import run_summary, stats, stats_table
     from ..store import Store
 
     with Store(args.db, read_only=True) as store:
         frame = stats(store)
+        runs = run_summary(store)
     if args.format == "json":
         write_frame(frame, "json")
     else:
         print(stats_table(frame))
+        if runs.height:
+            print("\nscoring runs:")
+            print(format_table(runs, max_rows=-1))
     return 0

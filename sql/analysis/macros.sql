@@ -42,15 +42,11 @@
 
 CREATE OR REPLACE TEMP MACRO scored_pool(a_run, a_dataset, a_by_model) AS TABLE
 WITH scores AS (
-    -- the trajectory NLL of the trajectory_nll view (macro average of the turn means), aggregated
-    -- before joining (faster than filtering the view); fsum (compensated) makes the sum independent
-    -- of the order rows reach the aggregate, so identical samples get bit-identical NLLs and tie
-    -- exactly, as the quantile rule's "ties to the lower bucket" needs (as in sql/selection/macros.sql)
-    SELECT ts.trajectory_id, fsum(t.nll_mean) / count(*) AS nll, any_value(ts.tokens) AS tokens
-    FROM trajectory_scores ts
-    JOIN turn_scores t ON t.run_id = ts.run_id AND t.trajectory_id = ts.trajectory_id
-    WHERE ts.run_id = a_run
-    GROUP BY ts.trajectory_id
+    -- the run's trajectory NLLs (the trajectory_nll view); one with no scored turn has no NLL to
+    -- bucket and is left out here (unscorable(...) counts them)
+    SELECT trajectory_id, nll, tokens
+    FROM trajectory_nll
+    WHERE run_id = a_run AND nll IS NOT NULL
 )
 SELECT t.dataset,
        -- the grouping key: one group per teacher, or one for everything

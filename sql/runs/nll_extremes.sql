@@ -7,7 +7,7 @@ WITH scored AS (
            n.nll, n.turns, n.tokens, n.truncated
     FROM trajectory_nll n
     JOIN trajectories t USING (trajectory_id)
-    WHERE n.run_id = $run_id
+    WHERE n.run_id = $run_id AND n.nll IS NOT NULL   -- a trajectory with no scored turn has no NLL
 ),
 ranked AS (
     SELECT *,

@@ -16,7 +16,7 @@ others AS (
     FROM chosen c
     JOIN trajectories t ON t.dataset = c.dataset AND t.question_id = c.question_id
     JOIN trajectory_nll n ON n.trajectory_id = t.trajectory_id AND n.run_id = c.run_id
-    WHERE t.clean AND (c.k IS NULL OR t.sample_idx < c.k) AND c.trajectory_id IS NOT NULL
+    WHERE t.clean AND (c.k IS NULL OR t.sample_idx < c.k) AND c.trajectory_id IS NOT NULL AND n.nll IS NOT NULL
     GROUP BY c.dataset, c.question_id
 )
 SELECT c.dataset, c.question_id, c.trajectory_id, c.nll AS chosen_nll, c.rank, c.candidates,

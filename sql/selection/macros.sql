@@ -11,8 +11,9 @@
 --     candidates    -- the question's candidate count (0 on a no-candidate row)
 --     no_candidate  -- why the question has no candidate; NULL on candidate rows
 --   A candidate is a clean trajectory with sample_idx < sel_k and an NLL in run sel_run. A clean
---   trajectory the run did not score is not a candidate: NLL-free policies (first, random) use the
---   same pool, so policies compared on one run always choose among the same trajectories.
+--   trajectory the run did not score, or scored with no turn (its prompt alone longer than the
+--   run's max_length), is not a candidate: NLL-free policies (first, random) use the same pool,
+--   so policies compared on one run always choose among the same trajectories.
 --   Questions come from the questions table, so a question whose samples all failed still
 --   appears. Because a no-candidate question has exactly one row, a policy that keeps one row per
 --   question reports it without a join.
@@ -23,28 +24,24 @@ WITH asked AS (
     FROM questions
     WHERE sel_dataset IS NULL OR dataset = sel_dataset
 ),
-scored AS (
-    -- the trajectory NLL of the trajectory_nll view (macro average of the turn means of a scored
-    -- trajectory), aggregated before joining: 3x faster than filtering the view at 1M
-    -- trajectories. sql/checks/selection_row_wrong_nll.sql compares every choice with the view.
-    -- fsum (compensated) makes the sum independent of the order rows reach the aggregate, so
-    -- identical samples get bit-identical NLLs and their tie always goes to sample_idx.
-    SELECT ts.trajectory_id, n.nll
-    FROM trajectory_scores ts
-    JOIN (SELECT trajectory_id, fsum(nll_mean) / count(*) AS nll
-          FROM turn_scores
-          WHERE run_id = sel_run
-          GROUP BY trajectory_id) n USING (trajectory_id)
-    WHERE ts.run_id = sel_run
+run_nll AS (
+    -- the run's trajectory NLLs (the trajectory_nll view: NULL where no turn was scored)
+    SELECT trajectory_id, nll, truncated
+    FROM trajectory_nll
+    WHERE run_id = sel_run
 ),
 samples AS (
     SELECT t.dataset, t.question_id, t.trajectory_id, t.sample_idx, t.clean, s.nll,
            -- the K study keeps only the first K samples of each question
            (sel_k IS NULL OR t.sample_idx < sel_k) AS in_k,
-           -- may be chosen: clean, within K, scored in this run
-           t.clean AND (sel_k IS NULL OR t.sample_idx < sel_k) AND s.trajectory_id IS NOT NULL AS eligible
+           -- scored in this run, though perhaps with no turn left (s.nll NULL)
+           t.clean AND (sel_k IS NULL OR t.sample_idx < sel_k) AND s.trajectory_id IS NOT NULL AS scored,
+           -- of those, cut to nothing by the run's max_length
+           coalesce(s.truncated AND s.nll IS NULL, false) AS cut_to_nothing,
+           -- may be chosen: clean, within K, with an NLL in this run
+           t.clean AND (sel_k IS NULL OR t.sample_idx < sel_k) AND s.nll IS NOT NULL AS eligible
     FROM trajectories t
-    LEFT JOIN scored s USING (trajectory_id)
+    LEFT JOIN run_nll s USING (trajectory_id)
     WHERE sel_dataset IS NULL OR t.dataset = sel_dataset
 ),
 ranked AS (
@@ -63,6 +60,8 @@ per_question AS (
            count(*)                                  AS trajectories,
            count(*) FILTER (WHERE clean)             AS clean,
            count(*) FILTER (WHERE clean AND in_k)    AS clean_in_k,
+           count(*) FILTER (WHERE scored)            AS scored,
+           count(*) FILTER (WHERE scored AND cut_to_nothing) AS cut_to_nothing,
            count(*) FILTER (WHERE eligible)          AS eligible
     FROM samples
     GROUP BY dataset, question_id
@@ -74,7 +73,9 @@ none AS (
            CASE WHEN coalesce(p.trajectories, 0) = 0 THEN 'no trajectory'
                 WHEN p.clean = 0 THEN 'no clean trajectory'
                 WHEN p.clean_in_k = 0 THEN 'no clean trajectory with sample_idx < k'
-                ELSE 'clean trajectories not scored in this run'
+                WHEN p.scored = 0 THEN 'clean trajectories not scored in this run'
+                WHEN p.cut_to_nothing > 0 THEN 'clean trajectories truncated: no turn within the run''s max_length'
+                ELSE 'clean trajectories have no assistant turn'
            END AS no_candidate
     FROM asked a
     LEFT JOIN per_question p USING (dataset, question_id)
