@@ -70,7 +70,8 @@ FROM (
     FROM base, range(turns) t(m)
 );
 
-INSERT INTO trajectory_scores SELECT 'bench', 't' || i, 50 * turns, false FROM base;
+INSERT INTO trajectory_scores (run_id, trajectory_id, tokens, truncated)
+SELECT 'bench', 't' || i, 50 * turns, false FROM base;
 """
 
 

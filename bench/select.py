@@ -54,7 +54,8 @@ def build(store: Store, questions: int, k: int) -> None:
                          -- binary, so both engines' averages agree to the last bit
                          floor(random() * 16) / 4 AS nll
                   FROM trajectories)""", {"r": RUN})
-        con.execute("INSERT INTO trajectory_scores SELECT $r, trajectory_id, 50 * assistant_turns, false FROM trajectories",
+        con.execute("INSERT INTO trajectory_scores (run_id, trajectory_id, tokens, truncated) "
+                    "SELECT $r, trajectory_id, 50 * assistant_turns, false FROM trajectories",
                     {"r": RUN})
     # as a store is after `curate ingest` and `curate score`: written out and compressed
     con.execute("CHECKPOINT")

@@ -116,6 +116,6 @@ def add_scores(
     con.register("new_turns", turns.to_arrow())
     con.register("new_trajectories", per_trajectory.to_arrow())
     con.execute("INSERT INTO turn_scores SELECT * FROM new_turns")
-    con.execute("INSERT INTO trajectory_scores SELECT * FROM new_trajectories")
+    con.execute("INSERT INTO trajectory_scores BY NAME SELECT * FROM new_trajectories")
     con.unregister("new_turns")
     con.unregister("new_trajectories")
