@@ -3,10 +3,16 @@
 plain full-logits forward (`model(ids).logits` + cross-entropy) on the same batches.
 
 Run (on a CUDA machine; needs only torch, transformers, numpy):
-    python -m bench.score_gpu [--trajectories 64] [--length 4096] [--peak-tflops 989]
+    python -m bench.score_gpu [--trajectories 64] [--length 4096] [--shared-prefix 1200] [--peak-tflops 989]
 
-It loads curate/nll.py by path rather than importing the `curate` package, whose store needs
-duckdb and polars, which GPU images often lack; nll.py itself imports only torch and numpy.
+--shared-prefix P gives every trajectory the same first P tokens (an agent's system prompt; the
+first 1200 tokens are unsupervised) and adds rows scoring them with and without prefix reuse
+(`curate.prefix`: the prefix's key/value cache computed once); their tokens/s count every
+trajectory's full length, as a user sees it.
+
+It loads curate/nll.py and curate/prefix.py by path rather than importing the `curate` package,
+whose store needs duckdb and polars, which GPU images often lack; they import only torch, numpy
+and transformers.
 MFU counts forward FLOPs as 2·N·tokens (N = all parameters; scoring runs no backward, so not
 6·N) against the dense bf16 peak (H100 SXM: 989 TFLOP/s); the line also gives the FLOPs the pass
 really does (2·N_body·tokens + 2·H·V·supervised + causal attention).
@@ -15,19 +21,21 @@ really does (2·N_body·tokens + 2·H·V·supervised + causal attention).
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import random
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("curate_nll", ROOT / "curate" / "nll.py")
-nll = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(nll)
+# curate/ as a bare package: its nll and prefix modules without curate/__init__ (the store)
+sys.modules["curate_lite"] = types.ModuleType("curate_lite")
+sys.modules["curate_lite"].__path__ = [str(ROOT / "curate")]
+nll = importlib.import_module("curate_lite.nll")
 
 QWEN2_1_5B = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                   intermediate_size=8960, vocab_size=151936, max_position_embeddings=32768,
@@ -64,6 +72,7 @@ def main() -> None:
     parser.add_argument("--trajectories", type=int, default=64)
     parser.add_argument("--length", type=int, default=4096)
     parser.add_argument("--peak-tflops", type=float, default=989.0)
+    parser.add_argument("--shared-prefix", type=int, default=1200, help="tokens every trajectory shares (0: none)")
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -126,6 +135,24 @@ def main() -> None:
                         "chunk_mib": 1024, "tokens_per_s": mixed_tokens / seconds, "peak_gib": peak,
                         "seconds": seconds})
 
+    if args.shared_prefix:
+        system = seqs[0][0][: args.shared_prefix]
+        shared = [(system + ids[args.shared_prefix :], turn) for ids, turn in seqs]
+        whole = None
+        for reuse in (False, True):
+            start = time.perf_counter()
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            got = nll.score_sequences(model, shared, 16384, 2**30, prefix_reuse=reuse)
+            torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            whole = whole if reuse else got
+            gap = max(float(abs(a - b).max()) for a, b in zip(got, whole))
+            results.append({"path": f"curate, shared {args.shared_prefix}, reuse {'on' if reuse else 'off'}",
+                            "batch_tokens": 16384, "chunk_mib": 1024, "tokens_per_s": tokens / seconds,
+                            "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "seconds": seconds,
+                            "nll_gap_vs_off": gap})
+
     # torch.compile fuses the body's elementwise work (norms, rotary, SiLU); shapes vary with the
     # batch, so the warm-up covers every batch shape once.
     model.get_decoder().compile()
@@ -143,13 +170,17 @@ def main() -> None:
     for r in results:
         n_tok = mixed_tokens if "mixed" in r["path"] else tokens
         r["mfu_2n"] = 2 * n_params * r["tokens_per_s"] / (args.peak_tflops * 1e12)
-        r["mfu_real"] = real_flops / r["seconds"] / (args.peak_tflops * 1e12) if n_tok == tokens else None
+        # with prefix reuse the pass skips work: MFU over the work it does is not comparable
+        r["mfu_real"] = (real_flops / r["seconds"] / (args.peak_tflops * 1e12)
+                         if n_tok == tokens and "shared" not in r["path"] else None)
         real = f"{r['mfu_real']:.1%}" if r["mfu_real"] is not None else "-"
         print(f"{r['path']:<40}{r['batch_tokens']:>7}{r['chunk_mib'] or '-':>7}{r['tokens_per_s']:>11,.0f}"
               f"{r['mfu_2n']:>8.1%}{real:>9}{r['peak_gib']:>9.1f}")
     for r in results:
         if "warmup_s" in r:
             print(f"{r['path']}: compile warm-up {r['warmup_s']:.0f} s")
+        if "nll_gap_vs_off" in r:
+            print(f"{r['path']}: max |NLL - reuse off| = {r['nll_gap_vs_off']:.2e} nats (bf16)")
     if args.out:
         Path(args.out).write_text(json.dumps({"params": n_params, "supervised_share": supervised / tokens,
                                               "nll_gap": gap, "results": results}, indent=2))

@@ -16,6 +16,7 @@ per row, so memory stays that of the suffixes plus one copy of the prefix cache 
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,29 +67,39 @@ def _cache_argument(decoder: Any) -> str:
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
-def prefix_cache(prefix: Prefix, record: bool = False) -> Any:
-    """A transformers cache that holds `prefix` and never grows: each layer attends to the prefix
-    (expanded to the batch) followed by the batch's own keys and values. With `record`, the new
-    keys and values are kept in `.recorded`, to extend the prefix."""
+@functools.cache
+def _prefix_cache_class() -> type:
     import torch
     from transformers import DynamicCache
 
     class PrefixCache(DynamicCache):
+        """Holds a prefix's keys and values (batch 1); every layer attends to them, expanded to the
+        batch, followed by the batch's own. Never grows; with `recorded` a list, keeps the new ones."""
+
+        def __init__(self, prefix: Prefix, recorded: list | None) -> None:
+            super().__init__()
+            for layer, (keys, values) in enumerate(prefix):
+                super().update(keys, values, layer)  # the length that masks and positions start from
+            self.prefix, self.recorded = prefix, recorded
+
         def update(self, key_states: Any, value_states: Any, layer_idx: int, *args: Any, **kwargs: Any) -> tuple:
             if self.recorded is not None:
                 self.recorded.append((key_states, value_states))
-            if not prefix:
+            if not self.prefix:
                 return key_states, value_states
-            keys, values = prefix[layer_idx]
+            keys, values = self.prefix[layer_idx]
             rows = (key_states.shape[0], -1, -1, -1)
             return (torch.cat([keys.expand(rows), key_states], dim=-2),
                     torch.cat([values.expand(rows), value_states], dim=-2))
 
-    cache = PrefixCache()
-    for layer, (keys, values) in enumerate(prefix):
-        DynamicCache.update(cache, keys, values, layer)  # sets the length masks and positions start from
-    cache.recorded = [] if record else None
-    return cache
+    return PrefixCache
+
+
+def prefix_cache(prefix: Prefix, record: bool = False) -> Any:
+    """A transformers cache that holds `prefix` and never grows: each layer attends to the prefix
+    (expanded to the batch) followed by the batch's own keys and values. With `record`, the new
+    keys and values are kept in `.recorded`, to extend the prefix."""
+    return _prefix_cache_class()(prefix, [] if record else None)
 
 
 def extend_prefix(model: Any, prefix: Prefix, ids: Sequence[int]) -> Prefix:
@@ -185,6 +196,42 @@ def prefix_support(config: Any) -> str | None:
     return None
 
 
+def score_sequences(
+    model: Any,
+    seqs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    batch_tokens: int,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    pack: bool = False,
+    prefix_reuse: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[np.ndarray]:
+    """Supervised-token NLLs of each sequence, in input order, batched within `batch_tokens`;
+    with `prefix_reuse`, shared prefixes are computed once (`curate.prefix`). A sequence with no
+    supervised token is not run. `on_batch(tokens)` follows every forward pass."""
+    out: list[np.ndarray] = [np.empty(0)] * len(seqs)
+    scored = [i for i, (_, turn) in enumerate(seqs) if any(t >= 0 for t in turn[1:])]
+    work = [seqs[i] for i in scored]
+    root = plan_prefixes(work) if prefix_reuse else PrefixNode(0, 0, None, [], list(range(len(work))))
+    report = on_batch or (lambda tokens: None)
+
+    def run(node: PrefixNode, prefix: Prefix) -> None:
+        if node.end > node.start:
+            prefix = extend_prefix(model, prefix, work[node.rep][0][node.start : node.end])
+            report(node.end - node.start)
+        for child in node.children:
+            run(child, prefix)
+        suffixes = [(work[i][0][node.end :], work[i][1][node.end :]) for i in node.leaves]
+        packed = pack and not prefix  # packed rows restart positions, which a prefix cannot follow
+        for batch in plan_batches([len(ids) for ids, _ in suffixes], batch_tokens, packed):
+            nlls = supervised_nll(model, [suffixes[j] for j in batch], chunk_bytes, packed, prefix)
+            for j, nll in zip(batch, nlls):
+                out[scored[node.leaves[j]]] = nll
+            report(sum(len(suffixes[j][0]) for j in batch))
+
+    run(root, [])
+    return out
+
+
 class TransformersBackend:
     """Score token sequences with a transformers causal LM loaded from a local folder."""
 
@@ -220,30 +267,8 @@ class TransformersBackend:
     ) -> list[np.ndarray]:
         """Supervised-token NLLs of each sequence, in input order; `on_batch(tokens)` after each
         forward pass, with the tokens it ran."""
-        out: list[np.ndarray] = [np.empty(0)] * len(seqs)
-        scored = [i for i, (_, turn) in enumerate(seqs) if any(t >= 0 for t in turn[1:])]
-        if self.prefix_reuse:
-            root = plan_prefixes([seqs[i] for i in scored])
-        else:
-            root = PrefixNode(0, 0, None, [], list(range(len(scored))))
-        self._run(root, [seqs[i] for i in scored], [], lambda k, nll: out.__setitem__(scored[k], nll),
-                  on_batch or (lambda tokens: None))
-        return out
-
-    def _run(self, node: PrefixNode, seqs: Sequence, prefix: Prefix, put: Callable, on_batch: Callable) -> None:
-        """Score the leaves of `node` and of its subtree, against the cache of their prefixes."""
-        if node.end > node.start:
-            prefix = extend_prefix(self.model, prefix, seqs[node.rep][0][node.start : node.end])
-            on_batch(node.end - node.start)
-        for child in node.children:
-            self._run(child, seqs, prefix, put, on_batch)
-        suffixes = [(seqs[i][0][node.end :], seqs[i][1][node.end :]) for i in node.leaves]
-        pack = self.pack and not prefix
-        for batch in plan_batches([len(ids) for ids, _ in suffixes], self.batch_tokens, pack):
-            nlls = supervised_nll(self.model, [suffixes[j] for j in batch], self.chunk_bytes, pack, prefix)
-            for j, nll in zip(batch, nlls):
-                put(node.leaves[j], nll)
-            on_batch(sum(len(suffixes[j][0]) for j in batch))
+        return score_sequences(self.model, seqs, self.batch_tokens, self.chunk_bytes, self.pack, self.prefix_reuse,
+                               on_batch)
 
     def check(self, ids: Sequence[int]) -> None:
         """Fail when hidden states through the output embeddings do not give the model's own

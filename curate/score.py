@@ -64,7 +64,7 @@ class ScoreConfig:
     device: str = "cpu"
     dtype: str = "float32"
     max_length: int | None = None  # None: the model's max_position_embeddings
-    batch_tokens: int = 16384  # padded tokens per forward pass
+    batch_tokens: int | None = None  # padded tokens per forward pass (None: the device's default)
     shard: tuple[int, int] = (0, 1)
     backend: str = "transformers"
     pack: bool = False  # one row per batch, position ids restarting per sequence
@@ -74,6 +74,10 @@ class ScoreConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        # On CPU a batch of one ~2k-token trajectory already keeps the matrix units busy; bigger
+        # batches only add allocation churn (page faults) and padding (bench/score_real.py).
+        if self.batch_tokens is None:
+            object.__setattr__(self, "batch_tokens", 16384 if self.device.startswith("cuda") else 2048)
         for option, value, least in (("--max-length", self.max_length, 2), ("--batch-tokens", self.batch_tokens, 1),
                                      ("--part-size", self.part_size, 1), ("--chunk-bytes", self.chunk_bytes, 1)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
