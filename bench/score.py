@@ -134,11 +134,11 @@ def store_shape(db: Path, student: Path, max_length: int) -> dict:
     return shape
 
 
-def timed(cmd: list[str]) -> tuple[float, float, float, str]:
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, float, str]:
     """Run a command from the repository root; (wall seconds, CPU seconds, peak RSS MiB, stdout)."""
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, text=True, env={**os.environ, **(env or {})})
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status):
@@ -148,7 +148,7 @@ def timed(cmd: list[str]) -> tuple[float, float, float, str]:
         return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
 
 
-def run_curate(db: Path, student: Path, flags: list[str], max_length: int) -> dict:
+def run_curate(db: Path, student: Path, flags: list[str], max_length: int, env: dict | None = None) -> dict:
     """`curate score` as a user runs it, on a copy of the store; its figures and trajectory NLLs."""
     from curate.store import Store
 
@@ -156,9 +156,10 @@ def run_curate(db: Path, student: Path, flags: list[str], max_length: int) -> di
     shutil.copy(db, copy)
     cmd = [sys.executable, "-c", "from curate.cli import main; raise SystemExit(main())", "score", "--db", str(copy),
            "--student", str(student), "--max-length", str(max_length), *flags]
-    seconds, cpu, rss, out = timed(cmd)
+    seconds, cpu, rss, out = timed(cmd, env)
     run_id = out.strip().splitlines()[-1].removeprefix("run_id=")
-    forwarded = int(re.search(r"([\d,]+) tokens forwarded", out).group(1).replace(",", ""))
+    # an older curate printed the tokens it forwarded as "N tokens"
+    forwarded = int(re.search(r"([\d,]+) tokens (?:forwarded|,)", out).group(1).replace(",", ""))
     with Store(copy, read_only=True) as store:
         nll = dict(store.sql("SELECT trajectory_id, nll FROM trajectory_nll WHERE run_id = $r AND nll IS NOT NULL",
                              r=run_id).rows())

@@ -15,6 +15,8 @@ the largest |trajectory NLL difference| from it. Target: >= 5x whole process, |d
 machine's load is printed: on a shared machine CPU seconds are steadier than wall time.
 
 Run: python -m bench.score_real [--questions 2] [--runs 12] [--student smollm2] [--max-length 4096]
+     [--before CHECKOUT]   (also time the `curate score` of another checkout, e.g. `git worktree add`
+                            of an earlier commit: before/after in one run)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -60,12 +63,37 @@ def build_store(folder: Path, questions: int, runs: int) -> Path:
     return db
 
 
+def checkout_env(folder: Path, checkout: Path) -> dict:
+    """Environment that runs the curate of another checkout: its package, with the folders it
+    installs under `curate` (sql, analysis, train, figures) linked in, first on the path."""
+    package = folder / "before" / "curate"
+    package.mkdir(parents=True)
+    for entry in (checkout / "curate").iterdir():
+        (package / entry.name).symlink_to(entry)
+    for name in ("sql", "analysis", "train", "figures"):
+        (package / name).symlink_to(checkout / name)
+    return {"PYTHONPATH": str(package.parent)}
+
+
+def older_store(db: Path) -> Path:
+    """A copy of the store without the scoring columns added since the first schema 2."""
+    import duckdb
+
+    copy = db.with_name("older.duckdb")
+    shutil.copy(db, copy)
+    with duckdb.connect(str(copy)) as con:
+        for column in ("fallback", "sequence_hash"):
+            con.execute(f"ALTER TABLE trajectory_scores DROP COLUMN IF EXISTS {column}")
+    return copy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=2)
     parser.add_argument("--runs", type=int, default=12, help="teacher models (runs) per question")
     parser.add_argument("--student", default="smollm2")
     parser.add_argument("--max-length", type=int, default=4096)
+    parser.add_argument("--before", type=Path, help="also time `curate score` of this checkout (an earlier commit)")
     args = parser.parse_args()
     import torch
 
@@ -77,6 +105,9 @@ def main() -> None:
         db = build_store(Path(tmp), args.questions, args.runs)
         shape = store_shape(db, student, args.max_length)
         rows = {label: run_curate(db, student, flags, args.max_length) for label, flags in (CURATE, NO_REUSE)}
+        if args.before:
+            rows[f"curate score of {args.before.name}"] = run_curate(
+                older_store(db), student, ["--no-progress"], args.max_length, checkout_env(Path(tmp), args.before.resolve()))
         rows["per-turn loop (HF forward per turn)"] = run_reference(db, student, args.max_length, shape)
     report(f"real MINT GSM8K runs ({args.questions} questions x {args.runs} teacher models) under {args.student}",
            shape, rows, "per-turn loop (HF forward per turn)")
