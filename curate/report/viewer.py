@@ -83,7 +83,8 @@ def token_turns(student: Student, chats: dict[str, list[dict]], profiles: dict[s
 
     owners, seqs = [], []
     for tid, chat in chats.items():
-        for offset, rendering in renderings(student.tokenizer, chat, student.single_pass):
+        items, _ = renderings(student.tokenizer, chat, student.single_pass)
+        for offset, rendering in items:
             owners.append((tid, offset, rendering))
             seqs.append((rendering.input_ids[: student.max_length], rendering.turn[: student.max_length]))
     out: dict[str, dict[int, dict]] = {tid: {} for tid in chats}
