@@ -1,78 +1,95 @@
-"""The vllm and openai generation backends on real vLLM (CPU build, `.venv-vllm`) with SmolLM2:
-the offline engine, and a vLLM OpenAI-compatible server on 127.0.0.1 reached through the openai
-client. Same seed, same text; another seed, another text; stop strings end the text and stay in
-it; a prefix is continued; both routes continue the same tokens. Without vLLM, the backend says
-how to install it."""
+"""The vllm and openai generation backends on real vLLM (CPU build, `.venv-vllm`) with SmolLM2: a
+vLLM OpenAI-compatible server on 127.0.0.1 reached through the openai client (same seed, same text;
+another seed, another text; stop strings end the text and stay in it; a prefix is continued the
+same way over the chat and the completions endpoint), and `curate generate` with the offline engine
+and with that server: K runs per real question each, the same runs message for message. Without
+vLLM, the backend says how to install it."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from vllm_env import run
 
-from curate.agent.backends import Completion, GenRequest, make_backend
+from curate.agent.backends import GenRequest, make_backend
 from curate.agent.backends.openai import OpenAIBackend
+from curate.cli import main
+from curate.store import Store
 
 CHAT = ({"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "What is 12 times 7? Think step by step."})
 OTHER = ({"role": "user", "content": "Name three colours."},)
 SAMPLE = GenRequest(CHAT, max_new_tokens=24, temperature=1.0, seed=1)
-REQUESTS = [
-    SAMPLE,
-    SAMPLE,  # the same seed again, in the same batch
-    replace(SAMPLE, seed=2),
-    replace(SAMPLE, stop=(".",)),  # SAMPLE's draws, ended at its first full stop
-    GenRequest(OTHER, max_new_tokens=16, temperature=0),
-    GenRequest(CHAT, max_new_tokens=16, temperature=0, prefix="Thought: 12 times 7"),
-]
+PREFIXED = GenRequest(CHAT, max_new_tokens=16, temperature=0, prefix="Thought: 12 times 7")
 
 
-def check(done: list[Completion]) -> None:
-    """What any backend must give for REQUESTS."""
-    first, again, other, stopped = done[:4]
+@pytest.mark.vllm
+def test_openai_backend_against_a_vllm_server(vllm_server) -> None:
+    requests = [SAMPLE, SAMPLE, replace(SAMPLE, seed=2), replace(SAMPLE, stop=(".",)),
+                GenRequest(OTHER, max_new_tokens=16, temperature=0)]
+    first, again, other, stopped, greedy = OpenAIBackend(vllm_server.name, endpoint=vllm_server.url,
+                                                         max_concurrency=3).generate(requests)
     assert first == again and first.text != other.text
     assert (first.tokens, first.finish) == (24, "length")
     assert "." in first.text  # SmolLM2 with seed 1 writes a sentence (checked, so the next line means something)
+    # The same draws, ended at the first full stop, which the text keeps.
     assert stopped.text == first.text[: first.text.index(".") + 1]
     assert stopped.finish == "stop" and stopped.tokens < first.tokens
-    assert done[4].tokens > 0 and done[5].tokens > 0
-
-
-@pytest.fixture(scope="module")
-def offline(tmp_path_factory, smollm2_cached) -> list[Completion]:
-    """REQUESTS through the offline vLLM backend (one engine, one batch) in `.venv-vllm`."""
-    folder = tmp_path_factory.mktemp("probe")
-    (folder / "in.json").write_text(json.dumps([asdict(r) for r in REQUESTS]))
-    run("python", str(Path(__file__).with_name("vllm_probe.py")), str(smollm2_cached), str(folder / "in.json"),
-        str(folder / "out.json"))
-    return [Completion(**c) for c in json.loads((folder / "out.json").read_text())]
+    assert greedy.tokens > 0 and greedy.text == OpenAIBackend(vllm_server.name, endpoint=vllm_server.url).generate(
+        [requests[-1]])[0].text
 
 
 @pytest.mark.vllm
-def test_offline_vllm_backend(offline) -> None:
-    check(offline)
-
-
-@pytest.mark.vllm
-def test_openai_backend_against_a_vllm_server(vllm_server, offline) -> None:
-    done = OpenAIBackend(vllm_server.name, endpoint=vllm_server.url, max_concurrency=4).generate(REQUESTS)
-    check(done)
-    # The server renders the chat with the same template the offline backend uses: same tokens in,
-    # so the greedy and the seeded continuations are the same.
-    assert done == offline
-
-
-@pytest.mark.vllm
-def test_prefix_over_chat_and_completions_endpoints_agree(vllm_server, offline, smollm2_cached) -> None:
-    request = REQUESTS[-1]
-    chat = OpenAIBackend(vllm_server.name, endpoint=vllm_server.url).generate([request])
-    completions = OpenAIBackend(vllm_server.name, endpoint=vllm_server.url, tokenizer=str(smollm2_cached)).generate([request])
-    assert chat == completions == [offline[-1]]
+def test_prefix_over_chat_and_completions_endpoints_agree(vllm_server, smollm2_cached) -> None:
+    chat = OpenAIBackend(vllm_server.name, endpoint=vllm_server.url).generate([PREFIXED])
+    completions = OpenAIBackend(vllm_server.name, endpoint=vllm_server.url,
+                                tokenizer=str(smollm2_cached)).generate([PREFIXED])
+    assert chat == completions and chat[0].tokens == 16
     assert not chat[0].text.startswith("Thought")  # the prefix is continued, not repeated
+
+
+def generated(db: Path) -> dict[tuple[str, int], dict]:
+    """(question, sample) -> a generated run: its seed, backend, steps, first thought and messages."""
+    with Store(db, read_only=True) as store:
+        rows = store.sql("SELECT question_id, sample_idx, seed, backend, steps, stop_reason, first_thought, "
+                         "(SELECT list(text ORDER BY position) FROM messages m WHERE m.trajectory_id = t.trajectory_id) "
+                         "AS texts FROM trajectories t JOIN generation_runs USING (generation_run)").to_dicts()
+    return {(r["question_id"], r["sample_idx"]): r for r in rows}
+
+
+@pytest.mark.vllm
+def test_curate_generate_with_vllm_and_with_its_openai_server_writes_the_same_runs(
+        tmp_path, shared_data, smollm2_cached, vllm_server, capsys) -> None:
+    questions = shared_data / "questions" / "math" / "train" / "math_1000_20250414.json"
+    args = ["generate", "--questions", str(questions), "--dataset", "math", "--k", "2", "--limit", "2",
+            "--tools", "python", "--max-steps", "2", "--max-new-tokens", "48", "--seed", "3",
+            "--first-thought-prefix", "--quiet"]
+    offline = run("curate", *args, "--db", str(tmp_path / "vllm.duckdb"), "--backend", "vllm", "--device", "cpu",
+                  "--model", str(smollm2_cached))
+    assert offline.stdout.splitlines()[-1].startswith("generation_run=")
+    assert main([*args, "--db", str(tmp_path / "openai.duckdb"), "--backend", "openai",
+                 "--endpoint", vllm_server.url, "--model", vllm_server.name]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("generation_run=")
+    by_vllm, by_server = generated(tmp_path / "vllm.duckdb"), generated(tmp_path / "openai.duckdb")
+    for backend, runs in (("vllm", by_vllm), ("openai", by_server)):
+        assert sorted(runs) == [("0", 0), ("0", 1), ("1", 0), ("1", 1)]  # K = 2 runs of each question
+        assert {r["backend"] for r in runs.values()} == {backend}
+        assert all(1 <= r["steps"] <= 2 and r["stop_reason"] in ("final_answer", "max_steps") for r in runs.values())
+        # Each sample has its own seed and its own run; the samples of a question share its prompts
+        # and its first thought, which starts their first assistant message.
+        assert len({r["seed"] for r in runs.values()}) == 4
+        for q in ("0", "1"):
+            first, second = runs[(q, 0)], runs[(q, 1)]
+            assert first["texts"][:2] == second["texts"][:2] and first["texts"][2] != second["texts"][2]
+            assert first["first_thought"] == second["first_thought"]
+            assert first["texts"][2].startswith(first["first_thought"]) and len(first["first_thought"]) > len("Thought: ")
+    # Same model in float32, same prompts, same seeds: the server's runs are the offline engine's,
+    # message for message (prefix continuations, stop strings and code outputs included).
+    assert {k: (r["seed"], r["first_thought"], r["texts"]) for k, r in by_server.items()} == {
+        k: (r["seed"], r["first_thought"], r["texts"]) for k, r in by_vllm.items()}
 
 
 def test_without_vllm_the_backend_says_how_to_install(tiny_model_dir) -> None:

