@@ -28,6 +28,7 @@ class DemoConfig:
     train_steps: int = 6
     seed: int = 0
     report_questions: int = 2  # per data set in the report's trajectory viewer
+    report_samples: int = 2  # per question with token NLLs (each is a student forward pass)
 
 
 def _step(title: str) -> None:
@@ -75,7 +76,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
         for policy in ("median_nll", "random"):
             select(store, SelectConfig(policy=policy, run=run_id, seed=cfg.seed))
     report = write_report(ReportConfig(db=str(db), out=str(out / "report"), run=run_id,
-                                       questions=cfg.report_questions, seed=cfg.seed))
+                                       questions=cfg.report_questions, samples=cfg.report_samples,
+                                       seed=cfg.seed))
     index = report.index.parent / "figures" / "index.md"
     print(f"report: {report.index} (open it in a browser; figures and tables in {index.parent})")
 

@@ -52,7 +52,8 @@ def _panel(ax: plt.Axes, models: pl.DataFrame, dataset: str) -> None:
     ax.set_xlim(-5, 105)
     rho = model_rho(models)
     rho_text = "n/a" if rho is None else f"{rho:+.2f}"
-    ax.set_title(f"{dataset}: {models.height} teacher models, Spearman ρ = {rho_text}")
+    noun = "teacher model" if models.height == 1 else "teacher models"
+    ax.set_title(f"{dataset}: {models.height} {noun}, Spearman ρ = {rho_text}")
     ax.set_xlabel("success rate of the teacher model (%)")
     ax.set_ylabel("mean NLL of its trajectories (nats/token)")
     ax.grid(color="#e5e5e5", zorder=0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -252,6 +253,12 @@ def test_report_in_a_headless_browser(reported, tmp_path_factory):
         page.locator(f"#samples tbody tr[data-trajectory='{cut}']").click()
         page.wait_for_selector(f"#samples tbody tr.open[data-trajectory='{cut}']")
         assert page.locator("#trajectory .tok.unscored").count() == unscored
+        labels = " ".join(page.locator("#trajectory .message.assistant .label").all_inner_texts())
+        assert sum(map(int, re.findall(r"(\d+) past the run's max length", labels))) == unscored
+        # a narrow window: wide tables scroll inside themselves, the page does not scroll sideways
+        page.set_viewport_size({"width": 800, "height": 1000})
+        assert page.evaluate("document.documentElement.scrollWidth") == 800
+        page.set_viewport_size({"width": 1400, "height": 1000})
         assert errors == []
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(shots / "report.png"), full_page=True)

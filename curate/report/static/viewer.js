@@ -60,7 +60,7 @@ const curateViewer = (() => {
       ramp.append(el("span", { class: "tok", style: `background:${shade(low + (k / 10) * (high - low))}`, text: "\u00a0\u00a0" }));
     }
     box.append(
-      el("span", { text: `token NLL (nats) ≤ ${low} ` }), ramp, el("span", { text: ` ≥ ${high}   ` }),
+      el("span", { text: `token NLL (nats) ≤ ${fmt(low, 2)} ` }), ramp, el("span", { text: ` ≥ ${fmt(high, 2)}   ` }),
       el("span", { class: "tok seg-1", text: "reason" }), " ",
       el("span", { class: "tok seg-2", text: "action" }), " ",
       el("span", { class: "tok seg-3", text: "final" }), " ",
@@ -157,6 +157,8 @@ const curateViewer = (() => {
         let label = `assistant turn ${message.turn}`;
         if (message.tokens) {
           label += ` · ${message.tokens.p.length} supervised tokens · mean NLL ${fmt(mean(message.tokens.n), 4)}`;
+          const unscored = message.tokens.n.filter((v) => v === null).length;
+          if (unscored) label += ` · ${unscored} past the run's max length, not scored`;
         }
         label += ` · stored turn NLL ${fmt(stored, 4)}`;
         block.append(el("div", { class: "label", text: label }));
@@ -179,8 +181,12 @@ const curateViewer = (() => {
         groups.set(q.dataset, el("optgroup", { label: q.dataset }));
         select.append(groups.get(q.dataset));
       }
-      groups.get(q.dataset).append(el("option", { value: q.i, text: `${q.question_id} · ${q.samples} samples · ${q.question}` }));
+      const label = `${q.question_id} · ${q.samples} samples · ${q.question}`;
+      // the list is narrow: hovering an option shows the whole question
+      groups.get(q.dataset).append(el("option", { value: q.i, text: label, title: label }));
     }
+    // as tall as its entries (a listbox needs 2 rows), at most 12 rows
+    select.size = Math.max(2, Math.min(12, index.questions.length + groups.size));
     select.addEventListener("change", () => load(Number(select.value)).then(showQuestion));
     legend();
     if (index.questions.length) {
