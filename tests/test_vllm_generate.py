@@ -2,19 +2,24 @@
 vLLM OpenAI-compatible server on 127.0.0.1 reached through the openai client (same seed, same text;
 another seed, another text; stop strings end the text and stay in it; a prefix is continued the
 same way over the chat and the completions endpoint), and `curate generate` with the offline engine
-and with that server: K runs per real question each, the same runs message for message. Without
-vLLM, the backend says how to install it."""
+and with that server: K runs per real question each, the same runs message for message. The
+offline backend with a LoRA adapter continues as transformers + PEFT do. Without vLLM, the backend
+says how to install it."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from vllm_env import run
 
-from curate.agent.backends import GenRequest, make_backend
+from curate.agent.backends import GenRequest, chat_prompt, make_backend
 from curate.agent.backends.openai import OpenAIBackend
 from curate.cli import main
 from curate.store import Store
@@ -90,6 +95,50 @@ def test_curate_generate_with_vllm_and_with_its_openai_server_writes_the_same_ru
     # message for message (prefix continuations, stop strings and code outputs included).
     assert {k: (r["seed"], r["first_thought"], r["texts"]) for k, r in by_server.items()} == {
         k: (r["seed"], r["first_thought"], r["texts"]) for k, r in by_vllm.items()}
+
+
+# In `.venv-vllm`: a missing adapter's error, then one greedy completion with the adapter.
+WITH_ADAPTER = """
+import json, sys
+from curate.agent.backends import GenRequest, make_backend
+
+if __name__ == "__main__":  # vLLM starts engine processes
+    model, adapter, messages = sys.argv[1:]
+    try:
+        make_backend("vllm", model, adapter=adapter + "-missing")
+    except FileNotFoundError as error:
+        print(error)
+    backend = make_backend("vllm", model, adapter=adapter, max_model_len=1024)
+    (done,) = backend.generate([GenRequest(tuple(json.loads(messages)), max_new_tokens=16, temperature=0)])
+    backend.close()
+    print(json.dumps(done.text))
+"""
+
+
+@pytest.mark.vllm
+def test_offline_vllm_backend_applies_a_lora_adapter_as_peft_does(tmp_path, smollm2_cached) -> None:
+    # Random A and B on the q/v projections (PEFT's default B = 0 would change nothing), small enough
+    # that SmolLM2 still writes text.
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(smollm2_cached, dtype=torch.float32).eval()
+    lora = LoraConfig(r=8, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(smollm2_cached, dtype=torch.float32), lora).save_pretrained(
+        tmp_path / "adapter")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_cached)
+    ids = tokenizer(chat_prompt(tokenizer, GenRequest(CHAT)), add_special_tokens=False, return_tensors="pt")["input_ids"]
+
+    def greedy(model) -> str:
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False)
+        return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+    without = greedy(base)
+    expected = greedy(PeftModel.from_pretrained(base, tmp_path / "adapter").eval())
+    assert expected != without  # the adapter changes what SmolLM2 writes
+    done = run("python", "-c", WITH_ADAPTER, str(smollm2_cached), str(tmp_path / "adapter"), json.dumps(CHAT))
+    missing, text = done.stdout.splitlines()[-2:]
+    assert missing == f"adapter {tmp_path / 'adapter'}-missing: no adapter_config.json (expected a PEFT LoRA folder)"
+    assert json.loads(text) == expected
 
 
 def test_without_vllm_the_backend_says_how_to_install(tiny_model_dir) -> None:
