@@ -34,7 +34,10 @@ def build(store: Store, questions: int, k: int) -> None:
             "INSERT INTO questions SELECT 'bench', 'q' || lpad(CAST(i AS VARCHAR), 7, '0'), 'Question ' || i, NULL,"
             " 2, NULL FROM range($n) q(i)", {"n": questions})
         con.execute("""
-            INSERT INTO trajectories
+            INSERT INTO trajectories (trajectory_id, dataset, question_id, sample_idx, teacher_model, correct,
+                                      generated_answer, parse_error, max_steps, exec_error, clean, assistant_turns,
+                                      tool_calls, assistant_chars, profile, content_hash, ingest_id, source_file,
+                                      source_line, cost, error)
             SELECT 'q' || lpad(CAST(i // $k AS VARCHAR), 7, '0') || ':' || (i % $k), 'bench',
                    'q' || lpad(CAST(i // $k AS VARCHAR), 7, '0'), CAST(i % $k AS INTEGER), 'teacher',
                    correct, NULL, parse_error, false, false, correct AND NOT parse_error,
