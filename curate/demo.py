@@ -1,6 +1,7 @@
 """`curate demo`: the whole pipeline on a small synthetic store, end to end.
 
-synth -> ingest -> stats -> score (student NLL) -> select min_nll -> export (HF dataset)
+generate (SmolLM2 as a weak teacher agent on real questions with tools, graded, in its own store)
+-> synth -> ingest -> stats -> score (student NLL) -> select min_nll -> export (HF dataset)
 -> report (HTML: store, tertile tables and Figs 3-4, the selection next to two alternatives, trajectory
 viewer with token NLLs) -> a few smartad LoRA steps on the export
 (on the tiny model by default: a real student's LoRA steps take minutes each on a CPU).
@@ -29,10 +30,46 @@ class DemoConfig:
     seed: int = 0
     report_questions: int = 2  # per data set in the report's trajectory viewer
     report_samples: int = 2  # per question with token NLLs (each is a student forward pass)
+    # A real teacher run: SmolLM2-135M is a weak agent; a first-thought prefix and temperature 0.7
+    # keep it closer to the action format; the small limits keep the step to about a minute on 2 cores.
+    teacher: str = "smollm2"
+    teacher_questions: int = 2
+    teacher_k: int = 2
+    teacher_max_steps: int = 2
+    teacher_max_new_tokens: int = 48
 
 
 def _step(title: str) -> None:
     print(f"\n== {title}", flush=True)
+
+
+def _teacher(cfg: DemoConfig, out: Path, db: Path) -> None:
+    """`curate generate` on the first HotpotQA questions, then what each run did and one transcript."""
+    import polars as pl
+
+    from curate import synth
+    from curate.agent.generate import GenerateConfig, generate
+    from curate.store import Store
+
+    examples, _where = synth.load_questions("hotpotqa")
+    questions = out / "teacher_questions.jsonl"
+    questions.write_text("".join(json.dumps(e) + "\n" for e in examples[: cfg.teacher_questions]))
+    summary = generate(db, GenerateConfig(
+        questions=str(questions), dataset="teacher-hotpotqa", model=cfg.teacher, k=cfg.teacher_k,
+        temperature=0.7, top_p=0.9, max_steps=cfg.teacher_max_steps, max_new_tokens=cfg.teacher_max_new_tokens,
+        seed=cfg.seed, corpus="wiki-summaries", first_thought_prefix=True, log_out=str(out / "teacher_logs.jsonl"),
+    ))
+    print(summary.line())
+    with Store(db, read_only=True) as store:
+        rows = store.run("generate/run_rows", run=summary.generation_run)
+        first = store.run("generate/run_transcript", run=summary.generation_run).rows()
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=180, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True):
+        print(rows)
+    print("the first run, as stored (system prompt and task left out; texts cut at 300 characters):")
+    for role, text in first:
+        print(f"  [{role}] {text[:300]}")
+    print(f"generation_run={summary.generation_run}; its logs: {out / 'teacher_logs.jsonl'}")
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, str]:
@@ -53,6 +90,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     (out / "demo_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     db = out / "curate.duckdb"
     start = time.perf_counter()
+
+    teacher_db = out / "teacher.duckdb"
+    _step(f"a real teacher agent: {cfg.teacher} on {cfg.teacher_questions} HotpotQA questions x "
+          f"K={cfg.teacher_k}, python + web_search over wiki-summaries, graded -> {teacher_db}")
+    _teacher(cfg, out, teacher_db)
 
     _step(f"synthetic teacher runs (labelled synthetic) -> {db}")
     with Store(db) as store:
@@ -85,8 +127,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     _step(f"train {cfg.train_student} {cfg.train_steps} steps with the smartad loss on the export")
     train_demo(str(out / "export"), str(out / "adapter"), steps=cfg.train_steps, student=cfg.train_student)
 
-    where = {"store": str(db), "run_id": run_id, "export": str(out / "export"), "report": str(report.index),
-             "figures": str(index), "adapter": str(out / "adapter")}
+    where = {"teacher": str(teacher_db), "store": str(db), "run_id": run_id, "export": str(out / "export"),
+             "report": str(report.index), "figures": str(index), "adapter": str(out / "adapter")}
     _step(f"done in {time.perf_counter() - start:.0f} s")
     for key, value in where.items():
         print(f"{key:>8}: {value}")

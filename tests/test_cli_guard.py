@@ -85,10 +85,10 @@ def valid(action: argparse.Action, work: dict[str, Path]) -> list[str]:
     return [*([flag(action)] if flag(action) else []), values[action.dest]]
 
 
-# One of two options a command needs (export: --policy or --selection), options an input needs
-# beside it, and the argument a tested input takes the place of.
+# One of two options a command needs (export: --policy or --selection), options an input of a command
+# needs beside it, and the argument a tested input takes the place of.
 ALSO = {"export": ["--policy", "min_nll"], "generate": ["--tools", "python"]}
-ALSO_WITH = {"teacher": ["--loss", "sad_kl"]}
+ALSO_WITH = {("train", "teacher"): ["--loss", "sad_kl"]}
 REPLACES = {"file": "query"}
 
 
@@ -97,7 +97,7 @@ def required(parser: argparse.ArgumentParser, work: dict[str, Path], skip: str =
     dropped = {skip, REPLACES.get(skip)}
     needed = [a for a in options(parser) if (a.required or not a.option_strings) and a.dest not in dropped]
     command = parser.prog.split()[1]
-    return [*(v for a in needed for v in valid(a, work)), *ALSO.get(command, []), *ALSO_WITH.get(skip, [])]
+    return [*(v for a in needed for v in valid(a, work)), *ALSO.get(command, []), *ALSO_WITH.get((command, skip), [])]
 
 
 def fails_in_one_line(argv: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:

@@ -243,7 +243,13 @@ def test_kill_minus_9_then_rerun_gives_exactly_k_per_question(tmp_path: Path, qu
                             "(SELECT trajectory_id FROM trajectories)").item()
         grades = store.sql("SELECT count(*) FROM grades").item()
     assert per_question == [(q, [0, 1, 2], 3) for q in ("q1", "q2", "q3")] and (orphans, grades) == (0, 9)
-    # Each sample is its own: an uninterrupted run writes the same transcripts.
-    clean = tmp_path / "clean.duckdb"
-    assert subprocess.run(_command(clean, questions, tiny_model_dir), capture_output=True).returncode == 0
+    # Each sample is its own: an uninterrupted run writes the same transcripts, and its log (a real
+    # model's arbitrary text) ingests back into them.
+    clean, log = tmp_path / "clean.duckdb", tmp_path / "clean.jsonl"
+    whole = subprocess.run([*_command(clean, questions, tiny_model_dir), "--log-out", str(log)], capture_output=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
     assert _rows(db, "tiny-gen").equals(_rows(clean, "tiny-gen"))
+    with Store(tmp_path / "ingested.duckdb") as store:
+        [done] = ingest(store, [log], "tiny-gen", options=IngestOptions(progress=False))
+    assert (done.trajectories, done.rejects) == (9, 0)
+    assert _rows(tmp_path / "ingested.duckdb", "tiny-gen").equals(_rows(clean, "tiny-gen"))

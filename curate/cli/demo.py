@@ -1,4 +1,4 @@
-"""`curate demo`: run the whole pipeline on a small bundled synthetic store."""
+"""`curate demo`: a real teacher generation, then the whole pipeline on a small bundled synthetic store."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = DemoConfig()
     parser = sub.add_parser(
         "demo",
-        help="run synth -> ingest -> score -> select -> export -> figures -> train end to end",
-        description="Run the whole pipeline on a small synthetic store (real benchmark questions, "
-        "synthetic teacher runs) with a real student (SmolLM2-135M-Instruct by default).",
+        help="run generate -> synth -> ingest -> score -> select -> export -> report -> train end to end",
+        description="Run the whole pipeline: a real teacher agent (SmolLM2-135M-Instruct, weak) on a few "
+        "HotpotQA questions with tools, graded; then a small synthetic store (real benchmark questions, "
+        "synthetic teacher runs) scored by a real student (SmolLM2-135M-Instruct by default), selected, "
+        "exported, reported and trained on.",
     )
     parser.add_argument("--out", default=d.out, help=f"output folder (default: {d.out})")
     parser.add_argument("--student", default=d.student,
@@ -23,6 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "`tiny` for a seconds-long run)")
     parser.add_argument("--questions", type=int, default=d.questions, help="questions per data set")
     parser.add_argument("--k", type=int, default=d.k, help="teacher samples per question")
+    parser.add_argument("--teacher", default=d.teacher, help=f"teacher agent of the generation step: a local "
+                        f"checkpoint folder or a built-in name (default: {d.teacher})")
+    parser.add_argument("--teacher-questions", type=int, default=d.teacher_questions,
+                        help="HotpotQA questions the teacher runs on")
+    parser.add_argument("--teacher-k", type=int, default=d.teacher_k, help="teacher runs per question")
     parser.add_argument("--train-student", default=d.train_student,
                         help=f"student the LoRA steps train (default: {d.train_student}; the scoring student "
                         "works too, at minutes per step on a CPU)")
@@ -36,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, run_demo
     from ..models import check_student
 
-    for student in (args.student, args.train_student):
+    for student in (args.student, args.train_student, args.teacher):
         check_student(student)  # before minutes of synthesis and scoring
-    run_demo(DemoConfig(args.out, args.student, args.questions, args.k, args.train_student, args.train_steps,
-                        args.seed))
+    run_demo(DemoConfig(out=args.out, student=args.student, questions=args.questions, k=args.k,
+                        train_student=args.train_student, train_steps=args.train_steps, seed=args.seed,
+                        teacher=args.teacher, teacher_questions=args.teacher_questions, teacher_k=args.teacher_k))
     return 0
