@@ -111,7 +111,10 @@ const curateViewer = (() => {
       }
       body.append(row);
     }
-    const first = payload.samples.find((s) => s.detail && s.chosen_by.length) || payload.samples.find((s) => s.detail);
+    // open the lowest-NLL chosen sample that carries tokens (min_nll's choice when it is shown)
+    const detailed = payload.samples.filter((s) => s.detail);
+    const chosen = detailed.filter((s) => s.chosen_by.length).sort((a, b) => (a.rank ?? Infinity) - (b.rank ?? Infinity));
+    const first = chosen[0] || detailed[0];
     if (first) showTrajectory(first.trajectory_id);
     else document.getElementById("trajectory").replaceChildren();
   }
