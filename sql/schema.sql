@@ -279,3 +279,5 @@ ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS first_thought VARCHAR;    -- t
 -- hash of the token sequences it was scored from (identical ones share their numbers).
 ALTER TABLE trajectory_scores ADD COLUMN IF NOT EXISTS fallback VARCHAR;
 ALTER TABLE trajectory_scores ADD COLUMN IF NOT EXISTS sequence_hash VARCHAR;
+-- where a run's samples start in its data set (sample_idx = first_sample + sample); 0 unless shared
+ALTER TABLE generation_runs ADD COLUMN IF NOT EXISTS first_sample INTEGER;

@@ -68,6 +68,9 @@ def test_training_halves_loss_writes_outputs_reloads_and_merges(export, student,
     assert record["config"]["loss"] == "smartad" and record["resolved"]["grad_accum"] == 4
     assert record["resolved"]["loss"]["weights"] == [1.0, 1.5, 2.0]
     assert record["data"]["card_header"] == {"policy": "min_nll", "student": "tiny", "k": 10}
+    # The prompt the rows open with (curate eval shows it to the student).
+    assert (record["data"]["system_prompt"], record["data"]["system_prompt_rows"], record["data"]["system_prompts"]) == (
+        "You solve tasks with code.", 4, 1)
     assert (out / "data_card.md").read_text().startswith("---\npolicy: min_nll")
     assert (out / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 16
@@ -78,6 +81,7 @@ def test_training_halves_loss_writes_outputs_reloads_and_merges(export, student,
 
     assert main(["merge", "--adapter", str(out), "--out", str(tmp_path / "merged")]) == 0
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    assert json.loads((tmp_path / "merged" / "train_config.json").read_text()) == record
     assert torch.allclose(logits(merged, ids), logits(reloaded, ids), atol=1e-5)
 
 

@@ -48,6 +48,21 @@ def load_export(path: str) -> tuple[Any, Path | None]:
     return rows, card if card.is_file() else None
 
 
+def system_prompt(rows: Any) -> dict[str, Any]:
+    """The system prompt the rows' conversations open with (the most common one, with how many rows
+    open with it and how many distinct ones there are): what the student must see at evaluation."""
+    from collections import Counter
+
+    counts = Counter(
+        messages[0]["content"]
+        for batch in rows.select_columns("messages").iter(batch_size=256)
+        for messages in batch["messages"]
+        if messages and messages[0].get("role") == "system"
+    )
+    text, n = counts.most_common(1)[0] if counts else (None, 0)
+    return {"system_prompt": text, "system_prompt_rows": n, "system_prompts": len(counts)}
+
+
 def _chat(messages: Any, where: str) -> list[dict[str, str]]:
     if not isinstance(messages, list) or not messages:
         raise ValueError(f"{where}: field `messages` must be a non-empty list of {{role, content}}")

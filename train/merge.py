@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,4 +34,7 @@ def merge(cfg: MergeConfig) -> Path:
     merged.save_pretrained(out)
     AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").is_file() else base).save_pretrained(out)
     (out / "merge_config.json").write_text(json.dumps({**asdict(cfg), "base": str(base)}, indent=2) + "\n")
+    # The training record (with the system prompt the data opened with) travels with the weights.
+    if (adapter / "train_config.json").is_file():
+        shutil.copyfile(adapter / "train_config.json", out / "train_config.json")
     return out

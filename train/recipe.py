@@ -9,7 +9,8 @@ segment, and resume must restore the data position exactly. With Trainer that is
 compute_loss, sampler and callback around hidden machinery; here it is one loop to read.
 
 Outputs in OUT: adapter_config.json + adapter_model.safetensors (peft), the tokenizer,
-train_config.json (resolved config, data provenance, encoding stats, versions), data_card.md
+train_config.json (resolved config, data provenance, encoding stats, the system prompt the data
+opens with, which `curate eval` shows the student; versions), data_card.md
 (the export's card), train_log.jsonl (one object per optimiser step), loss_curves.png, and
 checkpoints/ (adapter, optimiser, scheduler, RNG and step; re-running the same command resumes
 from the latest one).
@@ -35,7 +36,7 @@ import torch.distributed as dist
 from curate.models import check_student, resolve_student
 
 from .config import TrainConfig
-from .data import collate, encode, epoch_batches, load_export
+from .data import collate, encode, epoch_batches, load_export, system_prompt
 from .loss import SegmentObjective, parse_loss, segment_counts
 from .segments import SEGMENTS
 
@@ -166,6 +167,7 @@ def _provenance(cfg: TrainConfig, card: Path | None, rows: Any, stats: dict) -> 
         "card": "data_card.md" if card is not None else None,
         "card_header": header,
         "encode": stats,
+        **system_prompt(rows),
     }
 
 

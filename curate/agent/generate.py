@@ -11,7 +11,9 @@ time, each batch one transaction that opens the store only for that moment; a ki
 most the runs not yet written, and the same command resumes: trajectory ids are one per (data set,
 question, sample), so nothing is ever duplicated. `K` and `--limit` may grow between invocations
 of one run (more samples or questions, same seeds); anything else is a new run and needs its own
-data set.
+data set, unless the run is `shared`: then the data set may hold other runs (`curate eval` puts every
+model's runs on a benchmark into one data set) and this run's samples take the sample indices after
+theirs (recorded as its `first_sample`; seeds still derive from the sample's place in this run).
 """
 
 from __future__ import annotations
@@ -67,6 +69,10 @@ class GenerateConfig:
     device: str | None = None
     dtype: str | None = None
     log_out: str | None = None
+    adapter: str | None = None  # a LoRA adapter folder applied to the model (transformers, vllm)
+    self_consistency: int = 1  # candidate actions per step; > 1: self-consistent action generation
+    system_text: str | None = None  # a system prompt used as it is (e.g. the one a student was trained with)
+    shared: bool = False  # the data set may hold other runs; this run's samples follow theirs
 
 
 @dataclass
@@ -103,6 +109,14 @@ def code_version() -> str:
     return f"{__version__}+{digest[:10]}"
 
 
+def adapter_hash(adapter: str | Path) -> str:
+    """sha256 over a LoRA adapter folder's config and weight files."""
+    from ..score import weights_hash
+
+    folder = Path(adapter)
+    return hashlib.sha256((folder / "adapter_config.json").read_bytes() + weights_hash(folder).encode()).hexdigest()
+
+
 def generate(db: str | Path, cfg: GenerateConfig, progress: bool = True,
              backend: Backend | None = None) -> GenerateSummary:
     """Run the missing (question, sample) pairs of this generation run into the store.
@@ -112,20 +126,20 @@ def generate(db: str | Path, cfg: GenerateConfig, progress: bool = True,
     _check(cfg)
     questions = load_questions(cfg.questions, cfg.limit)
     search, found = _search(cfg)
-    prompts = load_prompts([t for t in cfg.tools if t != "python"], _imports(), cfg.system_prompt)
+    prompts = load_prompts([t for t in cfg.tools if t != "python"], _imports(), cfg.system_prompt, cfg.system_text)
     provenance = {"tools": ",".join(cfg.tools), **found}
     run_id, identity = _identity(cfg, prompts, provenance)
     started = datetime.now()
     with Store(db) as store, store.transaction() as con:
-        _claim(con, cfg, run_id)
-        _register(con, cfg, run_id, identity, prompts, questions, started)
+        first = _claim(con, cfg, run_id)
+        _register(con, cfg, run_id, identity, prompts, questions, started, first)
         done = {(q, s) for q, s in con.execute(queries.sql_text("generate/stored_samples"),
                                                 {"run": run_id}).fetchall()}
-    todo = [(q, s) for q in questions for s in range(cfg.k) if (q.id, s) not in done]
+    todo = [(q, s) for q in questions for s in range(cfg.k) if (q.id, first + s) not in done]
     summary = GenerateSummary(run_id, cfg.dataset, len(questions), cfg.k, skipped=cfg.k * len(questions) - len(todo))
     clock = time.perf_counter()
     if todo:
-        _run(db, cfg, run_id, prompts, todo, search, summary, progress, backend)
+        _run(db, cfg, run_id, prompts, todo, first, search, summary, progress, backend)
     summary.seconds = time.perf_counter() - clock
     with Store(db) as store, store.transaction() as con:
         counts = queries.frame(con, queries.sql_text("generate/run_counts"), {"run": run_id}).row(0, named=True)
@@ -149,6 +163,14 @@ def _check(cfg: GenerateConfig) -> None:
         raise ValueError("web_search needs --corpus FILE or --retriever-url URL (or drop it: --tools python)")
     if cfg.corpus and cfg.retriever_url:
         raise ValueError("give --corpus or --retriever-url, not both")
+    if cfg.self_consistency < 1:
+        raise ValueError(f"--self-consistency {cfg.self_consistency}: expected at least 1 candidate per step")
+    if cfg.adapter is not None:
+        if cfg.backend == "openai":
+            raise ValueError("--adapter with --backend openai: the server applies adapters; serve it under a "
+                             "name (vLLM: --enable-lora --lora-modules NAME=DIR) and pass that name as --model")
+        if not (Path(cfg.adapter) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"--adapter {cfg.adapter}: no adapter_config.json (not a peft adapter folder)")
 
 
 def _search(cfg: GenerateConfig) -> tuple[Any, dict[str, Any]]:
@@ -182,22 +204,32 @@ def _identity(cfg: GenerateConfig, prompts: Prompts, provenance: dict[str, Any])
         "backend": cfg.backend, "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed,
         "max_steps": cfg.max_steps, "max_new_tokens": cfg.max_new_tokens, "profile": cfg.profile,
         "first_thought_prefix": cfg.first_thought_prefix, "prompts": prompts.hash, **provenance,
+        # Later settings enter only when used, so runs made before them keep their ids.
+        **({"adapter": adapter_hash(cfg.adapter)} if cfg.adapter else {}),
+        **({"self_consistency": cfg.self_consistency} if cfg.self_consistency > 1 else {}),
     }
     digest = hashlib.blake2b(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS), digest_size=6).hexdigest()
     return f"gen-{digest}", identity
 
 
-def _claim(con: Any, cfg: GenerateConfig, run_id: str) -> None:
-    """Refuse a data set that holds trajectories of anything but this run (their samples would collide)."""
+def _claim(con: Any, cfg: GenerateConfig, run_id: str) -> int:
+    """The run's first sample index; refuse a data set where its samples would collide with others'."""
+    if cfg.shared:
+        first, k = con.execute(queries.sql_text("generate/first_sample"), {"dataset": cfg.dataset, "run": run_id}).fetchone()
+        if k is not None and k != cfg.k:
+            raise ValueError(f"--k {cfg.k}: this run holds {k} samples per question in the shared data set "
+                             f"{cfg.dataset!r}, and other runs' samples follow them")
+        return first
     other = con.execute(queries.sql_text("generate/other_sources"), {"dataset": cfg.dataset, "run": run_id}).fetchall()
     if other:
         what = ", ".join(f"generation run {r}" if r else "ingested logs" for (r,) in other)
         raise ValueError(f"data set {cfg.dataset!r} already holds trajectories from {what}, generated or ingested "
                          "with other settings; give a new --dataset (the same command resumes its own run)")
+    return 0
 
 
 def _register(con: Any, cfg: GenerateConfig, run_id: str, identity: dict[str, Any], prompts: Prompts,
-              questions: Sequence[Question], started: datetime) -> None:
+              questions: Sequence[Question], started: datetime, first: int) -> None:
     from ..grade import resolve_grader
 
     grader = resolve_grader([q.gold for q in questions])
@@ -209,7 +241,7 @@ def _register(con: Any, cfg: GenerateConfig, run_id: str, identity: dict[str, An
         "system_prompt": prompts.system, "corpus": identity.get("corpus"), "corpus_hash": identity.get("corpus_hash"),
         "retriever_url": identity.get("retriever_url"), "first_thought_prefix": cfg.first_thought_prefix,
         "grader": grader, "code_version": code_version(),
-        "config": orjson.dumps(asdict(cfg)).decode(), "started": started,
+        "config": orjson.dumps(asdict(cfg)).decode(), "started": started, "first_sample": first,
     }).fetchall()
     rows = [(q.id, q.text, q.gold, len(q.text.split()), orjson.dumps(q.meta).decode() if q.meta else None)
             for q in questions]
@@ -217,24 +249,28 @@ def _register(con: Any, cfg: GenerateConfig, run_id: str, identity: dict[str, An
                     "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", [(cfg.dataset, *r) for r in rows])
 
 
-def _backend_options(cfg: GenerateConfig) -> dict[str, Any]:
-    return {"endpoint": cfg.endpoint} if cfg.backend == "openai" else {"device": cfg.device, "dtype": cfg.dtype}
+def backend_options(cfg: GenerateConfig) -> dict[str, Any]:
+    """The options `make_backend` takes for this configuration's backend."""
+    if cfg.backend == "openai":
+        return {"endpoint": cfg.endpoint}
+    return {"device": cfg.device, "dtype": cfg.dtype, "adapter": cfg.adapter}
 
 
 def _run(db: str | Path, cfg: GenerateConfig, run_id: str, prompts: Prompts, todo: list[tuple[Question, int]],
-         search: Any, summary: GenerateSummary, progress: bool, given: Backend | None) -> None:
+         first: int, search: Any, summary: GenerateSummary, progress: bool, given: Backend | None) -> None:
     from contextlib import closing
 
     from tqdm import tqdm
 
     from .sandbox import PythonSandbox
 
-    backend = given or make_backend(cfg.backend, cfg.model, **_backend_options(cfg))
+    backend = given or make_backend(cfg.backend, cfg.model, **backend_options(cfg))
     try:
         unique = list({q.id: q for q, _ in todo}.values())
         prefixes = _first_thoughts(db, cfg, run_id, prompts, backend, unique) if cfg.first_thought_prefix else {}
-        config = AgentConfig(prompts, cfg.profile, cfg.max_steps, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
-        tasks = (Task((q, s), q.text, derive_seed(cfg.seed, q.id, s), prefixes.get(q.id, "")) for q, s in todo)
+        config = AgentConfig(prompts, cfg.profile, cfg.max_steps, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                             candidates=cfg.self_consistency)
+        tasks = (Task((q, first + s), q.text, derive_seed(cfg.seed, q.id, s), prefixes.get(q.id, "")) for q, s in todo)
         writer = _Writer(db, cfg, run_id, backend.model_id)
         bar = tqdm(total=len(todo), desc=f"generate {cfg.dataset}", unit=" runs", disable=not progress)
         clock = time.perf_counter()

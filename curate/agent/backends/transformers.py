@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from os.path import commonprefix
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -126,19 +127,28 @@ class _PrefixCache:
 
 
 class TransformersBackend:
-    """A local causal LM: built-in name or checkpoint folder, batched generation with per-row sampling."""
+    """A local causal LM: built-in name or checkpoint folder, batched generation with per-row sampling.
+
+    `adapter`: a peft LoRA adapter folder (what `curate train` writes) applied to the model and merged
+    into its weights, so generation runs at the base model's speed.
+    """
 
     name = "transformers"
 
     def __init__(self, model: str, device: str | None = None, dtype: str | None = None,
-                 batch_size: int | None = None, prefix_cache: bool = True) -> None:
+                 batch_size: int | None = None, prefix_cache: bool = True, adapter: str | None = None) -> None:
         path = resolve_student(model)
-        self.model_id = student_key(model)
+        self.model_id = student_key(model) if adapter is None else f"{student_key(model)}+{Path(adapter).resolve()}"
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or ("bfloat16" if self.device.type == "cuda" else "float32")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(self.device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        if adapter is not None:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
+        self.model = self.model.to(self.device).eval()
         config = self.model.generation_config
         eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
         self.eos = {t for t in [*eos, self.tokenizer.eos_token_id] if t is not None}

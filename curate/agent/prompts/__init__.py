@@ -48,10 +48,15 @@ class Prompts:
         return hashlib.blake2b("\0".join(parts).encode(), digest_size=8).hexdigest()
 
 
-def load_prompts(tools: Sequence[str], imports: Sequence[str], system_file: str | Path | None = None) -> Prompts:
-    """The packaged prompts rendered for these tools and import allow-list (or a system prompt file of yours)."""
-    template = Path(system_file).read_text(encoding="utf-8") if system_file else _text("codeact_system.txt")
-    system = _ENV.from_string(template).render(tools=list(tools), imports=list(imports)).strip()
+def load_prompts(tools: Sequence[str], imports: Sequence[str], system_file: str | Path | None = None,
+                 system_text: str | None = None) -> Prompts:
+    """The packaged prompts rendered for these tools and import allow-list, or a system prompt of yours:
+    a template file, or `system_text` used as it is (e.g. the one a student was trained with)."""
+    if system_text is not None:
+        system = system_text
+    else:
+        template = Path(system_file).read_text(encoding="utf-8") if system_file else _text("codeact_system.txt")
+        system = _ENV.from_string(template).render(tools=list(tools), imports=list(imports)).strip()
     return Prompts(
         system=system,
         task=_text("task.txt").strip(),
