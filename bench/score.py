@@ -154,12 +154,13 @@ def run_curate(db: Path, student: Path, flags: list[str], max_length: int, env: 
 
     copy = db.with_name(f"{db.stem}-{len(flags)}-{time.monotonic_ns()}.duckdb")
     shutil.copy(db, copy)
-    cmd = [sys.executable, "-c", "from curate.cli import main; raise SystemExit(main())", "score", "--db", str(copy),
+    # -P: the working directory is not put first on sys.path, so `env` can pick another checkout's curate
+    cmd = [sys.executable, "-P", "-c", "from curate.cli import main; raise SystemExit(main())", "score", "--db", str(copy),
            "--student", str(student), "--max-length", str(max_length), *flags]
     seconds, cpu, rss, out = timed(cmd, env)
     run_id = out.strip().splitlines()[-1].removeprefix("run_id=")
     # an older curate printed the tokens it forwarded as "N tokens"
-    forwarded = int(re.search(r"([\d,]+) tokens (?:forwarded|,)", out).group(1).replace(",", ""))
+    forwarded = int(re.search(r"([\d,]+) tokens(?: forwarded|,)", out).group(1).replace(",", ""))
     with Store(copy, read_only=True) as store:
         nll = dict(store.sql("SELECT trajectory_id, nll FROM trajectory_nll WHERE run_id = $r AND nll IS NOT NULL",
                              r=run_id).rows())
