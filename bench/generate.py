@@ -86,6 +86,8 @@ def main() -> None:
     parser.add_argument("--vllm", metavar="PYTHON", help="add a side on the vLLM backend, run by this Python")
     parser.add_argument("--vllm-side", action="store_true", help=argparse.SUPPRESS)  # that side's own process
     args = parser.parse_args()
+    # As `curate` itself runs (curate.cli.main): spin-waiting OpenMP threads slow torch on a busy machine.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from curate.shared_data import require_shared_data
 
