@@ -22,6 +22,7 @@ from vllm_env import run
 from curate.agent.backends import GenRequest, chat_prompt, make_backend
 from curate.agent.backends.openai import OpenAIBackend
 from curate.cli import main
+from curate.models import student_key
 from curate.store import Store
 
 CHAT = ({"role": "system", "content": "You are a helpful assistant."},
@@ -111,6 +112,7 @@ if __name__ == "__main__":  # vLLM starts engine processes
     backend = make_backend("vllm", model, adapter=adapter, max_model_len=1024)
     (done,) = backend.generate([GenRequest(tuple(json.loads(messages)), max_new_tokens=16, temperature=0)])
     backend.close()
+    print(backend.model_id)
     print(json.dumps(done.text))
 """
 
@@ -136,8 +138,9 @@ def test_offline_vllm_backend_applies_a_lora_adapter_as_peft_does(tmp_path, smol
     expected = greedy(PeftModel.from_pretrained(base, tmp_path / "adapter").eval())
     assert expected != without  # the adapter changes what SmolLM2 writes
     done = run("python", "-c", WITH_ADAPTER, str(smollm2_cached), str(tmp_path / "adapter"), json.dumps(CHAT))
-    missing, text = done.stdout.splitlines()[-2:]
+    missing, teacher, text = done.stdout.splitlines()[-3:]
     assert missing == f"adapter {tmp_path / 'adapter'}-missing: no adapter_config.json (expected a PEFT LoRA folder)"
+    assert teacher == f"{student_key(str(smollm2_cached))}+{(tmp_path / 'adapter').resolve()}"
     assert json.loads(text) == expected
 
 

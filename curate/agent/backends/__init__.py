@@ -11,6 +11,7 @@ import importlib
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -73,6 +74,13 @@ def make_backend(name: str, model: str, **options: Any) -> Backend:
     if unknown := sorted(set(given) - set(takes)):
         raise ValueError(f"backend {name!r} does not take option(s) {', '.join(unknown)}")
     return factory(model, **given)
+
+
+def teacher_id(model: str, adapter: str | None = None) -> str:
+    """What trajectories record as their teacher_model: the model's key, then `+` and the adapter's folder."""
+    from ...models import student_key
+
+    return student_key(model) if adapter is None else f"{student_key(model)}+{Path(adapter).resolve()}"
 
 
 def chat_prompt(tokenizer: Any, request: GenRequest) -> str:

