@@ -265,6 +265,35 @@ CREATE TABLE IF NOT EXISTS generation_prefixes (
 );
 
 
+-- One row per (eval run, benchmark) of `curate eval`: pass@1 of a model (with its adapter) as an agent
+-- on a benchmark, the generation run holding its trajectories (data set eval:<benchmark>), and what
+-- produced the number. The eval run id is a hash of the model, adapter and protocol.
+CREATE TABLE IF NOT EXISTS eval_runs (
+    eval_run             VARCHAR NOT NULL,
+    benchmark            VARCHAR NOT NULL,   -- HotpotQA, MATH-500, ... or a question file's name
+    dataset              VARCHAR NOT NULL,   -- eval:<benchmark>
+    generation_run       VARCHAR NOT NULL,   -- its trajectories (one per question)
+    name                 VARCHAR NOT NULL,   -- the run's label in tables (--name)
+    model                VARCHAR NOT NULL,   -- path (made absolute), built-in name, or served model name
+    adapter              VARCHAR,            -- LoRA adapter folder (NULL: the model alone)
+    adapter_hash         VARCHAR,            -- sha256 over its config and weights
+    backend              VARCHAR NOT NULL,
+    protocol             JSON NOT NULL,      -- temperature, top_p, max_steps, max_new_tokens, seed,
+                                             -- self_consistency, tools, profile, search
+    system_prompt_source VARCHAR NOT NULL,   -- trained: <train_config.json> | packaged | file: <path>
+    system_prompt_hash   VARCHAR NOT NULL,
+    grader               VARCHAR NOT NULL,   -- math | qa | judge:<model>
+    questions_file       VARCHAR NOT NULL,
+    questions            INTEGER NOT NULL,   -- questions evaluated (n)
+    correct              INTEGER NOT NULL,
+    pass_at_1            DOUBLE NOT NULL,    -- percent
+    code_version         VARCHAR NOT NULL,
+    config               JSON NOT NULL,      -- the latest invocation's settings
+    started_at           TIMESTAMP NOT NULL,
+    finished_at          TIMESTAMP NOT NULL,
+    PRIMARY KEY (eval_run, benchmark)
+);
+
 -- schema 2
 -- The grader whose verdict trajectories.correct holds (NULL: the verdict the log came with).
 ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS graded_by VARCHAR;

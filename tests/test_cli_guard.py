@@ -78,7 +78,7 @@ def valid(action: argparse.Action, work: dict[str, Path]) -> list[str]:
     out = str(work["folder"] / "out" / (action.dest + ".parquet" if action.dest == "to" else action.dest))
     values = {"questions": str(work["questions"]) if action.type is None else "2",  # a file, or a count
               "k": "2", "dataset": "d", "student": "tiny", "policy": "min_nll", "a": "x",
-              "query": "SELECT 1", "model": "tiny",
+              "query": "SELECT 1", "model": "tiny", "benchmarks": str(work["questions"]), "runs": "eval-0",
               "b": "y", "paths": str(SMALL_RUNS), "data": str(work["export"]), "adapter": str(work["adapter"]),
               "to": out, "out": out, "dir": out}
     assert action.dest in values, f"add a valid value for the required argument {action.dest!r} to this test"

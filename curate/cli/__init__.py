@@ -32,6 +32,8 @@ COMMANDS = [
     "export",
     "train",
     "merge",
+    "eval",
+    "eval_report",
     "analyze",
     "figures",
     "replay",
