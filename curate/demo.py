@@ -4,7 +4,8 @@ generate (SmolLM2 as a weak teacher agent on real questions with tools, graded, 
 -> synth -> ingest -> stats -> score (student NLL) -> select min_nll -> export (HF dataset)
 -> report (HTML: store, tertile tables and Figs 3-4, the selection next to two alternatives, trajectory
 viewer with token NLLs) -> a few smartad LoRA steps on the export
-(on the tiny model by default: a real student's LoRA steps take minutes each on a CPU).
+(on the tiny model by default: a real student's LoRA steps take minutes each on a CPU)
+-> `curate eval` of that student alone and with its adapter on a few questions (Table 2 shaped).
 Every step is the library call the matching subcommand makes; re-running resumes (ingest is
 idempotent, scoring skips what is done, selection and export are replaced).
 """
@@ -37,6 +38,7 @@ class DemoConfig:
     teacher_k: int = 2
     teacher_max_steps: int = 2
     teacher_max_new_tokens: int = 48
+    eval_questions: int = 3  # of the bundled MATH sample in the evaluation step
 
 
 def _step(title: str) -> None:
@@ -77,6 +79,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     import polars as pl
 
     from curate import synth
+    from curate.eval.outputs import demo as eval_demo
     from curate.export import demo as export_demo
     from curate.report.config import ReportConfig
     from curate.report.report import write_report
@@ -127,8 +130,17 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     _step(f"train {cfg.train_student} {cfg.train_steps} steps with the smartad loss on the export")
     train_demo(str(out / "export"), str(out / "adapter"), steps=cfg.train_steps, student=cfg.train_student)
 
+    _step(f"evaluate {cfg.train_student} alone and with its adapter as an agent on {cfg.eval_questions} questions "
+          "of the bundled MATH sample")
+    # A store of its own: evaluation runs in the demo's store would be scored and selected on a rerun.
+    print(eval_demo(out / "eval.duckdb", out / "eval", cfg.train_student, str(out / "adapter"), cfg.eval_questions),
+          end="")
+    print("A handful of questions (of the set the demo trained on) says nothing about quality: this shows the "
+          "mechanics. Real numbers: curate eval --benchmarks HotpotQA,MATH-500 ... (README).")
+
     where = {"teacher": str(teacher_db), "store": str(db), "run_id": run_id, "export": str(out / "export"),
-             "report": str(report.index), "figures": str(index), "adapter": str(out / "adapter")}
+             "report": str(report.index), "figures": str(index), "adapter": str(out / "adapter"),
+             "eval": str(out / "eval" / "table.md"), "eval db": str(out / "eval.duckdb")}
     _step(f"done in {time.perf_counter() - start:.0f} s")
     for key, value in where.items():
         print(f"{key:>8}: {value}")

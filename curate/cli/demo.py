@@ -13,11 +13,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = DemoConfig()
     parser = sub.add_parser(
         "demo",
-        help="run generate -> synth -> ingest -> score -> select -> export -> report -> train end to end",
+        help="run generate -> synth -> ingest -> score -> select -> export -> report -> train -> eval end to end",
         description="Run the whole pipeline: a real teacher agent (SmolLM2-135M-Instruct, weak) on a few "
         "HotpotQA questions with tools, graded; then a small synthetic store (real benchmark questions, "
         "synthetic teacher runs) scored by a real student (SmolLM2-135M-Instruct by default), selected, "
-        "exported, reported and trained on.",
+        "exported, reported and trained on; last, the trained student evaluated as an agent alone and with its "
+        "adapter on a few questions (curate eval; a handful of questions says nothing about quality).",
     )
     parser.add_argument("--out", default=d.out, help=f"output folder (default: {d.out})")
     parser.add_argument("--student", default=d.student,

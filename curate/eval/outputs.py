@@ -40,16 +40,15 @@ def write_outputs(db: str | Path, result: EvalResult, out: str | Path) -> str:
     return write_tables(rows, out)
 
 
-def demo(db: str | Path, out: str | Path, student: str, adapter: str, questions: int = 2) -> str:
+def demo(db: str | Path, out: str | Path, student: str, adapter: str, questions: int = 3) -> str:
     """`curate demo`'s last step: `student` alone and with `adapter` on the first questions of the
-    bundled HotpotQA and MATH samples (python tool, 2 steps of 32 tokens); Table 2 of both, as Markdown."""
+    bundled MATH sample (python tool, 2 steps of 32 tokens); Table 2 of both, as Markdown."""
     from importlib import resources
 
     from .evaluate import EvalConfig, evaluate
 
-    files = [str(resources.files("curate").joinpath("assets", f"{name}_sample.json")) for name in ("hotpotqa", "math")]
-    common = dict(model=student, benchmarks=",".join(files), limit=questions, max_steps=2, max_new_tokens=32,
-                  tools=("python",))
+    common = dict(model=student, benchmarks=str(resources.files("curate").joinpath("assets", "math_sample.json")),
+                  limit=questions, max_steps=2, max_new_tokens=32, tools=("python",))
     runs = [evaluate(db, EvalConfig(**common, name=f"{student} (base)"), progress=False),
             evaluate(db, EvalConfig(**common, adapter=adapter, name=f"{student} + adapter"), progress=False)]
     with Store(db, read_only=True) as store:
