@@ -197,7 +197,8 @@ def run_reference(db: Path, student: Path, max_length: int, shape: dict) -> dict
     out_file = db.with_suffix(".reference.json")
     cmd = [sys.executable, "-m", "bench.score", "--reference-child", str(db), str(student), str(max_length),
            str(out_file)]
-    seconds, cpu, rss, _ = timed(cmd)
+    # curate's CLI sets this; without it idle OpenMP threads spin and inflate the loop's CPU seconds
+    seconds, cpu, rss, _ = timed(cmd, {"OMP_WAIT_POLICY": "PASSIVE"})
     return {"seconds": seconds, "cpu": cpu, "rss": rss, "forwarded": shape["per_turn_tokens"],
             "nll": json.loads(out_file.read_text())}
 
