@@ -1,9 +1,12 @@
 """A scripted model for agent-loop tests: the test double stands in for the model only (the sandbox,
 store and graders are real). It answers each request from a per-question list of step outputs and
-records every batch it was asked for."""
+records every batch it was asked for. Also: kill -9 of a job at a point it announces."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import threading
 from collections.abc import Callable, Sequence
 
 from curate.agent.backends import Completion, GenRequest
@@ -50,3 +53,25 @@ class ScriptedModel:
 def code_step(code: str, thought: str = "I will compute it.") -> str:
     """One smolagents step as a model writes it."""
     return f"Thought: {thought}\nCode:\n```py\n{code}\n```<end_code>"
+
+
+def kill_when_paused(argv: list[str], paused: str, seconds: float = 600) -> None:
+    """Start the command, wait until it prints the line `paused` on stderr (and waits to be killed),
+    then kill -9 it; the stderr read so far explains a job that never got there."""
+    job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:  # in a thread, so a job that never says it cannot hang the test
+        for text in job.stderr:
+            seen.append(text)
+            if text.strip() == paused:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    found.wait(seconds)
+    assert job.poll() is None and seen[-1:] == [paused + "\n"], "".join(seen)[-2000:]
+    job.kill()
+    job.wait()
+    assert job.returncode == -signal.SIGKILL

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import string
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from agent_script import kill_when_paused
 from train_rows import write_export
 
 from curate.agent.prompts import load_prompts
@@ -64,23 +63,6 @@ def _eval(script: str, db: Path, out: Path, model: Path, benchmarks: str) -> lis
             "--slots", "1", "--write-every", "1", "--quiet"]
 
 
-def _wait_for_line(job: subprocess.Popen, line: str, seconds: float) -> list[str]:
-    """The job's stderr lines up to `line` (read in a thread, so a job that never says it cannot hang us)."""
-    seen: list[str] = []
-    found = threading.Event()
-
-    def read() -> None:
-        for text in job.stderr:
-            seen.append(text)
-            if text.strip() == line:
-                found.set()
-                return
-
-    threading.Thread(target=read, daemon=True).start()
-    found.wait(seconds)
-    return seen
-
-
 def _outputs(out: Path) -> dict[str, str]:
     return {name: (out / name).read_text() for name in ("results.json", "predictions.jsonl", "table.md",
                                                         "table.csv", "table.tex")}
@@ -95,13 +77,7 @@ def _eval_rows(db: Path) -> list[tuple]:
 def test_kill_minus_9_mid_eval_then_rerun_gives_the_uninterrupted_table(tmp_path: Path, tiny_model_dir: Path) -> None:
     benchmarks = _questions(tmp_path)
     db, out = tmp_path / "killed.duckdb", tmp_path / "killed"
-    job = subprocess.Popen(_eval(PAUSING, db, out, tiny_model_dir, benchmarks), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    said = _wait_for_line(job, PAUSED, 600)
-    assert job.poll() is None and said[-1:] == [PAUSED + "\n"], "".join(said)[-2000:]
-    job.kill()
-    job.wait()
-    assert job.returncode == -signal.SIGKILL
+    kill_when_paused(_eval(PAUSING, db, out, tiny_model_dir, benchmarks), PAUSED)
     with Store(db, read_only=True) as store:  # arith whole and recorded; trivia's committed write only
         stored = store.sql("SELECT dataset, count(*) FROM trajectories GROUP BY 1 ORDER BY 1").rows()
         recorded = store.sql("SELECT benchmark FROM eval_runs").rows()

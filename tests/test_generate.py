@@ -4,14 +4,12 @@ seeds and provenance; resumable after kill -9; `--log-out` ingests back into the
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from agent_script import ScriptedModel, code_step
+from agent_script import ScriptedModel, code_step, kill_when_paused
 
 from curate.agent.generate import GenerateConfig, generate, write_log
 from curate.agent.loop import derive_seed
@@ -201,33 +199,10 @@ def _command(db: Path, questions: Path, model: Path, script: str = "import sys; 
             "--max-new-tokens", "12", "--slots", "2", "--write-every", "1", "--seed", "7", "--quiet"]
 
 
-def _wait_for_line(job: subprocess.Popen, line: str, seconds: float) -> list[str]:
-    """The job's stderr lines up to `line` (read in a thread, so a job that never says it cannot hang us)."""
-    seen: list[str] = []
-    found = threading.Event()
-
-    def read() -> None:
-        for text in job.stderr:
-            seen.append(text)
-            if text.strip() == line:
-                found.set()
-                return
-
-    threading.Thread(target=read, daemon=True).start()
-    found.wait(seconds)
-    return seen
-
-
 def test_kill_minus_9_then_rerun_gives_exactly_k_per_question(tmp_path: Path, questions: Path,
                                                              tiny_model_dir: Path) -> None:
     db = tmp_path / "killed.duckdb"
-    job = subprocess.Popen(_command(db, questions, tiny_model_dir, PAUSING), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    said = _wait_for_line(job, PAUSED, 600)
-    assert job.poll() is None and said[-1:] == [PAUSED + "\n"], "".join(said)[-2000:]
-    job.kill()
-    job.wait()
-    assert job.returncode == -signal.SIGKILL
+    kill_when_paused(_command(db, questions, tiny_model_dir, PAUSING), PAUSED)
     with Store(db, read_only=True) as store:  # the killed transaction left nothing; the committed one is whole
         partial = store.sql("SELECT count(*) FROM trajectories").item()
         grades = store.sql("SELECT count(*) FROM grades").item()
