@@ -3,11 +3,16 @@ OpenAI-compatible server (tests marked `vllm`, run in `.venv-vllm` through subpr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from curate.shared_data import require_shared_data
+
+# As `curate` itself sets it (curate.cli.main): torch's OpenMP threads sleep instead of spinning
+# between calls, which on a shared 2-core machine made the in-process model tests several times slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
