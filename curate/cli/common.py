@@ -20,3 +20,14 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--run", help="scoring run id (default: the store's only finished run)")
     which.add_argument("--student", help="student path or built-in name: its latest finished scoring run")
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """The agent runtime's model backend and batching options (curate generate, curate eval)."""
+    parser.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
+    parser.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (openai)")
+    parser.add_argument("--slots", type=int, default=16, help="runs in flight: the batch of each generation call")
+    parser.add_argument("--write-every", type=int, default=8, help="finished runs per store transaction "
+                        "(a killed job loses at most these; default: 8)")
+    parser.add_argument("--device", help="transformers/vllm: cpu or cuda (default: cuda when there is one)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_db, add_debug
+from .common import add_db, add_debug, add_engine_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +39,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--self-consistency", type=int, default=1, metavar="N", help="self-consistent action "
                         "generation: N candidate actions per step (temperature 0.4, top-p 0.8), each run in its "
                         "own copy of the sandbox state, failing ones dropped, the most common outcome kept")
-    parser.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
-    parser.add_argument("--endpoint", help="OpenAI-compatible base URL (openai)")
     parser.add_argument("--tools", default="python,web_search", help="comma-separated: python, web_search")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--corpus", help="web_search over this JSONL corpus of {id, title, text} (default: the "
@@ -53,10 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--judge-endpoint", help="OpenAI-compatible base URL (with --judge-backend openai)")
     parser.add_argument("--system-prompt", help="a system prompt template file (default: the one the adapter "
                         "was trained with, else the packaged prompt)")
-    parser.add_argument("--slots", type=int, default=16, help="runs in flight: the batch of each generation call")
-    parser.add_argument("--write-every", type=int, default=8, help="finished runs per store transaction")
-    parser.add_argument("--device", help="transformers/vllm: cpu or cuda (default: cuda when there is one)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    add_engine_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_debug(parser)
     parser.set_defaults(func=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_db, add_debug
+from .common import add_db, add_debug, add_engine_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +23,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", required=True, help="data set the runs go into")
     parser.add_argument("--model", required=True, help="local checkpoint folder or built-in name "
                         "(transformers, vllm), or the served model's name (openai)")
-    parser.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
-    parser.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (openai)")
     parser.add_argument("--k", type=int, required=True, help="samples per question")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -40,13 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--first-thought-prefix", action="store_true", help="start each first Thought with the "
                         "first paragraph of a tool-free answer to the question (agent-distillation)")
     parser.add_argument("--log-out", help="also write the runs as agent-distillation JSONL logs")
-    parser.add_argument("--slots", type=int, default=16, help="runs in flight: the batch of each generation call")
-    parser.add_argument("--write-every", type=int, default=8, help="finished runs per store transaction "
-                        "(a killed job loses at most these; default: 8)")
     parser.add_argument("--system-prompt", help="a system prompt template file of yours (Jinja2; default: the "
                         "packaged curate/agent/prompts/codeact_system.txt)")
-    parser.add_argument("--device", help="transformers/vllm: cpu or cuda (default: cuda when there is one)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    add_engine_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_debug(parser)
     parser.set_defaults(func=run)
