@@ -22,7 +22,8 @@ from curate.cli import build_parser, main
 
 SMALL_RUNS = Path(__file__).parent / "data" / "bad" / "score_yes.jsonl"
 # Dests that name an input file or folder (or a model, which is one): given a missing path each.
-INPUTS = {"paths", "data", "adapter", "file", "teacher", "base", "student", "train_student"}
+INPUTS = {"paths", "data", "adapter", "file", "teacher", "base", "student", "train_student", "questions",
+          "benchmarks", "corpus"}
 
 
 def leaves() -> list[tuple[list[str], argparse.ArgumentParser]]:
@@ -88,7 +89,8 @@ def valid(action: argparse.Action, work: dict[str, Path]) -> list[str]:
 # One of two options a command needs (export: --policy or --selection), options an input of a command
 # needs beside it, and the argument a tested input takes the place of.
 ALSO = {"export": ["--policy", "min_nll"], "generate": ["--tools", "python"]}
-ALSO_WITH = {("train", "teacher"): ["--loss", "sad_kl"]}
+ALSO_WITH = {("train", "teacher"): ["--loss", "sad_kl"], ("generate", "corpus"): ["--tools", "python,web_search"],
+             ("eval", "corpus"): ["--tools", "python,web_search"]}
 REPLACES = {"file": "query"}
 
 
@@ -136,7 +138,7 @@ def test_a_db_that_is_no_store(prefix, parser, work, monkeypatch, tmp_path) -> N
 
 @pytest.mark.parametrize(("prefix", "parser"), LEAVES, ids=IDS)
 def test_a_missing_input(prefix, parser, work, monkeypatch, tmp_path) -> None:
-    inputs = [a for a in options(parser) if a.dest in INPUTS]
+    inputs = [a for a in options(parser) if a.dest in INPUTS and a.type is None]  # not a count of questions
     if not inputs:
         pytest.skip(f"curate {' '.join(prefix)} reads no input file")
     db = ["--db", str(work["store"])] if any(a.dest == "db" for a in options(parser)) else []

@@ -268,6 +268,8 @@ def test_cli_errors_are_one_line_before_any_model_loads(tmp_path: Path, files, c
         (["--out", str(taken)], f"--out {taken}: holds notes.txt, not an earlier evaluation's files; give a new or "
          "empty folder"),
         (["--adapter", str(tmp_path)], f"--adapter {tmp_path}: no adapter_config.json (not a peft adapter folder)"),
+        (["--tools", "python", "--corpus", "wiki-summaries"],
+         "--corpus and --retriever-url serve web_search, which --tools leaves out"),
     ]
     for extra, message in cases:
         argv = ["eval", "--model", "tiny", "--benchmarks", str(files["arith"]), "--db", str(db),

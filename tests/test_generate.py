@@ -168,6 +168,15 @@ def test_cli_names_a_bad_question_file(tmp_path: Path, capsys) -> None:
     assert err[0].startswith(f"curate generate: error: {bad}: line 2: not valid JSON")
 
 
+def test_cli_refuses_a_corpus_without_web_search(tmp_path: Path, questions: Path, capsys) -> None:
+    code = main(["generate", "--db", str(tmp_path / "x.duckdb"), "--questions", str(questions), "--dataset", "d",
+                 "--model", "tiny", "--k", "1", "--tools", "python", "--retriever-url", "http://127.0.0.1:9/"])
+    assert code == 2
+    assert capsys.readouterr().err == ("curate generate: error: --corpus and --retriever-url serve web_search, "
+                                       "which --tools leaves out\n")
+    assert not (tmp_path / "x.duckdb").exists()
+
+
 # `curate generate` with one pause point: the second batch's rows are inserted and its transaction is still
 # open when the job says so on stderr and waits to be killed. The kill then lands at the same moment on a
 # machine of any speed, in the middle of a write, after exactly one committed run.

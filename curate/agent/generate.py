@@ -163,6 +163,8 @@ def _check(cfg: GenerateConfig) -> None:
         raise ValueError("web_search needs --corpus FILE or --retriever-url URL (or drop it: --tools python)")
     if cfg.corpus and cfg.retriever_url:
         raise ValueError("give --corpus or --retriever-url, not both")
+    if (cfg.corpus or cfg.retriever_url) and "web_search" not in cfg.tools:
+        raise ValueError("--corpus and --retriever-url serve web_search, which --tools leaves out")
     if cfg.self_consistency < 1:
         raise ValueError(f"--self-consistency {cfg.self_consistency}: expected at least 1 candidate per step")
     if cfg.adapter is not None:

@@ -166,6 +166,8 @@ def _check(cfg: EvalConfig) -> None:
         raise ValueError(f"--grader {cfg.grader}: expected auto, qa or judge (math benchmarks use math-verify)")
     if (cfg.grader == "judge") != (cfg.judge_model is not None):
         raise ValueError("--grader judge needs --judge-model, and --judge-model is used only with --grader judge")
+    if (cfg.corpus or cfg.retriever_url) and "web_search" not in cfg.tools:
+        raise ValueError("--corpus and --retriever-url serve web_search, which --tools leaves out")
     if cfg.adapter is not None and not (Path(cfg.adapter) / "adapter_config.json").is_file():
         raise FileNotFoundError(f"--adapter {cfg.adapter}: no adapter_config.json (not a peft adapter folder)")
 
