@@ -216,6 +216,22 @@ def test_failed_ingest_leaves_no_new_store_behind(tmp_path: Path, capsys: pytest
     assert db.exists()
 
 
+def test_a_store_whose_connection_died_is_kept_and_the_first_error_reported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def dies(store, *args, **kwargs):  # as after a fatal DuckDB error: the connection is unusable
+        store.con.close()
+        raise OSError(28, "No space left on device")
+        yield
+
+    monkeypatch.setattr("curate.ingest.ingest", dies)
+    db = tmp_path / "new.duckdb"
+    assert main(["ingest", str(oversize_file(tmp_path)), "--db", str(db), "--dataset", "d", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"curate ingest: error: {db}: no space left on the device; free some space "
+                                       "or write elsewhere, then run the same command again (what was being "
+                                       "written is not kept half-done)\n")
+    assert db.exists()
+
+
 def test_symlink_loop_is_named(tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").symlink_to(tmp_path / "b.jsonl")
     (tmp_path / "b.jsonl").symlink_to(tmp_path / "a.jsonl")

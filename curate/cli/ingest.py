@@ -52,6 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from contextlib import suppress
+
+    import duckdb
+
     from ..ingest import IngestOptions, ingest
     from ..store import Store
 
@@ -74,8 +78,12 @@ def run(args: argparse.Namespace) -> int:
                 query = f"SELECT source_line, reason FROM ingest_rejects WHERE ingest_id = {summary.ingest_id}"
                 print(f"  rejects: curate sql --db {shlex.quote(args.db)} {shlex.quote(query)}")
     except BaseException:
-        # A store this command created and left without a single ingest run is not left behind.
-        unused = created and store.sql("SELECT count(*) FROM ingest_runs").item() == 0
+        # A store this command created and left without a single ingest run is not left behind. When
+        # the connection is no longer usable (DuckDB invalidates it on a fatal error) the store is kept
+        # and the first error is the one reported.
+        unused = False
+        with suppress(duckdb.Error):
+            unused = created and store.sql("SELECT count(*) FROM ingest_runs").item() == 0
         store.close()
         if unused:
             for path in (db, db.with_name(db.name + ".wal")):
