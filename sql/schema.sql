@@ -308,5 +308,7 @@ ALTER TABLE trajectories ADD COLUMN IF NOT EXISTS first_thought VARCHAR;    -- t
 -- hash of the token sequences it was scored from (identical ones share their numbers).
 ALTER TABLE trajectory_scores ADD COLUMN IF NOT EXISTS fallback VARCHAR;
 ALTER TABLE trajectory_scores ADD COLUMN IF NOT EXISTS sequence_hash VARCHAR;
+-- hash of what decides a replay (limits, imports, tools, code): a rerun under the same settings skips it
+ALTER TABLE replays ADD COLUMN IF NOT EXISTS settings VARCHAR;
 -- where a run's samples start in its data set (sample_idx = first_sample + sample); 0 unless shared
 ALTER TABLE generation_runs ADD COLUMN IF NOT EXISTS first_sample INTEGER;

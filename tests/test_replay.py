@@ -58,15 +58,40 @@ def test_smolagents_logs_replay_and_a_tampered_observation_is_found(tmp_path, sa
     path.write_text(json.dumps(_record(honest)) + "\n" + json.dumps(_record(tampered, "q2")) + "\n")
     with Store(tmp_path / "s.duckdb") as store:
         ingest(store, [path], "logs")
-        summary = replay_store(store, sandbox, dataset="logs")
-        rows = store.sql("SELECT t.question_id, r.* EXCLUDE (replayed_at) FROM replays r "
+        summary, skipped = replay_store(store, sandbox, dataset="logs")
+        rows = store.sql("SELECT t.question_id, r.* EXCLUDE (replayed_at, settings) FROM replays r "
                          "JOIN trajectories t USING (trajectory_id) ORDER BY 1").rows()
     assert [r[0] for r in rows] == ["q1", "q2"]
     assert rows[0][2:] == (4, 4, None, None)
     assert rows[1][2:5] == (4, 3, 1)
     assert rows[1][5] == ("step 1: stored 'Observation: Execution logs: Last output from code snippet: 5.0', "
                           "replay 'Observation: Execution logs: Last output from code snippet: 4.0'")
-    assert summary.rows() == [("logs", 2, 8, 7, 7 / 8, 1, 0)]
+    assert summary.rows() == [("logs", 2, 8, 7, 7 / 8, 1, 0)] and skipped == 0
+
+
+def test_a_rerun_skips_what_it_replayed_under_the_same_settings(tmp_path, capsys):
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps(_record(_release_log(CODES), q)) + "\n" for q in ("q1", "q2", "q3")))
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store:
+        ingest(store, [path], "logs")
+        [(first,)] = store.sql("SELECT min(trajectory_id) FROM trajectories").rows()
+    argv = ["replay", "--db", str(db), "--seconds", "5", "--workers", "2"]
+    assert main([*argv, "--trajectory", first]) == 0
+    with Store(db) as store:
+        store.sql("UPDATE replays SET reason = 'kept'")  # marks the row a rerun must not replace
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["skipped 1 trajectories already replayed under these settings (--again replays them)",
+                   "logs: 3 trajectories, 12 code steps, 12 reproduced (100.0%); 3 trajectories reproduced in full, "
+                   "0 without a code step"]
+    with Store(db, read_only=True) as store:
+        assert store.sql("SELECT count(*) FILTER (reason = 'kept'), count(DISTINCT settings) FROM replays").rows() == [(1, 1)]
+    assert main([*argv, "--again"]) == 0 and "skipped" not in capsys.readouterr().out
+    with Store(db, read_only=True) as store:
+        assert store.sql("SELECT count(*) FILTER (reason = 'kept') FROM replays").rows() == [(0,)]
+    assert main([*argv, "--seconds", "4"]) == 0 and "skipped" not in capsys.readouterr().out
 
 
 def test_code_steps_pair_actions_with_their_observations():
@@ -122,7 +147,7 @@ def test_real_mint_runs_replay(mint_store, sandbox):
         # line 4: three printed results; line 850: a NameError traceback; line 220: `fractions`
         ids = _ids(store, [4, 850, 220])
         replay_store(store, sandbox, ids=ids)
-        got = {r[0]: r[1:] for r in store.sql("SELECT * EXCLUDE (replayed_at) FROM replays").rows()}
+        got = {r[0]: r[1:] for r in store.sql("SELECT * EXCLUDE (replayed_at, settings) FROM replays").rows()}
     assert got[ids[0]] == (3, 3, None, None)
     assert got[ids[1]] == (1, 1, None, None)
     steps, reproduced, first, reason = got[ids[2]]
@@ -149,7 +174,7 @@ def test_summary_sql_golden_rows(tmp_path):
         con: duckdb.DuckDBPyConnection = store.con
         add_trajectories(store, [{"trajectory_id": t, "dataset": d, "question_id": t}
                                  for t, d in (("a", "d1"), ("b", "d1"), ("c", "d2"), ("d", "d2"))])
-        con.execute("INSERT INTO replays VALUES ('a', 3, 3, NULL, NULL, now()), ('b', 2, 1, 0, 'step 0: x', now()), "
+        con.execute("INSERT INTO replays (trajectory_id, steps, reproduced, first_mismatch, reason, replayed_at) VALUES ('a', 3, 3, NULL, NULL, now()), ('b', 2, 1, 0, 'step 0: x', now()), "
                     "('c', 0, 0, NULL, NULL, now())")
         assert store.run("replay/summary", dataset=None, ids=None).rows() == [
             ("d1", 2, 5, 4, 0.8, 1, 0), ("d2", 1, 0, 0, None, 0, 1)]

@@ -23,9 +23,11 @@ a stored observation follows it; every such step is executed, also after a misma
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import polars as pl
 
@@ -165,18 +167,35 @@ def _summarise(trajectory_id: str, mismatches: list[str | None]) -> Replay:
     return Replay(trajectory_id, len(mismatches), reproduced, first, reason)
 
 
+def replay_settings(sandbox: PythonSandbox) -> str:
+    """A hash of what decides a replay's outcome: the sandbox's limits, imports and tools, the agent
+    runtime's code and smolagents' version. A rerun under the same settings skips what it replayed."""
+    from importlib.metadata import version
+
+    from .generate import code_version
+
+    tools = {name: getattr(tool, "provenance", name) for name, tool in sorted(sandbox.tools.items())}
+    key = {"limits": asdict(sandbox.limits), "imports": sandbox.authorized_imports, "tools": tools,
+           "code": code_version(), "smolagents": version("smolagents")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def replay_store(
     store, sandbox: PythonSandbox, dataset: str | None = None, ids: Sequence[str] | None = None,
-    chunk: int = 64, progress: bool = False,
+    chunk: int = 64, progress: bool = False, again: bool = False,
 ):
     """Replay the store's trajectories (one data set, some ids, or all) into `replays`, `chunk`
     trajectories at a time (each chunk one transaction: an interrupted replay keeps what finished).
-    Returns the per-data-set summary (sql/replay/summary.sql)."""
+    Trajectories already replayed under the same settings are skipped unless `again`.
+    Returns (the per-data-set summary of sql/replay/summary.sql, how many were skipped)."""
     from tqdm import tqdm
 
-    targets = store.run("replay/trajectories", dataset=dataset, ids=list(ids) if ids else None).rows()
-    if not targets:
+    settings = replay_settings(sandbox)
+    found = store.run("replay/trajectories", dataset=dataset, ids=list(ids) if ids else None,
+                      settings=None if again else settings).rows()
+    if not found:
         raise ValueError("no trajectories to replay" + (f" in data set {dataset!r}" if dataset else ""))
+    targets = [(tid, profile) for tid, profile, done in found if not done]
     bar = tqdm(total=len(targets), unit="traj", desc="replay", disable=not progress)
     for start in range(0, len(targets), chunk):
         part = targets[start:start + chunk]
@@ -187,8 +206,8 @@ def replay_store(
         rows = pl.DataFrame(outcomes, schema=list(Replay.__dataclass_fields__), orient="row")
         with store.transaction() as con:
             con.register("new_replays", rows)
-            con.execute(queries.sql_text("replay/record"))
+            con.execute(queries.sql_text("replay/record"), {"settings": settings})
             con.unregister("new_replays")
         bar.update(len(part))
     bar.close()
-    return store.run("replay/summary", dataset=dataset, ids=list(ids) if ids else None)
+    return store.run("replay/summary", dataset=dataset, ids=list(ids) if ids else None), len(found) - len(targets)

@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--imports", default=None,
                         help="comma-separated extra authorized imports, smolagents syntax (default: "
                              "numpy.*,sympy.* as the teacher ran; the safe standard modules always)")
+    parser.add_argument("--again", action="store_true", help="replay also the trajectories already replayed under "
+                        "these settings (default: skip them, so an interrupted replay resumes)")
     parser.add_argument("--workers", type=int, default=None, help="steps run at once (default: CPU count)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--corpus", help="web_search over this JSONL corpus or built-in (wiki-summaries)")
@@ -45,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     imports = tuple(args.imports.split(",")) if args.imports else DEFAULT_IMPORTS
     limits = Limits(seconds=args.seconds, memory_mb=args.memory_mb)
     with Store(args.db) as store, PythonSandbox(limits, imports, tools, args.workers) as sandbox:
-        summary = replay_store(store, sandbox, args.dataset, args.trajectory, progress=True)
+        summary, skipped = replay_store(store, sandbox, args.dataset, args.trajectory, progress=True, again=args.again)
+    if skipped:
+        print(f"skipped {skipped} trajectories already replayed under these settings (--again replays them)")
     for row in summary.iter_rows(named=True):
         share = "n/a" if row["share"] is None else f"{100 * row['share']:.1f}%"
         print(f"{row['dataset']}: {row['trajectories']} trajectories, {row['steps']} code steps, "
