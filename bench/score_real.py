@@ -1,7 +1,8 @@
 """`curate score` vs the paper's per-turn loop on real MINT runs with a real student, side by side.
 
-The store: the runs of the first --questions GSM8K questions (task id order) by the first --runs
-teacher models (file order) of ../shared/data/trajectories/mint/mint_gsm8k.jsonl.gz. The student:
+The store: the runs of the first --questions questions (task id order) by the first --runs
+teacher models (file order) of ../shared/data/trajectories/mint/mint_<--set>.jsonl.gz (gsm8k or
+math). The student:
 SmolLM2-135M-Instruct (float32, CPU) unless --student says otherwise. Each path runs as its own
 process, timed from start to exit (interpreter, imports, model load, store reads, scoring,
 writing), with its own CPU seconds and peak RSS:
@@ -13,8 +14,12 @@ It prints the tokens each path pushes through the model, tokens/s over the rende
 tokens (the same numerator for every path), the speed-up over the per-turn loop (wall and CPU) and
 the largest |trajectory NLL difference| from it. Target: >= 5x whole process, |dNLL| < 1e-4. The
 machine's load is printed: on a shared machine CPU seconds are steadier than wall time.
+Then the cost per forwarded token, in this process, on the first --per-token trajectories whole:
+one plain HF forward (batch 1, full logits, cross-entropy at the scored positions) against
+curate's pass over the same tokens, alternating, CPU seconds of each.
 
-Run: python -m bench.score_real [--questions 2] [--runs 12] [--student smollm2] [--max-length 4096]
+Run: python -m bench.score_real [--set gsm8k|math] [--questions 2] [--runs 12] [--student smollm2]
+     [--max-length 4096] [--per-token 4]
      [--before CHECKOUT]   (also time the `curate score` of another checkout, e.g. `git worktree add`
                             of an earlier commit: before/after in one run)
 """
@@ -28,17 +33,18 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench.score import CURATE, NO_REUSE, report, run_curate, run_reference, store_shape
 
-DATASET = "mint_gsm8k"
+SETS = ("gsm8k", "math")
 
 
-def write_subset(questions: int, runs: int, path: Path) -> int:
+def write_subset(name: str, questions: int, runs: int, path: Path) -> int:
     """Copy the runs of the first `questions` task ids by the first `runs` models into a MINT file."""
     from curate.shared_data import require_shared_data
 
-    source = require_shared_data() / "trajectories" / "mint" / "mint_gsm8k.jsonl.gz"
+    source = require_shared_data() / "trajectories" / "mint" / f"mint_{name}.jsonl.gz"
     with gzip.open(source, "rt") as fh:
         records = [json.loads(line) for line in fh]
     keep = set(sorted({r["task"]["task_id"] for r in records}, key=int)[:questions])
@@ -50,16 +56,16 @@ def write_subset(questions: int, runs: int, path: Path) -> int:
     return len(chosen)
 
 
-def build_store(folder: Path, questions: int, runs: int) -> Path:
+def build_store(folder: Path, name: str, questions: int, runs: int) -> Path:
     """The subset ingested into a fresh store."""
     from curate.ingest import IngestOptions, ingest
     from curate.store import Store
 
     subset = folder / "runs.jsonl.gz"
-    write_subset(questions, runs, subset)
+    write_subset(name, questions, runs, subset)
     db = folder / "store.duckdb"
     with Store(db) as store:
-        ingest(store, [subset], DATASET, "mint", IngestOptions(progress=False))
+        ingest(store, [subset], f"mint_{name}", "mint", IngestOptions(progress=False))
     return db
 
 
@@ -87,14 +93,55 @@ def older_store(db: Path) -> Path:
     return copy
 
 
+def per_token(db: Path, student: Path, max_length: int, count: int) -> dict[str, float]:
+    """CPU seconds of a plain batch-1 forward with full logits and of curate's pass, on the same
+    whole trajectories (the first `count`), each timed alone, the two alternating."""
+    import time
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from curate.nll import supervised_nll
+    from curate.render import render, stored_chats
+    from curate.store import Store
+
+    model = AutoModelForCausalLM.from_pretrained(student, dtype="float32").eval()
+    tokenizer = AutoTokenizer.from_pretrained(student)
+    with Store(db, read_only=True) as store:
+        ids = store.sql("SELECT trajectory_id FROM trajectories ORDER BY trajectory_id LIMIT $n", n=count)
+        chats = stored_chats(store.con, ids["trajectory_id"].to_list())
+    def plain(seq: list[int], turn: list[int]) -> Any:
+        with torch.no_grad():
+            x = torch.tensor([seq])
+            losses = torch.nn.functional.cross_entropy(model(x).logits[0, :-1], x[0, 1:], reduction="none")
+            return losses[torch.tensor(turn[1:]) >= 0].double().numpy()
+
+    seqs = [(r.input_ids[:max_length], r.turn[:max_length]) for r in (render(tokenizer, c) for c in chats.values())]
+    plain(*seqs[0]), supervised_nll(model, seqs[:1])  # first calls pay one-off set-up: untimed
+    out = {"tokens": 0, "plain": 0.0, "curate": 0.0, "gap": 0.0}
+    for seq, turn in seqs:
+        start = time.process_time()
+        theirs = plain(seq, turn)
+        out["plain"] += time.process_time() - start
+        start = time.process_time()
+        (ours,) = supervised_nll(model, [(seq, turn)])
+        out["curate"] += time.process_time() - start
+        out["tokens"] += len(seq)
+        out["gap"] = max(out["gap"], float(abs(ours - theirs).max()))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", choices=SETS, default="gsm8k", help="MINT data set")
     parser.add_argument("--questions", type=int, default=2)
     parser.add_argument("--runs", type=int, default=12, help="teacher models (runs) per question")
     parser.add_argument("--student", default="smollm2")
     parser.add_argument("--max-length", type=int, default=4096)
+    parser.add_argument("--per-token", type=int, default=4, help="trajectories for the per-token comparison")
     parser.add_argument("--before", type=Path, help="also time `curate score` of this checkout (an earlier commit)")
     args = parser.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in curate's CLI and the loop's process
     import torch
 
     from curate.models import resolve_student
@@ -102,15 +149,19 @@ def main() -> None:
     student = resolve_student(args.student)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        db = build_store(Path(tmp), args.questions, args.runs)
+        db = build_store(Path(tmp), args.set, args.questions, args.runs)
         shape = store_shape(db, student, args.max_length)
         rows = {label: run_curate(db, student, flags, args.max_length) for label, flags in (CURATE, NO_REUSE)}
         if args.before:
             rows[f"curate score of {args.before.name}"] = run_curate(
                 older_store(db), student, ["--no-progress"], args.max_length, checkout_env(Path(tmp), args.before.resolve()))
         rows["per-turn loop (HF forward per turn)"] = run_reference(db, student, args.max_length, shape)
-    report(f"real MINT GSM8K runs ({args.questions} questions x {args.runs} teacher models) under {args.student}",
+        cost = per_token(db, student, args.max_length, args.per_token)
+    report(f"real MINT {args.set} runs ({args.questions} questions x {args.runs} teacher models) under {args.student}",
            shape, rows, "per-turn loop (HF forward per turn)")
+    print(f"per forwarded token ({cost['tokens']:,} tokens of {args.per_token} whole trajectories, batch 1): plain HF "
+          f"forward {cost['tokens'] / cost['plain']:,.0f} tokens per CPU second, curate's pass "
+          f"{cost['tokens'] / cost['curate']:,.0f} ({cost['plain'] / cost['curate']:.2f}x); max |dNLL| {cost['gap']:.1e}")
     print(f"float32 on CPU, {torch.get_num_threads()} torch threads, max length {args.max_length}; load average "
           f"(1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after on {os.cpu_count()} cores")
 

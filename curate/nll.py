@@ -102,6 +102,43 @@ def prefix_cache(prefix: Prefix, record: bool = False) -> Any:
     return _prefix_cache_class()(prefix, [] if record else None)
 
 
+@functools.cache
+def prefix_attention() -> str:
+    """Register (once) the CPU attention for scoring against a prefix and return its name.
+
+    Queries are the last positions of the keys: every query sees the P = keys - queries prefix
+    positions, then the queries' own causally. sdpa gets that as a materialised mask, with which
+    the flash kernel computes (and masks) the upper triangle too; here it is two flash passes, the
+    prefix unmasked and the queries' own with `is_causal`, merged by their log-sum-exp (the public
+    sdpa does not return it). Without a prefix it is sdpa with `is_causal`, as transformers runs
+    an unpadded batch. It takes no mask: scoring never passes one (padding sits after the real
+    tokens, which causal attention keeps them from seeing)."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface
+
+    from .attention import flash, merged
+
+    def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+                  scaling: float | None = None, **kwargs: Any) -> tuple:
+        prefix = key.shape[2] - query.shape[2]
+        if not prefix:
+            return sdpa_attention_forward(module, query, key, value, None, dropout, scaling, **kwargs)
+        key = repeat_kv(key, getattr(module, "num_key_value_groups", 1))
+        value = repeat_kv(value, getattr(module, "num_key_value_groups", 1))
+        seen, seen_lse = flash(query, key[:, :, :prefix], value[:, :, :prefix], scale=scaling)
+        own, own_lse = flash(query, key[:, :, prefix:], value[:, :, prefix:], is_causal=True, scale=scaling)
+        out = merged(seen, seen_lse, own, own_lse)
+        return out.to(query.dtype).transpose(1, 2).contiguous(), None
+
+    def no_mask(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    AttentionInterface.register("curate_prefix", attention)
+    AttentionMaskInterface.register("curate_prefix", no_mask)
+    return "curate_prefix"
+
+
 def extend_prefix(model: Any, prefix: Prefix, ids: Sequence[int]) -> Prefix:
     """The key/value cache of `prefix` followed by the tokens `ids` (one forward pass, batch 1)."""
     import torch
@@ -261,6 +298,8 @@ class TransformersBackend:
         self.no_prefix_reason = ("off (--no-prefix-reuse)" if not prefix_reuse else "off (--pack)" if pack
                                  else prefix_support(self.model.config))
         self.prefix_reuse = self.no_prefix_reason is None
+        if self.prefix_reuse and device == "cpu":
+            self.model.set_attn_implementation(prefix_attention())
 
     def nll(
         self, seqs: Sequence[tuple[Sequence[int], Sequence[int]]], on_batch: Callable[[int], None] | None = None

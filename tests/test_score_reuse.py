@@ -4,15 +4,18 @@ repeated samples (one sequence scored once, its numbers given to every copy, bit
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from factory import add_trajectories, new_store
 from reference import reference_turns
 from test_score import SYSTEM, agent_rows, make_store, stored_turns
+from transformers import AttentionInterface
 
 from curate.cli import main
-from curate.nll import TransformersBackend, supervised_nll
+from curate.nll import TransformersBackend, prefix_attention, supervised_nll
 from curate.prefix import plan_prefixes, shareable
 from curate.render import chat_messages
 from curate.score import ScoreConfig, score
@@ -68,6 +71,29 @@ def test_prefix_reuse_gives_the_nlls_of_whole_sequences(tiny_model_dir, dtype, t
     for a, b, c in zip(got, whole.nll(seqs), alone):
         assert len(a) == len(c) and np.abs(a - c).max() < tolerance and np.abs(b - c).max() < tolerance
     reuse.check(seqs[0][0])
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-6), (torch.bfloat16, 2e-2)])
+def test_prefix_attention_is_causal_attention_after_a_prefix(tiny_model_dir, dtype, tolerance) -> None:
+    gen = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(shape, generator=gen).to(dtype) for shape in
+                         ((2, 6, 37, 16), (2, 2, 37 + 50, 16), (2, 2, 37 + 50, 16)))
+    module = SimpleNamespace(num_key_value_groups=3, is_causal=True)
+    attention = AttentionInterface()[prefix_attention()]
+    out, _ = attention(module, query, key, value, None, scaling=0.25)
+    # every query sees the 50 prefix positions, then the queries up to itself
+    mask = torch.ones(37, 87, dtype=torch.bool).tril(50)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        query, key.repeat_interleave(3, 1), value.repeat_interleave(3, 1), attn_mask=mask, scale=0.25)
+    assert out.dtype == dtype and out.shape == (2, 37, 6, 16)
+    assert (out.transpose(1, 2).float() - want.float()).abs().max() < tolerance
+    whole, _ = attention(module, query, key[:, :, 50:], value[:, :, 50:], None, scaling=0.25)  # no prefix: plain causal
+    plain = torch.nn.functional.scaled_dot_product_attention(
+        query, key[:, :, 50:].repeat_interleave(3, 1), value[:, :, 50:].repeat_interleave(3, 1), is_causal=True, scale=0.25)
+    assert torch.equal(whole.transpose(1, 2), plain)
+    backend = TransformersBackend(str(tiny_model_dir))
+    assert backend.model.config._attn_implementation == prefix_attention()
+    assert TransformersBackend(str(tiny_model_dir), prefix_reuse=False).model.config._attn_implementation == "sdpa"
 
 
 def test_scores_with_prefix_reuse_match_the_per_turn_reference(tmp_path, tiny_model_dir, tiny_model, tiny_tokenizer,
