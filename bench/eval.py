@@ -8,8 +8,8 @@ Same model, benchmarks, questions, tools (python, web_search over wiki-summaries
 
 - one at a time (the release's evaluation scripts): one question's run after the other, every
   step a plain `generate` over the whole prompt;
-- curate eval: `--slots` questions in flight, one batched generation call per step, the prompt
-  prefix the rows share computed once.
+- curate eval: `--slots` questions in flight, one batched generation call per step, each row
+  computing only the tokens its run added since its last step.
 
 Prints the machine's load, then per side: questions, wall and CPU seconds, questions/s, the
 speed-up, and pass@1 per benchmark (greedy runs give the same answers whatever the batch, up to

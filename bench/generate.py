@@ -4,20 +4,22 @@
                              [--slots 8] [--out bench_out/generate] [--vllm PYTHON]
 
 Same model, questions (the first N of MATH-500), tools (python) and seeds on every side, each into
-its own store through the same `generate` code:
+its own store through the same `generate` code and the same transformers backend:
 
-- release way: one run at a time, every step a plain `generate` over the whole prompt (what the
-  release's agent loop does against a local transformers model);
-- one at a time, prefix cache: the same, with curate's backend reusing each step's prompt prefix;
-- curate generate: `--slots` runs in flight, one batched generation call per step;
+- one at a time (the release's way, the baseline): one run after the other (`--slots 1`), every
+  step one generation call for that run alone; the backend keeps the run's key/value cache, so each
+  step computes only the tokens the run added (its last completion and observation) — what the
+  release gets from its model server's prefix cache;
+- curate generate: `--slots` runs in flight, one batched generation call per step for all of them,
+  each row computing only its own new tokens and leaving the batch when it ends;
 - with `--vllm PYTHON`: curate generate on the vLLM backend, same `--slots`, run by PYTHON, a Python
   with vLLM installed (`.venv-vllm/bin/python` on CPUs, with `VLLM_CPU_KVCACHE_SPACE=1`; vLLM pins
   other library versions). Its samples are vLLM's draws, so its transcripts differ from the other
   sides', and its CPU time is not shown (the work runs in vLLM's engine process).
 
 Prints the machine's load, then per side: runs, generated tokens, wall and CPU seconds, runs/s,
-generated tokens/s, and the speed-up over the release way; and how many transcripts are identical
-to the release way's (the same seeds give the same samples whatever the batch, up to float rounding).
+generated tokens/s, and the speed-up over one at a time; and how many transcripts are identical
+to one at a time's (the same seeds give the same samples whatever the batch, up to float rounding).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _side(name: str, out: Path, questions: Path, args: argparse.Namespace, slots: int, prefix_cache: bool = True,
+def _side(name: str, out: Path, questions: Path, args: argparse.Namespace, slots: int,
           engine: str = "transformers") -> dict:
     from curate.agent.backends import make_backend
     from curate.agent.generate import GenerateConfig, generate
@@ -45,7 +47,7 @@ def _side(name: str, out: Path, questions: Path, args: argparse.Namespace, slots
     db = out / f"{name}.duckdb"
     db.unlink(missing_ok=True)
     # Built before the clock starts on every side (model load; vLLM's engine start).
-    backend = make_backend(engine, args.model, **({"prefix_cache": prefix_cache} if engine == "transformers" else {}))
+    backend = make_backend(engine, args.model)
     cfg = GenerateConfig(questions=str(questions), dataset="bench", model=args.model, k=args.k, tools=("python",),
                          max_steps=args.max_steps, max_new_tokens=args.max_new_tokens, seed=args.seed,
                          limit=args.questions, slots=slots)
@@ -104,9 +106,8 @@ def main() -> None:
           f"{args.questions} MATH-500 questions x K={args.k}, max {args.max_steps} steps x {args.max_new_tokens} "
           "tokens, tools: python")
     sides = [
-        _side("release_way", out, questions, args, slots=1, prefix_cache=False),
-        _side("one_at_a_time_cached", out, questions, args, slots=1, prefix_cache=True),
-        _side("curate_generate", out, questions, args, slots=args.slots, prefix_cache=True),
+        _side("one_at_a_time", out, questions, args, slots=1),
+        _side("curate_generate", out, questions, args, slots=args.slots),
     ]
     if args.vllm:
         sides.append(_vllm_side(args.vllm, args))

@@ -21,7 +21,7 @@ def _reference_greedy(backend, request: GenRequest, n: int) -> list[int]:
     """Greedy token ids from plain `generate` on the request alone (no padding, no custom processors)."""
     ids = backend.tokenizer(backend.prompt(request), add_special_tokens=False, return_tensors="pt")["input_ids"]
     out = backend.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=n,
-                                 min_new_tokens=n, pad_token_id=backend.pad)
+                                 min_new_tokens=n, pad_token_id=min(backend.eos))
     return out[0, ids.shape[1]:].tolist()
 
 
@@ -65,6 +65,27 @@ def test_prefix_is_continued_and_not_returned(backend) -> None:
     assert done.text == backend.tokenizer.decode(_reference_greedy(backend, request, 10), skip_special_tokens=True)
 
 
+def test_shared_prefix_attention_equals_sdpa() -> None:
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from curate.agent.backends.transformers import _shared_prefix_attention
+
+    torch.manual_seed(0)
+    rows, groups, per_group, dim, length, shared = 3, 2, 3, 8, 11, 5
+    module = SimpleNamespace(num_key_value_groups=per_group, is_causal=True)
+    query = torch.randn(rows, groups * per_group, 1, dim)
+    key, value = torch.randn(rows, groups, length, dim), torch.randn(rows, groups, length, dim)
+    key[1:, :, :shared], value[1:, :, :shared] = key[0, :, :shared], value[0, :, :shared]  # the same prefix tokens
+    mask = torch.ones(rows, 1, 1, length, dtype=torch.bool)
+    mask[1, ..., shared : shared + 3] = mask[2, ..., shared : shared + 1] = False  # padding before a row's own tokens
+    expected, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=dim**-0.5)
+    got, _ = _shared_prefix_attention(module, query, key, value, mask, shared=shared, scaling=dim**-0.5)
+    assert got.shape == (rows, 1, groups * per_group, dim)
+    torch.testing.assert_close(got, expected)
+
+
 def test_each_row_keeps_its_own_seed_and_budget_whatever_the_batch(backend) -> None:
     a = GenRequest(CHAT, max_new_tokens=16, temperature=1.0, seed=11)
     b = GenRequest(CHAT, max_new_tokens=16, temperature=1.0, seed=12)
@@ -79,16 +100,36 @@ def test_each_row_keeps_its_own_seed_and_budget_whatever_the_batch(backend) -> N
     assert chunked.generate([short, b, a]) == [batch[0], batch[1], batch[2]]
 
 
-def test_prefix_cache_changes_nothing_but_the_work(backend, tiny_model_dir) -> None:
+def test_kept_caches_change_nothing_but_the_work(tiny_model_dir) -> None:
+    from os.path import commonprefix
+
     from curate.agent.prompts import load_prompts
 
+    def tokens(b, request: GenRequest) -> list[int]:
+        return b.tokenizer(b.prompt(request), add_special_tokens=False)["input_ids"]
+
+    backend = make_backend("transformers", str(tiny_model_dir))
+    plain = make_backend("transformers", str(tiny_model_dir), prefix_cache=False)
     system = {"role": "system", "content": load_prompts(["web_search"], ["math"]).system}
     tasks = [({"role": "user", "content": q},) for q in ("What is 2+2?", "Name the capital of France, please.")]
-    first = [GenRequest((system, *t), max_new_tokens=8, seed=i) for i, t in enumerate(tasks)]
-    plain = make_backend("transformers", str(tiny_model_dir), prefix_cache=False)
-    assert backend.generate(first) == plain.generate(first)
-    assert len(backend.prefixes.ids) > 500  # the shared system prompt was cached once for both rows
-    # The next step of one run extends its prompt: the kept prefix is cropped and extended.
-    step = GenRequest((system, *tasks[0], {"role": "assistant", "content": "Thought: x"},
-                       {"role": "user", "content": "Observation: 4"}), max_new_tokens=8, seed=7)
-    assert backend.generate([step]) == plain.generate([step])
+    first = [GenRequest((system, *t), max_new_tokens=8, temperature=0) for t in tasks]
+    done = backend.generate(first)
+    assert done == plain.generate(first) and [d.tokens for d in done] == [8, 8]
+    ids = [tokens(backend, r) for r in first]
+    shared = len(commonprefix(ids))
+    assert shared > 500 and plain.prefilled == sum(map(len, ids))
+    assert backend.prefilled == sum(map(len, ids)) - shared  # the shared system prompt once, then each task
+    # Each run's next step extends its last prompt and completion: only what it adds is computed.
+    steps = [GenRequest((system, *t, {"role": "assistant", "content": d.text},
+                         {"role": "user", "content": "Observation: " + "4" * (1 + 9 * i)}), max_new_tokens=8, seed=i)
+             for i, (t, d) in enumerate(zip(tasks, done))]
+    generated = [_reference_greedy(backend, r, 8) for r in first]
+    new = [tokens(backend, r) for r in steps]
+    reuse = [min(len(commonprefix([n, x + g[:-1]])), len(n) - 1) for n, x, g in zip(new, ids, generated)]
+    assert all(r >= len(x) for r, x in zip(reuse, ids))
+    before = backend.prefilled
+    assert backend.generate(steps) == plain.generate(steps)
+    assert backend.prefilled - before == sum(len(n) - r for n, r in zip(new, reuse))
+    # Only the last call's rows stay kept: one run alone drops the other run's cache.
+    backend.generate(steps[:1])
+    assert len(backend.caches.kept) == 1

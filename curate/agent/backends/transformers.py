@@ -1,135 +1,177 @@
-"""The transformers backend: a local checkpoint (CPU or GPU), one padded batched `generate` per call.
+"""The transformers backend: a local checkpoint (CPU or GPU), batched generation with per-row key/value caches.
 
-Per-request sampling inside one batched call. `generate` draws every row's token from one global
-random stream, so a row's sample would depend on the rest of the batch. Instead `generate` runs in
-greedy mode and `_RowSampler`, the last logits processor, draws each row's token itself: HF's own
-temperature and top-p warpers, then `torch.multinomial` with that row's own `torch.Generator`
-(seeded from the request's seed), returning scores where only the drawn token is finite.
+Per-request sampling inside one batch. Each row draws its token itself: HF's own temperature and
+top-p warpers, then `torch.multinomial` with that row's own `torch.Generator` (seeded from the
+request's seed); greedy at temperature 0.
 
 The guarantee: a request's random draws depend only on its seed, never on the batch. Its logits
-are the same computation whatever the batch (left padding is masked out), equal up to float
-rounding between batch shapes; so a request gives the same text alone or in any batch unless a draw
-lands within rounding of a boundary between two tokens (tests check equality on real models).
-Same request, same batch, same machine: bit-identical.
+are the same computation whatever the batch (padding is masked out), equal up to float rounding
+between batch shapes; so a request gives the same text alone or in any batch unless a draw lands
+within rounding of a boundary between two tokens (tests check equality on real models). Same
+request, same batch, same machine: bit-identical.
 
-`_RowStop` ends each row at its own stop strings, end-of-turn tokens and token budget, and records
-where and why, so token counts and finish reasons are per row.
+Each row ends at its own stop strings, end-of-turn tokens and token budget, and leaves the batch
+there, so a row that stopped early costs nothing while the others decode.
 
-Prompt prefixes are computed once. The rows of a batch share the system prompt (and the K samples of
-a question their task too), and a run's next prompt extends its last one; `_PrefixCache` keeps the
-KV cache of the last shared prefix and extends or crops it, so a batch prefills its shared prefix
-once, not once per row, and one-run-at-a-time use reuses each step's prefix for the next.
+Work is done once. A run's next prompt extends its last one (prompt, completion, observation), so
+`_KeptCaches` keeps each row's key/value cache from the last call and the next call computes only
+what a row adds; a prefix all rows of a call share (the system prompt) is computed once for them.
+On a CPU this is where batching pays: a decode step reads the weights once for every row, while
+prefilling is compute-bound and gains nothing from a batch. So each row prefills its new tokens
+alone (no padding to the longest row), then the rows decode together in one cache with room for
+their tokens allocated once (`_Room`: no copy of the whole cache per token): the prefix they all
+share at the same positions in every row, then each row's own tokens ending at the same column,
+the padding between masked out and positions counted per row. Attention at decode reads each row's
+cache, so it does not shrink with batching: `_shared_prefix_attention` reads the shared prefix once
+for all rows.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from os.path import commonprefix
 from typing import Any
 
 import torch
 from transformers import (
+    AttentionInterface,
     AutoModelForCausalLM,
     AutoTokenizer,
     DynamicCache,
-    GenerationConfig,
-    LogitsProcessor,
-    LogitsProcessorList,
-    StoppingCriteria,
-    StoppingCriteriaList,
     TemperatureLogitsWarper,
     TopPLogitsWarper,
 )
+from transformers.cache_utils import Cache, DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from ...attention import flash, merged
 from ...models import resolve_student
 from . import Completion, GenRequest, chat_prompt, teacher_id, truncate_at_stop
 
 # Tokens of the generated tail decoded per step to find a stop string, beyond its length in characters.
 _TAIL_SLACK = 4
-# A shared prefix shorter than this is prefilled with the rows (a separate pass is not worth it).
+# A shared prefix shorter than this is computed with each row (a pass of its own is not worth it).
 SHARED_MIN = 32
 
-
-class _RowSampler(LogitsProcessor):
-    """Draw each row's next token with its own temperature, top-p and generator (greedy at 0)."""
-
-    def __init__(self, requests: Sequence[GenRequest], device: torch.device) -> None:
-        self.requests = requests
-        self.generators = []
-        for r in requests:
-            g = torch.Generator(device=device)
-            g.manual_seed(r.seed) if r.seed is not None else g.seed()
-            self.generators.append(g)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        chosen = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
-        for i, (r, g) in enumerate(zip(self.requests, self.generators)):
-            row = scores[i : i + 1]
-            if r.temperature <= 0:
-                chosen[i] = row.argmax()
-                continue
-            row = TemperatureLogitsWarper(r.temperature)(input_ids[i : i + 1], row)
-            if r.top_p < 1.0:
-                row = TopPLogitsWarper(r.top_p)(input_ids[i : i + 1], row)
-            chosen[i] = torch.multinomial(row.softmax(-1)[0], 1, generator=g)[0]
-        out = torch.full_like(scores, float("-inf"))
-        out[torch.arange(scores.shape[0], device=scores.device), chosen] = 0.0
-        return out
+# Per layer, the (keys, values) of one sequence: tensors [heads, tokens, head_dim].
+Layers = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-class _RowStop(StoppingCriteria):
-    """Per-row end: an end-of-turn token, one of the row's stop strings, or its token budget."""
+@dataclass
+class _Kept:
+    """A sequence's token ids and the key/value cache computed for them."""
 
-    def __init__(self, requests: Sequence[GenRequest], tokenizer: Any, prompt_len: int, eos: set[int]) -> None:
-        self.requests, self.tokenizer, self.prompt_len, self.eos = requests, tokenizer, prompt_len, eos
-        self.count: list[int | None] = [None] * len(requests)  # generated tokens when the row ended
-        self.finish: list[str] = ["length"] * len(requests)
-        self.tail = [max((len(s) for s in r.stop), default=0) + _TAIL_SLACK for r in requests]
-
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        generated = input_ids[:, self.prompt_len :]
-        n = generated.shape[1]
-        last = generated[:, -1].tolist()
-        for i, r in enumerate(self.requests):
-            if self.count[i] is not None:
-                continue
-            if last[i] in self.eos:
-                self.count[i], self.finish[i] = n, "stop"
-            elif r.stop and any(s in self.tokenizer.decode(generated[i, -self.tail[i] :]) for s in r.stop):
-                self.count[i], self.finish[i] = n, "stop"
-            elif n >= r.max_new_tokens:
-                self.count[i] = n
-        return torch.tensor([c is not None for c in self.count], device=input_ids.device)
+    ids: list[int]
+    layers: Layers
 
 
-class _PrefixCache:
-    """The KV cache of the last shared prompt prefix, reused by later calls as far as they share it."""
+class _KeptCaches:
+    """The caches of the last call's rows, found again by the longest shared token prefix."""
 
-    def __init__(self, model: Any) -> None:
-        self.model, self.ids, self.cache = model, [], None
+    def __init__(self) -> None:
+        self.kept: list[_Kept] = []
 
-    def get(self, ids: list[int]) -> DynamicCache:
-        """A fresh cache holding `ids`: the kept one cropped to what it shares with them, then extended."""
-        reuse = len(commonprefix([self.ids, ids])) if self.cache is not None else 0
-        if reuse >= SHARED_MIN:
-            cache = self.cache
-            if reuse < len(self.ids):
-                cache.crop(reuse - len(self.ids))  # a negative count: drop that many tokens from the end
-        else:
-            cache, reuse = DynamicCache(config=self.model.config), 0
-        if len(ids) > reuse:
-            tail = torch.tensor([ids[reuse:]], device=self.model.device)
-            self.model(input_ids=tail, cache=cache, use_cache=True, logits_to_keep=1)
-        self.ids, self.cache = list(ids), cache
-        return copy.deepcopy(cache)
+    def find(self, ids: list[int]) -> tuple[int, Layers]:
+        """(tokens of `ids` whose cache is kept, that cache); always leaves at least one token to compute."""
+        best, layers = 0, []
+        for k in self.kept:
+            n = min(len(commonprefix([k.ids, ids])), len(ids) - 1)
+            if n > best:
+                best, layers = n, k.layers
+        return best, [(keys[:, :best], values[:, :best]) for keys, values in layers]
+
+
+def _generator(request: GenRequest, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(request.seed) if request.seed is not None else generator.seed()
+    return generator
+
+
+def _draw(request: GenRequest, generator: torch.Generator, scores: torch.Tensor) -> int:
+    """The next token of one row from its logits [1, vocab]: greedy at temperature 0, else sampled."""
+    if request.temperature <= 0:
+        return int(scores.argmax())
+    scores = TemperatureLogitsWarper(request.temperature)(None, scores)
+    if request.top_p < 1.0:
+        scores = TopPLogitsWarper(request.top_p)(None, scores)
+    return int(torch.multinomial(scores.softmax(-1)[0], 1, generator=generator)[0])
+
+
+def _shared_prefix_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                             attention_mask: torch.Tensor | None, shared: int = 0,
+                             **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """SDPA, except a batched decode step reads the `shared` first positions (the same tokens in every row) once.
+
+    Decoding at batch B reads each row's whole cache, and on a CPU that memory traffic, not arithmetic,
+    is the cost: here all rows' queries meet row 0's copy of the shared prefix in one flash pass, each
+    row's query its own positions after it in another, merged by their log-sum-exp. A key/value head's
+    query heads are passed as that head's query positions, so nothing is repeated per query head.
+    """
+    if shared == 0 or query.shape[2] != 1 or query.device.type != "cpu":
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    rows, heads, _, dim = query.shape
+    groups = key.shape[1]  # key/value heads; each serves heads // groups query heads
+    per_group = query.view(rows, groups, heads // groups, dim)
+    everyone = per_group.transpose(0, 1).reshape(1, groups, -1, dim)  # [1, groups, rows * heads per group, dim]
+    scale = kwargs.get("scaling")
+    seen, seen_lse = flash(everyone, key[:1, :, :shared], value[:1, :, :shared], scale=scale)
+    seen = seen.view(groups, rows, -1, dim).transpose(0, 1)
+    seen_lse = seen_lse.view(groups, rows, -1).transpose(0, 1)
+    mask = None  # the kernel takes an additive mask of the queries' dtype
+    if attention_mask is not None:
+        mask = torch.zeros_like(attention_mask[..., shared:], dtype=query.dtype)
+        mask.masked_fill_(~attention_mask[..., shared:], torch.finfo(query.dtype).min)
+    own, own_lse = flash(per_group, key[:, :, shared:], value[:, :, shared:], attn_mask=mask, scale=scale)
+    out = merged(seen, seen_lse, own, own_lse)
+    return out.reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register("shared_prefix", _shared_prefix_attention)
+AttentionMaskInterface.register("shared_prefix", sdpa_mask)
+
+
+class _Room(DynamicLayer):
+    """One layer's batch cache, written in place into room allocated once for every token to come."""
+
+    def __init__(self, rows: list[tuple[torch.Tensor, torch.Tensor]], shared: int, room: int) -> None:
+        super().__init__()
+        width = shared + max(keys.shape[1] - shared for keys, _ in rows)
+        heads, _, dim = rows[0][0].shape
+        self.room = [rows[0][0].new_zeros(len(rows), heads, width + room, dim) for _ in range(2)]
+        # Every row: the shared prefix at the same positions, then its own tokens ending at `width`.
+        for b, pair in enumerate(rows):
+            for buffer, part in zip(self.room, pair):
+                buffer[b, :, :shared] = part[:, :shared]
+                buffer[b, :, width - part.shape[1] + shared : width] = part[:, shared:]
+        self.length, self.is_initialized, self.device = width, True, self.room[0].device
+        self._view()
+
+    def _view(self) -> None:
+        self.keys, self.values = (r[:, :, : self.length] for r in self.room)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new tokens' keys and values after the last ones; the views grow, nothing is copied."""
+        end = self.length + key_states.shape[-2]
+        self.room[0][:, :, self.length : end], self.room[1][:, :, self.length : end] = key_states, value_states
+        self.length = end
+        self._view()
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep only these rows."""
+        self.room = [r[indices] for r in self.room]
+        self._view()
 
 
 class TransformersBackend:
     """A local causal LM: built-in name or checkpoint folder, batched generation with per-row sampling.
 
     `adapter`: a peft LoRA adapter folder (what `curate train` writes) applied to the model and merged
-    into its weights, so generation runs at the base model's speed.
+    into its weights, so generation runs at the base model's speed. `prefix_cache=False` recomputes
+    every prompt whole (nothing kept between or within calls).
     """
 
     name = "transformers"
@@ -141,74 +183,143 @@ class TransformersBackend:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or ("bfloat16" if self.device.type == "cuda" else "float32")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
         if adapter is not None:
             from peft import PeftModel
 
             self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
         self.model = self.model.to(self.device).eval()
+        # Where the model is plain (SDPA over full-attention layers, a bias-free head without soft-capping), decode
+        # steps read the rows' shared prefix once and compute the logits as head @ hidden.T, which MKL does about
+        # twice as fast as F.linear for a few rows of a large vocabulary.
+        config, head = self.model.config, self.model.get_output_embeddings()
+        self.plain = (config._attn_implementation == "sdpa" and head.bias is None
+                      and set(getattr(config, "layer_types", None) or ["full_attention"]) == {"full_attention"}
+                      and getattr(config, "final_logit_softcapping", None) is None)
+        if self.plain:
+            self.model.set_attn_implementation("shared_prefix")
         config = self.model.generation_config
         eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
         self.eos = {t for t in [*eos, self.tokenizer.eos_token_id] if t is not None}
-        self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos)
         self.batch_size = batch_size
-        self.prefixes = _PrefixCache(self.model) if prefix_cache else None
+        self.caches = _KeptCaches() if prefix_cache else None
+        self.prefilled = 0  # prompt tokens computed so far (kept caches make it smaller)
 
     def prompt(self, request: GenRequest) -> str:
         """The text the model continues (`chat_prompt` with this model's tokenizer)."""
         return chat_prompt(self.tokenizer, request)
 
     def generate(self, requests: Sequence[GenRequest]) -> list[Completion]:
-        """One completion per request; requests of similar prompt length share a padded batch."""
-        prompts = [self.prompt(r) for r in requests]
-        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        """One completion per request; requests of similar length share a batch."""
+        ids = [self.tokenizer(self.prompt(r), add_special_tokens=False)["input_ids"] for r in requests]
+        found = [(0, [])] * len(ids)
+        if self.caches is not None:
+            self._share_prefix(ids)
+            found = [self.caches.find(x) for x in ids]
+            self.caches.kept = []  # what the rows reuse is in `found`: the rest (runs that ended) goes now
         order = sorted(range(len(requests)), key=lambda i: len(ids[i]))
         size = self.batch_size or len(requests) or 1
         out: list[Completion | None] = [None] * len(requests)
+        kept: list[_Kept] = []
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
-            for i, completion in zip(chunk, self._batch([requests[i] for i in chunk], [ids[i] for i in chunk])):
+            reuse = [found[i] for i in chunk]
+            for i in chunk:
+                found[i] = (0, [])
+            done = self._batch([requests[i] for i in chunk], [ids[i] for i in chunk], reuse)
+            for i, (completion, row) in zip(chunk, done):
                 out[i] = completion
+                kept.append(row)
+        if self.caches is not None:
+            self.caches.kept = kept  # what the next call can extend
         return out  # type: ignore[return-value]
 
+    def _share_prefix(self, ids: list[list[int]]) -> None:
+        """Compute once the prefix all rows share beyond what is kept (the system prompt), and keep it."""
+        if len(ids) < 2:
+            return
+        shared = min(len(commonprefix(ids)), min(map(len, ids)) - 1)
+        have, layers = self.caches.find(ids[0][: shared + 1])
+        if shared - have >= SHARED_MIN:
+            self.caches.kept.append(_Kept(ids[0][:shared], self._prefill(ids[0][:shared], have, layers)[0]))
+
     @torch.inference_mode()
-    def _batch(self, requests: list[GenRequest], ids: list[list[int]]) -> list[Completion]:
-        # Rows are [shared prefix | left padding | own tokens]; the prefix comes from the prefix cache.
-        shared = len(commonprefix(ids)) if self.prefixes is not None else 0
-        shared = min(shared, min(map(len, ids)) - 1)
-        cache = None
-        if shared >= SHARED_MIN:
-            cache = self.prefixes.get(ids[0][:shared])
-            cache.batch_repeat_interleave(len(ids))
-        else:
-            shared = 0
-        own = [x[shared:] for x in ids]
-        pad = max(map(len, own))
-        width = shared + pad
-        head = ids[0][:shared]
-        input_ids = torch.tensor([head + [self.pad] * (pad - len(x)) + x for x in own], device=self.device)
-        mask = torch.tensor([[1] * shared + [0] * (pad - len(x)) + [1] * len(x) for x in own], device=self.device)
-        stop = _RowStop(requests, self.tokenizer, width, self.eos)
-        config = GenerationConfig(
-            do_sample=False, max_new_tokens=max(r.max_new_tokens for r in requests),
-            eos_token_id=sorted(self.eos), pad_token_id=self.pad, bos_token_id=self.model.generation_config.bos_token_id,
-        )
-        generated = self.model.generate(
-            input_ids=input_ids, attention_mask=mask, generation_config=config, cache=cache,
-            logits_processor=LogitsProcessorList([_RowSampler(requests, self.device)]),
-            stopping_criteria=StoppingCriteriaList([stop]),
-        )[:, width:].tolist()
-        completions = []
-        for i, r in enumerate(requests):
-            count = stop.count[i] if stop.count[i] is not None else len(generated[i])
-            text = self.tokenizer.decode(generated[i][:count], skip_special_tokens=True)
-            text, _ = truncate_at_stop(text, r.stop)
-            completions.append(Completion(text, count, stop.finish[i]))
-        return completions
+    def _prefill(self, ids: list[int], have: int, layers: Layers) -> tuple[Layers, torch.Tensor]:
+        """The cache of `ids` and the logits [1, vocab] after them, computing only `ids[have:]` on `layers`."""
+        cache = DynamicCache(config=self.model.config)
+        for layer, (keys, values) in enumerate(layers):
+            cache.update(keys[None], values[None], layer)
+        logits = self.model(input_ids=torch.tensor([ids[have:]], device=self.device), cache=cache, use_cache=True,
+                            position_ids=torch.arange(have, len(ids), device=self.device)[None], logits_to_keep=1).logits
+        self.prefilled += len(ids) - have
+        return [(layer.keys[0], layer.values[0]) for layer in cache.layers], logits[0, -1:].float()
+
+    def _ended(self, request: GenRequest, tokens: list[int], tail: int) -> str | None:
+        """Why a row ends after its last token ("stop" or "length"), or None while it goes on."""
+        if tokens[-1] in self.eos:
+            return "stop"
+        if request.stop and any(s in self.tokenizer.decode(tokens[-tail:]) for s in request.stop):
+            return "stop"
+        return "length" if len(tokens) >= request.max_new_tokens else None
+
+    @torch.inference_mode()
+    def _batch(self, requests: list[GenRequest], ids: list[list[int]],
+               found: list[tuple[int, Layers]]) -> list[tuple[Completion, _Kept | None]]:
+        prefilled = [self._prefill(x, have, layers) for x, (have, layers) in zip(ids, found)]
+        found.clear()  # the kept caches they extended can go before the batch's is built
+        # The prefix all rows share sits at the same positions in every row (read once per decode step).
+        shared = len(commonprefix(ids)) if self.plain and len(ids) > 1 else 0
+        room = max(r.max_new_tokens for r in requests)
+        cache = Cache(layers=[_Room([layers[i] for layers, _ in prefilled], shared, room)
+                              for i in range(len(prefilled[0][0]))])
+        logits = torch.cat([x for _, x in prefilled])
+        del prefilled  # the rows' own caches, now copied into the batch's
+        width = cache.layers[0].length
+        start = [width - len(x) + shared for x in ids]  # where each row's own tokens begin in the batch cache
+        mask = torch.tensor([[1] * shared + [0] * (s - shared) + [1] * (len(x) - shared) for s, x in zip(start, ids)],
+                            device=self.device)
+        positions = torch.tensor([[len(x)] for x in ids], device=self.device)
+        generators = [_generator(r, self.device) for r in requests]
+        tails = [max((len(s) for s in r.stop), default=0) + _TAIL_SLACK for r in requests]
+        tokens: list[list[int]] = [[] for _ in requests]
+        done: list[tuple[Completion, _Kept | None] | None] = [None] * len(requests)
+        rows = list(range(len(requests)))  # batch row -> request
+        while True:
+            stay = []
+            for b, i in enumerate(rows):
+                tokens[i].append(_draw(requests[i], generators[i], logits[b : b + 1]))
+                finish = self._ended(requests[i], tokens[i], tails[i])
+                if finish is None:
+                    stay.append(b)
+                    continue
+                text, _ = truncate_at_stop(self.tokenizer.decode(tokens[i], skip_special_tokens=True), requests[i].stop)
+                # The cache holds the prompt and every generated token but the last (drawn, never fed).
+                row = None
+                if self.caches is not None:
+                    row = _Kept(ids[i] + tokens[i][:-1],
+                                [(torch.cat([k[b, :, :shared], k[b, :, start[i] :]], dim=1),
+                                  torch.cat([v[b, :, :shared], v[b, :, start[i] :]], dim=1))
+                                 for k, v in ((layer.keys, layer.values) for layer in cache.layers)])
+                done[i] = (Completion(text, len(tokens[i]), finish), row)
+            if not stay:
+                return done  # type: ignore[return-value]
+            if len(stay) < len(rows):
+                index = torch.tensor(stay, device=self.device)
+                cache.batch_select_indices(index)
+                mask, positions, rows = mask[index], positions[index], [rows[b] for b in stay]
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+            step = {"input_ids": torch.tensor([[tokens[i][-1]] for i in rows], device=self.device),
+                    "attention_mask": mask, "position_ids": positions, "cache": cache, "use_cache": True}
+            if self.plain:
+                hidden = self.model.get_decoder()(**step, shared=shared).last_hidden_state[:, -1]
+                logits = (self.model.get_output_embeddings().weight @ hidden.T).T.float()
+            else:
+                logits = self.model(**step).logits[:, -1].float()
+            positions = positions + 1
 
     def close(self) -> None:
         """Drop the model and free accelerator memory."""
         self.model = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
