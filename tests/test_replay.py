@@ -174,7 +174,8 @@ def test_summary_sql_golden_rows(tmp_path):
         con: duckdb.DuckDBPyConnection = store.con
         add_trajectories(store, [{"trajectory_id": t, "dataset": d, "question_id": t}
                                  for t, d in (("a", "d1"), ("b", "d1"), ("c", "d2"), ("d", "d2"))])
-        con.execute("INSERT INTO replays (trajectory_id, steps, reproduced, first_mismatch, reason, replayed_at) VALUES ('a', 3, 3, NULL, NULL, now()), ('b', 2, 1, 0, 'step 0: x', now()), "
+        con.execute("INSERT INTO replays (trajectory_id, steps, reproduced, first_mismatch, reason, replayed_at) "
+                    "VALUES ('a', 3, 3, NULL, NULL, now()), ('b', 2, 1, 0, 'step 0: x', now()), "
                     "('c', 0, 0, NULL, NULL, now())")
         assert store.run("replay/summary", dataset=None, ids=None).rows() == [
             ("d1", 2, 5, 4, 0.8, 1, 0), ("d2", 1, 0, 0, None, 0, 1)]

@@ -50,9 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from contextlib import suppress
+    from pathlib import Path
 
     import duckdb
 
