@@ -2,16 +2,16 @@
 
 The model body gives the final hidden states; the LM head is applied only at positions whose next
 token is supervised, a chunk of positions at a time, and the log-softmax is taken in float32 per
-chunk. Peak memory is the model, its activations for the batch, and one `[chunk × vocab]` float32
-buffer: never the `[tokens × vocab]` logits (a 16k-token trajectory with Qwen's 151,936-token
+chunk. Peak memory is the model, its activations for the batch, and two `[chunk × vocab]` float32
+buffers (logits and log-softmax, kept between calls): never the `[tokens × vocab]` logits (a 16k-token trajectory with Qwen's 151,936-token
 vocabulary would need 9.7 GB for those).
 
 Position t is scored when its token is supervised (turn >= 0) and t >= 1 (token 0 has no context):
 its NLL is -log softmax(head(h[t-1]))[ids[t]].
 
 Shared prefixes (`curate.prefix`): the key/value cache of a prefix is computed once (batch 1) and
-each batch of suffixes attends to it, expanded across the batch as it is read and never stored
-per row, so memory stays that of the suffixes plus one copy of the prefix cache per layer.
+each batch of suffixes attends to it, expanded across the batch as it is read and never copied
+per row or batch, so memory stays that of the suffixes plus one copy of the prefix cache per layer.
 """
 
 from __future__ import annotations
@@ -48,16 +48,31 @@ def chunk_positions(vocab_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> 
     return max(1, chunk_bytes // (4 * vocab_size))
 
 
+@functools.lru_cache(maxsize=1)
+def _head_workspace(rows: int, vocab: int, dtype: Any, device: Any) -> tuple[Any, Any]:
+    """The logits and log-softmax buffers of `head_nll`, kept from call to call: fresh ones cost a
+    page fault per 4 KiB each chunk (on a CPU, a third of the head's time at a 49k vocabulary)."""
+    import torch
+
+    return (torch.empty(rows, vocab, dtype=dtype, device=device),
+            torch.empty(rows, vocab, dtype=torch.float32, device=device))
+
+
 def head_nll(model: Any, hidden: Any, targets: Any, chunk: int) -> Any:
     """NLL of `targets` [S] under the LM head applied to `hidden` [S, H], `chunk` rows at a time."""
     import torch
 
     head = model.get_output_embeddings()
+    logits, logp = _head_workspace(chunk, head.weight.shape[0], head.weight.dtype, hidden.device)
     out = torch.empty(len(targets), dtype=torch.float32, device=hidden.device)
     for i in range(0, len(targets), chunk):
-        logits = head(hidden[i : i + chunk]).float()
-        picked = logits.gather(1, targets[i : i + chunk, None])[:, 0]
-        out[i : i + chunk] = torch.logsumexp(logits, dim=-1) - picked
+        rows = hidden[i : i + chunk]
+        scores = torch.mm(rows, head.weight.T, out=logits[: len(rows)])
+        if head.bias is not None:
+            scores += head.bias
+        # log_softmax into the kept buffer (the public op allocates its output); float32 either way
+        torch.ops.aten._log_softmax.out(scores.float(), -1, False, out=logp[: len(rows)])
+        out[i : i + chunk] = -logp[: len(rows)].gather(1, targets[i : i + chunk, None])[:, 0]
     return out
 
 
@@ -73,19 +88,21 @@ def _prefix_cache_class() -> type:
     from transformers import DynamicCache
 
     class PrefixCache(DynamicCache):
-        """Holds a prefix's keys and values (batch 1); every layer attends to them, expanded to the
-        batch, followed by the batch's own. Never grows; with `recorded` a list, keeps the new ones."""
+        """Holds a prefix's keys and values (batch 1), which positions and masks start after. When
+        `joined`, every layer attends to the prefix (expanded to the batch) followed by the batch's
+        own keys and values; otherwise attention reads the prefix itself (`prefix_attention`) and
+        the batch's own pass on as they are. Never grows; with `recorded` a list, keeps the new ones."""
 
-        def __init__(self, prefix: Prefix, recorded: list | None) -> None:
+        def __init__(self, prefix: Prefix, recorded: list | None, joined: bool) -> None:
             super().__init__()
             for layer, (keys, values) in enumerate(prefix):
                 super().update(keys, values, layer)  # the length that masks and positions start from
-            self.prefix, self.recorded = prefix, recorded
+            self.prefix, self.recorded, self.joined = prefix, recorded, joined
 
         def update(self, key_states: Any, value_states: Any, layer_idx: int, *args: Any, **kwargs: Any) -> tuple:
             if self.recorded is not None:
                 self.recorded.append((key_states, value_states))
-            if not self.prefix:
+            if not (self.joined and self.prefix):
                 return key_states, value_states
             keys, values = self.prefix[layer_idx]
             rows = (key_states.shape[0], -1, -1, -1)
@@ -95,39 +112,45 @@ def _prefix_cache_class() -> type:
     return PrefixCache
 
 
-def prefix_cache(prefix: Prefix, record: bool = False) -> Any:
-    """A transformers cache that holds `prefix` and never grows: each layer attends to the prefix
-    (expanded to the batch) followed by the batch's own keys and values. With `record`, the new
-    keys and values are kept in `.recorded`, to extend the prefix."""
-    return _prefix_cache_class()(prefix, [] if record else None)
+def prefix_arguments(model: Any, prefix: Prefix, record: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The cache and the decoder arguments that put `prefix` before the tokens of a forward pass.
+    A model on `prefix_attention` is given the prefix to read; any other attention gets it joined
+    to every layer's keys and values by the cache. With `record`, the cache keeps the new keys and
+    values in `.recorded`, to extend the prefix."""
+    reads = model.config._attn_implementation == prefix_attention()
+    cache = _prefix_cache_class()(prefix, [] if record else None, not reads)
+    extra = {_cache_argument(model.get_decoder()): cache}
+    if reads and prefix:
+        extra["prefix"] = prefix
+    return cache, extra
 
 
 @functools.cache
 def prefix_attention() -> str:
-    """Register (once) the CPU attention for scoring against a prefix and return its name.
+    """Register (once) the attention for scoring against a prefix and return its name.
 
-    Queries are the last positions of the keys: every query sees the P = keys - queries prefix
-    positions, then the queries' own causally. sdpa gets that as a materialised mask, with which
-    the flash kernel computes (and masks) the upper triangle too; here it is two flash passes, the
-    prefix unmasked and the queries' own with `is_causal`, merged by their log-sum-exp (the public
-    sdpa does not return it). Without a prefix it is sdpa with `is_causal`, as transformers runs
-    an unpadded batch. It takes no mask: scoring never passes one (padding sits after the real
-    tokens, which causal attention keeps them from seeing)."""
+    The decoder is called with `prefix=` (per layer, the prefix's keys and values, batch 1): every
+    query sees those positions, then the queries' own causally. sdpa would get that as a
+    materialised mask, with which its flash kernel computes (and masks) the upper triangle too; here
+    it is two flash passes, the prefix unmasked (expanded to the batch, never copied) and the
+    queries' own with `is_causal`, merged by their log-sum-exp (the public sdpa does not return it).
+    The CPU kernel takes grouped key/value heads as they are. Without a prefix it is sdpa with
+    `is_causal`, as transformers runs an unpadded batch. It takes no mask: scoring never passes one
+    (padding sits after the real tokens, which causal attention keeps them from seeing)."""
     from transformers import AttentionInterface
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import AttentionMaskInterface
 
     from .attention import flash, merged
 
     def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
-                  scaling: float | None = None, **kwargs: Any) -> tuple:
-        prefix = key.shape[2] - query.shape[2]
+                  scaling: float | None = None, prefix: Prefix | None = None, **kwargs: Any) -> tuple:
         if not prefix:
             return sdpa_attention_forward(module, query, key, value, None, dropout, scaling, **kwargs)
-        key = repeat_kv(key, getattr(module, "num_key_value_groups", 1))
-        value = repeat_kv(value, getattr(module, "num_key_value_groups", 1))
-        seen, seen_lse = flash(query, key[:, :, :prefix], value[:, :, :prefix], scale=scaling)
-        own, own_lse = flash(query, key[:, :, prefix:], value[:, :, prefix:], is_causal=True, scale=scaling)
+        keys, values = prefix[module.layer_idx]
+        rows = (query.shape[0], -1, -1, -1)
+        seen, seen_lse = flash(query, keys.expand(rows), values.expand(rows), scale=scaling)
+        own, own_lse = flash(query, key, value, is_causal=True, scale=scaling)
         out = merged(seen, seen_lse, own, own_lse)
         return out.to(query.dtype).transpose(1, 2).contiguous(), None
 
@@ -143,11 +166,9 @@ def extend_prefix(model: Any, prefix: Prefix, ids: Sequence[int]) -> Prefix:
     """The key/value cache of `prefix` followed by the tokens `ids` (one forward pass, batch 1)."""
     import torch
 
-    decoder = model.get_decoder()
-    cache = prefix_cache(prefix, record=True)
+    cache, extra = prefix_arguments(model, prefix, record=True)
     with torch.inference_mode():
-        decoder(input_ids=torch.tensor([list(ids)], device=model.device), use_cache=False,
-                **{_cache_argument(decoder): cache})
+        model.get_decoder()(input_ids=torch.tensor([list(ids)], device=model.device), use_cache=False, **extra)
     if not prefix:
         return list(cache.recorded)
     return [(torch.cat([k, nk], dim=-2), torch.cat([v, nv], dim=-2))
@@ -190,11 +211,10 @@ def supervised_nll(
         for row, (s, t) in enumerate(seqs):
             ids[row, : len(s)] = torch.tensor(s)
             turn[row, 1 : len(t)] = torch.tensor(t[1:], dtype=torch.long)
-    decoder = model.get_decoder()
     if prefix:
-        extra[_cache_argument(decoder)] = prefix_cache(prefix)
+        extra.update(prefix_arguments(model, prefix)[1])
     with torch.inference_mode():
-        hidden = decoder(input_ids=ids, use_cache=False, **extra).last_hidden_state
+        hidden = model.get_decoder()(input_ids=ids, use_cache=False, **extra).last_hidden_state
         rows, cols = torch.nonzero(turn[:, 1:] >= 0, as_tuple=True)
         chunk = chunk_positions(model.get_output_embeddings().weight.shape[0], chunk_bytes)
         nll = head_nll(model, hidden[rows, cols], ids[rows, cols + 1], chunk)
