@@ -20,6 +20,7 @@ import bisect
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,7 @@ import polars as pl
 
 from . import __version__, queries
 from .models import resolve_student, student_key
+from .models.files import cache_dir
 from .nll import DEFAULT_CHUNK_BYTES, TransformersBackend, turn_totals
 from .render import Rendering, TemplateError, chat_messages, prefix_consistent, render, render_last_turn, stored_chats
 from .store import Store, StoreLockedError
@@ -131,16 +133,31 @@ def _sha(data: bytes) -> str:
 
 
 def weights_hash(path: Path) -> str:
-    """sha256 over the names and bytes of the weight files in a model folder."""
+    """sha256 over the names and bytes of the weight files in a model folder.
+
+    Remembered in the cache folder under the files' path, size, mtime and inode, so a run does not
+    read the whole checkpoint again (sha256 takes ~1 s a GB here); a file rewritten is hashed anew."""
     files = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
     if not files:
         raise FileNotFoundError(f"{path}: no weight files ({', '.join(WEIGHT_SUFFIXES)})")
+    state = [(str(f.resolve()), s.st_size, s.st_mtime_ns, s.st_ino, s.st_dev) for f, s in ((f, f.stat()) for f in files)]
+    memo = cache_dir() / "weights-sha256" / _sha(json.dumps(state).encode())
+    known = memo.read_text() if memo.is_file() else ""
+    if re.fullmatch("[0-9a-f]{64}", known):
+        return known
     h = hashlib.sha256()
     for file in files:
         h.update(file.name.encode() + b"\0")
         with file.open("rb") as f:
             while block := f.read(1 << 24):
                 h.update(block)
+    try:  # a cache folder that cannot be written only costs the next run the hashing
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+        tmp.write_text(h.hexdigest())
+        os.replace(tmp, memo)
+    except OSError:
+        pass
     return h.hexdigest()
 
 

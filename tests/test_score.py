@@ -394,6 +394,31 @@ def test_run_id_follows_the_code_version(tiny_model_dir, tiny_tokenizer, monkeyp
     assert before.run_id != after.run_id and after.code_version == "0.1.0+changed"
 
 
+def test_weights_hash_is_the_files_sha256_remembered_until_a_file_changes(tmp_path, monkeypatch) -> None:
+    import hashlib
+
+    from curate.score import weights_hash
+
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "b.safetensors").write_bytes(b"second" * 1000)
+    (model / "a.bin").write_bytes(b"first")
+    (model / "config.json").write_text("{}")  # not a weight file
+    want = hashlib.sha256(b"a.bin\0first" + b"b.safetensors\0" + b"second" * 1000).hexdigest()
+    assert weights_hash(model) == want
+    (memo,) = (tmp_path / "cache" / "weights-sha256").iterdir()
+    assert memo.read_text() == want
+    memo.write_text("0" * 64)  # what is remembered is what a run gets: nothing is read again
+    assert weights_hash(model) == "0" * 64
+    (model / "a.bin").write_bytes(b"FIRST")  # a file rewritten: hashed anew
+    changed = hashlib.sha256(b"a.bin\0FIRST" + b"b.safetensors\0" + b"second" * 1000).hexdigest()
+    assert weights_hash(model) == changed
+    (now,) = set(memo.parent.iterdir()) - {memo}
+    now.write_text("not a digest")  # a damaged memo is not trusted
+    assert weights_hash(model) == changed and now.read_text() == changed
+
+
 def test_tiny_max_length_scores_every_trajectory_as_truncated(scored, tiny_model_dir, tmp_path, capsys) -> None:
     db = tmp_path / "s.duckdb"
     shutil.copy(scored["db"], db)
