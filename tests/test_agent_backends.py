@@ -86,6 +86,26 @@ def test_shared_prefix_attention_equals_sdpa() -> None:
     torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.parametrize(("top_p", "expected"), [(1.0, [0.5, 0.3, 0.2, 0.0]), (0.75, [0.625, 0.375, 0.0, 0.0])])
+def test_a_draw_follows_the_distribution_and_its_seed(top_p: float, expected: list[float]) -> None:
+    from curate.agent.backends.transformers import _draw
+
+    request = GenRequest(CHAT, temperature=1.0, top_p=top_p, seed=7)
+    scores = torch.tensor([[0.5, 0.3, 0.2, 0.0]]).log()  # the last token has probability 0
+    draws = 20_000
+
+    def sample(seed: int) -> list[int]:
+        generator = torch.Generator().manual_seed(seed)
+        return [_draw(request, generator, scores) for _ in range(draws)]
+
+    got = sample(7)
+    counts = torch.bincount(torch.tensor(got), minlength=4) / draws
+    # within 3 standard deviations of each expected share (0.011 for 0.5 at 20k draws); cut tokens never
+    assert torch.allclose(counts, torch.tensor(expected), atol=0.011), counts
+    assert all(counts[i] == 0 for i, p in enumerate(expected) if p == 0)
+    assert sample(7)[:100] == got[:100] and sample(8)[:100] != got[:100]
+
+
 def test_each_row_keeps_its_own_seed_and_budget_whatever_the_batch(backend) -> None:
     a = GenRequest(CHAT, max_new_tokens=16, temperature=1.0, seed=11)
     b = GenRequest(CHAT, max_new_tokens=16, temperature=1.0, seed=12)

@@ -1,8 +1,8 @@
 """The transformers backend: a local checkpoint (CPU or GPU), batched generation with per-row key/value caches.
 
 Per-request sampling inside one batch. Each row draws its token itself: HF's own temperature and
-top-p warpers, then `torch.multinomial` with that row's own `torch.Generator` (seeded from the
-request's seed); greedy at temperature 0.
+top-p warpers, then the exponential race of `torch.multinomial` on that row's own `torch.Generator`
+(seeded from the request's seed); greedy at temperature 0.
 
 The guarantee: a request's random draws depend only on its seed, never on the batch. Its logits
 are the same computation whatever the batch (padding is masked out), equal up to float rounding
@@ -96,7 +96,11 @@ def _draw(request: GenRequest, generator: torch.Generator, scores: torch.Tensor)
     scores = TemperatureLogitsWarper(request.temperature)(None, scores)
     if request.top_p < 1.0:
         scores = TopPLogitsWarper(request.top_p)(None, scores)
-    return int(torch.multinomial(scores.softmax(-1)[0], 1, generator=generator)[0])
+    # The exponential race torch.multinomial runs (argmax of p / q, q ~ Exp(1) per token), with q from
+    # float64 uniforms: its own exponential_ draws them ~3x slower (1.8 ms a token at a 49k vocabulary).
+    # A draw stays an argmax, so rounding moves it only at a near-tie of two ratios.
+    race = torch.rand(scores.shape[-1], generator=generator, dtype=torch.float64, device=scores.device).log_().neg_()
+    return int((scores.softmax(-1)[0] / race).argmax())
 
 
 def _shared_prefix_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
