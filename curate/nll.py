@@ -3,8 +3,8 @@
 The model body gives the final hidden states; the LM head is applied only at positions whose next
 token is supervised, a chunk of positions at a time, and the log-softmax is taken in float32 per
 chunk. Peak memory is the model, its activations for the batch, and two `[chunk × vocab]` float32
-buffers (logits and log-softmax, kept between calls): never the `[tokens × vocab]` logits (a 16k-token trajectory with Qwen's 151,936-token
-vocabulary would need 9.7 GB for those).
+buffers (logits and log-softmax, kept between calls): never the `[tokens × vocab]` logits (a
+16k-token trajectory with Qwen's 151,936-token vocabulary would need 9.7 GB for those).
 
 Position t is scored when its token is supervised (turn >= 0) and t >= 1 (token 0 has no context):
 its NLL is -log softmax(head(h[t-1]))[ids[t]].

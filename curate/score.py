@@ -140,9 +140,13 @@ def weights_hash(path: Path) -> str:
     files = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
     if not files:
         raise FileNotFoundError(f"{path}: no weight files ({', '.join(WEIGHT_SUFFIXES)})")
-    state = [(str(f.resolve()), s.st_size, s.st_mtime_ns, s.st_ino, s.st_dev) for f, s in ((f, f.stat()) for f in files)]
+    stats = [(str(f.resolve()), f.stat()) for f in files]
+    state = [(name, s.st_size, s.st_mtime_ns, s.st_ino, s.st_dev) for name, s in stats]
     memo = cache_dir() / "weights-sha256" / _sha(json.dumps(state).encode())
-    known = memo.read_text() if memo.is_file() else ""
+    try:
+        known = memo.read_text()
+    except (OSError, UnicodeDecodeError):  # none yet, or unreadable: hash the files
+        known = ""
     if re.fullmatch("[0-9a-f]{64}", known):
         return known
     h = hashlib.sha256()
