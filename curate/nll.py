@@ -289,6 +289,12 @@ def score_sequences(
     return out
 
 
+def _worst(ours: np.ndarray, theirs: np.ndarray, first: int) -> str:
+    """The largest gap between two runs of token NLLs (the first for token `first`), where and what."""
+    i = int(np.argmax(np.abs(ours - theirs)))
+    return f"{abs(ours[i] - theirs[i]):.3g} at token {first + i}: {ours[i]:.6g} against {theirs[i]:.6g}"
+
+
 class TransformersBackend:
     """Score token sequences with a transformers causal LM loaded from a local folder."""
 
@@ -343,19 +349,17 @@ class TransformersBackend:
             logits = self.model(input_ids=x, use_cache=False).logits[0, :-1].float()
             full = torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="none").double().cpu().numpy()
         tolerance = 1e-3 if self.model.dtype == torch.float32 else 0.1
-        gap = float(np.max(np.abs(full - ours)))
-        if gap > tolerance:
+        if np.max(np.abs(full - ours)) > tolerance:
             raise RuntimeError(
                 f"{type(self.model).__name__}: NLL from final hidden states through the output embeddings "
-                f"differs from the model's own logits by {gap:.3g}; curate score supports plain LM heads"
+                f"differs from the model's own logits by {_worst(ours, full, 1)}; curate score supports plain LM heads"
             )
         if self.prefix_reuse:
             half = len(ids) // 2
             prefix = extend_prefix(self.model, [], ids[:half])
             (cached,) = supervised_nll(self.model, [(ids[half:], whole[half:])], self.chunk_bytes, prefix=prefix)
-            gap = float(np.max(np.abs(cached - ours[half:])))
-            if gap > tolerance:
+            if np.max(np.abs(cached - ours[half:])) > tolerance:
                 raise RuntimeError(
                     f"{type(self.model).__name__}: scoring after a cached prefix differs from scoring the whole "
-                    f"sequence by {gap:.3g}; run with --no-prefix-reuse"
+                    f"sequence by {_worst(cached, ours[half:], half + 1)}; run with --no-prefix-reuse"
                 )

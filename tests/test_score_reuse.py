@@ -75,6 +75,40 @@ def test_prefix_reuse_gives_the_nlls_of_whole_sequences(tiny_model_dir, dtype, t
     reuse.check(seqs[0][0])
 
 
+def test_the_check_stops_a_model_it_would_score_wrongly(tiny_model_dir, monkeypatch) -> None:
+    import curate.nll
+
+    backend = TransformersBackend(str(tiny_model_dir))
+    ids = [(7 * i) % backend.model.config.vocab_size for i in range(3, 60)]
+    backend.check(ids)
+    forward = backend.model.forward
+
+    def scaled(*args, **kwargs):  # logits scaled in the model's forward, as some architectures do
+        out = forward(*args, **kwargs)
+        out.logits = out.logits * 1.5
+        return out
+
+    monkeypatch.setattr(backend.model, "forward", scaled)
+    name = type(backend.model).__name__
+    with pytest.raises(RuntimeError, match=rf"^{name}: NLL from final hidden states through the output embeddings "
+                       r"differs from the model's own logits by \S+ at token \d+: \S+ against \S+; "
+                       r"curate score supports plain LM heads$"):
+        backend.check(ids)
+    monkeypatch.setattr(backend.model, "forward", forward)
+    joined = curate.nll.prefix_arguments
+
+    def lost(model, prefix, record=False):  # the decoder's `prefix=` never reaches attention
+        cache, extra = joined(model, prefix, record)
+        extra.pop("prefix", None)
+        return cache, extra
+
+    monkeypatch.setattr(curate.nll, "prefix_arguments", lost)
+    with pytest.raises(RuntimeError, match=rf"^{name}: scoring after a cached prefix differs from scoring the whole "
+                       r"sequence by \S+ at token (\d+): \S+ against \S+; run with --no-prefix-reuse$") as stopped:
+        backend.check(ids)
+    assert int(stopped.value.args[0].split(" at token ")[1].split(":")[0]) > len(ids) // 2  # a suffix token
+
+
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-6), (torch.bfloat16, 2e-2)])
 def test_prefix_attention_is_causal_attention_after_a_prefix(tiny_model_dir, dtype, tolerance) -> None:
     gen = torch.Generator().manual_seed(0)
