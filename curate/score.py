@@ -462,6 +462,8 @@ def _score_all(config: ScoreConfig, path: Path, tokenizer: Any, ident: RunIdenti
             stats["empty"] += per_traj.filter(pl.col("truncated") & pl.col("turn").is_null()).height
             bar.update(len(block))
     stats["seconds"] = time.perf_counter() - start
+    if hasattr(backend, "close"):  # vLLM's engine processes stop now, not at interpreter exit
+        backend.close()
     return "on" if getattr(backend, "prefix_reuse", False) else getattr(backend, "no_prefix_reason", None) or "off"
 
 

@@ -35,6 +35,12 @@ def make_llm(vllm: Any, **options: Any) -> Any:
     return vllm.LLM(**options, enforce_eager=current_platform.is_cpu())
 
 
+def stop_llm(llm: Any) -> None:
+    """Stop a `vllm.LLM`'s engine processes now: left to interpreter exit, their shutdown can abort
+    the process (exit -6, "terminate called without an active exception") after its work is done."""
+    llm.llm_engine.engine_core.shutdown()
+
+
 class VllmBackend:
     """Score token sequences with a vLLM engine over a local model folder."""
 
@@ -48,6 +54,9 @@ class VllmBackend:
         os.environ["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
         self.llm = make_llm(vllm, model=path, dtype=dtype, max_model_len=max_length + 1)
         self.params = vllm.SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False)
+
+    def close(self) -> None:
+        stop_llm(self.llm)
 
     def nll(
         self, seqs: Sequence[tuple[Sequence[int], Sequence[int]]], on_batch: Callable[[int], None] | None = None

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from ...models import resolve_student
-from ...score_vllm import import_vllm, make_llm
+from ...score_vllm import import_vllm, make_llm, stop_llm
 from . import Completion, GenRequest, chat_prompt, teacher_id
 
 
@@ -64,7 +64,7 @@ class VLLMBackend:
     def close(self) -> None:
         """Stop vLLM's engine processes now rather than at interpreter exit."""
         if self.llm is not None:
-            self.llm.llm_engine.engine_core.shutdown()
+            stop_llm(self.llm)
             self.llm = None
 
 
