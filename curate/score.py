@@ -132,6 +132,13 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _write_atomically(file: Path, text: str) -> None:
+    """Write under a temp name and rename it: a reader never sees half a file."""
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, file)
+
+
 def weights_hash(path: Path) -> str:
     """sha256 over the names and bytes of the weight files in a model folder.
 
@@ -157,9 +164,7 @@ def weights_hash(path: Path) -> str:
                 h.update(block)
     try:  # a cache folder that cannot be written only costs the next run the hashing
         memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
-        tmp.write_text(h.hexdigest())
-        os.replace(tmp, memo)
+        _write_atomically(memo, h.hexdigest())
     except OSError:
         pass
     return h.hexdigest()
@@ -338,9 +343,7 @@ def _manifest(run_dir: Path, ident: RunIdentity, config: ScoreConfig, single_pas
         **asdict(ident), "single_pass": single_pass,
         "config": {**asdict(config), "max_length": ident.max_length}, "started_at": datetime.now().isoformat(),
     }
-    tmp = run_dir / f".run.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, file)
+    _write_atomically(file, json.dumps(manifest, indent=2))
     return manifest
 
 
