@@ -120,6 +120,18 @@ def test_each_row_keeps_its_own_seed_and_budget_whatever_the_batch(backend) -> N
     assert chunked.generate([short, b, a]) == [batch[0], batch[1], batch[2]]
 
 
+def test_a_model_that_is_not_plain_prefills_its_rows_apart_to_the_same_texts(backend) -> None:
+    # What a model with soft-capped logits or sliding windows gets: its own forward, each row prefilled alone.
+    apart = make_backend("transformers", str(backend.model.name_or_path))
+    apart.model.set_attn_implementation("sdpa")
+    apart.plain = False
+    requests = [GenRequest(CHAT, max_new_tokens=9, seed=4), GenRequest(OTHER, max_new_tokens=6, seed=5),
+                GenRequest(CHAT, max_new_tokens=12, temperature=0)]
+    for batch in (requests, [GenRequest((*CHAT, {"role": "assistant", "content": "4"}, *OTHER), 7, seed=6),
+                             *requests]):
+        assert apart.generate(batch) == backend.generate(batch)
+
+
 def test_kept_caches_change_nothing_but_the_work(tiny_model_dir) -> None:
     from os.path import commonprefix
 
@@ -150,6 +162,12 @@ def test_kept_caches_change_nothing_but_the_work(tiny_model_dir) -> None:
     before = backend.prefilled
     assert backend.generate(steps) == plain.generate(steps)
     assert backend.prefilled - before == sum(len(n) - r for n, r in zip(new, reuse))
-    # Only the last call's rows stay kept: one run alone drops the other run's cache.
+    # The last call's rows stay kept, and as many older caches: one run alone keeps the other run's too.
     backend.generate(steps[:1])
-    assert len(backend.caches.kept) == 1
+    assert len(backend.caches.kept) == 2
+    # After a call under another system prompt (a run's answer), the next task still finds the system prompt.
+    backend.generate([GenRequest(({"role": "system", "content": "Answer."}, *tasks[0]), max_new_tokens=2, seed=1)])
+    third = GenRequest((system, {"role": "user", "content": "What is 3+3?"}), max_new_tokens=2, seed=1)
+    before, third_ids = backend.prefilled, tokens(backend, third)
+    assert backend.generate([third]) == plain.generate([third])
+    assert backend.prefilled - before == len(third_ids) - len(commonprefix([third_ids, ids[0]])) < 20
