@@ -171,3 +171,31 @@ def test_kept_caches_change_nothing_but_the_work(tiny_model_dir) -> None:
     before, third_ids = backend.prefilled, tokens(backend, third)
     assert backend.generate([third]) == plain.generate([third])
     assert backend.prefilled - before == len(third_ids) - len(commonprefix([third_ids, ids[0]])) < 20
+
+
+def test_packed_weights_give_each_row_what_the_plain_product_gives() -> None:
+    from torch import nn
+
+    from curate.agent.backends.packed import FEWEST, Packs, PackedLinear
+
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Linear(96, 160), nn.Linear(160, 96, bias=False))
+    head = nn.Linear(96, 300, bias=False)
+    plain = [body[0], body[1]]
+    packs = Packs(body, head)
+    packs.fit(FEWEST - 1)  # too few rows to pay: the model stays as it was
+    assert packs.rows == 0 and [type(m) for m in body] == [nn.Linear, nn.Linear]
+    packs.fit(5)
+    assert packs.rows == 8 and all(type(m) is PackedLinear and m.rows == 8 for m in body)
+    x = torch.randn(8, 96)
+    for n in (FEWEST, 5, 8):  # padded to the pack's 8 rows: each row as the plain product, whatever the others
+        got = body(x[:n])
+        assert got.shape == (n, 96) and torch.allclose(got, plain[1](plain[0](x[:n])), atol=1e-5)
+        assert torch.equal(got[:FEWEST], body(torch.cat([x[:FEWEST], torch.randn(n - FEWEST, 96)]))[:FEWEST])
+        assert torch.allclose(packs.head(x[:n]), head(x[:n]), atol=1e-5)
+    assert torch.equal(body(x[:2]), plain[1](plain[0](x[:2])))  # fewer than FEWEST: the plain product itself
+    assert torch.equal(body(torch.cat([x, x])), plain[1](plain[0](torch.cat([x, x]))))  # more rows than packed
+    packs.fit(3)  # a smaller batch keeps the larger pack; a larger one packs again
+    assert packs.rows == 8
+    packs.fit(9)
+    assert packs.rows == 16 and body[0].rows == 16

@@ -22,8 +22,8 @@ tokens follow its kept ones, padded at the end. The rows then decode together in
 with room for their tokens allocated once (`_Room`: no copy of the whole cache per token): the
 prefix they all share at the same positions in every row, then each row's own tokens ending at the
 same column, the padding between masked out and positions counted per row. On a CPU, decoding is
-where batching pays: a step reads the weights once for every row, and `_shared_prefix_attention`
-reads the shared prefix once for all rows.
+where batching pays: a step reads the weights once for every row (packed for the step's rows,
+`packed.py`), and `_shared_prefix_attention` reads the shared prefix once for all rows.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from ...attention import flash, merged
 from ...models import resolve_student
 from . import Completion, GenRequest, chat_prompt, teacher_id, truncate_at_stop
+from .packed import FEWEST, Packs
 
 # Tokens of the generated tail decoded per step to find a stop string, beyond its length in characters.
 _TAIL_SLACK = 4
@@ -213,6 +214,7 @@ class TransformersBackend:
                       and getattr(config, "final_logit_softcapping", None) is None)
         if self.plain:
             self.model.set_attn_implementation("shared_prefix")
+        self.packs = Packs(self.model.get_decoder(), head) if self.plain and Packs.pay(self.model) else None
         config = self.model.generation_config
         eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
         self.eos = {t for t in [*eos, self.tokenizer.eos_token_id] if t is not None}
@@ -282,6 +284,8 @@ class TransformersBackend:
         room = max(r.max_new_tokens for r in requests)
         cache, mask, shared, logits = (self._prefill_together if self.plain else self._prefill_apart)(ids, found, room)
         positions = torch.tensor([[len(x)] for x in ids], device=self.device)
+        if self.packs is not None:
+            self.packs.fit(len(ids))
         generators = [_generator(r, self.device) for r in requests]
         tails = [max((len(s) for s in r.stop), default=0) + _TAIL_SLACK for r in requests]
         tokens: list[list[int]] = [[] for _ in requests]
@@ -320,6 +324,8 @@ class TransformersBackend:
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Float logits [rows, vocab] of a plain model from final hidden states [rows, dim]."""
+        if self.packs is not None and FEWEST <= len(hidden) <= self.packs.rows:
+            return self.packs.head(hidden).float()
         return (self.model.get_output_embeddings().weight @ hidden.T).T.float()
 
     def _prefill_together(self, ids: list[list[int]], found: list[tuple[int, Layers]],
