@@ -84,6 +84,15 @@ def test_shared_prefix_attention_equals_sdpa() -> None:
     got, _ = _shared_prefix_attention(module, query, key, value, mask, shared=shared, scaling=dim**-0.5)
     assert got.shape == (rows, 1, groups * per_group, dim)
     torch.testing.assert_close(got, expected)
+    # A prefill: 4 new tokens per row after the cache (its padding masked), causal among themselves.
+    queries = torch.randn(rows, groups * per_group, 4, dim)
+    keys, values = torch.randn(rows, groups, length + 4, dim), torch.randn(rows, groups, length + 4, dim)
+    mask = torch.ones(rows, length + 4, dtype=torch.bool)
+    mask[1, shared : shared + 3] = False
+    full = mask[:, None, None, :] & torch.ones(4, length + 4, dtype=torch.bool).tril(length)[None, None]
+    expected, _ = sdpa_attention_forward(module, queries, keys, values, full, scaling=dim**-0.5)
+    got, _ = _shared_prefix_attention(module, queries, keys, values, full, scaling=dim**-0.5)
+    torch.testing.assert_close(got, expected)
 
 
 @pytest.mark.parametrize(("top_p", "expected"), [(1.0, [0.5, 0.3, 0.2, 0.0]), (0.75, [0.625, 0.375, 0.0, 0.0])])

@@ -115,30 +115,44 @@ def _draw(request: GenRequest, generator: torch.Generator, scores: torch.Tensor)
     return int((scores.softmax(-1)[0] / race).argmax())
 
 
+def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean attention mask as the additive mask the flash kernel takes (0 where seen, the dtype's minimum not)."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+
+
 def _shared_prefix_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                              attention_mask: torch.Tensor | None, shared: int = 0,
                              **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """SDPA, except a batched decode step reads the `shared` first positions (the same tokens in every row) once.
+    """SDPA on a CPU in two flash passes merged by their log-sum-exp, where one masked pass wastes work.
 
-    Decoding at batch B reads each row's whole cache, and on a CPU that memory traffic, not arithmetic,
-    is the cost: here all rows' queries meet row 0's copy of the shared prefix in one flash pass, each
-    row's query its own positions after it in another, merged by their log-sum-exp. A key/value head's
-    query heads are passed as that head's query positions, so nothing is repeated per query head.
+    A prefill (several queries, after a cache): sdpa given the mask computes every query against
+    every key; here the queries meet the cached keys (padding masked) in one pass and their own
+    tokens in a causal one, which skips the half above the diagonal. A batched decode step reads
+    each row's whole cache, and that memory traffic, not arithmetic, is its cost: here all rows'
+    queries meet row 0's copy of the `shared` first positions (the same tokens in every row) once,
+    each row's query its own positions after them in the other pass. A key/value head's query heads
+    are passed as that head's query positions, so nothing is repeated per query head.
     """
-    if shared == 0 or query.shape[2] != 1 or query.device.type != "cpu":
+    queries, scale = query.shape[2], kwargs.get("scaling")
+    if query.device.type != "cpu" or (shared == 0 if queries == 1 else attention_mask is None):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    if queries > 1:
+        cached = key.shape[2] - queries  # the new tokens are the last columns; every cached one precedes them
+        out, lse = flash(query, key[:, :, cached:], value[:, :, cached:], is_causal=True, scale=scale)
+        if cached:
+            seen = attention_mask[:, :, :1, :cached]  # the same for every query: padding only
+            before, before_lse = flash(query, key[:, :, :cached], value[:, :, :cached],
+                                       attn_mask=_additive(seen, query.dtype), scale=scale)
+            out = merged(out, lse, before, before_lse).to(query.dtype)
+        return out.transpose(1, 2).contiguous(), None
     rows, heads, _, dim = query.shape
     groups = key.shape[1]  # key/value heads; each serves heads // groups query heads
     per_group = query.view(rows, groups, heads // groups, dim)
     everyone = per_group.transpose(0, 1).reshape(1, groups, -1, dim)  # [1, groups, rows * heads per group, dim]
-    scale = kwargs.get("scaling")
     seen, seen_lse = flash(everyone, key[:1, :, :shared], value[:1, :, :shared], scale=scale)
     seen = seen.view(groups, rows, -1, dim).transpose(0, 1)
     seen_lse = seen_lse.view(groups, rows, -1).transpose(0, 1)
-    mask = None  # the kernel takes an additive mask of the queries' dtype
-    if attention_mask is not None:
-        mask = torch.zeros_like(attention_mask[..., shared:], dtype=query.dtype)
-        mask.masked_fill_(~attention_mask[..., shared:], torch.finfo(query.dtype).min)
+    mask = None if attention_mask is None else _additive(attention_mask[..., shared:], query.dtype)
     own, own_lse = flash(per_group, key[:, :, shared:], value[:, :, shared:], attn_mask=mask, scale=scale)
     out = merged(seen, seen_lse, own, own_lse)
     return out.reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
