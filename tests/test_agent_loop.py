@@ -3,6 +3,8 @@ layout, the error messages the ingest flags read, batching and slots, seeds and 
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import pytest
 
 from curate import formats
@@ -131,3 +133,13 @@ def test_mint_profile_ends_at_a_solution(sandbox) -> None:
                                                  "Last output from code snippet:\nNone")
     assert (run.final_answer, run.stop_reason, run.steps) == ("9", "answer", 2)
     assert model.batches[0][0].stop == ("</execute>", "</solution>")
+
+
+def test_an_error_where_runs_are_taken_is_the_error_raised(sandbox) -> None:
+    # The caller fails on the first finished run (a store write, say): that error, not the loop's clean-up, surfaces.
+    model = ScriptedModel({q: [code_step("final_answer(1)")] for q in ("Q1", "Q2")})
+    tasks = [Task("a", "Q1", seed=1), Task("b", "Q2", seed=2)]
+    with pytest.raises(OSError, match="disk full"), closing(run_agents(tasks, model, sandbox, AgentConfig(PROMPTS))) as runs:
+        for _run in runs:
+            raise OSError("disk full")
+    assert sandbox.run([(sandbox.open(), "print(1)")])[0].error is None  # the sandbox still serves

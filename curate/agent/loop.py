@@ -121,10 +121,11 @@ def run_agents(tasks: Iterable[Task], backend: Backend, sandbox: PythonSandbox, 
             for run in active:
                 if not run.done and run.final_request is None and run.steps >= config.max_steps:
                     _reach_limit(run, config)
-            for run in [r for r in active if r.done]:
-                sandbox.release(run.handle)
-                yield run
+            finished = [r for r in active if r.done]
             active = [r for r in active if not r.done]
+            for run in finished:  # before any yield: a caller that stops at one must not release it again
+                sandbox.release(run.handle)
+            yield from finished
     finally:
         for run in active:
             sandbox.release(run.handle)
