@@ -358,13 +358,14 @@ class TransformersBackend:
         cache, mask = self._batch_cache([layers or self._nothing() for _, layers in found], have, shared, longest + room)
         found.clear()  # the kept caches they extend, now copied into the batch's
         mask = torch.cat([mask, torch.tensor([[1] * len(x) + [0] * (longest - len(x)) for x in new])], dim=1)
+        mask = mask.to(self.device)
         step = {"input_ids": torch.tensor([x + [0] * (longest - len(x)) for x in new], device=self.device),
                 "position_ids": torch.tensor([list(range(n, n + longest)) for n in have], device=self.device),
-                "attention_mask": mask.to(self.device), "cache": cache, "use_cache": True}
+                "attention_mask": mask, "cache": cache, "use_cache": True}
         hidden = self.model.get_decoder()(**step).last_hidden_state
         self.prefilled += sum(map(len, new))
         last = hidden[torch.arange(len(new)), torch.tensor([len(x) - 1 for x in new])]
-        return cache, mask.to(self.device), shared, self._head(last)
+        return cache, mask, shared, self._head(last)
 
     def _prefill_apart(self, ids: list[list[int]], found: list[tuple[int, Layers]],
                        room: int) -> tuple[Cache, torch.Tensor, int, torch.Tensor]:
