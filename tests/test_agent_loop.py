@@ -139,7 +139,8 @@ def test_an_error_where_runs_are_taken_is_the_error_raised(sandbox) -> None:
     # The caller fails on the first finished run (a store write, say): that error, not the loop's clean-up, surfaces.
     model = ScriptedModel({q: [code_step("final_answer(1)")] for q in ("Q1", "Q2")})
     tasks = [Task("a", "Q1", seed=1), Task("b", "Q2", seed=2)]
-    with pytest.raises(OSError, match="disk full"), closing(run_agents(tasks, model, sandbox, AgentConfig(PROMPTS))) as runs:
+    runs = run_agents(tasks, model, sandbox, AgentConfig(PROMPTS))
+    with pytest.raises(OSError, match="disk full"), closing(runs):
         for _run in runs:
             raise OSError("disk full")
     assert sandbox.run([(sandbox.open(), "print(1)")])[0].error is None  # the sandbox still serves

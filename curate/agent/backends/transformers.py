@@ -355,7 +355,8 @@ class TransformersBackend:
         shared = min(len(commonprefix(ids)), *have) if len(ids) > 1 else 0
         new = [x[n:] for x, n in zip(ids, have)]
         longest = max(map(len, new))
-        cache, mask = self._batch_cache([layers or self._nothing() for _, layers in found], have, shared, longest + room)
+        pasts = [layers or self._nothing() for _, layers in found]
+        cache, mask = self._batch_cache(pasts, have, shared, longest + room)
         found.clear()  # the kept caches they extend, now copied into the batch's
         mask = torch.cat([mask, torch.tensor([[1] * len(x) + [0] * (longest - len(x)) for x in new])], dim=1)
         mask = mask.to(self.device)
@@ -376,7 +377,8 @@ class TransformersBackend:
         cache, mask = self._batch_cache([layers for layers, _ in prefilled], list(map(len, ids)), 0, room)
         return cache, mask.to(self.device), 0, torch.cat([x for _, x in prefilled])
 
-    def _batch_cache(self, rows: list[Layers], lengths: list[int], shared: int, room: int) -> tuple[Cache, torch.Tensor]:
+    def _batch_cache(self, rows: list[Layers], lengths: list[int], shared: int,
+                     room: int) -> tuple[Cache, torch.Tensor]:
         """The batch cache of the rows' caches with `room` more tokens, and its mask [rows, width]: the
         `shared` first tokens at the same positions in every row, then each row's own ending at one column."""
         cache = Cache(layers=[_Room([r[i] for r in rows], shared, room) for i in range(len(rows[0]))])
