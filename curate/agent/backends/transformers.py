@@ -81,7 +81,8 @@ class _KeptCaches:
         self.kept: list[_Kept] = []
 
     def keep(self, rows: list[_Kept]) -> None:
-        """The rows of the call just made, and as many older caches that none of them extends."""
+        """The rows of the call just made, and as many older caches that none of them extends (until now, during
+        the call, every kept cache stayed: the rows' found caches are views of them)."""
         older = [k for k in self.kept if not any(r.ids[: len(k.ids)] == k.ids for r in rows)]
         self.kept = rows + older[: len(rows)]
 
@@ -253,10 +254,7 @@ class TransformersBackend:
         kept: list[_Kept] = []
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
-            reuse = [found[i] for i in chunk]
-            for i in chunk:
-                found[i] = (0, [])
-            done = self._batch([requests[i] for i in chunk], [ids[i] for i in chunk], reuse)
+            done = self._batch([requests[i] for i in chunk], [ids[i] for i in chunk], [found[i] for i in chunk])
             for i, (completion, row) in zip(chunk, done):
                 out[i] = completion
                 kept.append(row)
@@ -357,7 +355,6 @@ class TransformersBackend:
         longest = max(map(len, new))
         pasts = [layers or self._nothing() for _, layers in found]
         cache, mask = self._batch_cache(pasts, have, shared, longest + room)
-        found.clear()  # the kept caches they extend, now copied into the batch's
         mask = torch.cat([mask, torch.tensor([[1] * len(x) + [0] * (longest - len(x)) for x in new])], dim=1)
         mask = mask.to(self.device)
         step = {"input_ids": torch.tensor([x + [0] * (longest - len(x)) for x in new], device=self.device),
@@ -373,7 +370,6 @@ class TransformersBackend:
         """Each row's new tokens alone, then the batch cache of all of them (models whose logits or attention
         are not plain: their own forward computes the logits, so rows cannot be padded at the end)."""
         prefilled = [self._prefill(x, n, layers) for x, (n, layers) in zip(ids, found)]
-        found.clear()
         cache, mask = self._batch_cache([layers for layers, _ in prefilled], list(map(len, ids)), 0, room)
         return cache, mask.to(self.device), 0, torch.cat([x for _, x in prefilled])
 
