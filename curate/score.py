@@ -442,31 +442,34 @@ def _score_all(config: ScoreConfig, path: Path, tokenizer: Any, ident: RunIdenti
     from tqdm import tqdm
 
     backend = make_backend(config, path, ident.max_length)
-    if hasattr(backend, "check"):
-        backend.check(render(tokenizer, PROBE).input_ids if single_pass else render_last_turn(tokenizer, PROBE).input_ids)
-    run_dir = parts_dir(config.db, ident.run_id)
-    label = f"{config.shard[0]}of{config.shard[1]}"
-    start = time.perf_counter()
-    with tqdm(total=len(todo), unit="traj", desc=f"score {ident.run_id}", disable=not config.progress,
-              file=sys.stderr, dynamic_ncols=True) as bar:
-        def on_batch(tokens: int) -> None:
-            stats["forwarded"] += tokens
-            bar.set_postfix_str(f"{stats['forwarded'] / (time.perf_counter() - start):,.0f} tok/s", refresh=True)
+    try:
+        if hasattr(backend, "check"):
+            probe = render(tokenizer, PROBE) if single_pass else render_last_turn(tokenizer, PROBE)
+            backend.check(probe.input_ids)
+        run_dir = parts_dir(config.db, ident.run_id)
+        label = f"{config.shard[0]}of{config.shard[1]}"
+        start = time.perf_counter()
+        with tqdm(total=len(todo), unit="traj", desc=f"score {ident.run_id}", disable=not config.progress,
+                  file=sys.stderr, dynamic_ncols=True) as bar:
+            def on_batch(tokens: int) -> None:
+                stats["forwarded"] += tokens
+                bar.set_postfix_str(f"{stats['forwarded'] / (time.perf_counter() - start):,.0f} tok/s", refresh=True)
 
-        for i in range(0, len(todo), config.part_size):
-            block = todo[i : i + config.part_size]
-            with open_store(config.db, read_only=True) as store:
-                chats = stored_chats(store.con, block)
-            frame = score_block(backend, tokenizer, chats, block, single_pass, ident.max_length, on_batch, stats)
-            write_part(run_dir, label, frame)
-            per_traj = frame.unique("trajectory_id")
-            stats["fallback"] += per_traj.filter(pl.col("fallback").is_not_null()).height
-            stats["truncated"] += per_traj.filter(pl.col("truncated")).height
-            stats["empty"] += per_traj.filter(pl.col("truncated") & pl.col("turn").is_null()).height
-            bar.update(len(block))
-    stats["seconds"] = time.perf_counter() - start
-    if hasattr(backend, "close"):  # vLLM's engine processes stop now, not at interpreter exit
-        backend.close()
+            for i in range(0, len(todo), config.part_size):
+                block = todo[i : i + config.part_size]
+                with open_store(config.db, read_only=True) as store:
+                    chats = stored_chats(store.con, block)
+                frame = score_block(backend, tokenizer, chats, block, single_pass, ident.max_length, on_batch, stats)
+                write_part(run_dir, label, frame)
+                per_traj = frame.unique("trajectory_id")
+                stats["fallback"] += per_traj.filter(pl.col("fallback").is_not_null()).height
+                stats["truncated"] += per_traj.filter(pl.col("truncated")).height
+                stats["empty"] += per_traj.filter(pl.col("truncated") & pl.col("turn").is_null()).height
+                bar.update(len(block))
+        stats["seconds"] = time.perf_counter() - start
+    finally:  # vLLM's engine processes stop now, also after an error, not at interpreter exit
+        if hasattr(backend, "close"):
+            backend.close()
     return "on" if getattr(backend, "prefix_reuse", False) else getattr(backend, "no_prefix_reason", None) or "off"
 
 
