@@ -97,7 +97,7 @@ def test_shared_prefix_attention_equals_sdpa() -> None:
 
 @pytest.mark.parametrize(("top_p", "expected"), [(1.0, [0.5, 0.3, 0.2, 0.0]), (0.75, [0.625, 0.375, 0.0, 0.0])])
 def test_a_draw_follows_the_distribution_and_its_seed(top_p: float, expected: list[float]) -> None:
-    from curate.agent.backends.transformers import _draw
+    from curate.agent.backends.transformers import _draws
 
     request = GenRequest(CHAT, temperature=1.0, top_p=top_p, seed=7)
     scores = torch.tensor([[0.5, 0.3, 0.2, 0.0]]).log()  # the last token has probability 0
@@ -105,7 +105,7 @@ def test_a_draw_follows_the_distribution_and_its_seed(top_p: float, expected: li
 
     def sample(seed: int) -> list[int]:
         generator = torch.Generator().manual_seed(seed)
-        return [_draw(request, generator, scores) for _ in range(draws)]
+        return [_draws([request], [generator], scores)[0] for _ in range(draws)]
 
     got = sample(7)
     counts = torch.bincount(torch.tensor(got), minlength=4) / draws
@@ -113,6 +113,23 @@ def test_a_draw_follows_the_distribution_and_its_seed(top_p: float, expected: li
     assert torch.allclose(counts, torch.tensor(expected), atol=0.011), counts
     assert all(counts[i] == 0 for i, p in enumerate(expected) if p == 0)
     assert sample(7)[:100] == got[:100] and sample(8)[:100] != got[:100]
+
+
+def test_a_row_draws_in_a_batch_what_it_draws_alone() -> None:
+    from curate.agent.backends.transformers import _draws
+
+    requests = [GenRequest(CHAT, temperature=t, top_p=p, seed=s)
+                for t, p, s in [(1.0, 1.0, 1), (0.0, 1.0, 2), (0.7, 0.9, 3), (1.3, 1.0, 4), (1.0, 1.0, 1)]]
+    logits = torch.randn(len(requests), 49_152, generator=torch.Generator().manual_seed(0)) * 3
+
+    def draws(rows: list[int], steps: int = 50) -> list[list[int]]:
+        generators = [torch.Generator().manual_seed(requests[b].seed) for b in rows]
+        return [_draws([requests[b] for b in rows], generators, logits[rows]) for _ in range(steps)]
+
+    together = draws(list(range(len(requests))))
+    alone = [draws([b]) for b in range(len(requests))]
+    assert [[step[b] for step in together] for b in range(len(requests))] == [[s[0] for s in a] for a in alone]
+    assert len({step[0] for step in together}) > 1 and {step[1] for step in together} == {int(logits[1].argmax())}
 
 
 def test_each_row_keeps_its_own_seed_and_budget_whatever_the_batch(backend) -> None:
