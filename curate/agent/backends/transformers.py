@@ -1,8 +1,9 @@
 """The transformers backend: a local checkpoint (CPU or GPU), batched generation with per-row key/value caches.
 
-Per-request sampling inside one batch. Each row draws its token itself: HF's own temperature and
-top-p warpers, then the exponential race of `torch.multinomial` on that row's own `torch.Generator`
-(seeded from the request's seed); greedy at temperature 0.
+Per-request sampling inside one batch. Each row draws its token with its own parameters and random
+numbers: HF's own temperature and top-p warpers, then the exponential race of `torch.multinomial`
+with uniforms from that row's own `torch.Generator` (seeded from the request's seed), the rows'
+arithmetic run as one batch (`_draws`); greedy at temperature 0.
 
 The guarantee: a request's random draws depend only on its seed, never on the batch. Its logits
 are the same computation whatever the batch (padding is masked out), equal up to float rounding
