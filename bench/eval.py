@@ -25,6 +25,8 @@ import shutil
 import time
 from pathlib import Path
 
+from curate.threads import described, set_wait_policy
+
 
 def _cpu() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -57,8 +59,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--out", default="bench_out/eval")
     args = parser.parse_args()
-    # As `curate` itself runs (curate.cli.main): spin-waiting OpenMP threads slow torch on a busy machine.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    set_wait_policy()  # as `curate` itself does (curate.cli.main), before torch is imported
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -66,7 +67,7 @@ def main() -> None:
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores; {args.model}, "
           f"{args.questions} questions of {args.benchmarks}, max {args.max_steps} steps x {args.max_new_tokens} "
-          "tokens, temperature 0, tools: python, web_search (wiki-summaries)")
+          f"tokens, temperature 0, tools: python, web_search (wiki-summaries); {described()}")
     sides = [_side("one_at_a_time", out, args, slots=1, prefix_cache=False),
              _side("curate_eval", out, args, slots=args.slots, prefix_cache=True)]
     names = [b.name for b in sides[0]["result"].benchmarks]

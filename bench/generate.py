@@ -33,6 +33,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from curate.threads import described, set_wait_policy
+
 
 def _cpu() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -88,8 +90,7 @@ def main() -> None:
     parser.add_argument("--vllm", metavar="PYTHON", help="add a side on the vLLM backend, run by this Python")
     parser.add_argument("--vllm-side", action="store_true", help=argparse.SUPPRESS)  # that side's own process
     args = parser.parse_args()
-    # As `curate` itself runs (curate.cli.main): spin-waiting OpenMP threads slow torch on a busy machine.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    set_wait_policy()  # as `curate` itself does (curate.cli.main), before torch is imported
 
     from curate.shared_data import require_shared_data
 
@@ -104,7 +105,7 @@ def main() -> None:
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores; {args.model}, "
           f"{args.questions} MATH-500 questions x K={args.k}, max {args.max_steps} steps x {args.max_new_tokens} "
-          "tokens, tools: python")
+          f"tokens, tools: python; {described()}")
     sides = [
         _side("one_at_a_time", out, questions, args, slots=1),
         _side("curate_generate", out, questions, args, slots=args.slots),

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from curate.threads import described, set_wait_policy
+
 ROOT = Path(__file__).resolve().parents[1]
 CURATE = ("curate", ["--no-progress"])
 NO_REUSE = ("curate --no-prefix-reuse", ["--no-progress", "--no-prefix-reuse"])
@@ -197,8 +199,7 @@ def run_reference(db: Path, student: Path, max_length: int, shape: dict) -> dict
     out_file = db.with_suffix(".reference.json")
     cmd = [sys.executable, "-m", "bench.score", "--reference-child", str(db), str(student), str(max_length),
            str(out_file)]
-    # curate's CLI sets this; without it idle OpenMP threads spin and inflate the loop's CPU seconds
-    seconds, cpu, rss, _ = timed(cmd, {"OMP_WAIT_POLICY": "PASSIVE"})
+    seconds, cpu, rss, _ = timed(cmd)  # with the OpenMP wait policy main() chose, as curate's side
     return {"seconds": seconds, "cpu": cpu, "rss": rss, "forwarded": shape["per_turn_tokens"],
             "nll": json.loads(out_file.read_text())}
 
@@ -233,6 +234,7 @@ def main() -> None:
     parser.add_argument("--reference-child", nargs=4, metavar=("DB", "STUDENT", "MAX_LENGTH", "OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    set_wait_policy()  # as curate's CLI does; both sides' processes inherit it
     if args.reference_child:
         db, student, max_length, out = args.reference_child
         Path(out).write_text(json.dumps(reference_nlls(Path(db), Path(student), int(max_length))))
@@ -247,7 +249,7 @@ def main() -> None:
             report(f"{name} store", shape, rows, "per-turn reference loop")
     print(f"\nmodel: random Qwen2, hidden {args.hidden}, {args.layers} layers, {args.tokenizer} vocabulary; float32 "
           f"on CPU; load average (1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after (CPU s is steadier than "
-          "wall time on a loaded machine)")
+          f"wall time on a loaded machine); {described()}")
 
 
 if __name__ == "__main__":

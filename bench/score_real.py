@@ -35,6 +35,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from curate.threads import described, set_wait_policy
+
 from bench.score import CURATE, NO_REUSE, report, run_curate, run_reference, store_shape
 
 SETS = ("gsm8k", "math")
@@ -141,7 +143,7 @@ def main() -> None:
     parser.add_argument("--per-token", type=int, default=4, help="trajectories for the per-token comparison")
     parser.add_argument("--before", type=Path, help="also time `curate score` of this checkout (an earlier commit)")
     args = parser.parse_args()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in curate's CLI and the loop's process
+    set_wait_policy()  # as curate's CLI does; the loop's process and curate's inherit it
     import torch
 
     from curate.models import resolve_student
@@ -163,7 +165,7 @@ def main() -> None:
           f"forward {cost['tokens'] / cost['plain']:,.0f} tokens per CPU second, curate's pass "
           f"{cost['tokens'] / cost['curate']:,.0f} ({cost['plain'] / cost['curate']:.2f}x); max |dNLL| {cost['gap']:.1e}")
     print(f"float32 on CPU, {torch.get_num_threads()} torch threads, max length {args.max_length}; load average "
-          f"(1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after on {os.cpu_count()} cores")
+          f"(1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after on {os.cpu_count()} cores; {described()}")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from typing import NoReturn
 
 from .. import __version__
+from ..threads import set_wait_policy
 from .errors import one_line
 
 # Order is the order of `curate --help`: the pipeline, then tools.
@@ -66,9 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one subcommand; an error a user can act on prints one line
     (`curate.cli.errors`) and exits 2, with the traceback under --debug."""
-    # OpenMP threads that spin while they wait make multi-threaded torch many times slower on a
-    # shared, loaded CPU; sleeping waits cost little on an idle one. Set before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    set_wait_policy()  # before torch is imported
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
