@@ -1,7 +1,7 @@
 """`curate generate` (batched) against a one-run-at-a-time loop (the release's way), side by side.
 
-    python -m bench.generate [--model smollm2] [--questions 4] [--k 2] [--max-steps 3] [--max-new-tokens 96]
-                             [--slots 8] [--out bench_out/generate] [--vllm PYTHON]
+    python -m bench.generate [--model smollm2] [--questions 4] [--k 4] [--max-steps 3] [--max-new-tokens 96]
+                             [--slots 16] [--out bench_out/generate] [--vllm PYTHON]
 
 Same model, questions (the first N of MATH-500), tools (python) and seeds on every side, each into
 its own store through the same `generate` code and the same transformers backend:
@@ -81,10 +81,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--questions", type=int, default=4, help="first N questions of MATH-500")
-    parser.add_argument("--k", type=int, default=2)
+    parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=96)
-    parser.add_argument("--slots", type=int, default=8)
+    parser.add_argument("--slots", type=int, default=16, help="runs in flight (curate generate's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench_out/generate")
     parser.add_argument("--vllm", metavar="PYTHON", help="add a side on the vLLM backend, run by this Python")
