@@ -17,20 +17,25 @@ import time
 
 SPIN = "10000"  # libgomp's spins before a waiting thread sleeps: long enough to span a step's gaps between regions
 SAMPLES = 3  # reads of the runnable count, 10 ms apart; the fewest counts (a momentary task is not load)
+SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # the variables chosen here; a user's own either is kept
 
 
 def others_running() -> int | None:
-    """Tasks runnable on this machine now besides this process (the fewest of a few reads); None where unknown."""
-    counts = []
+    """Tasks runnable on this machine now besides this process (the fewest of a few reads, so an idle
+    machine answers at the first); None where unknown."""
+    fewest = None
     for i in range(SAMPLES):
         if i:
             time.sleep(0.01)
         try:
             with open("/proc/loadavg") as f:
-                counts.append(int(f.read().split()[3].split("/")[0]) - 1)  # "runnable/total"; this reader is one
+                count = int(f.read().split()[3].split("/")[0]) - 1  # "runnable/total"; this reader is one
         except (OSError, IndexError, ValueError):  # not Linux
             return None
-    return min(counts)
+        fewest = count if fewest is None else min(fewest, count)
+        if fewest == 0:
+            break
+    return fewest
 
 
 def wait_policy(others: int | None) -> dict[str, str]:
@@ -41,12 +46,12 @@ def wait_policy(others: int | None) -> dict[str, str]:
 
 def set_wait_policy() -> None:
     """Set the wait policy in this process's environment (inherited by its children) unless the user set one."""
-    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+    if any(name in os.environ for name in SETTINGS):
         return
     os.environ.update(wait_policy(others_running()))
 
 
 def described() -> str:
     """The wait settings in force, for a benchmark's header."""
-    shown = [f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ]
+    shown = [f"{k}={os.environ[k]}" for k in SETTINGS if k in os.environ]
     return "OpenMP waits: " + (" ".join(shown) or "libgomp's default")

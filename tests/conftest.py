@@ -10,8 +10,9 @@ import pytest
 
 from curate.shared_data import require_shared_data
 
-# As `curate` itself sets it (curate.cli.main): torch's OpenMP threads sleep instead of spinning
-# between calls, which on a shared 2-core machine made the in-process model tests several times slower.
+# Torch's OpenMP threads sleep instead of spinning between calls: two xdist workers share CI's 2 cores,
+# where spinning made the in-process model tests several times slower. `curate` and the `curate`
+# subprocesses of tests keep it (curate.threads leaves a user's own setting alone).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

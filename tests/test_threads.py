@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from curate.threads import SPIN, others_running, set_wait_policy, wait_policy
+from curate.threads import SETTINGS, SPIN, others_running, set_wait_policy, wait_policy
 
 SHOW = ("from curate.threads import set_wait_policy; set_wait_policy(); import os; "
         "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
 
 
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    return {k: v for k, v in os.environ.items() if k not in SETTINGS}
 
 
 @pytest.fixture
@@ -45,10 +45,10 @@ def test_a_busy_process_counts_and_makes_waits_sleep(busy):
 
 @pytest.mark.parametrize("setting", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "123"}])
 def test_a_users_own_setting_is_left_alone(setting, monkeypatch):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
     for name, value in setting.items():
         monkeypatch.setenv(name, value)
     set_wait_policy()
-    assert {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} == {
+    assert {k: os.environ.get(k) for k in SETTINGS} == {
         "OMP_WAIT_POLICY": setting.get("OMP_WAIT_POLICY"), "GOMP_SPINCOUNT": setting.get("GOMP_SPINCOUNT")}
