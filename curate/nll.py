@@ -90,7 +90,7 @@ def _prefix_cache_class() -> type:
     class PrefixCache(DynamicCache):
         """Holds a prefix's keys and values (batch 1), which positions and masks start after. When
         `joined`, every layer attends to the prefix (expanded to the batch) followed by the batch's
-        own keys and values; otherwise attention reads the prefix itself (`prefix_attention`) and
+        own keys and values; otherwise attention reads the prefix itself (`scoring_attention`) and
         the batch's own pass on as they are. Never grows; with `recorded` a list, keeps the new ones."""
 
         def __init__(self, prefix: Prefix, recorded: list | None, joined: bool) -> None:
@@ -114,10 +114,10 @@ def _prefix_cache_class() -> type:
 
 def prefix_arguments(model: Any, prefix: Prefix, record: bool = False) -> tuple[Any, dict[str, Any]]:
     """The cache and the decoder arguments that put `prefix` before the tokens of a forward pass.
-    A model on `prefix_attention` is given the prefix to read; any other attention gets it joined
+    A model on `scoring_attention` is given the prefix to read; any other attention gets it joined
     to every layer's keys and values by the cache. With `record`, the cache keeps the new keys and
     values in `.recorded`, to extend the prefix."""
-    reads = model.config._attn_implementation == prefix_attention()
+    reads = segmented(model)
     cache = _prefix_cache_class()(prefix, [] if record else None, not reads)
     extra = {_cache_argument(model.get_decoder()): cache}
     if reads and prefix:
@@ -126,15 +126,17 @@ def prefix_arguments(model: Any, prefix: Prefix, record: bool = False) -> tuple[
 
 
 @functools.cache
-def prefix_attention() -> str:
-    """Register (once) the attention for scoring against a prefix and return its name.
+def scoring_attention() -> str:
+    """Register (once) the attention the scorer runs on a CPU and return its name.
 
-    The decoder is called with `prefix=` (per layer, the prefix's keys and values, batch 1): every
-    query sees those positions, then the queries' own causally. sdpa would get that as a
-    materialised mask, with which its flash kernel computes (and masks) the upper triangle too; here
-    it is two flash passes, the prefix unmasked (expanded to the batch, never copied) and the
-    queries' own with `is_causal`, merged by their log-sum-exp (the public sdpa does not return it).
-    The CPU kernel takes grouped key/value heads as they are. Without a prefix it is sdpa with
+    It serves two calls sdpa would serve slowly: a batch packed into one row (`segments=`, the
+    sequences' lengths in order: each attends causally to itself alone, so no row is padded) and
+    queries after a cached prefix (`prefix=`, per layer the prefix's keys and values, batch 1:
+    every query sees those positions, then the queries' own causally). sdpa would get either as a
+    materialised mask, with which its flash kernel computes (and masks) every block. Here each
+    sequence is one causal flash pass and, with a prefix, one unmasked pass over it (expanded to
+    the batch, never copied), the two merged by their log-sum-exp (the public sdpa does not return
+    it). The CPU kernel takes grouped key/value heads as they are. With neither it is sdpa with
     `is_causal`, as transformers runs an unpadded batch. It takes no mask: scoring never passes one
     (padding sits after the real tokens, which causal attention keeps them from seeing)."""
     from transformers import AttentionInterface
@@ -144,22 +146,36 @@ def prefix_attention() -> str:
     from .attention import flash, merged
 
     def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
-                  scaling: float | None = None, prefix: Prefix | None = None, **kwargs: Any) -> tuple:
-        if not prefix:
+                  scaling: float | None = None, prefix: Prefix | None = None, segments: Sequence[int] | None = None,
+                  **kwargs: Any) -> tuple:
+        if not prefix and segments is None:
             return sdpa_attention_forward(module, query, key, value, None, dropout, scaling, **kwargs)
-        keys, values = prefix[module.layer_idx]
-        rows = (query.shape[0], -1, -1, -1)
-        seen, seen_lse = flash(query, keys.expand(rows), values.expand(rows), scale=scaling)
-        own, own_lse = flash(query, key, value, is_causal=True, scale=scaling)
-        out = merged(seen, seen_lse, own, own_lse)
-        return out.to(query.dtype).transpose(1, 2).contiguous(), None
+        rows, heads, width, dim = query.shape
+        out = query.new_empty(rows, width, heads, dim)
+        ends = np.cumsum(segments if segments is not None else [width]).tolist()
+        for start, end in zip([0, *ends], ends):
+            part = query[:, :, start:end]
+            own, own_lse = flash(part, key[:, :, start:end], value[:, :, start:end], is_causal=True, scale=scaling)
+            if prefix:
+                keys, values = prefix[module.layer_idx]
+                seen, seen_lse = flash(part, keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1),
+                                       scale=scaling)
+                own = merged(seen, seen_lse, own, own_lse)
+            out[:, start:end] = own.transpose(1, 2)
+        return out, None
 
     def no_mask(*args: Any, **kwargs: Any) -> None:
         return None
 
-    AttentionInterface.register("curate_prefix", attention)
-    AttentionMaskInterface.register("curate_prefix", no_mask)
-    return "curate_prefix"
+    AttentionInterface.register("curate_scoring", attention)
+    AttentionMaskInterface.register("curate_scoring", no_mask)
+    return "curate_scoring"
+
+
+def segmented(model: Any) -> bool:
+    """Whether `model` runs `scoring_attention`: packed batches then need no mask, and may follow
+    a prefix."""
+    return model.config._attn_implementation == scoring_attention()
 
 
 def extend_prefix(model: Any, prefix: Prefix, ids: Sequence[int]) -> Prefix:
@@ -188,10 +204,12 @@ def supervised_nll(
     real token only sees positions before it, which are real, so padding cannot reach the
     scored positions, and sdpa keeps its fast mask-free causal kernel (with a padding mask,
     mixed-length batches ran 2.9x slower on an H100). Packed: one row, position ids restarting
-    per sequence; transformers then isolates the sequences (a varlen kernel for flash attention;
-    for sdpa/eager a block-diagonal mask, which is correct but as slow as a padding mask).
-    With `prefix` (padded only), every sequence continues that prefix: its positions start after
-    the prefix and attention reaches back into it. Token 0 of a sequence is still never scored
+    per sequence and nothing padded. A model on `scoring_attention` is told the sequences' lengths
+    and attends within each; on any other attention transformers isolates them by their position
+    ids (a varlen kernel for flash attention; for sdpa/eager a block-diagonal mask, which is
+    correct but as slow as a padding mask).
+    With `prefix` (padded, or packed on `scoring_attention`), every sequence continues that
+    prefix: its positions start after the prefix and attention reaches back into it. Token 0 of a sequence is still never scored
     (its NLL would need the prefix's last hidden state): `curate.prefix` ends a prefix before it.
     """
     import torch
@@ -203,7 +221,10 @@ def supervised_nll(
         ids = torch.tensor([[i for s, _ in seqs for i in s]], device=device)
         # The first token of each sequence is never a target (nothing of its own precedes it).
         turn = torch.tensor([[x for _, t in seqs for x in (-1, *t[1:])]], device=device)
-        extra["position_ids"] = torch.cat([torch.arange(n, device=device) for n in lengths])[None]
+        start = prefix[0][0].shape[-2] if prefix else 0
+        extra["position_ids"] = torch.cat([torch.arange(start, start + n, device=device) for n in lengths])[None]
+        if segmented(model):
+            extra["segments"] = lengths
     else:
         width = max(lengths)
         ids = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
@@ -278,7 +299,9 @@ def score_sequences(
         for child in node.children:
             run(child, prefix)
         suffixes = [(work[i][0][node.end :], work[i][1][node.end :]) for i in node.leaves]
-        packed = pack and not prefix  # packed rows restart positions, which a prefix cannot follow
+        # scoring_attention packs every batch (no padding); on other attention packed rows are told
+        # apart by positions restarting at 0, which a prefix cannot follow
+        packed = segmented(model) or (pack and not prefix)
         for batch in plan_batches([len(ids) for ids, _ in suffixes], batch_tokens, packed):
             nlls = supervised_nll(model, [suffixes[j] for j in batch], chunk_bytes, packed, prefix)
             for j, nll in zip(batch, nlls):
@@ -320,12 +343,13 @@ class TransformersBackend:
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
         self.model.to(device).eval()
         self.batch_tokens, self.chunk_bytes, self.pack = batch_tokens, chunk_bytes, pack
-        # Packed rows restart positions per sequence, which a prefix cannot follow.
-        self.no_prefix_reason = ("off (--no-prefix-reuse)" if not prefix_reuse else "off (--pack)" if pack
-                                 else prefix_support(self.model.config))
+        unsupported = prefix_support(self.model.config)  # nor can scoring_attention serve such a model
+        if device == "cpu" and unsupported is None:
+            self.model.set_attn_implementation(scoring_attention())
+        # Off scoring_attention, packed rows restart positions per sequence, which a prefix cannot follow.
+        self.no_prefix_reason = ("off (--no-prefix-reuse)" if not prefix_reuse else unsupported
+                                 or ("off (--pack)" if pack and not segmented(self.model) else None))
         self.prefix_reuse = self.no_prefix_reason is None
-        if self.prefix_reuse and device == "cpu":
-            self.model.set_attn_implementation(prefix_attention())
 
     def nll(
         self, seqs: Sequence[tuple[Sequence[int], Sequence[int]]], on_batch: Callable[[int], None] | None = None
@@ -343,7 +367,8 @@ class TransformersBackend:
 
         ids = list(ids)[: getattr(self.model.config, "max_position_embeddings", len(ids))]
         whole = [-1] + [0] * (len(ids) - 1)
-        (ours,) = supervised_nll(self.model, [(ids, whole)], self.chunk_bytes)
+        packed = segmented(self.model)  # as `nll` runs it
+        (ours,) = supervised_nll(self.model, [(ids, whole)], self.chunk_bytes, packed)
         with torch.inference_mode():
             x = torch.tensor([ids], device=self.model.device)
             logits = self.model(input_ids=x, use_cache=False).logits[0, :-1].float()
@@ -357,7 +382,7 @@ class TransformersBackend:
         if self.prefix_reuse:
             half = len(ids) // 2
             prefix = extend_prefix(self.model, [], ids[:half])
-            (cached,) = supervised_nll(self.model, [(ids[half:], whole[half:])], self.chunk_bytes, prefix=prefix)
+            (cached,) = supervised_nll(self.model, [(ids[half:], whole[half:])], self.chunk_bytes, packed, prefix)
             if np.max(np.abs(cached - ours[half:])) > tolerance:
                 raise RuntimeError(
                     f"{type(self.model).__name__}: scoring after a cached prefix differs from scoring the whole "

@@ -15,7 +15,7 @@ from test_score import SYSTEM, agent_rows, make_store, stored_turns
 from transformers import AttentionInterface
 
 from curate.cli import main
-from curate.nll import TransformersBackend, prefix_attention, score_sequences, supervised_nll
+from curate.nll import TransformersBackend, scoring_attention, score_sequences, supervised_nll
 from curate.prefix import plan_prefixes, shareable
 from curate.render import chat_messages
 from curate.score import ScoreConfig, score
@@ -69,7 +69,9 @@ def test_prefix_reuse_gives_the_nlls_of_whole_sequences(tiny_model_dir, dtype, t
     alone = [supervised_nll(whole.model, [s])[0] for s in seqs]  # batch 1, no prefix
     assert sum(ran) < 0.5 * sum(len(ids) for ids, _ in seqs)
     # a model on sdpa (as on a GPU) gets the prefix joined to its keys by the cache instead
-    joined = score_sequences(whole.model, seqs, 400, prefix_reuse=True)
+    sdpa = TransformersBackend(str(tiny_model_dir), dtype=dtype).model
+    sdpa.set_attn_implementation("sdpa")
+    joined = score_sequences(sdpa, seqs, 400, prefix_reuse=True)
     for a, b, c, d in zip(got, whole.nll(seqs), alone, joined):
         assert len(a) == len(c) and max(np.abs(x - c).max() for x in (a, b, d)) < tolerance
     reuse.check(seqs[0][0])
@@ -110,12 +112,12 @@ def test_the_check_stops_a_model_it_would_score_wrongly(tiny_model_dir, monkeypa
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-6), (torch.bfloat16, 2e-2)])
-def test_prefix_attention_is_causal_attention_after_a_prefix(tiny_model_dir, dtype, tolerance) -> None:
+def test_scoring_attention_is_causal_attention_after_a_prefix_and_within_each_packed_sequence(tiny_model_dir, dtype, tolerance) -> None:
     gen = torch.Generator().manual_seed(0)
     query, key, value = (torch.randn(shape, generator=gen).to(dtype) for shape in
                          ((2, 6, 37, 16), (2, 2, 37 + 50, 16), (2, 2, 37 + 50, 16)))
     module = SimpleNamespace(num_key_value_groups=3, is_causal=True, layer_idx=1)
-    attention = AttentionInterface()[prefix_attention()]
+    attention = AttentionInterface()[scoring_attention()]
     prefix = [None, (key[:1, :, :50], value[:1, :, :50])]  # layer 1's prefix, batch 1, read by every row
     out, _ = attention(module, query, key[:, :, 50:], value[:, :, 50:], None, scaling=0.25, prefix=prefix)
     # every query sees the 50 prefix positions, then the queries up to itself
@@ -129,9 +131,22 @@ def test_prefix_attention_is_causal_attention_after_a_prefix(tiny_model_dir, dty
     plain = torch.nn.functional.scaled_dot_product_attention(
         query, key[:, :, 50:].repeat_interleave(3, 1), value[:, :, 50:].repeat_interleave(3, 1), is_causal=True, scale=0.25)
     assert torch.equal(whole.transpose(1, 2), plain)
-    backend = TransformersBackend(str(tiny_model_dir))
-    assert backend.model.config._attn_implementation == prefix_attention()
-    assert TransformersBackend(str(tiny_model_dir), prefix_reuse=False).model.config._attn_implementation == "sdpa"
+    # a packed row of sequences 0-9, 10-29, 30-36: each sees the prefix (if any), then itself causally
+    for given in (prefix, None):
+        packed, _ = attention(module, query[:1], key[:1, :, 50:], value[:1, :, 50:], None, scaling=0.25,
+                              prefix=given, segments=[10, 20, 7])
+        seen = torch.zeros(37, 87, dtype=torch.bool)
+        seen[:, :50] = given is not None
+        for a, b in ((0, 10), (10, 30), (30, 37)):
+            seen[a:b, 50 + a : 50 + b] = torch.ones(b - a, b - a, dtype=torch.bool).tril()
+        want = torch.nn.functional.scaled_dot_product_attention(
+            query[:1], key[:1].repeat_interleave(3, 1), value[:1].repeat_interleave(3, 1), attn_mask=seen, scale=0.25)
+        assert packed.shape == (1, 37, 6, 16)
+        assert (packed.transpose(1, 2).float() - want.float()).abs().max() < tolerance
+    # on a CPU both prefix reuse and packed batches run on it, with reuse or without
+    for reuse in (True, False):
+        backend = TransformersBackend(str(tiny_model_dir), prefix_reuse=reuse)
+        assert backend.model.config._attn_implementation == scoring_attention() and backend.prefix_reuse == reuse
 
 
 def test_scores_with_prefix_reuse_match_the_per_turn_reference(tmp_path, tiny_model_dir, tiny_model, tiny_tokenizer,
