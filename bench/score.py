@@ -156,8 +156,10 @@ def run_curate(db: Path, student: Path, flags: list[str], max_length: int, env: 
 
     copy = db.with_name(f"{db.stem}-{len(flags)}-{time.monotonic_ns()}.duckdb")
     shutil.copy(db, copy)
-    # -P: the working directory is not put first on sys.path, so `env` can pick another checkout's curate
-    cmd = [sys.executable, "-P", "-c", "from curate.cli import main; raise SystemExit(main())", "score", "--db", str(copy),
+    # -P: the working directory is not put first on sys.path, so `env` can pick another checkout's
+    # curate; the program's entry point, `run` (an older checkout's is `main`)
+    program = "import sys, curate.cli as cli; sys.exit(cli.run() if hasattr(cli, 'run') else cli.main())"
+    cmd = [sys.executable, "-P", "-c", program, "score", "--db", str(copy),
            "--student", str(student), "--max-length", str(max_length), *flags]
     seconds, cpu, rss, out = timed(cmd, env)
     run_id = out.strip().splitlines()[-1].removeprefix("run_id=")

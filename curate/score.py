@@ -55,6 +55,10 @@ PROBE = chat_messages([
     ("assistant", "Paris 🙂"),
 ])
 
+# The backend's check scores this much of the probe: a scaled head or a misplaced prefix shows in
+# 64 tokens as in the probe's 168, and each token of it is start-up time (0.8 s less on SmolLM2).
+CHECK_TOKENS = 64
+
 
 @dataclass(frozen=True)
 class ScoreConfig:
@@ -445,7 +449,7 @@ def _score_all(config: ScoreConfig, path: Path, tokenizer: Any, ident: RunIdenti
     try:
         if hasattr(backend, "check"):
             probe = render(tokenizer, PROBE) if single_pass else render_last_turn(tokenizer, PROBE)
-            backend.check(probe.input_ids)
+            backend.check(probe.input_ids[:CHECK_TOKENS])
         run_dir = parts_dir(config.db, ident.run_id)
         label = f"{config.shard[0]}of{config.shard[1]}"
         start = time.perf_counter()
