@@ -151,15 +151,15 @@ def scoring_attention() -> str:
         if not prefix and segments is None:
             return sdpa_attention_forward(module, query, key, value, None, dropout, scaling, **kwargs)
         rows, heads, width, dim = query.shape
+        if prefix:
+            keys, values = (x.expand(rows, -1, -1, -1) for x in prefix[module.layer_idx])
         out = query.new_empty(rows, width, heads, dim)
         ends = np.cumsum(segments if segments is not None else [width]).tolist()
         for start, end in zip([0, *ends], ends):
             part = query[:, :, start:end]
             own, own_lse = flash(part, key[:, :, start:end], value[:, :, start:end], is_causal=True, scale=scaling)
             if prefix:
-                keys, values = prefix[module.layer_idx]
-                seen, seen_lse = flash(part, keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1),
-                                       scale=scaling)
+                seen, seen_lse = flash(part, keys, values, scale=scaling)
                 own = merged(seen, seen_lse, own, own_lse)
             out[:, start:end] = own.transpose(1, 2)
         return out, None
@@ -209,8 +209,9 @@ def supervised_nll(
     ids (a varlen kernel for flash attention; for sdpa/eager a block-diagonal mask, which is
     correct but as slow as a padding mask).
     With `prefix` (padded, or packed on `scoring_attention`), every sequence continues that
-    prefix: its positions start after the prefix and attention reaches back into it. Token 0 of a sequence is still never scored
-    (its NLL would need the prefix's last hidden state): `curate.prefix` ends a prefix before it.
+    prefix: its positions start after the prefix and attention reaches back into it. Token 0 of a
+    sequence is still never scored (its NLL would need the prefix's last hidden state):
+    `curate.prefix` ends a prefix before it.
     """
     import torch
 
