@@ -143,9 +143,9 @@ def test_scoring_attention_is_causal_attention_after_a_prefix_and_within_each_pa
             query[:1], key[:1].repeat_interleave(3, 1), value[:1].repeat_interleave(3, 1), attn_mask=seen, scale=0.25)
         assert packed.shape == (1, 37, 6, 16)
         assert (packed.transpose(1, 2).float() - want.float()).abs().max() < tolerance
-    # on a CPU both prefix reuse and packed batches run on it, with reuse or without
-    for reuse in (True, False):
-        backend = TransformersBackend(str(tiny_model_dir), prefix_reuse=reuse)
+    # on a CPU both prefix reuse and packed batches run on it, with reuse or without; --pack keeps reuse
+    for reuse, pack in ((True, False), (False, False), (True, True)):
+        backend = TransformersBackend(str(tiny_model_dir), prefix_reuse=reuse, pack=pack)
         assert backend.model.config._attn_implementation == scoring_attention() and backend.prefix_reuse == reuse
 
 
