@@ -178,6 +178,12 @@ def segmented(model: Any) -> bool:
     return model.config._attn_implementation == scoring_attention()
 
 
+def packs(model: Any, pack: bool, prefix: Prefix | None) -> bool:
+    """Whether a batch runs packed: always on `scoring_attention` (no padding); on other attention
+    when asked, without a prefix (its packed rows are told apart by positions restarting at 0)."""
+    return segmented(model) or (pack and not prefix)
+
+
 def extend_prefix(model: Any, prefix: Prefix, ids: Sequence[int]) -> Prefix:
     """The key/value cache of `prefix` followed by the tokens `ids` (one forward pass, batch 1)."""
     import torch
@@ -300,9 +306,7 @@ def score_sequences(
         for child in node.children:
             run(child, prefix)
         suffixes = [(work[i][0][node.end :], work[i][1][node.end :]) for i in node.leaves]
-        # scoring_attention packs every batch (no padding); on other attention packed rows are told
-        # apart by positions restarting at 0, which a prefix cannot follow
-        packed = segmented(model) or (pack and not prefix)
+        packed = packs(model, pack, prefix)
         for batch in plan_batches([len(ids) for ids, _ in suffixes], batch_tokens, packed):
             nlls = supervised_nll(model, [suffixes[j] for j in batch], chunk_bytes, packed, prefix)
             for j, nll in zip(batch, nlls):
@@ -368,8 +372,7 @@ class TransformersBackend:
 
         ids = list(ids)[: getattr(self.model.config, "max_position_embeddings", len(ids))]
         whole = [-1] + [0] * (len(ids) - 1)
-        packed = segmented(self.model)  # as `nll` runs it
-        (ours,) = supervised_nll(self.model, [(ids, whole)], self.chunk_bytes, packed)
+        (ours,) = supervised_nll(self.model, [(ids, whole)], self.chunk_bytes, packs(self.model, self.pack, None))
         with torch.inference_mode():
             x = torch.tensor([ids], device=self.model.device)
             logits = self.model(input_ids=x, use_cache=False).logits[0, :-1].float()
@@ -383,7 +386,8 @@ class TransformersBackend:
         if self.prefix_reuse:
             half = len(ids) // 2
             prefix = extend_prefix(self.model, [], ids[:half])
-            (cached,) = supervised_nll(self.model, [(ids[half:], whole[half:])], self.chunk_bytes, packed, prefix)
+            (cached,) = supervised_nll(self.model, [(ids[half:], whole[half:])], self.chunk_bytes,
+                                       packs(self.model, self.pack, prefix), prefix)
             if np.max(np.abs(cached - ours[half:])) > tolerance:
                 raise RuntimeError(
                     f"{type(self.model).__name__}: scoring after a cached prefix differs from scoring the whole "

@@ -112,7 +112,8 @@ def test_the_check_stops_a_model_it_would_score_wrongly(tiny_model_dir, monkeypa
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-6), (torch.bfloat16, 2e-2)])
-def test_scoring_attention_is_causal_attention_after_a_prefix_and_within_each_packed_sequence(tiny_model_dir, dtype, tolerance) -> None:
+def test_scoring_attention_is_causal_attention_after_a_prefix_and_within_each_packed_sequence(
+        tiny_model_dir, dtype, tolerance) -> None:
     gen = torch.Generator().manual_seed(0)
     query, key, value = (torch.randn(shape, generator=gen).to(dtype) for shape in
                          ((2, 6, 37, 16), (2, 2, 37 + 50, 16), (2, 2, 37 + 50, 16)))
