@@ -4,7 +4,8 @@ The model body gives the final hidden states; the LM head is applied only at pos
 token is supervised, a chunk of positions at a time, and the log-softmax is taken in float32 per
 chunk. Peak memory is the model, its activations for the batch, and two `[chunk × vocab]` float32
 buffers (logits and log-softmax, kept between calls): never the `[tokens × vocab]` logits (a
-16k-token trajectory with Qwen's 151,936-token vocabulary would need 9.7 GB for those).
+16k-token trajectory with Qwen's 151,936-token vocabulary would need 9.7 GB for those). A float32
+model on a CPU runs its linear layers, the head included, through oneDNN (`curate.linears`).
 
 Position t is scored when its token is supervised (turn >= 0) and t >= 1 (token 0 has no context):
 its NLL is -log softmax(head(h[t-1]))[ids[t]].
@@ -48,28 +49,45 @@ def chunk_positions(vocab_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> 
     return max(1, chunk_bytes // (4 * vocab_size))
 
 
-@functools.lru_cache(maxsize=1)
-def _head_workspace(rows: int, vocab: int, dtype: Any, device: Any) -> tuple[Any, Any]:
-    """The logits and log-softmax buffers of `head_nll`, kept from call to call: fresh ones cost a
-    page fault per 4 KiB each chunk (on a CPU, a third of the head's time at a 49k vocabulary)."""
+def head_chunk(model: Any, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Positions per chunk of `head_nll`: their float32 logits fit in `chunk_bytes`, and a head on
+    oneDNN (which writes a fresh output each chunk) keeps each output within its FRESH_BYTES."""
+    from .linears import OneDNNLinear
+
+    head = model.get_output_embeddings()
+    chunk = chunk_positions(head.out_features, chunk_bytes)
+    return min(chunk, head.fresh_rows()) if isinstance(head, OneDNNLinear) else chunk
+
+
+@functools.lru_cache(maxsize=2)
+def _head_workspace(use: str, rows: int, vocab: int, dtype: Any, device: Any) -> Any:
+    """A buffer of `head_nll` (`use`: logits or log-softmax), kept from call to call: fresh ones
+    cost a page fault per 4 KiB each chunk (on a CPU, a third of the head's time at a 49k vocabulary)."""
     import torch
 
-    return (torch.empty(rows, vocab, dtype=dtype, device=device),
-            torch.empty(rows, vocab, dtype=torch.float32, device=device))
+    return torch.empty(rows, vocab, dtype=dtype, device=device)
 
 
 def head_nll(model: Any, hidden: Any, targets: Any, chunk: int) -> Any:
     """NLL of `targets` [S] under the LM head applied to `hidden` [S, H], `chunk` rows at a time."""
     import torch
 
+    from .linears import OneDNNLinear
+
     head = model.get_output_embeddings()
-    logits, logp = _head_workspace(chunk, head.weight.shape[0], head.weight.dtype, hidden.device)
+    packed = isinstance(head, OneDNNLinear)
+    if not packed:
+        logits = _head_workspace("logits", chunk, head.out_features, head.weight.dtype, hidden.device)
+    logp = _head_workspace("log-softmax", chunk, head.out_features, torch.float32, hidden.device)
     out = torch.empty(len(targets), dtype=torch.float32, device=hidden.device)
     for i in range(0, len(targets), chunk):
         rows = hidden[i : i + chunk]
-        scores = torch.mm(rows, head.weight.T, out=logits[: len(rows)])
-        if head.bias is not None:
-            scores += head.bias
+        if packed:
+            scores = head(rows)
+        else:
+            scores = torch.mm(rows, head.weight.T, out=logits[: len(rows)])
+            if head.bias is not None:
+                scores += head.bias
         # log_softmax into the kept buffer (the public op allocates its output); float32 either way
         torch.ops.aten._log_softmax.out(scores.float(), -1, False, out=logp[: len(rows)])
         out[i : i + chunk] = -logp[: len(rows)].gather(1, targets[i : i + chunk, None])[:, 0]
@@ -244,8 +262,7 @@ def supervised_nll(
     with torch.inference_mode():
         hidden = model.get_decoder()(input_ids=ids, use_cache=False, **extra).last_hidden_state
         rows, cols = torch.nonzero(turn[:, 1:] >= 0, as_tuple=True)
-        chunk = chunk_positions(model.get_output_embeddings().weight.shape[0], chunk_bytes)
-        nll = head_nll(model, hidden[rows, cols], ids[rows, cols + 1], chunk)
+        nll = head_nll(model, hidden[rows, cols], ids[rows, cols + 1], head_chunk(model, chunk_bytes))
     nll = nll.double().cpu().numpy()
     if pack:
         counts = [sum(1 for x in t[1:] if x >= 0) for _, t in seqs]
@@ -341,6 +358,8 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM
 
+        from .linears import onednn_pays, to_onednn
+
         if dtype not in DTYPES:
             raise ValueError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -351,6 +370,8 @@ class TransformersBackend:
         unsupported = prefix_support(self.model.config)  # nor can scoring_attention serve such a model
         if device == "cpu" and unsupported is None:
             self.model.set_attn_implementation(scoring_attention())
+        if onednn_pays(self.model):
+            to_onednn(self.model)
         # Off scoring_attention, packed rows restart positions per sequence, which a prefix cannot follow.
         self.no_prefix_reason = ("off (--no-prefix-reuse)" if not prefix_reuse else unsupported
                                  or ("off (--pack)" if pack and not segmented(self.model) else None))

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...linears import swap
+
 FEWEST = 3  # rows from which a packed weight is faster than the plain product (measured here)
 MOST = 64  # the largest pack (SmolLM2 body at 64 rows: 66 ms packed, 87 ms plain; 32 rows: 44 vs 101)
 
@@ -61,11 +63,7 @@ class Packs:
         if not FEWEST <= rows <= MOST or rows <= self.rows:
             return
         if not self.layers:
-            targets = [(parent, name, child) for parent in self.body.modules()
-                       for name, child in parent.named_children() if type(child) is nn.Linear]
-            for parent, name, child in targets:
-                setattr(parent, name, PackedLinear(child))
-            self.layers = [self.head, *(m for m in self.body.modules() if isinstance(m, PackedLinear))]
+            self.layers = [self.head, *swap(self.body, PackedLinear)]
         size = 1 << (rows - 1).bit_length()
         for layer in self.layers:
             layer.pack(size)
