@@ -6,7 +6,9 @@ math). The student:
 SmolLM2-135M-Instruct (float32, CPU) unless --student says otherwise. Each path runs as its own
 process, timed from start to exit (interpreter, imports, model load, store reads, scoring,
 writing), with its own CPU seconds and peak RSS:
-- `curate score` as a user runs it, with prefix reuse (the default) and with --no-prefix-reuse;
+- `curate score` as a user runs it, with prefix reuse (the default) and with --no-prefix-reuse,
+  and with prefix reuse once more after the loop (a shared machine's speed drifts by 10-20% within
+  minutes: the two timings, minutes apart, show how much);
 - the per-turn loop of the paper: for every assistant turn, the history up to and including it
   rendered with the chat template, one plain HF forward (batch 1, full logits), cross-entropy over
   the turn's tokens (tests/reference.py, the reference the tests check against).
@@ -16,7 +18,8 @@ the largest |trajectory NLL difference| from it. Target: >= 5x whole process, |d
 machine's load is printed: on a shared machine CPU seconds are steadier than wall time.
 Then the cost per forwarded token, in this process, on the first --per-token trajectories whole:
 one plain HF forward (batch 1, full logits, cross-entropy at the scored positions) against
-curate's pass over the same tokens, alternating, CPU seconds of each.
+curate's pass over the same tokens (its model as `curate score` sets it up), alternating, CPU
+seconds of each.
 
 Run: python -m bench.score_real [--set gsm8k|math] [--questions 2] [--runs 12] [--student smollm2]
      [--max-length 4096] [--per-token 4]
@@ -103,11 +106,12 @@ def per_token(db: Path, student: Path, max_length: int, count: int) -> dict[str,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from curate.nll import supervised_nll
+    from curate.nll import TransformersBackend, supervised_nll
     from curate.render import render, stored_chats
     from curate.store import Store
 
     model = AutoModelForCausalLM.from_pretrained(student, dtype="float32").eval()
+    ours_model = TransformersBackend(str(student)).model  # as curate score sets it up on a CPU
     tokenizer = AutoTokenizer.from_pretrained(student)
     with Store(db, read_only=True) as store:
         ids = store.sql("SELECT trajectory_id FROM trajectories ORDER BY trajectory_id LIMIT $n", n=count)
@@ -119,14 +123,14 @@ def per_token(db: Path, student: Path, max_length: int, count: int) -> dict[str,
             return losses[torch.tensor(turn[1:]) >= 0].double().numpy()
 
     seqs = [(r.input_ids[:max_length], r.turn[:max_length]) for r in (render(tokenizer, c) for c in chats.values())]
-    plain(*seqs[0]), supervised_nll(model, seqs[:1])  # first calls pay one-off set-up: untimed
+    plain(*seqs[0]), supervised_nll(ours_model, seqs[:1])  # first calls pay one-off set-up: untimed
     out = {"tokens": 0, "plain": 0.0, "curate": 0.0, "gap": 0.0}
     for seq, turn in seqs:
         start = time.process_time()
         theirs = plain(seq, turn)
         out["plain"] += time.process_time() - start
         start = time.process_time()
-        (ours,) = supervised_nll(model, [(seq, turn)])
+        (ours,) = supervised_nll(ours_model, [(seq, turn)])
         out["curate"] += time.process_time() - start
         out["tokens"] += len(seq)
         out["gap"] = max(out["gap"], float(abs(ours - theirs).max()))
@@ -158,6 +162,7 @@ def main() -> None:
             rows[f"curate score of {args.before.name}"] = run_curate(
                 older_store(db), student, ["--no-progress"], args.max_length, checkout_env(Path(tmp), args.before.resolve()))
         rows["per-turn loop (HF forward per turn)"] = run_reference(db, student, args.max_length, shape)
+        rows["curate, again after the loop"] = run_curate(db, student, CURATE[1], args.max_length)
         cost = per_token(db, student, args.max_length, args.per_token)
     report(f"real MINT {args.set} runs ({args.questions} questions x {args.runs} teacher models) under {args.student}",
            shape, rows, "per-turn loop (HF forward per turn)")
