@@ -187,7 +187,8 @@ def tokenizer_hash(tokenizer: Any) -> str:
 def code_version() -> str:
     """The package version plus a hash of the sources that decide the numbers."""
     here = Path(__file__).parent
-    sources = b"".join((here / name).read_bytes() for name in ("render.py", "prefix.py", "nll.py", "score.py"))
+    names = ("render.py", "prefix.py", "nll.py", "attention.py", "linears.py", "score.py")
+    sources = b"".join((here / name).read_bytes() for name in names)
     return f"{__version__}+{_sha(sources)[:10]}"
 
 
