@@ -1,12 +1,12 @@
 """A model's linear layers swapped for faster products on a CPU.
 
 Scoring multiplies hundreds to thousands of token rows by every weight matrix of the student.
-torch sends float32 products to MKL's sgemm, which packs the weight again on every call. oneDNN
-with the weight packed once (`mkldnn::_reorder_linear_weight`, what torch's compiler does for a
-frozen model on a CPU) ran SmolLM2's body products 1.40-1.50x faster on this project's 2-core AMD
-EPYC, for 64 to 8,192 rows, and its 49k-row output embedding 1.39x faster in 128-row chunks
-(`python -m bench.linears`). The products are float32 either way, summed in another order: NLLs
-agree with a float64 model as closely as MKL's do.
+torch sends float32 products to MKL's sgemm, which packs the weight again on every call (MKL's
+own packed weights serve one row count only). oneDNN with the weight packed once for any row count
+(`mkldnn::_reorder_linear_weight`, then `_linear_pointwise`) ran SmolLM2's body products
+1.40-1.50x faster on this project's 2-core AMD EPYC, for 64 to 8,192 rows, and its 49k-row output
+embedding 1.39x faster in 128-row chunks (`python -m bench.linears`). The products are float32
+either way, summed in another order: NLLs agree with a float64 model as closely as MKL's do.
 """
 
 from __future__ import annotations
