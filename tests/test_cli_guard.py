@@ -1,7 +1,9 @@
 """The CLI's error paths, over every subcommand in `curate.cli.COMMANDS` (nested ones too, and any
 added later): a --db that is no store, a missing input and a bad parameter each end with exit 2 and
 exactly one line on stderr, no traceback, and no model built or loaded before the bad input is
-found. Runs `curate.cli.main` in-process; Hypothesis draws the bad parameters."""
+found. Every numeric option either carries its bounds (`curate.cli.bounds`), from which the values
+it must refuse are derived, or is a seed, or is checked by its command (`CHECKED`). Runs
+`curate.cli.main` in-process; Hypothesis draws the bad parameters."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from train_rows import export_rows, write_export
 
 from curate.cli import build_parser, main
+from curate.cli.bounds import Number, Text
 
 SMALL_RUNS = Path(__file__).parent / "data" / "bad" / "score_yes.jsonl"
 # Dests that name an input file or folder (or a model, which is one): given a missing path each.
@@ -157,7 +160,7 @@ def junk(action: argparse.Action) -> st.SearchStrategy[str]:
             return text not in action.choices
         try:
             action.type(text)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
             return True
         return False
 
@@ -165,7 +168,8 @@ def junk(action: argparse.Action) -> st.SearchStrategy[str]:
 
 
 TYPED = [(prefix, parser, a) for prefix, parser in LEAVES for a in options(parser)
-         if a.option_strings and a.nargs != 0 and (a.choices is not None or a.type in (int, float))]
+         if a.option_strings and a.nargs != 0 and (a.choices is not None or a.type in (int, float)
+                                                   or isinstance(a.type, (Number, Text)))]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -193,6 +197,9 @@ CHECKED = {
     ("train", "--profile"): st.text(min_size=1, max_size=8).filter(lambda t: t not in ("smolagents", "smolagents_new",
                                                                                       "mint")),
     ("train", "--epochs"): st.integers(max_value=0).map(str),
+    ("score", "--max-length"): st.integers(max_value=1).map(str),
+    ("score", "--batch-tokens"): st.integers(max_value=0).map(str),
+    ("score", "--part-size"): st.integers(max_value=0).map(str),
     ("select", "--policy"): st.sampled_from(["nope", "min_nll; DROP TABLE x", "../../etc/passwd"]),
 }
 
@@ -214,3 +221,73 @@ def test_the_installed_command_fails_in_one_line(work) -> None:
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == (f"curate stats: error: {work['sqlite']}: a SQLite database, not a DuckDB store; "
                            "give --db a store curate wrote\n")
+
+
+def test_every_numeric_option_is_bounded() -> None:
+    free = [(" ".join(prefix), flag(a)) for prefix, parser in LEAVES for a in options(parser)
+            if a.type in (int, float) and a.dest != "seed" and (prefix[0], flag(a)) not in CHECKED]
+    assert free == [], "give these options a curate.cli.bounds type (or a check of their command in CHECKED)"
+
+
+BOUNDED = [(prefix, parser, a) for prefix, parser in LEAVES for a in options(parser) if isinstance(a.type, Number)]
+NAMED = [(prefix, parser, a) for prefix, parser in LEAVES for a in options(parser) if isinstance(a.type, Text)]
+
+
+def outside(kind: Number) -> list[str]:
+    """Values just past each end (the end itself where it is open); nan and inf for floats."""
+    step = 1 if kind.kind is int else 0.5
+    ends = [] if kind.low is None else [kind.low if kind.open_low else kind.low - step]
+    ends += [] if kind.high is None else [kind.high if kind.open_high else kind.high + step]
+    return [str(kind.kind(v)) for v in ends]
+
+
+def usage_line(prefix: list[str], action: argparse.Action, message: str) -> str:
+    command = "curate " + " ".join(prefix)
+    return f"{command}: error: argument {'/'.join(action.option_strings)}: {message} (see {command} --help)\n"
+
+
+@pytest.mark.parametrize(("prefix", "parser", "action"), BOUNDED, ids=[f"{' '.join(p)} {flag(a)}" for p, _, a in BOUNDED])
+def test_a_value_out_of_bounds(prefix, parser, action, work, monkeypatch, tmp_path) -> None:
+    kind = action.type
+    assert action.default is None or kind.holds(action.default), (action.default, kind)
+    for value in outside(kind):
+        line = fails_in_one_line([*prefix, *required(parser, work), f"{flag(action)}={value}"], monkeypatch, tmp_path)
+        assert line == usage_line(prefix, action, f"must be {kind.range()}, got {value}")
+    if kind.kind is float:
+        for value in ("nan", "inf", "-inf"):
+            line = fails_in_one_line([*prefix, *required(parser, work), f"{flag(action)}={value}"], monkeypatch,
+                                     tmp_path)
+            assert line == usage_line(prefix, action, f"must be a finite number, got {value}")
+
+
+@pytest.mark.parametrize(("prefix", "parser", "action"), NAMED, ids=[f"{' '.join(p)} {flag(a)}" for p, _, a in NAMED])
+def test_an_empty_name(prefix, parser, action, work, monkeypatch, tmp_path) -> None:
+    for value in ("", " "):
+        line = fails_in_one_line([*prefix, *required(parser, work), f"{flag(action)}={value}"], monkeypatch, tmp_path)
+        assert line == usage_line(prefix, action, f"must not be empty, got {value!r}")
+
+
+# The cases of the report that found these options unchecked, with their exact lines.
+REPORTED = [
+    (["generate", "--slots", "0"], "argument --slots: must be at least 1, got 0"),
+    (["generate", "--limit", "0"], "argument --limit: must be at least 1, got 0"),
+    (["generate", "--max-steps", "0"], "argument --max-steps: must be at least 1, got 0"),
+    (["generate", "--temperature", "nan"], "argument --temperature: must be a finite number, got nan"),
+    (["generate", "--temperature", "-1"], "argument --temperature: must be at least 0, got -1"),
+    (["generate", "--top-p", "0"], "argument --top-p: must be in (0, 1], got 0"),
+    (["generate", "--top-p", "5"], "argument --top-p: must be in (0, 1], got 5"),
+    (["generate", "--max-new-tokens", "0"], "argument --max-new-tokens: must be at least 1, got 0"),
+    (["generate", "--dataset", ""], "argument --dataset: must not be empty, got ''"),
+    (["eval", "--top-p", "5"], "argument --top-p: must be in (0, 1], got 5"),
+    (["eval", "--limit", "0"], "argument --limit: must be at least 1, got 0"),
+    (["replay", "--dataset", ""], "argument --dataset: must not be empty, got ''"),
+    (["score", "--dataset", ""], "argument --dataset: must not be empty, got ''"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), REPORTED, ids=[" ".join(a) for a, _ in REPORTED])
+def test_reported_bounds(argv, message, work, monkeypatch, tmp_path) -> None:
+    parser = dict((tuple(p), parser) for p, parser in LEAVES)[(argv[0],)]
+    db = ["--db", str(work["store"])]
+    line = fails_in_one_line([argv[0], *required(parser, work), *db, *argv[1:]], monkeypatch, tmp_path)
+    assert line == f"curate {argv[0]}: error: {message} (see curate {argv[0]} --help)\n"

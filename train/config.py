@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import MISSING, dataclass, field, fields
 
+from curate.cli.bounds import COUNT, NON_NEGATIVE, POSITIVE, Number
 from curate.markers import profile
+
+RATIO = Number(float, 0, 1)
+DROPOUT = Number(float, 0, 1, open_high=True)
 
 
 def _opt(text: str, **meta) -> dict:
@@ -30,31 +34,31 @@ class TrainConfig:
         "marker profile for every row, overriding the export's `profile` column (default: each row's own; "
         "smolagents for rows without one)", type=str,
     ))
-    epochs: int = field(default=2, metadata=_opt("passes over the data"))
+    epochs: int = field(default=2, metadata=_opt("passes over the data", type=COUNT))
     max_steps: int | None = field(
-        default=None, metadata=_opt("optimiser steps in all (overrides --epochs; the LR schedule spans them)", type=int)
+        default=None, metadata=_opt("optimiser steps in all (overrides --epochs; the LR schedule spans them)", type=COUNT)
     )
-    lr: float = field(default=2e-4, metadata=_opt("AdamW peak learning rate"))
-    weight_decay: float = field(default=0.0, metadata=_opt("AdamW weight decay"))
-    warmup_ratio: float = field(default=0.03, metadata=_opt("share of steps with linear warm-up (then cosine to 0)"))
-    max_grad_norm: float = field(default=1.0, metadata=_opt("gradient clipping norm"))
-    batch_size: int = field(default=4, metadata=_opt("trajectories per optimiser step, all ranks together"))
-    micro_batch_size: int = field(default=1, metadata=_opt("trajectories per forward pass (per rank)"))
-    max_length: int = field(default=10240, metadata=_opt("tokens per trajectory at most"))
+    lr: float = field(default=2e-4, metadata=_opt("AdamW peak learning rate", type=POSITIVE))
+    weight_decay: float = field(default=0.0, metadata=_opt("AdamW weight decay", type=NON_NEGATIVE))
+    warmup_ratio: float = field(default=0.03, metadata=_opt("share of steps with linear warm-up (then cosine to 0)", type=RATIO))
+    max_grad_norm: float = field(default=1.0, metadata=_opt("gradient clipping norm", type=POSITIVE))
+    batch_size: int = field(default=4, metadata=_opt("trajectories per optimiser step, all ranks together", type=COUNT))
+    micro_batch_size: int = field(default=1, metadata=_opt("trajectories per forward pass (per rank)", type=COUNT))
+    max_length: int = field(default=10240, metadata=_opt("tokens per trajectory at most", type=COUNT))
     truncation: str = field(
         default="end", metadata=_opt("too-long rows: `end` keeps the first max_length tokens, `drop` skips the row")
     )
-    lora_r: int = field(default=64, metadata=_opt("LoRA rank"))
-    lora_alpha: int = field(default=128, metadata=_opt("LoRA alpha"))
-    lora_dropout: float = field(default=0.05, metadata=_opt("LoRA dropout"))
+    lora_r: int = field(default=64, metadata=_opt("LoRA rank", type=COUNT))
+    lora_alpha: int = field(default=128, metadata=_opt("LoRA alpha", type=COUNT))
+    lora_dropout: float = field(default=0.05, metadata=_opt("LoRA dropout", type=DROPOUT))
     target_modules: str = field(
         default="all-linear", metadata=_opt("LoRA targets: all-linear or comma-separated module names")
     )
     gradient_checkpointing: bool = field(default=True, metadata=_opt("recompute activations in backward"))
     precision: str = field(default="auto", metadata=_opt("auto (bf16 on a bf16 GPU, else fp32) | bf16 | fp32"))
-    chunk_size: int = field(default=1024, metadata=_opt("positions per output-head chunk of the loss"))
+    chunk_size: int = field(default=1024, metadata=_opt("positions per output-head chunk of the loss", type=COUNT))
     seed: int = field(default=0, metadata=_opt("seed for LoRA init, dropout and data order"))
-    save_every: int = field(default=50, metadata=_opt("checkpoint every N optimiser steps (and at the end)"))
+    save_every: int = field(default=50, metadata=_opt("checkpoint every N optimiser steps (and at the end)", type=COUNT))
 
     def __post_init__(self) -> None:
         if self.truncation not in ("end", "drop"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .bounds import NAME
 from .common import add_db, add_debug, add_run
 
 RULE_HELP = ("quantile: thresholds at the 1/3 and 2/3 NLL quantiles, ties to the lower bucket (default, the "
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_db(parser)
     add_run(parser)
-    parser.add_argument("--dataset", help="one data set (default: every data set, each on its own)")
+    parser.add_argument("--dataset", type=NAME, help="one data set (default: every data set, each on its own)")
     add_rule(parser)
     parser.add_argument(
         "--by",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..store import DEFAULT_DB
+from .bounds import COUNT
 
 
 def add_db(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +27,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """The agent runtime's model backend and batching options (curate generate, curate eval)."""
     parser.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
     parser.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (openai)")
-    parser.add_argument("--slots", type=int, default=16, help="runs in flight: the batch of each generation call")
-    parser.add_argument("--write-every", type=int, default=8, help="finished runs per store transaction "
+    parser.add_argument("--slots", type=COUNT, default=16, help="runs in flight: the batch of each generation call")
+    parser.add_argument("--write-every", type=COUNT, default=8, help="finished runs per store transaction "
                         "(a killed job loses at most these; default: 8)")
     parser.add_argument("--device", help="transformers/vllm: cpu or cuda (default: cuda when there is one)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .bounds import COUNT
 from .common import add_debug
 
 
@@ -24,17 +25,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--student", default=d.student,
                         help=f"student: a local checkpoint folder or a built-in name (default: {d.student}; "
                         "`tiny` for a seconds-long run)")
-    parser.add_argument("--questions", type=int, default=d.questions, help="questions per data set")
-    parser.add_argument("--k", type=int, default=d.k, help="teacher samples per question")
+    parser.add_argument("--questions", type=COUNT, default=d.questions, help="questions per data set")
+    parser.add_argument("--k", type=COUNT, default=d.k, help="teacher samples per question")
     parser.add_argument("--teacher", default=d.teacher, help=f"teacher agent of the generation step: a local "
                         f"checkpoint folder or a built-in name (default: {d.teacher})")
-    parser.add_argument("--teacher-questions", type=int, default=d.teacher_questions,
+    parser.add_argument("--teacher-questions", type=COUNT, default=d.teacher_questions,
                         help="HotpotQA questions the teacher runs on")
-    parser.add_argument("--teacher-k", type=int, default=d.teacher_k, help="teacher runs per question")
+    parser.add_argument("--teacher-k", type=COUNT, default=d.teacher_k, help="teacher runs per question")
     parser.add_argument("--train-student", default=d.train_student,
                         help=f"student the LoRA steps train (default: {d.train_student}; the scoring student "
                         "works too, at minutes per step on a CPU)")
-    parser.add_argument("--train-steps", type=int, default=d.train_steps, help="LoRA optimiser steps")
+    parser.add_argument("--train-steps", type=COUNT, default=d.train_steps, help="LoRA optimiser steps")
     parser.add_argument("--seed", type=int, default=d.seed)
     add_debug(parser)
     parser.set_defaults(func=run)

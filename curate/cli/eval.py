@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .bounds import COUNT, NON_NEGATIVE, TOP_P
 from .common import add_db, add_debug, add_engine_options
 
 
@@ -30,13 +31,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "data: pass their files as paths")
     parser.add_argument("--out", required=True, help="folder for results.json, predictions.jsonl, table.md/.csv/.tex")
     parser.add_argument("--name", help="the run's label in tables (default: model and adapter folder names)")
-    parser.add_argument("--limit", type=int, help="only the first N questions of each benchmark")
-    parser.add_argument("--max-steps", type=int, default=5, help="code actions per run (default: 5, the paper's)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="default: 0 (greedy, the paper's protocol)")
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="tokens per generation call")
+    parser.add_argument("--limit", type=COUNT, help="only the first N questions of each benchmark")
+    parser.add_argument("--max-steps", type=COUNT, default=5, help="code actions per run (default: 5, the paper's)")
+    parser.add_argument("--temperature", type=NON_NEGATIVE, default=0.0, help="default: 0 (greedy, the paper's protocol)")
+    parser.add_argument("--top-p", type=TOP_P, default=1.0)
+    parser.add_argument("--max-new-tokens", type=COUNT, default=1024, help="tokens per generation call")
     parser.add_argument("--seed", type=int, default=0, help="base seed (matters when sampling)")
-    parser.add_argument("--self-consistency", type=int, default=1, metavar="N", help="self-consistent action "
+    parser.add_argument("--self-consistency", type=COUNT, default=1, metavar="N", help="self-consistent action "
                         "generation: N candidate actions per step (temperature 0.4, top-p 0.8), each run in its "
                         "own copy of the sandbox state, failing ones dropped, the most common outcome kept")
     parser.add_argument("--tools", default="python,web_search", help="comma-separated: python, web_search")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .bounds import COUNT, NAME, NON_NEGATIVE, TOP_P
 from .common import add_db, add_debug, add_engine_options
 
 
@@ -20,17 +21,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_db(parser)
     parser.add_argument("--questions", required=True, help='question file: {"examples": [...]} JSON or JSONL '
                         "with id, question, answer")
-    parser.add_argument("--dataset", required=True, help="data set the runs go into")
+    parser.add_argument("--dataset", type=NAME, required=True, help="data set the runs go into")
     parser.add_argument("--model", required=True, help="local checkpoint folder or built-in name "
                         "(transformers, vllm), or the served model's name (openai)")
-    parser.add_argument("--k", type=int, required=True, help="samples per question")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-steps", type=int, default=5, help="code actions per run (default: 5)")
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="tokens per generation call")
+    parser.add_argument("--k", type=COUNT, required=True, help="samples per question")
+    parser.add_argument("--temperature", type=NON_NEGATIVE, default=1.0)
+    parser.add_argument("--top-p", type=TOP_P, default=1.0)
+    parser.add_argument("--max-steps", type=COUNT, default=5, help="code actions per run (default: 5)")
+    parser.add_argument("--max-new-tokens", type=COUNT, default=1024, help="tokens per generation call")
     parser.add_argument("--seed", type=int, default=0, help="base seed; each sample's seed derives from it, "
                         "the question id and the sample index")
-    parser.add_argument("--limit", type=int, help="only the first N questions of the file")
+    parser.add_argument("--limit", type=COUNT, help="only the first N questions of the file")
     parser.add_argument("--tools", default="python,web_search", help="comma-separated: python, web_search")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--corpus", help="web_search over this JSONL corpus of {id, title, text} (bm25s)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .bounds import COUNT, NAME, POSITIVE
 from .common import add_db, add_debug
 
 
@@ -19,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "line per data set.",
     )
     add_db(parser)
-    parser.add_argument("--dataset", help="grade only this data set (default: every data set)")
+    parser.add_argument("--dataset", type=NAME, help="grade only this data set (default: every data set)")
     parser.add_argument("--grader", default="auto", choices=["auto", "math", "qa", "judge"],
                         help="auto: math when most gold answers of the data set are numbers or LaTeX, else qa")
     parser.add_argument("--judge-model", help="with --grader judge: model folder, built-in name, or the "
@@ -27,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--judge-backend", default="transformers", choices=["transformers", "vllm", "openai"])
     parser.add_argument("--judge-endpoint", help="OpenAI-compatible base URL (with --judge-backend openai)")
     parser.add_argument("--regrade", action="store_true", help="grade again what this grader graded before")
-    parser.add_argument("--workers", type=int, default=2, help="math-verify worker processes (default: 2)")
-    parser.add_argument("--timeout", type=float, default=20.0,
+    parser.add_argument("--workers", type=COUNT, default=2, help="math-verify worker processes (default: 2)")
+    parser.add_argument("--timeout", type=POSITIVE, default=20.0,
                         help="seconds one math answer may take before its worker is killed (default: 20)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug(parser)

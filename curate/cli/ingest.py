@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from .bounds import COUNT, NAME
 from .common import add_db, add_debug
 
 PATH_FLAGS = {
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, save_to_disk folders, or folders of files")
     add_db(parser)
-    parser.add_argument("--dataset", required=True, help="data set name the runs belong to")
+    parser.add_argument("--dataset", type=NAME, required=True, help="data set name the runs belong to")
     parser.add_argument("--format", default="auto",
                         choices=["auto", "smolagents", "hf", "chat", "mint", "jsonpath"],
                         help="record format (auto: sniffed from the first records; any --*-path option means jsonpath)")
@@ -39,8 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     paths.add_argument("--role-key", dest="role_key", metavar="KEY", help="role key inside a message (default: role)")
     paths.add_argument("--content-key", dest="content_key", metavar="KEY",
                        help="content key inside a message (default: content)")
-    parser.add_argument("--batch-records", type=int, default=2000, help="records per insert batch")
-    parser.add_argument("--max-record-bytes", type=int, default=8 << 20, help="longer lines are rejected")
+    parser.add_argument("--batch-records", type=COUNT, default=2000, help="records per insert batch")
+    parser.add_argument("--max-record-bytes", type=COUNT, default=8 << 20, help="longer lines are rejected")
     parser.add_argument("--retry-rejects", action="store_true",
                         help="for a file already ingested, read its rejected lines again under these options "
                         "(e.g. a larger --max-record-bytes) and take in those that now parse")

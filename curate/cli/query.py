@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..output import OUTPUT_FORMATS
+from .bounds import COUNT
 from .common import add_db, add_debug
 
 
@@ -22,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_db(parser)
     parser.add_argument("--format", default="table", choices=OUTPUT_FORMATS)
     parser.add_argument("--out", help="write here instead of stdout (needed for parquet)")
-    parser.add_argument("--max-rows", type=int, default=50, help="rows shown by --format table")
+    parser.add_argument("--max-rows", type=COUNT, default=50, help="rows shown by --format table")
     parser.add_argument("--write", action="store_true", help="open the store for writing (default: read-only)")
     add_debug(parser)
     parser.set_defaults(func=run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from .bounds import NAME
 from .common import add_db, add_debug
 
 
@@ -18,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_db(parser)
     parser.add_argument("--trajectory", nargs="+", metavar="ID", help="these trajectories (default: all)")
-    parser.add_argument("--dataset", help="only this data set")
+    parser.add_argument("--dataset", type=NAME, help="only this data set")
     parser.add_argument("--student", help="also render with this model's chat template")
     parser.add_argument("--format", default="jsonl", choices=["jsonl"])
     add_debug(parser)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .bounds import COUNT, NAME, POSITIVE
 from .common import add_db, add_debug
 
 
@@ -16,16 +17,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "replays(trajectory_id, steps, reproduced, first_mismatch, reason).",
     )
     add_db(parser)
-    parser.add_argument("--dataset", help="only this data set (default: all)")
+    parser.add_argument("--dataset", type=NAME, help="only this data set (default: all)")
     parser.add_argument("--trajectory", nargs="+", metavar="ID", help="only these trajectories")
-    parser.add_argument("--seconds", type=float, default=10.0, help="time limit of one step (default: 10)")
-    parser.add_argument("--memory-mb", type=int, default=1024, help="memory of one run (default: 1024)")
+    parser.add_argument("--seconds", type=POSITIVE, default=10.0, help="time limit of one step (default: 10)")
+    parser.add_argument("--memory-mb", type=COUNT, default=1024, help="memory of one run (default: 1024)")
     parser.add_argument("--imports", default=None,
                         help="comma-separated extra authorized imports, smolagents syntax (default: "
                              "numpy.*,sympy.* as the teacher ran; the safe standard modules always)")
     parser.add_argument("--again", action="store_true", help="replay also the trajectories already replayed under "
                         "these settings (default: skip them, so an interrupted replay resumes)")
-    parser.add_argument("--workers", type=int, default=None, help="steps run at once (default: CPU count)")
+    parser.add_argument("--workers", type=COUNT, default=None, help="steps run at once (default: CPU count)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--corpus", help="web_search over this JSONL corpus or built-in (wiki-summaries)")
     source.add_argument("--retriever-url", help="web_search through this retrieval server (POST /retrieve)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .analyze import add_rule
+from .bounds import at_least
 from .common import add_db, add_debug, add_run
 
 
@@ -25,9 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output folder: new, empty, or an earlier report (replaced)")
     parser.add_argument("--selection", action="append", default=[], metavar="NAME",
                         help="a stored selection to show (repeatable; default: every selection of the run)")
-    parser.add_argument("--questions", type=int, default=d.questions, metavar="N",
+    parser.add_argument("--questions", type=at_least(0), default=d.questions, metavar="N",
                         help=f"viewer: questions per data set, drawn by a seeded hash (default: {d.questions})")
-    parser.add_argument("--samples", type=int, default=d.samples, metavar="M",
+    parser.add_argument("--samples", type=at_least(0), default=d.samples, metavar="M",
                         help=f"viewer: samples per question with token NLLs (default: {d.samples})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"viewer: which questions are drawn (default: {d.seed})")
     parser.add_argument("--model", metavar="PATH", help="viewer: model folder for token NLLs when the run's student is not "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .bounds import NAME
 from .common import add_db, add_debug
 
 
@@ -20,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_db(parser)
     parser.add_argument("--student", required=True, help="model folder (any local checkpoint) or built-in name")
-    parser.add_argument("--dataset", help="score only this data set")
+    parser.add_argument("--dataset", type=NAME, help="score only this data set")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--max-length", type=int, help="tokens per trajectory; longer ones are scored over "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .bounds import COUNT, NAME
 from .common import add_db, add_debug, add_run
 
 POLICY_HELP = "built-in policy (min_nll, median_nll, max_nll, random, first) or the path of a .sql policy file"
@@ -13,8 +14,8 @@ def add_selection_args(parser: argparse.ArgumentParser, policy_required: bool = 
     """The options that say what to select (shared with `curate export`)."""
     parser.add_argument("--policy", required=policy_required, help=POLICY_HELP)
     add_run(parser)
-    parser.add_argument("--dataset", help="only this data set (default: all)")
-    parser.add_argument("--k", type=int, help="only samples with sample_idx < K (default: all)")
+    parser.add_argument("--dataset", type=NAME, help="only this data set (default: all)")
+    parser.add_argument("--k", type=COUNT, help="only samples with sample_idx < K (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed for policies that draw (random); default 0")
     parser.add_argument("--name", help="selection id (default: POLICY:RUN[:DATASET][:kK][:seedS]); an existing "
                         "selection of that name is replaced")

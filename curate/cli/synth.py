@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .bounds import COUNT
 from .common import add_debug
 
 
@@ -16,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "folder when present, else from the 64-question sample bundled with curate. "
         "A .gz or .zst suffix compresses the output; FILE.synth.json records the settings.",
     )
-    parser.add_argument("--questions", type=int, required=True, help="number of questions N")
-    parser.add_argument("--k", type=int, required=True, help="runs per question K")
+    parser.add_argument("--questions", type=COUNT, required=True, help="number of questions N")
+    parser.add_argument("--k", type=COUNT, required=True, help="runs per question K")
     parser.add_argument("--out", required=True, help="output JSONL (.jsonl, .jsonl.gz, .jsonl.zst)")
     parser.add_argument("--source", default="hotpotqa", choices=["hotpotqa", "math", "math_medium"],
                         help="question set: HotPotQA (retrieval runs) or MATH (code runs)")
@@ -31,8 +32,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..synth import SynthConfig, write
 
-    if args.questions < 1 or args.k < 1:
-        raise ValueError("--questions and --k must be at least 1")
     cfg = SynthConfig(questions=args.questions, k=args.k, source=args.source, seed=args.seed,
                       log_data_as_string=args.log_data_string)
     resolved = write(cfg, args.out)
