@@ -104,13 +104,20 @@ def action_code(text: str, prof: MarkerProfile) -> str | None:
     blocks = [b for m in re.findall(prof.code, text, re.DOTALL) if (b := m.strip())]
     if blocks:
         return prof.join.join(blocks)
-    if prof.bare_code and text.strip():
-        try:
-            ast.parse(text)
-        except SyntaxError:
-            return None
+    if prof.bare_code and text.strip() and python_ast(text) is not None:
         return text
     return None
+
+
+def python_ast(text: str) -> ast.Module | None:
+    """The module text parses to, or None when it is no Python the interpreter could run."""
+    try:
+        return ast.parse(text)
+    # CPython 3.11 reports its parser's stack bound as a bare MemoryError: its error-message pass
+    # recurses once per word of a long line of prose (~1,500 words, 7 KB), and a deep expression
+    # overflows the AST conversion with a RecursionError. Neither is code to run.
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
 
 
 def answer_text(text: str, prof: MarkerProfile) -> str | None:

@@ -43,3 +43,14 @@ def test_step_text_cuts_foreign_stops_and_closes_a_fence() -> None:
     assert step_text("Thought: t\n<code>\nx=1\n</code>", NEW) == "Thought: t\n<code>\nx=1\n</code>"
     assert step_text("<execute>x</execute>", MINT) == "<execute>x</execute>"
     assert step_text("I think it is 4.\nCalling tools:", SMOL) == "I think it is 4."
+
+
+def test_long_prose_is_no_code_however_deep_the_parser_goes() -> None:
+    # CPython 3.11's parser gives up on ~1,500 words on one line with a MemoryError (its stack bound).
+    prose = "Thought: " + "the answer depends on which of these words matters " * 300  # 15 KB
+    assert action_code(prose, SMOL) is None
+    assert action_code(prose * 70, SMOL) is None  # 1 MB
+    assert action_code("(" * 300 + "1" + ")" * 300, SMOL) is None  # too deeply nested to parse
+    assert action_code("x = 1\x00", SMOL) is None
+    assert action_code("1+" * 100_000 + "1", SMOL) is None  # Python, but too deep for the interpreter to parse
+    assert action_code("x = 1\n" * 20_000, SMOL) == "x = 1\n" * 20_000

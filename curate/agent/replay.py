@@ -113,10 +113,8 @@ def mint_output(code: str, result: StepResult) -> str:
 
 def _displays_last_value(code: str) -> bool:
     """IPython echoes the value of a cell whose last statement is a bare expression (no `;`)."""
-    try:
-        body = ast.parse(code).body
-    except SyntaxError:
-        return False
+    tree = markers.python_ast(code)
+    body = tree.body if tree is not None else []
     return bool(body) and isinstance(body[-1], ast.Expr) and not code.rstrip().endswith(";")
 
 
