@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,39 +15,17 @@ from curate.agent.sandbox import RETRY, Limits, PythonSandbox, StepResult
 LIMITS = Limits(seconds=3, memory_mb=512, output_chars=10_000)
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is pid (read from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 class Tools:
-    """Tools run in the test process: a search that records its queries, and one that kills the
-    step calling it (a stand-in for a crash in native code)."""
+    """A tool run in the test process: a search that records its queries."""
 
     def __init__(self):
         self.queries: list[str] = []
-        self.sandbox: PythonSandbox | None = None
-        self.victim: int | None = None
 
     def web_search(self, query: str) -> str:
         if query == "boom":
             raise ValueError("index unavailable")
         self.queries.append(query)
         return f"Retrieved documents:\n{query}"
-
-    def crash(self) -> str:
-        for pid in _children(self.sandbox.pid(self.victim)):
-            os.kill(pid, signal.SIGKILL)
-        return "killed"
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +35,7 @@ def tools():
 
 @pytest.fixture(scope="module")
 def sandbox(tools):
-    with PythonSandbox(LIMITS, tools={"web_search": tools.web_search, "crash": tools.crash}, workers=2) as sb:
-        tools.sandbox = sb
+    with PythonSandbox(LIMITS, tools={"web_search": tools.web_search}, workers=2) as sb:
         yield sb
 
 
@@ -161,7 +136,8 @@ def test_hostile_steps_end_as_errors_and_spare_the_batch(sandbox, tmp_path):
         "def f(n):\n    return f(n + 1)\nf(0)": "RecursionError: maximum recursion depth exceeded",
         "for i in range(10**6):\n    print('x' * 100)": "printed output exceeded 10000 characters",
         "import ctypes": "Import of ctypes is not allowed",
-        f"import numpy as np\nnp.save('{outside}.npy', np.zeros(3))": "Permission denied",
+        # the jail has no such folder: its view holds the interpreter and /sandbox only
+        f"import numpy as np\nnp.save('{outside}.npy', np.zeros(3))": "No such file or directory",
         "import numpy as np\nnp.save('inside.npy', np.zeros(3))": "File too large",
         "gone = 1\nsum(range(10**12))": "the step exceeded the time limit of 3 s",
     }
@@ -182,18 +158,20 @@ def test_hostile_steps_end_as_errors_and_spare_the_batch(sandbox, tmp_path):
     assert "The variable `gone` is not defined" in after[2].error
 
 
-def test_a_step_that_dies_keeps_the_state_before_it(sandbox, tools):
+def test_a_step_that_dies_keeps_the_state_before_it(sandbox):
     h = sandbox.open()
     sandbox.run([(h, "w = 7")])
-    tools.victim = h
-    [r] = sandbox.run([(h, "w = 8\ncrash()")])
+    # sympify evaluates Python: the step's process kills itself, as a crash in native code would end it
+    crash = "import sympy\nw = 8\nsympy.sympify(\"__import__('os').kill(__import__('os').getpid(), 9)\")"
+    [r] = sandbox.run([(h, crash)])
     assert r.error.startswith("Code execution failed: its process ended abnormally")
     assert sandbox.run([(h, "w")])[0].value == "7"
 
 
 def test_workers_are_isolated_and_reproducible(sandbox):
-    assert sandbox.isolation["network"] in ("none (network namespace)", "interpreter import list only")
+    assert sandbox.isolation["network"] == "none (network namespace)"
     assert sandbox.isolation["hash_seed"] == "0"
+    assert sandbox.isolation["processes"].startswith(f"at most {LIMITS.processes} processes and threads")
     assert sandbox.authorized_imports == [
         "collections", "datetime", "itertools", "math", "numpy.*", "queue", "random", "re", "stat",
         "statistics", "sympy.*", "time", "unicodedata"]
