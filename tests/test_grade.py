@@ -4,11 +4,17 @@ hard limit, SQuAD-style QA exact match / F1 with aliases, the auto rule on the r
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from curate.grade import Grade, aliases, grade_answers, resolve_grader
+from curate.grade import Grade, aliases, grade_answers, math, resolve_grader
 from curate.grade.qa import f1, normalise
 
 # (gold, final answer, verdict): what a careful human grader says.
@@ -79,6 +85,49 @@ def test_a_pathological_answer_is_killed_at_the_hard_limit_and_the_batch_goes_on
     assert [g.correct for g in grades] == [True, False, True, False]
     # The killed worker was replaced: the pool grades the next batch.
     assert grade_answers("math", ["q"], ["12"], ["12.0"])[0].correct
+
+
+def _kill_pool_workers() -> None:
+    """SIGKILL every math-verify worker of this process, as an OOM killer or a crash would end them."""
+    workers = [p for p in multiprocessing.active_children() if p.name == "pebble_pool_worker"]
+    assert workers
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGKILL)
+    for worker in workers:
+        worker.join(30)
+
+
+def test_a_broken_pool_is_replaced_and_the_grade_retried_on_the_new_one() -> None:
+    assert grade_answers("math", ["q"], ["314159"], ["314159"])[0].correct  # the pool is up, its workers idle
+    _kill_pool_workers()
+    # pebble marks a pool broken for good when a worker dies with no task running; wait until it has.
+    deadline = time.monotonic() + 30
+    while math._pools[2].active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not math._pools[2].active
+    assert grade_answers("math", ["q", "q"], ["271828", "\\frac{3}{7}"], ["271828.0", "3/7"]) == [
+        Grade(True, 1.0, "math-verify: 271828.000000000 = 271828", "math"),
+        Grade(True, 1.0, "math-verify: 3/7 = \\frac{3}{7}", "math")]
+    # Killed just before a grade: the pool breaks under the pairs it was given; they go to a new one.
+    _kill_pool_workers()
+    assert grade_answers("math", ["q"], ["161803"], ["161803"]) == [
+        Grade(True, 1.0, "math-verify: 161803 = 161803", "math")]
+
+
+def test_a_worker_memory_limit_over_the_hard_limit_is_lowered_to_it() -> None:
+    # Under a hard RLIMIT_AS below the workers' 4 GiB, raising theirs failed in every worker's start.
+    script = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+              "from curate.grade import grade_answers; "
+              "print(grade_answers('math', ['q'], ['12'], ['12.0'])[0].explanation)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "math-verify: 12.0000000000000 = 12\n", "")
+
+
+def test_a_new_workers_imports_do_not_count_against_the_time_limit() -> None:
+    # math-verify and sympy load in a worker's start: a pair's limit is its own, even on a fresh pool.
+    math.shutdown()
+    assert grade_answers("math", ["q"], ["141421"], ["141421"], timeout=0.5) == [
+        Grade(True, 1.0, "math-verify: 141421 = 141421", "math")]
 
 
 def test_missing_gold_or_answer_is_not_correct_with_a_reason() -> None:

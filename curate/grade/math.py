@@ -3,7 +3,9 @@ killed past a hard time limit, so a pathological answer ends as a not-correct gr
 
 math-verify's own timeouts use SIGALRM, which only works in a main thread and cannot interrupt a
 long C-level sympy call; a pebble process pool gives each pair a wall-clock limit and replaces a
-worker it had to kill.
+worker it had to kill. pebble gives up on the whole pool when a worker ends abnormally with no task
+running (killed while idle, or failing at start), and refuses every later task; such a pool is
+replaced, and the pairs it lost are verified once more on the new one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import multiprocessing
 import re
 import resource
 from collections.abc import Sequence
+from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 
 from pebble import ProcessPool
 from pebble.common import ProcessExpired
@@ -34,6 +38,9 @@ WORKER_MEMORY = 4 << 30  # address-space limit of a worker: a runaway sympy expa
 SOFT_TIMEOUT = 5  # seconds, math-verify's own per-parse and per-comparison limit inside a worker
 
 CACHE_SIZE = 200_000  # verdicts remembered per process
+POLL_SECONDS = 0.5  # how often a wait for verdicts checks that the pool still works
+
+Pair = tuple[tuple[str, ...], str]
 
 _pools: dict[int, ProcessPool] = {}
 _verdicts: dict[tuple[tuple[str, ...], str], tuple[bool, str]] = {}
@@ -116,44 +123,99 @@ def _start_worker() -> None:
 
     # Timeouts and parse failures become grade explanations; math-verify's own log lines are noise.
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
-    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
+    # A hard limit below ours cannot be raised (the attempt failed every worker's start).
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = WORKER_MEMORY if hard == resource.RLIM_INFINITY else min(WORKER_MEMORY, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    # Load math-verify and sympy now (about a second, far more on a loaded machine), so that a pair's
+    # time limit is spent on the pair, not on the first pair's imports.
+    verify_pair(("1",), "1")
 
 
 def _pool(workers: int) -> ProcessPool:
-    """A pool kept for the life of the process (workers import sympy once, about a second each)."""
-    if workers not in _pools:
+    """A pool kept for the life of the process (workers import sympy once, about a second each);
+    a broken one is replaced."""
+    pool = _pools.get(workers)
+    if pool is not None and not pool.active:
+        _discard(workers)
+        pool = None
+    if pool is None:
         # spawn: the caller may hold threads (torch, a DuckDB connection) that fork would copy mid-state.
-        _pools[workers] = ProcessPool(max_workers=workers, initializer=_start_worker,
-                                      context=multiprocessing.get_context("spawn"))
-    return _pools[workers]
+        pool = _pools[workers] = ProcessPool(max_workers=workers, initializer=_start_worker,
+                                             context=multiprocessing.get_context("spawn"))
+    return pool
+
+
+def _discard(workers: int) -> None:
+    pool = _pools.pop(workers)
+    pool.stop()
+    pool.join()
 
 
 @atexit.register
 def shutdown() -> None:
     """Stop the worker pools (also run at interpreter exit)."""
     while _pools:
-        _, pool = _pools.popitem()
-        pool.stop()
-        pool.join()
+        _discard(next(iter(_pools)))
 
 
-def verify_all(pairs: Sequence[tuple[tuple[str, ...], str]], workers: int, timeout: float) -> list[tuple[bool, str]]:
+def verify_all(pairs: Sequence[Pair], workers: int, timeout: float) -> list[tuple[bool, str]]:
     """(correct, explanation) for each (gold aliases, answer) pair. A pair is verified once per
     process (many runs of a question give the same answer), and never longer than `timeout` seconds."""
     todo = [pair for pair in dict.fromkeys(pairs) if pair not in _verdicts]
     if len(_verdicts) + len(todo) > CACHE_SIZE:
         _verdicts.clear()
-    pool = _pool(workers)
-    futures = [pool.schedule(verify_pair, args=pair, timeout=timeout) for pair in todo]
-    for pair, future in zip(todo, futures):
-        try:
-            _verdicts[pair] = future.result()
-        except FutureTimeout:
-            _verdicts[pair] = (False, f"math-verify: timed out after {timeout:g} s (worker killed)")
-        except ProcessExpired as error:
-            _verdicts[pair] = (False, f"math-verify: worker died ({error})")
-        except MemoryError:
-            _verdicts[pair] = (False, f"math-verify: over the {WORKER_MEMORY >> 30} GiB worker memory limit")
-        except Exception as error:  # noqa: BLE001 - any failure of one pair is that pair's reason
-            _verdicts[pair] = (False, f"math-verify: {type(error).__name__}: {error}"[:300])
+    lost = _verify(todo, workers, timeout)
+    if lost:
+        lost = _verify(lost, workers, timeout)
+    if lost:
+        raise RuntimeError(f"math grading: the math-verify worker pool broke twice in a row ({len(lost)} answers "
+                           "not graded); run the same command again")
     return [_verdicts[pair] for pair in pairs]
+
+
+def _verify(todo: list[Pair], workers: int, timeout: float) -> list[Pair]:
+    """Verify pairs into the verdict cache; the pairs lost to a broken pool (which is then discarded)."""
+    if not todo:
+        return []
+    pool = _pool(workers)
+    try:
+        futures = [pool.schedule(verify_pair, args=pair, timeout=timeout) for pair in todo]
+    except RuntimeError:  # broken since `_pool` looked
+        _discard(workers)
+        return todo
+    _settle(pool, futures)
+    lost = []
+    for pair, future in zip(todo, futures):
+        if _lost(future):
+            lost.append(pair)
+        else:
+            _verdicts[pair] = _verdict(future, timeout)
+    if lost:
+        _discard(workers)
+    return lost
+
+
+def _settle(pool: ProcessPool, futures: list[Future]) -> None:
+    """Wait until every future is done or the pool is broken (a task it took then may never end)."""
+    pending = set(futures)
+    while pending and pool.active:
+        _, pending = wait(pending, timeout=POLL_SECONDS)
+
+
+def _lost(future: Future) -> bool:
+    return not future.done() or isinstance(future.exception(), BrokenProcessPool)
+
+
+def _verdict(future: Future, timeout: float) -> tuple[bool, str]:
+    """The (correct, explanation) a finished future holds; a failure of its pair is that pair's reason."""
+    try:
+        return future.result()
+    except FutureTimeout:
+        return False, f"math-verify: timed out after {timeout:g} s (worker killed)"
+    except ProcessExpired as error:
+        return False, f"math-verify: worker died ({error})"
+    except MemoryError:
+        return False, f"math-verify: over the {WORKER_MEMORY >> 30} GiB worker memory limit"
+    except Exception as error:  # noqa: BLE001 - any failure of one pair is that pair's reason
+        return False, f"math-verify: {type(error).__name__}: {error}"[:300]
