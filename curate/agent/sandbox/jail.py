@@ -44,6 +44,10 @@ _UIDS = itertools.count()
 class JailUnavailable(RuntimeError):
     """This machine cannot build the jail; model code runs only with --unsafe-local-executor."""
 
+    def __init__(self, why: str) -> None:
+        super().__init__(f"model-written code runs only in a jail, and {why}; or pass --unsafe-local-executor "
+                         "to run it without one (it can then read your files and use your network)")
+
 
 def environment() -> dict[str, str]:
     """The worker's whole environment: nothing of curate's (no tokens, no keys)."""
@@ -93,7 +97,7 @@ def bwrap_command(workdir: str, folders: Sequence[str], uid: int | None) -> list
     """bwrap's command line that runs the worker (this interpreter) jailed; see the module docstring."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
-        raise JailUnavailable("bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt-get install bubblewrap)")
+        raise JailUnavailable("bubblewrap is not installed: install it (Debian, Ubuntu: apt-get install bubblewrap)")
     argv = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--as-pid-1", "--hostname", "sandbox", "--clearenv"]
     if uid is None:

@@ -124,7 +124,8 @@ class PythonSandbox:
                 log.seek(0)
                 said = (log.read().decode(errors="replace").strip().splitlines() or ["(nothing on stderr)"])[-1]
                 if self.jailed and said.startswith("bwrap:"):
-                    raise JailUnavailable(f"bubblewrap cannot make the jail here ({said})") from None
+                    raise JailUnavailable(f"bubblewrap cannot make one on this machine ({said}): allow "
+                                          "unprivileged user namespaces, or run curate as root") from None
                 raise RuntimeError(f"the sandbox process exited at start (code {code}): {said}") from None
         if "failed" in message:
             self._process.kill()
@@ -136,7 +137,7 @@ class PythonSandbox:
         if not self.jailed:
             return {"jail": "none (--unsafe-local-executor): model code runs as you, with your files, "
                             "environment variables and network", "files": "yours", "network": "the host's",
-                    "processes": "unlimited", "memory": facts["memory"], "survivors": "not tracked",
+                    "processes": facts["processes"], "memory": facts["memory"], "survivors": "not tracked",
                     "hash_seed": "0", "secrets": secrets}
         return {
             "jail": f"{bwrap_version()}: own mount, PID, network, IPC and UTS namespaces; dies with curate",

@@ -19,7 +19,7 @@ from .results import StepResult
 SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 # Shorter values are left alone: replacing "1" or "true" everywhere would corrupt every observation.
 MIN_CHARS = 8
-_TEXTS = ("observation", "error", "final_answer", "logs", "value", "value_repr")
+_PARTS = ("error", "final_answer", "logs", "value", "value_repr")
 
 
 class Secrets:
@@ -44,14 +44,10 @@ class Secrets:
         return self._pattern.subn(lambda m: f"[redacted ${self.names[m.group()]}]", text)
 
     def scrub_result(self, result: StepResult) -> StepResult:
-        """A step's result with its texts scrubbed; `redacted` counts the replacements."""
-        changes: dict[str, str] = {}
-        count = 0
-        for field in _TEXTS:
-            text = getattr(result, field)
-            if text is not None:
-                changes[field], n = self.scrub(text)
-                count += n
+        """A step's result with its texts scrubbed; `redacted` counts the replacements in its observation."""
+        observation, count = self.scrub(result.observation)
         if not count:
             return result
-        return dataclasses.replace(result, **changes, redacted=result.redacted + count)
+        # The other texts are parts of the observation: scrubbed too, counted once, there.
+        changes = {field: self.scrub(getattr(result, field))[0] for field in _PARTS if getattr(result, field) is not None}
+        return dataclasses.replace(result, observation=observation, **changes, redacted=result.redacted + count)

@@ -81,10 +81,12 @@ def _drop_privileges(config: dict[str, Any]) -> dict[str, str]:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-    limit = config["processes"]
-    resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
     # Not dumpable: no process of the jail can trace another or read its memory; forks inherit it.
     ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    limit = config["processes"]
+    if limit is None:  # no jail: the limit would count every process of the user's, not the worker's
+        return {"processes": "unlimited"}
+    resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
     return {"processes": f"at most {limit} processes and threads (RLIMIT_NPROC, uid {os.getuid()})"}
 
 
