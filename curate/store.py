@@ -22,6 +22,16 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 
 
+def storable(text: str) -> str:
+    """`text` as the store can hold it: each lone surrogate (a model's output can hold one, UTF-8
+    cannot) replaced by U+FFFD, and a surrogate pair joined into its character."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
 class StoreError(RuntimeError):
     """A --db that cannot be opened as a store; the message names it and says what to do."""
 

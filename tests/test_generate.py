@@ -14,9 +14,11 @@ from agent_script import ScriptedModel, code_step, kill_when_paused
 from curate.agent.generate import GenerateConfig, generate, write_log
 from curate.agent.loop import derive_seed
 from curate.agent.questions import load_questions
+from curate.agent.records import trajectory_id
 from curate.cli import main
 from curate.ingest import IngestOptions, ingest
 from curate.store import Store
+from factory import add_trajectories
 
 QUESTIONS = [
     {"id": "q1", "question": "What is 6 times 7?", "answer": "42", "level": "1"},
@@ -120,6 +122,44 @@ def test_log_out_ingests_back_into_the_same_trajectories(tmp_path: Path, questio
     assert (done.trajectories, done.rejects, done.format) == (6, 0, "smolagents")
     assert _rows(other, "gen").equals(_rows(db, "gen"))
     assert write_log(other, "gen", tmp_path / "none.jsonl") == 0  # ingested logs are not generated runs
+
+
+SURROGATE = "Print a lone surrogate, then answer 7."
+
+
+def _surrogates(tmp_path: Path) -> tuple[Path, ScriptedModel]:
+    """A question whose run prints a lone surrogate, thinks one and answers with one."""
+    questions = tmp_path / "surrogate.jsonl"
+    questions.write_text(json.dumps({"id": "s1", "question": SURROGATE, "answer": "7"}) + "\n")
+    return questions, ScriptedModel({SURROGATE: [code_step("print(chr(0xD800))", thought="I print \ud800 first."),
+                                                 code_step("final_answer('7' + chr(0xDFFF))")]})
+
+
+def test_a_lone_surrogate_is_stored_as_a_replacement_character(tmp_path: Path) -> None:
+    db, log = tmp_path / "gen.duckdb", tmp_path / "gen.jsonl"
+    questions, model = _surrogates(tmp_path)
+    summary = generate(db, _config(questions, k=1, log_out=str(log)), progress=False, backend=model)
+    assert (summary.written, summary.counts["trajectories"]) == (1, 1)
+    with Store(db, read_only=True) as store:
+        texts = store.sql("SELECT text FROM messages WHERE position IN (2, 4) ORDER BY position")["text"].to_list()
+        answer = store.sql("SELECT generated_answer FROM trajectories").item()
+        grade = store.sql("SELECT correct, explanation FROM grades").row(0)
+    assert texts == ["Thought: I print \ufffd first.\nCode:\n```py\nprint(chr(0xD800))\n```<end_code>",
+                     "Call id: call_1\nObservation:\nExecution logs:\n\ufffd\nLast output from code snippet:\nNone"]
+    assert answer == "7\ufffd"
+    assert grade == (True, "math-verify: 7 = 7")
+    assert json.loads(log.read_text())["generated_answer"] == "7\ufffd"
+
+
+def test_a_failed_write_names_its_runs(tmp_path: Path) -> None:
+    db = tmp_path / "gen.duckdb"
+    questions, model = _surrogates(tmp_path)
+    with Store(db) as store:  # another data set's row holds the id the run will get
+        add_trajectories(store, [{"dataset": "other", "question_id": "s1",
+                                  "trajectory_id": trajectory_id("gen", "s1", 0)}])
+    with pytest.raises(RuntimeError, match="^could not write the runs of data set 'gen' \\(question s1 sample 0\\) "
+                                           "into the store: Constraint Error: Duplicate key "):
+        generate(db, _config(questions, k=1), progress=False, backend=model)
 
 
 def test_first_thought_prefix_starts_every_sample_and_is_recorded(tmp_path: Path, questions: Path) -> None:

@@ -87,6 +87,14 @@ def test_the_latest_run_sets_correct_and_a_question_without_gold_is_left_alone(t
     assert rows(store, "SELECT correct, graded_by FROM trajectories WHERE dataset = 'nogold'") == [(True, None)]
 
 
+def test_a_judge_reply_with_a_lone_surrogate_is_stored_with_a_replacement_character(tmp_path: Path) -> None:
+    store = qa_store(tmp_path / "s.duckdb")
+    (summary,) = grade_store(store, "qa", "judge", judge=ScriptedJudge(["It says \ud800.\nVerdict: CORRECT"] * 4),
+                             progress=False)
+    assert summary.graded == 4
+    assert rows(store, "SELECT DISTINCT explanation FROM grades") == [("It says \ufffd.",)]
+
+
 def test_cli_prints_one_line_per_data_set_and_refuses_bad_input(tmp_path: Path, capsys) -> None:
     qa_store(tmp_path / "s.duckdb").close()
     assert main(["grade", "--db", str(tmp_path / "s.duckdb"), "--no-progress"]) == 0

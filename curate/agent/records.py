@@ -16,6 +16,7 @@ import duckdb
 
 from .. import formats
 from ..ingest import _Batch
+from ..store import storable
 from .loop import AgentRun
 from .questions import Question
 
@@ -51,7 +52,20 @@ def trajectory_id(dataset: str, question_id: str, sample_idx: int) -> str:
 def write_records(con: duckdb.DuckDBPyConnection, dataset: str, source_file: str,
                   records: Sequence[tuple[dict[str, Any], int]]) -> list[str]:
     """Insert (record, source line) pairs as trajectories (provenance columns from the record's
-    PROVENANCE keys) and their messages; the trajectory ids, in order."""
+    PROVENANCE keys) and their messages; the trajectory ids, in order. Text is stored as `storable`
+    makes it; a failure names the runs it was writing."""
+    records = [(_storable(record), line) for record, line in records]
+    try:
+        return _write(con, dataset, source_file, records)
+    except Exception as error:
+        runs = ", ".join(f"question {r['question_id']} sample {r['sample_idx']}" for r, _ in records)
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RuntimeError(f"could not write the runs of data set {dataset!r} ({runs}) into the store: {cause}") \
+            from error
+
+
+def _write(con: duckdb.DuckDBPyConnection, dataset: str, source_file: str,
+           records: Sequence[tuple[dict[str, Any], int]]) -> list[str]:
     batch, ids, cache = _Batch(), [], {}
     for record, line in records:
         parsed = formats.parse(record, formats.SMOLAGENTS, cache)
@@ -61,6 +75,17 @@ def write_records(con: duckdb.DuckDBPyConnection, dataset: str, source_file: str
         ids.append(tid)
     batch.write(con, {"dataset": dataset, "ingest_id": 0, "source_file": source_file})
     return ids
+
+
+def _storable(value: Any) -> Any:
+    """A record with every string in it `storable`."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def stored_records(con: duckdb.DuckDBPyConnection, dataset: str) -> Iterator[dict[str, Any]]:

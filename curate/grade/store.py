@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from .. import __version__, queries
 from ..formats import is_clean
-from ..store import Store
+from ..store import Store, storable
 from . import SOURCE, Grade, grade_answers, resolve_grader
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def record_grades(con: duckdb.DuckDBPyConnection, trajectory_ids: Sequence[str],
         "grader": [g.grader for g in grades],
         "correct": [g.correct for g in grades],
         "score": pa.array([g.score for g in grades], pa.float64()),
-        "explanation": pa.array([g.explanation for g in grades], pa.string()),
+        "explanation": pa.array([storable(g.explanation) for g in grades], pa.string()),  # a judge's own text
         "grading_run": pa.array([grading_run] * len(grades), pa.int32()),
     })
     _with(con, "_grades_new", rows, "INSERT OR REPLACE INTO grades BY NAME SELECT * FROM _grades_new")
