@@ -28,7 +28,6 @@ import resource
 import signal
 import socket
 import sys
-import time
 from typing import Any
 
 from .channel import Channel
@@ -181,18 +180,17 @@ def sweep(keep: set[int], steps: set[int]) -> int:
     if os.getpid() != 1:
         return 0
     killed: set[int] = set()
-    for _ in range(100):  # a process forking while it is killed is caught by the next pass
-        strays = [pid for pid, session in _processes() if pid != 1 and pid not in keep and session not in steps]
-        if not strays:
-            break
+    while True:  # a process forking while it is killed is caught by the next pass
+        strays = [pid for pid, session in _processes()
+                  if pid != 1 and pid not in keep and session not in steps and pid not in killed]
+        if not strays:  # what was killed may take a few ms more to unmap its memory: it cannot run
+            return len(killed)
         for pid in strays:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         killed.update(strays)
-        time.sleep(0.001)
-    return len(killed)
 
 
 def _processes() -> list[tuple[int, int]]:
