@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import duckdb
 import polars as pl
@@ -20,6 +28,10 @@ DEFAULT_DB = "curate.duckdb"
 DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+LOCK_WAIT_S = 30.0  # how long an open waits for another process's lock on the store ($CURATE_LOCK_WAIT_S)
+NOTE_AFTER_S = 1.0  # a wait this long is said on stderr (another command's short write is not worth a line)
+# DuckDB adds this to a lock error when it could set a read lock: every holder is a reader.
+READERS_ONLY = "you would be able to open this database in read-only mode"
 
 
 def storable(text: str) -> str:
@@ -69,13 +81,60 @@ def _not_a_store(path: Path, existing: bool) -> Exception | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Holder:
+    """The process holding the lock an open could not set, as DuckDB's error names it."""
+
+    pid: str | None
+    reader: bool
+
+    def named(self) -> str:
+        return f" (PID {self.pid})" if self.pid else ""
+
+
+def _holder(text: str, read_only: bool) -> _Holder | None:
+    """Who holds the store (None: the error is not about a lock). A reader only ever blocks a writer,
+    and then DuckDB's error says a read-only open would work."""
+    if "Could not set lock" not in text:
+        return None
+    pid = re.search(r"\(PID (\d+)\)", text)
+    return _Holder(pid.group(1) if pid else None, not read_only and READERS_ONLY in text)
+
+
+def lock_wait() -> float:
+    """Seconds an open waits for another process's lock: $CURATE_LOCK_WAIT_S, else LOCK_WAIT_S."""
+    text = os.environ.get("CURATE_LOCK_WAIT_S")
+    if text is None:
+        return LOCK_WAIT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"CURATE_LOCK_WAIT_S={text!r}: expected a number of seconds, 0 or more")
+    return seconds
+
+
+def _note_wait(path: Path, holder: _Holder, wait: float) -> None:
+    from tqdm import tqdm
+
+    # Said while it happens (above any progress bar): a command that stands still must say why.
+    kind = "reader" if holder.reader else "writer"
+    tqdm.write(f"curate: {path}: a {kind}{holder.named()} has this store open; waiting up to {wait:g} s for it",
+               file=sys.stderr)
+
+
+def _locked(path: Path, holder: _Holder, wait: float) -> StoreLockedError:
+    if holder.reader:
+        return StoreLockedError(f"{path}: another process{holder.named()} has this store open read-only, and writing "
+                                f"needs it alone; waited {wait:g} s; close that reader (a DuckDB client, a curate sql "
+                                "still running), then run the same command again")
+    return StoreLockedError(f"{path}: another process{holder.named()} has this store open for writing; waited "
+                            f"{wait:g} s; wait for it to finish (one writer at a time), then run the same command again")
+
+
 def _open_failed(path: Path, read_only: bool, error: duckdb.Error) -> StoreError:
     text = str(error)
-    if "Could not set lock" in text:
-        pid = re.search(r"\(PID (\d+)\)", text)
-        holder = f" (PID {pid.group(1)})" if pid else ""
-        return StoreLockedError(f"{path}: another process{holder} has this store open for writing; wait for it "
-                                "to finish (one writer at a time), then run the same command again")
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     if "No space left" in text:
         return StoreError(f"{path}: no space left on the device ({first}); free some space or give --db another path")
@@ -88,17 +147,70 @@ def connect(path: str | Path, read_only: bool = False, create: bool = True) -> d
     """Open a DuckDB store file with extension auto-install and auto-load off (a new one only
     when writing and `create`).
 
-    Every reason it cannot be opened (a folder, a missing folder, a text, empty or SQLite file, a
-    lock held by another process, permissions) is raised as one StoreError naming the path; a
-    store that must exist and does not is a FileNotFoundError.
+    Another process's lock is waited for, up to `lock_wait()` seconds with backoff (a wait over
+    NOTE_AFTER_S is said on stderr, naming the holder as a reader or a writer). Every reason it cannot
+    be opened (a folder, a missing folder, a text, empty or SQLite file, a lock still held, permissions)
+    is raised as one StoreError naming the path; a store that must exist and does not is a
+    FileNotFoundError.
     """
     path = Path(path)
     if str(path) != ":memory:" and (problem := _not_a_store(path, read_only or not create)) is not None:
         raise problem
+    wait, started, delay, noted = lock_wait(), time.monotonic(), 0.05, False
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=DUCKDB_CONFIG)
+        except duckdb.Error as error:
+            holder, waited = _holder(str(error), read_only), time.monotonic() - started
+            if holder is None:
+                raise _open_failed(path, read_only, error) from error
+            if waited + delay > wait:
+                raise _locked(path, holder, wait) from error
+        if not noted and waited >= NOTE_AFTER_S:
+            _note_wait(path, holder, wait)
+            noted = True
+        time.sleep(delay)
+        delay = min(2 * delay, 1.0)
+
+
+@contextmanager
+def claimed(db: str | Path, name: str, what: str) -> Iterator[None]:
+    """Hold the lock file `DB.NAME.lock` while inside, so that a job on the store ("generation run ID
+    is being generated") runs in one process at a time; another holder is a StoreLockedError naming
+    its PID. A --db that can be no store is refused first, as `connect` would. The kernel frees the
+    lock when its holder ends, even by kill -9; the file goes on the way out."""
+    if (problem := _not_a_store(Path(db), existing=False)) is not None:
+        raise problem
+    lock = Path(f"{db}.{name}.lock")
+    handle = _lock_file(lock, f"{db}: {what}")
     try:
-        return duckdb.connect(str(path), read_only=read_only, config=DUCKDB_CONFIG)
-    except duckdb.Error as error:
-        raise _open_failed(path, read_only, error) from error
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        handle.close()
+
+
+def _lock_file(lock: Path, what: str) -> TextIO:
+    while True:
+        handle = lock.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip()
+            handle.close()
+            raise StoreLockedError(f"{what} by another process{f' (PID {pid})' if pid else ''}; wait for it to "
+                                   "finish, or stop it, then run the same command again") from None
+        try:
+            current = os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            return handle
+        handle.close()  # its holder finished and removed it after this process opened it: lock the new one
 
 
 class Store:

@@ -111,15 +111,16 @@ def test_stores_open_without_extension_autoloading() -> None:
     assert settings == (False, False)
 
 
-def test_a_second_writer_is_told_who_holds_the_store(db: Path, tmp_path: Path, capsys) -> None:
+def test_a_second_writer_is_told_who_holds_the_store(db: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("CURATE_LOCK_WAIT_S", "0.5")
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys; from curate.store import Store; s = Store(sys.argv[1]); print('open', "
          "flush=True); sys.stdin.read()", str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "open\n"
         message = error_of(capsys, ["ingest", str(SMALL_RUNS), "--db", str(db), "--dataset", "e", "--quiet"])
-        assert message == (f"{db}: another process (PID {holder.pid}) has this store open for writing; wait for it "
-                           "to finish (one writer at a time), then run the same command again")
+        assert message == (f"{db}: another process (PID {holder.pid}) has this store open for writing; waited "
+                           "0.5 s; wait for it to finish (one writer at a time), then run the same command again")
     finally:
         holder.communicate("")
     assert main(["stats", "--db", str(db)]) == 0

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+import time
+
 import duckdb
 import pytest
 from factory import add_scores, add_trajectories
 
-from curate.store import SchemaVersionError, Store
+from curate.store import SchemaVersionError, Store, StoreLockedError
+
+# A DuckDB client (a reader, or with read_only=False a writer) holding the store until its stdin closes.
+HOLDER = ("import sys, duckdb; con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'reader'); "
+          "print('open', flush=True); sys.stdin.read(); con.close()")
 
 
 def test_trajectory_nll_is_macro_average(tmp_path) -> None:
@@ -70,3 +79,44 @@ def test_failed_transaction_leaves_nothing(tmp_path) -> None:
             con.execute("INSERT INTO meta VALUES ('x', 'y')")
             raise RuntimeError("interrupted")
     assert store.sql("SELECT count(*) AS n FROM meta WHERE key = 'x'").item() == 0
+
+
+def _hold(path, kind: str) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), kind], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "open\n"
+    return holder
+
+
+@pytest.mark.parametrize("kind", ["reader", "writer"])
+def test_a_write_waits_for_another_process_to_close_the_store(tmp_path, capsys, kind) -> None:
+    path = tmp_path / "s.duckdb"
+    Store(path).close()
+    holder = _hold(path, kind)
+    threading.Timer(2.5, holder.communicate, [""]).start()  # the holder closes the store 2.5 s from now
+    started = time.monotonic()
+    with Store(path) as store:  # a writer
+        store.sql("CREATE TABLE written AS SELECT 1 AS x")
+    assert holder.wait() == 0 and 2.0 < time.monotonic() - started < 30
+    assert capsys.readouterr().err == (f"curate: {path}: a {kind} (PID {holder.pid}) has this store open; "
+                                       "waiting up to 30 s for it\n")
+    with Store(path, read_only=True) as store:
+        assert store.sql("SELECT x FROM written").item() == 1
+
+
+def test_a_reader_holding_the_store_past_the_wait_is_named_as_a_reader(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "s.duckdb"
+    Store(path).close()
+    monkeypatch.setenv("CURATE_LOCK_WAIT_S", "1.5")
+    holder = _hold(path, "reader")
+    try:
+        with pytest.raises(StoreLockedError) as refused:
+            Store(path)
+        with Store(path, read_only=True):  # readers share the store
+            pass
+    finally:
+        holder.communicate("")
+    assert str(refused.value) == (
+        f"{path}: another process (PID {holder.pid}) has this store open read-only, and writing needs it alone; "
+        "waited 1.5 s; close that reader (a DuckDB client, a curate sql still running), then run the same "
+        "command again")

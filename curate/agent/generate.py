@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from .. import __version__, queries
-from ..store import Store
+from ..store import Store, claimed
 from .backends import Backend, GenRequest, make_backend
 from .loop import AgentConfig, AgentRun, Task, derive_seed, run_agents
 from .prompts import Prompts, load_prompts
@@ -129,27 +129,30 @@ def generate(db: str | Path, cfg: GenerateConfig, progress: bool = True,
     prompts = load_prompts([t for t in cfg.tools if t != "python"], _imports(), cfg.system_prompt, cfg.system_text)
     provenance = {"tools": ",".join(cfg.tools), **found}
     run_id, identity = _identity(cfg, prompts, provenance)
-    started = datetime.now()
-    with Store(db) as store, store.transaction() as con:
-        first = _claim(con, cfg, run_id)
-        _register(con, cfg, run_id, identity, prompts, questions, started, first)
-        done = {(q, s) for q, s in con.execute(queries.sql_text("generate/stored_samples"),
-                                                {"run": run_id}).fetchall()}
-    todo = [(q, s) for q in questions for s in range(cfg.k) if (q.id, first + s) not in done]
-    summary = GenerateSummary(run_id, cfg.dataset, len(questions), cfg.k, skipped=cfg.k * len(questions) - len(todo))
-    clock = time.perf_counter()
-    if todo:
-        _run(db, cfg, run_id, prompts, todo, first, search, summary, progress, backend)
-    summary.seconds = time.perf_counter() - clock
-    with Store(db) as store, store.transaction() as con:
-        counts = queries.frame(con, queries.sql_text("generate/run_counts"), {"run": run_id}).row(0, named=True)
-        con.execute(queries.sql_text("generate/finish_run"), {
-            "run": run_id, "now": datetime.now(), "seconds": summary.seconds,
-            **{k: counts[k] for k in ("trajectories", "correct", "clean", "tokens")}}).fetchall()
-    summary.counts = counts
-    if cfg.log_out:
-        write_log(db, cfg.dataset, cfg.log_out)
-    return summary
+    # One process per run: two would sample the same (question, sample) pairs and collide in the store.
+    with claimed(db, run_id, f"generation run {run_id} is being generated"):
+        started = datetime.now()
+        with Store(db) as store, store.transaction() as con:
+            first = _claim(con, cfg, run_id)
+            _register(con, cfg, run_id, identity, prompts, questions, started, first)
+            done = {(q, s) for q, s in con.execute(queries.sql_text("generate/stored_samples"),
+                                                    {"run": run_id}).fetchall()}
+        todo = [(q, s) for q in questions for s in range(cfg.k) if (q.id, first + s) not in done]
+        summary = GenerateSummary(run_id, cfg.dataset, len(questions), cfg.k,
+                                  skipped=cfg.k * len(questions) - len(todo))
+        clock = time.perf_counter()
+        if todo:
+            _run(db, cfg, run_id, prompts, todo, first, search, summary, progress, backend)
+        summary.seconds = time.perf_counter() - clock
+        with Store(db) as store, store.transaction() as con:
+            counts = queries.frame(con, queries.sql_text("generate/run_counts"), {"run": run_id}).row(0, named=True)
+            con.execute(queries.sql_text("generate/finish_run"), {
+                "run": run_id, "now": datetime.now(), "seconds": summary.seconds,
+                **{k: counts[k] for k in ("trajectories", "correct", "clean", "tokens")}}).fetchall()
+        summary.counts = counts
+        if cfg.log_out:
+            write_log(db, cfg.dataset, cfg.log_out)
+        return summary
 
 
 def _check(cfg: GenerateConfig) -> None:
