@@ -114,6 +114,53 @@ def test_a_request_past_its_timeout_is_retried(api) -> None:
         OpenAIBackend("m", endpoint=api.url, timeout=0.5, max_retries=0).generate([GenRequest(CHAT, seed=1)])
 
 
+NO_CHOICES = [
+    ({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []},
+     '{"id":"x","choices":[],"created":0,"model":"m","object":"chat.completion"}'),
+    ({"object": "error", "message": "The model `m` does not exist."},
+     '{"object":"error","message":"The model `m` does not exist."}'),
+    ({"id": "x", "choices": None}, '{"id":"x"}'),
+]
+
+
+@pytest.mark.parametrize(("reply", "shown"), NO_CHOICES, ids=["empty", "error-object", "null"])
+def test_a_reply_without_choices_fails_in_one_line_naming_the_endpoint(api, reply, shown) -> None:
+    api.answer = lambda path, body: reply
+    with pytest.raises(RuntimeError) as failed:
+        OpenAIBackend("m", endpoint=api.url).generate([GenRequest(CHAT)])
+    assert str(failed.value) == f"{api.url}: the server answered without a completion (no choices): {shown}"
+
+
+def test_a_reply_without_choices_is_shown_cut(api) -> None:
+    api.answer = lambda path, body: {"choices": [], "detail": "x" * 1000}
+    with pytest.raises(RuntimeError) as failed:
+        OpenAIBackend("m", endpoint=api.url).generate([GenRequest(CHAT)])
+    assert str(failed.value) == f"{api.url}: the server answered without a completion (no choices): " \
+                                f'{{"choices":[],"detail":"{"x" * 176}...'
+
+
+def test_each_retry_is_said_on_stderr_with_its_cause(api, capsys) -> None:
+    api.failures = 1
+    OpenAIBackend("m", endpoint=api.url, max_retries=2).generate([GenRequest(CHAT)])
+    assert capsys.readouterr().err == f"note: {api.url}: HTTP 500 from the server; retrying the request (retry 1 of 2)\n"
+    api.calls.clear()
+    api.failures, api.delay = 0, lambda n: 3.0 if n == 1 else 0.0
+    OpenAIBackend("m", endpoint=api.url, timeout=0.5, max_retries=1).generate([GenRequest(CHAT)])
+    assert capsys.readouterr().err == f"note: {api.url}: no answer within 0.5 s; retrying the request (retry 1 of 1)\n"
+    api.delay = lambda n: 0.0
+    OpenAIBackend("m", endpoint=api.url).generate([GenRequest(CHAT)])
+    assert capsys.readouterr().err == ""
+
+
+def test_an_endpoint_that_refuses_connections_is_said_on_stderr(capsys) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.server_close()  # nothing listens there now
+    with pytest.raises(RuntimeError, match=r": request failed after 1 retries: APIConnectionError: Connection error\.$"):
+        OpenAIBackend("m", endpoint=url, max_retries=1).generate([GenRequest(CHAT)])
+    assert capsys.readouterr().err == f"note: {url}: cannot connect; retrying the request (retry 1 of 1)\n"
+
+
 def test_concurrency_is_bounded_and_order_kept(api) -> None:
     api.delay = lambda n: 0.2
     requests = [GenRequest(CHAT, seed=i) for i in range(10)]

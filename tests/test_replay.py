@@ -180,3 +180,18 @@ def test_summary_sql_golden_rows(tmp_path):
         assert store.run("replay/summary", dataset=None, ids=None).rows() == [
             ("d1", 2, 5, 4, 0.8, 1, 0), ("d2", 1, 0, 0, None, 0, 1)]
         assert store.run("replay/summary", dataset="d1", ids=["b"]).rows() == [("d1", 1, 2, 1, 0.5, 0, 0)]
+
+
+def test_a_turn_of_long_prose_is_no_code_step(tmp_path, capsys):
+    messages = _release_log(CODES[:1])
+    prose = "Thought: " + "the answer depends on which of these words matters " * 300  # 15 KB on one line
+    messages[2:2] = [{"role": "assistant", "content": prose},
+                     {"role": "tool-response", "content": "Call id: call_0\nError:\nno code found"}]
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps(_record(messages)) + "\n")
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store:
+        ingest(store, [path], "logs")
+    assert main(["replay", "--db", str(db), "--seconds", "5", "--workers", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == ("logs: 1 trajectories, 1 code steps, 1 reproduced (100.0%); "
+                                                        "1 trajectories reproduced in full, 0 without a code step")

@@ -32,7 +32,7 @@ import orjson
 
 from .. import __version__, queries
 from ..store import Store, claimed
-from .backends import Backend, GenRequest, make_backend
+from .backends import Backend, GenRequest, endpoint_options, make_backend
 from .loop import AgentConfig, AgentRun, Task, derive_seed, run_agents
 from .prompts import Prompts, load_prompts
 from .questions import Question, load_questions
@@ -68,6 +68,7 @@ class GenerateConfig:
     write_every: int = 8  # finished runs per store transaction (fewer: less lost to a kill)
     device: str | None = None
     dtype: str | None = None
+    request_timeout: float | None = None  # openai: seconds per request before a retry (None: the backend's 600)
     log_out: str | None = None
     adapter: str | None = None  # a LoRA adapter folder applied to the model (transformers, vllm)
     self_consistency: int = 1  # candidate actions per step; > 1: self-consistent action generation
@@ -257,7 +258,7 @@ def _register(con: Any, cfg: GenerateConfig, run_id: str, identity: dict[str, An
 def backend_options(cfg: GenerateConfig) -> dict[str, Any]:
     """The options `make_backend` takes for this configuration's backend."""
     if cfg.backend == "openai":
-        return {"endpoint": cfg.endpoint}
+        return endpoint_options(cfg.backend, cfg.endpoint, cfg.request_timeout)
     return {"device": cfg.device, "dtype": cfg.dtype, "adapter": cfg.adapter}
 
 

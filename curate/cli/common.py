@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..store import DEFAULT_DB
-from .bounds import COUNT
+from .bounds import COUNT, POSITIVE
 
 
 def add_db(parser: argparse.ArgumentParser) -> None:
@@ -30,5 +30,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slots", type=COUNT, default=16, help="runs in flight: the batch of each generation call")
     parser.add_argument("--write-every", type=COUNT, default=8, help="finished runs per store transaction "
                         "(a killed job loses at most these; default: 8)")
+    parser.add_argument("--request-timeout", type=POSITIVE, metavar="SECONDS", help="openai: seconds to wait for "
+                        "a request's answer before retrying it, 4 retries in all, each said on stderr (default: 600)")
     parser.add_argument("--device", help="transformers/vllm: cpu or cuda (default: cuda when there is one)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         corpus=args.corpus, retriever_url=args.retriever_url, grader=args.grader, judge_model=args.judge_model,
         judge_backend=args.judge_backend, judge_endpoint=args.judge_endpoint, system_prompt=args.system_prompt,
         name=args.name, slots=args.slots, write_every=args.write_every, device=args.device, dtype=args.dtype,
+        request_timeout=args.request_timeout,
     )
     result = evaluate(args.db, cfg, progress=not args.quiet)
     print(write_outputs(args.db, result, args.out), end="")

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         tools=tuple(t.strip() for t in args.tools.split(",") if t.strip()), corpus=args.corpus,
         retriever_url=args.retriever_url, first_thought_prefix=args.first_thought_prefix,
         system_prompt=args.system_prompt, slots=args.slots, write_every=args.write_every, device=args.device, dtype=args.dtype,
-        log_out=args.log_out,
+        request_timeout=args.request_timeout, log_out=args.log_out,
     )
     summary = generate(args.db, cfg, progress=not args.quiet)
     print(summary.line())

@@ -27,6 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "model name an OpenAI-compatible server serves")
     parser.add_argument("--judge-backend", default="transformers", choices=["transformers", "vllm", "openai"])
     parser.add_argument("--judge-endpoint", help="OpenAI-compatible base URL (with --judge-backend openai)")
+    parser.add_argument("--request-timeout", type=POSITIVE, metavar="SECONDS", help="with --judge-backend openai: "
+                        "seconds to wait for a request's answer before retrying it (default: 600)")
     parser.add_argument("--regrade", action="store_true", help="grade again what this grader graded before")
     parser.add_argument("--workers", type=COUNT, default=2, help="math-verify worker processes (default: 2)")
     parser.add_argument("--timeout", type=POSITIVE, default=20.0,
@@ -46,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if args.grader == "judge":
         if not args.judge_model:
             raise ValueError("--grader judge needs --judge-model")
-        from ..agent.backends import make_backend
+        from ..agent.backends import endpoint_options, make_backend
 
-        judge = make_backend(args.judge_backend, args.judge_model, endpoint=args.judge_endpoint)
+        judge = make_backend(args.judge_backend, args.judge_model,
+                             **endpoint_options(args.judge_backend, args.judge_endpoint, args.request_timeout))
     options = {"judge_backend": args.judge_backend if judge else None, "judge_endpoint": args.judge_endpoint}
     try:
         with Store(args.db) as store:

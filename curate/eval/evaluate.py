@@ -62,6 +62,7 @@ class EvalConfig:
     write_every: int = 8
     device: str | None = None
     dtype: str | None = None
+    request_timeout: float | None = None  # openai (model or judge): seconds per request before a retry
 
 
 @dataclass
@@ -128,7 +129,7 @@ def evaluate(db: str | Path, cfg: EvalConfig, progress: bool = True, backend: Ba
              judge: Backend | None = None) -> EvalResult:
     """Evaluate the model on every benchmark (resuming what the store holds); `backend` / `judge`
     replace the ones cfg names (they are then not closed here)."""
-    from ..agent.backends import make_backend
+    from ..agent.backends import endpoint_options, make_backend
     from ..agent.generate import generate
 
     benchmarks = resolve_benchmarks(cfg.benchmarks)
@@ -143,7 +144,9 @@ def evaluate(db: str | Path, cfg: EvalConfig, progress: bool = True, backend: Ba
     model = backend or _Lazy(lambda: make_backend(cfg.backend, cfg.model, **_options(template)))
     grader_judge = judge
     if grader_judge is None and cfg.grader == "judge":
-        grader_judge = _Lazy(lambda: make_backend(cfg.judge_backend, cfg.judge_model, endpoint=cfg.judge_endpoint))
+        grader_judge = _Lazy(lambda: make_backend(cfg.judge_backend, cfg.judge_model,
+                                                  **endpoint_options(cfg.judge_backend, cfg.judge_endpoint,
+                                                                     cfg.request_timeout)))
     results = []
     try:
         for bench in benchmarks:
@@ -189,7 +192,7 @@ def _generate_config(cfg: EvalConfig, prompt: TrainedPrompt):
         corpus=(cfg.corpus or (None if cfg.retriever_url else DEFAULT_CORPUS)) if search else None,
         retriever_url=cfg.retriever_url if search else None, profile=prompt.profile or "smolagents",
         system_prompt=cfg.system_prompt, system_text=prompt.text, slots=cfg.slots, write_every=cfg.write_every,
-        device=cfg.device, dtype=cfg.dtype,
+        device=cfg.device, dtype=cfg.dtype, request_timeout=cfg.request_timeout,
         # openai: the server applies the adapter (served under --model); the folder gives prompt and hash
         adapter=cfg.adapter if cfg.backend != "openai" else None,
         self_consistency=cfg.self_consistency, shared=True,

@@ -76,6 +76,12 @@ def make_backend(name: str, model: str, **options: Any) -> Backend:
     return factory(model, **given)
 
 
+def endpoint_options(backend: str, endpoint: str | None, timeout: float | None) -> dict[str, Any]:
+    """A served model's options for `make_backend`: its endpoint, and for openai a request timeout
+    (the other backends refuse an endpoint given to them; None: the backend's default)."""
+    return {"endpoint": endpoint, **({"timeout": timeout} if backend == "openai" else {})}
+
+
 def teacher_id(model: str, adapter: str | None = None) -> str:
     """What trajectories record as their teacher_model: the model's key, then `+` and the adapter's folder."""
     from ...models import student_key

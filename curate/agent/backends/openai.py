@@ -6,7 +6,9 @@ A batch goes out as concurrent requests under a bound (`max_concurrency`), each 
 temperature, top-p, token budget and stop strings. Timeouts and retries are the client's own: a
 request that times out, cannot connect, or gets 408/409/429/5xx is retried up to `max_retries`
 times with exponential backoff and jitter (0.5 s doubling to 8 s, or the server's Retry-After);
-after that the batch fails with one line naming the endpoint.
+after that the batch fails with one line naming the endpoint. Each retry is said on stderr with its
+cause (an HTTP status, no answer within the timeout, no connection), so a hung server is not silent. A
+reply without a completion (an empty `choices`) fails the batch in one line showing what came back.
 
 An assistant prefix is continued by sending it as the final assistant message with
 `add_generation_prompt: false, continue_final_message: true` (the chat extension of vLLM and
@@ -21,14 +23,21 @@ backends' does. The API key is $OPENAI_API_KEY (servers without auth need none).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+import sys
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
 from . import Completion, GenRequest, chat_prompt
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000/v1"
+DEFAULT_TIMEOUT = 600.0
+SHOWN = 200  # characters of a bad reply shown in its error
+# Why the last attempt of the request this asyncio task sends failed (each request is its own task).
+_cause: ContextVar[str] = ContextVar("openai_retry_cause", default="no reply")
 
 
 def base_url(endpoint: str) -> str:
@@ -45,13 +54,77 @@ def kept_stop(choice: Any, text: str, stop: Sequence[str]) -> str:
     return hit
 
 
+def first_choice(reply: Any, endpoint: str) -> Any:
+    """The reply's first choice; a reply with none is the server's fault, said with what it sent."""
+    if reply.choices:
+        return reply.choices[0]
+    sent = reply.model_dump_json(exclude_none=True)
+    sent = sent if len(sent) <= SHOWN else sent[:SHOWN] + "..."
+    raise RuntimeError(f"{endpoint}: the server answered without a completion (no choices): {sent}")
+
+
+def http_library() -> Any:
+    """The HTTP library under the openai client: httpx (openai 1.x) or its successor httpx2."""
+    import openai
+
+    return importlib.import_module(openai.DefaultAsyncHttpxClient.__mro__[1].__module__.partition(".")[0])
+
+
+def note(line: str) -> None:
+    """A line on stderr that leaves a progress bar intact."""
+    from tqdm import tqdm
+
+    tqdm.write(f"note: {line}", file=sys.stderr)
+
+
+class RetryNotes:
+    """An HTTP transport around the client's own that says, once per retry of a request (the openai
+    client numbers its tries in the x-stainless-retry-count header), why the last try failed."""
+
+    def __init__(self, endpoint: str, timeout: float, max_retries: int, connections: int) -> None:
+        self.http = http_library()
+        limits = self.http.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self.inner = self.http.AsyncHTTPTransport(limits=limits)
+        self.endpoint, self.timeout, self.max_retries = endpoint, timeout, max_retries
+
+    async def handle_async_request(self, request: Any) -> Any:
+        """Send one try of a request, noting why it failed for the next try to say."""
+        retry = request.headers.get("x-stainless-retry-count", "0")
+        if retry != "0":
+            note(f"{self.endpoint}: {_cause.get()}; retrying the request (retry {retry} of {self.max_retries})")
+        try:
+            response = await self.inner.handle_async_request(request)
+        except self.http.TimeoutException:
+            _cause.set(f"no answer within {self.timeout:g} s")
+            raise
+        except self.http.ConnectError:
+            _cause.set("cannot connect")
+            raise
+        except self.http.TransportError as error:
+            _cause.set(f"the connection failed ({type(error).__name__})")
+            raise
+        _cause.set(f"HTTP {response.status_code} from the server")
+        return response
+
+    async def __aenter__(self) -> RetryNotes:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.inner.__aexit__(*exc)
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport's connections."""
+        await self.inner.aclose()
+
+
 class OpenAIBackend:
     """A model behind an OpenAI-compatible endpoint; a batch is concurrent requests under a bound."""
 
     name = "openai"
 
     def __init__(self, model: str, endpoint: str = DEFAULT_ENDPOINT, max_concurrency: int = 64,
-                 timeout: float = 600.0, max_retries: int = 4, tokenizer: str | None = None) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, max_retries: int = 4, tokenizer: str | None = None) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency {max_concurrency}: need at least 1")
         self.model_id = model
@@ -80,8 +153,10 @@ class OpenAIBackend:
         import openai
 
         bound = asyncio.Semaphore(self.max_concurrency)
+        transport = RetryNotes(self.endpoint, self.timeout, self.max_retries, self.max_concurrency)
         async with openai.AsyncOpenAI(base_url=self.endpoint, api_key=os.environ.get("OPENAI_API_KEY") or "none",
-                                      timeout=self.timeout, max_retries=self.max_retries) as client:
+                                      timeout=self.timeout, max_retries=self.max_retries,
+                                      http_client=openai.DefaultAsyncHttpxClient(transport=transport)) as client:
             return await asyncio.gather(*(self._one(client, bound, r) for r in requests))
 
     async def _one(self, client: Any, bound: asyncio.Semaphore, request: GenRequest) -> Completion:
@@ -92,7 +167,7 @@ class OpenAIBackend:
             if request.prefix and self.tokenizer is not None:
                 prompt = chat_prompt(self.tokenizer, request)
                 reply = await client.completions.create(model=self.model_id, prompt=prompt, **sampling)
-                choice = reply.choices[0]
+                choice = first_choice(reply, self.endpoint)
                 text = choice.text
             else:
                 messages = list(request.messages)
@@ -102,7 +177,7 @@ class OpenAIBackend:
                     extra = {"add_generation_prompt": False, "continue_final_message": True}
                 reply = await client.chat.completions.create(model=self.model_id, messages=messages,
                                                              extra_body=extra, **sampling)
-                choice = reply.choices[0]
+                choice = first_choice(reply, self.endpoint)
                 text = choice.message.content or ""
         tokens = reply.usage.completion_tokens if reply.usage else 0
         return Completion(text + kept_stop(choice, text, request.stop), tokens,
