@@ -43,6 +43,11 @@ class FiguresResult:
     plot_s: float
     data: FigureData
 
+    @property
+    def notes(self) -> list[str]:
+        """What the figures cannot show for want of samples, one line each."""
+        return self.data.notes()
+
 
 def render(data: FigureData, out: Path) -> list[Path]:
     """Run every script on collected data; returns the files written."""

@@ -21,7 +21,7 @@ from .common import BUCKET_COLOURS, SCOPE_TITLES, STYLE, FigureData, run_script,
 PANELS = [(rule, scope) for rule in analysis.RULES for scope in analysis.SCOPES]
 
 
-def _panel(ax: plt.Axes, nll_ax: plt.Axes, cells: pl.DataFrame) -> None:
+def _panel(ax: plt.Axes, nll_ax: plt.Axes, cells: pl.DataFrame, scope: str) -> None:
     x = range(len(analysis.BUCKETS))
     acc = [v if v is not None else 0.0 for v in cells["acc"]]
     ax.bar(x, acc, width=0.62, color=[BUCKET_COLOURS[b] for b in cells["bucket"]], zorder=2)
@@ -32,7 +32,13 @@ def _panel(ax: plt.Axes, nll_ax: plt.Axes, cells: pl.DataFrame) -> None:
     ax.set_ylim(0, 105)
     ax.set_yticks(range(0, 101, 20))
     ax.grid(axis="y", color="#dddddd", zorder=0)
-    nll_ax.plot(list(x), cells["mean_nll"].to_list(), color="black", marker="D", markersize=5, linewidth=1)
+    nll = [v if v is not None else float("nan") for v in cells["mean_nll"]]  # an empty bucket has no mean
+    nll_ax.plot(list(x), nll, color="black", marker="D", markersize=5, linewidth=1)
+    if empty := sum(n == 0 for n in cells["n_traj"]):
+        # K <= 2 (every `curate eval` store) leaves per-question buckets empty: say so where it shows
+        why = "too few samples per question" if scope == "per_question" else "too few trajectories"
+        ax.text(0.97, 0.97, f"{empty} of {len(cells)} buckets empty:\n{why}", transform=ax.transAxes,
+                ha="right", va="top", fontsize=7.5, zorder=3)
 
 
 def draw(data: FigureData) -> plt.Figure:
@@ -52,7 +58,7 @@ def draw(data: FigureData) -> plt.Figure:
                 ).sort("bucket_idx")
                 ax = axes[row][col]
                 nll_ax = ax.twinx()
-                _panel(ax, nll_ax, cells)
+                _panel(ax, nll_ax, cells, scope)
                 nll_axes.append(nll_ax)
                 ax.set_title(f"{dataset}: {SCOPE_TITLES[scope]}, {rule} rule")
                 if col == 0:

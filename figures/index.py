@@ -56,6 +56,8 @@ def text(data: FigureData) -> str:
     ]
     if is_tiny_random(data.student):
         lines += [f"> **Caveat.** This run scores with a tiny random model. {TINY_NOTE}", ""]
+    for note in data.notes():
+        lines += [f"> **Note.** {note}", ""]
     lines += ["## Tables", ""]
     for dataset in data.datasets:
         stem = file_stem(dataset)

@@ -116,3 +116,49 @@ def test_python_m_figures_from_the_repo_root(db: Path, tmp_path: Path):
 def test_figures_errors(db: Path, tmp_path: Path, capsys):
     assert main(["figures", "--db", str(db), "--run", "nope", "--out", str(tmp_path)]) == 2
     assert "no scoring run 'nope'" in capsys.readouterr().err
+
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["K=1", "K=2"])
+def few_samples(request, tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> tuple[int, Path]:
+    """A real store of K=1 or K=2 synthetic runs per question (a `curate eval` store has K=1), scored."""
+    k, root = request.param, tmp_path_factory.mktemp(f"k{request.param}")
+    runs, db = root / "runs.jsonl", root / "store.duckdb"
+    assert main(["synth", "--questions", "6", "--k", str(k), "--out", str(runs)]) == 0
+    assert main(["ingest", str(runs), "--db", str(db), "--dataset", "d", "--quiet"]) == 0
+    assert main(["score", "--db", str(db), "--student", str(tiny_model_dir), "--no-progress"]) == 0
+    return k, db
+
+
+def few_samples_note(k: int) -> str:
+    """What the commands say of a store of K <= 2: per-question tertiles leave 3 - K buckets empty."""
+    return (f"d, per question: {3 - k} of 3 buckets empty: questions have too few samples (a split within a "
+            "question needs 3 or more)")
+
+
+def test_figures_of_a_store_with_two_samples_or_fewer_per_question(few_samples, tiny_model_dir, tmp_path, capsys):
+    k, db = few_samples
+    capsys.readouterr()
+    assert main(["figures", "--db", str(db), "--student", str(tiny_model_dir), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == [f"note: {few_samples_note(k)}", str(tmp_path / "index.md")]
+    assert f"> **Note.** {few_samples_note(k)}\n" in (tmp_path / "index.md").read_text()
+    with Store(db, read_only=True) as store:
+        stats = collect(store.con, store.sql("SELECT run_id FROM scoring_runs").item()).stats[analysis.DEFAULT_RULE]
+    empty = stats.filter((stats["scope"] == "per_question") & (stats["teacher_model"] == analysis.ALL_MODELS)
+                         & (stats["n_traj"] == 0))
+    assert empty.height == 3 - k  # what the note says is what the SQL found
+    for figure in FIGURES:
+        assert (tmp_path / f"{figure}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_report_of_a_store_with_two_samples_or_fewer_per_question(few_samples, tiny_model_dir, tmp_path, capsys):
+    k, db = few_samples
+    capsys.readouterr()
+    page = tmp_path / "page"
+    assert main(["report", "--db", str(db), "--student", str(tiny_model_dir), "--out", str(page),
+                 "--questions", "1", "--samples", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == [f"note: {few_samples_note(k)}", str(page / "index.html")]
+    assert f"<strong>Note.</strong> {few_samples_note(k)}</p>" in (page / "index.html").read_text()
+    assert (page / "figures" / "fig3.png").read_bytes().startswith(b"\x89PNG")

@@ -34,5 +34,7 @@ def run(args: argparse.Namespace) -> int:
         run_id = resolve_run(store.con, run_id=args.run, student=args.student)
         result = write_figures(store.con, FiguresConfig(str(args.db), run_id, str(args.out), args.rule))
     print(f"wrote {len(result.files)} files (SQL {result.sql_s:.1f} s, plots {result.plot_s:.1f} s)")
+    for note in result.notes:
+        print(f"note: {note}")
     print(result.index)
     return 0

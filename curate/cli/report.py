@@ -52,5 +52,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {result.questions} questions, {result.detailed} trajectories to open{shaded} ({parts})")
     if result.note:
         print(f"note: {result.note}")
+    for note in result.figure_notes:
+        print(f"note: {note}")
     print(result.index)
     return 0

@@ -42,7 +42,7 @@ class Table:
 @dataclass(frozen=True)
 class ReportResult:
     """Where the page is, how long each part took, what the viewer carries, whether its tokens are
-    shaded, and what the page notes about them."""
+    shaded, and what the page notes about them and about the figures (too few samples, one line each)."""
 
     index: Path
     seconds: dict[str, float]
@@ -50,6 +50,7 @@ class ReportResult:
     detailed: int
     shaded: bool
     note: str | None
+    figure_notes: tuple[str, ...] = ()
 
 
 def cell(value: object, column: str = "") -> str:
@@ -193,7 +194,7 @@ def write_report(config: ReportConfig) -> ReportResult:
     } for d in data.datasets]
     page = _environment().get_template("index.html.j2").render(
         db=config.db, run_id=run_id, student=data.student, rule_text=RULE_TEXT[data.rule],
-        tiny_note=TINY_NOTE if "tiny" in Path(data.student).name else None,
+        tiny_note=TINY_NOTE if "tiny" in Path(data.student).name else None, figure_notes=figures.notes,
         summary=summary, rejects=rejects, datasets=datasets,
         figures=[{"stem": s, "caption": CAPTIONS[s]} for s in FIGURES], models_caption=CAPTIONS["fig_models"],
         selections=chosen, viewer=shown, config=config,
@@ -207,4 +208,5 @@ def write_report(config: ReportConfig) -> ReportResult:
     (out / "index.html").write_text(page, encoding="utf-8")
     (out / CONFIG_NAME).write_text(json.dumps({**asdict(config), "run": run_id}, indent=2) + "\n")
     seconds["page"] = time.perf_counter() - mark
-    return ReportResult(out / "index.html", seconds, len(shown.index), shown.detailed, student is not None, note)
+    return ReportResult(out / "index.html", seconds, len(shown.index), shown.detailed, student is not None, note,
+                        tuple(figures.notes))
