@@ -13,7 +13,7 @@ from bm25s.stopwords import STOPWORDS_EN
 
 from curate.agent.corpora import make_retriever, make_search, resolve_corpus
 from curate.agent.sandbox import Limits, PythonSandbox
-from curate.agent.search import LocalCorpus, RetrievalServer, WebSearch, file_hash, format_documents
+from curate.agent.search import MANIFEST, LocalCorpus, RetrievalServer, WebSearch, file_hash, format_documents
 
 DOCS = [
     {"id": "d1", "title": "Eiffel Tower", "text": "The Eiffel Tower is a wrought-iron lattice tower in Paris."},
@@ -76,6 +76,35 @@ def test_index_is_cached_beside_the_corpus_by_hash(tmp_path):
     changed = LocalCorpus(path)
     assert changed.hash != first.hash and (tmp_path / f"c.jsonl.bm25s-{changed.hash[:16]}").is_dir()
     assert changed.search(["Berlin capital", "Louvre"], 4) == [[], changed.search(["Louvre"], 1)[0]]
+
+
+def _stamps(index_dir):
+    """Each cache file's inode and modification time: a rebuilt cache has new files."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(index_dir.iterdir())}
+
+
+@pytest.mark.parametrize(("damage", "why"), [
+    (lambda d: (d / "data.csc.index.npy").write_bytes((d / "data.csc.index.npy").read_bytes()[:100]),
+     "data.csc.index.npy is 100 bytes, not {size}"),
+    (lambda d: (d / "params.index.json").unlink(), "params.index.json is missing"),
+    (lambda d: (d / "vocab.index.json").write_text((d / "vocab.index.json").read_text().replace("eiffel", "eiffle")),
+     "vocab.index.json does not match its sha256"),
+    (lambda d: (d / MANIFEST).unlink(), f"{MANIFEST} is missing (written by an older curate, or cut short)"),
+], ids=["truncated", "no-params", "changed", "no-manifest"])
+def test_a_damaged_index_cache_is_rebuilt_once_and_said(tmp_path, capfd, damage, why):
+    path = _write(tmp_path / "c.jsonl", DOCS)
+    index_dir = tmp_path / f"c.jsonl.bm25s-{LocalCorpus(path).hash[:16]}"
+    expected = LocalCorpus(path).search(["Eiffel tower Paris"], 3)
+    size = (index_dir / "data.csc.index.npy").stat().st_size
+    damage(index_dir)
+    capfd.readouterr()
+    assert LocalCorpus(path).search(["Eiffel tower Paris"], 3) == expected
+    assert capfd.readouterr().err == (f"note: bm25s index cache {index_dir}: {why.format(size=size)}; "
+                                      "rebuilding it\n")
+    stamps = _stamps(index_dir)
+    assert "params.index.json" in stamps
+    assert LocalCorpus(path).search(["Eiffel tower Paris"], 3) == expected
+    assert capfd.readouterr().err == "" and _stamps(index_dir) == stamps  # loaded, not rebuilt
 
 
 def test_bad_corpus_lines_are_named(tmp_path):

@@ -17,12 +17,17 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 TOP_K = 3  # the release's web_search returns 3 documents
 _HASH_CHUNK = 1 << 20
+# Written last into an index cache: {file: [bytes, sha256]} of what bm25s saved, so that a cache cut
+# short or damaged later is found before bm25s reads it (bm25s itself reads a missing params file
+# as "build again" and a truncated array as a bare numpy error).
+MANIFEST = "curate.manifest.json"
 
 
 @dataclass(frozen=True)
@@ -102,24 +107,34 @@ def read_corpus(path: Path) -> list[dict[str, str]]:
 
 class LocalCorpus:
     """BM25 over a JSONL corpus of {id, title, text}; the index is built once and cached beside the
-    corpus, keyed by the corpus's hash (a changed corpus gets a new index)."""
+    corpus, keyed by the corpus's hash (a changed corpus gets a new index). A damaged cache is
+    rebuilt once, said in one line on stderr."""
 
     def __init__(self, path: str | Path):
-        import bm25s
-
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"corpus {self.path} not found")
         self.hash = file_hash(self.path)
         self.source = f"corpus:{self.path.name}:sha256:{self.hash}"
         self.docs = read_corpus(self.path)
-        index_dir = self._index_dir()
-        if (index_dir / "params.index.json").is_file():
-            self.index = bm25s.BM25.load(index_dir, mmap=False, show_progress=False)
-        else:
-            self.index = bm25s.BM25()
-            self.index.index(_tokenize([f"{d['title']}\n{d['text']}" for d in self.docs]), show_progress=False)
-            _save_atomically(self.index, index_dir)
+        self.index = self._load_or_build(self._index_dir())
+
+    def _load_or_build(self, index_dir: Path):
+        import bm25s
+
+        if index_dir.is_dir():
+            why = cache_damage(index_dir)
+            if why is None:
+                try:
+                    return bm25s.BM25.load(index_dir, mmap=False, show_progress=False)
+                except (OSError, ValueError, KeyError) as error:
+                    why = f"bm25s cannot load it ({type(error).__name__}: {' '.join(str(error).split())})"
+            print(f"note: bm25s index cache {index_dir}: {why}; rebuilding it", file=sys.stderr)
+            _discard(index_dir)
+        index = bm25s.BM25()
+        index.index(_tokenize([f"{d['title']}\n{d['text']}" for d in self.docs]), show_progress=False)
+        _save_atomically(index, index_dir)
+        return index
 
     def _index_dir(self) -> Path:
         """`<corpus>.bm25s-<hash>/` beside the corpus, or in the user cache where that is read-only."""
@@ -151,11 +166,43 @@ def _contents(doc: dict[str, str]) -> str:
     return f'"{doc["title"]}"\n{doc["text"]}'
 
 
+def cache_damage(index_dir: Path) -> str | None:
+    """What is wrong with an index cache, checked against its manifest; None when nothing is."""
+    try:
+        listed = json.loads((index_dir / MANIFEST).read_text())
+    except FileNotFoundError:
+        return f"{MANIFEST} is missing (written by an older curate, or cut short)"
+    except (OSError, ValueError):
+        return f"{MANIFEST} is unreadable"
+    for name, (size, digest) in sorted(listed.items()):
+        path = index_dir / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} is {path.stat().st_size} bytes, not {size}"
+        if file_hash(path) != digest:
+            return f"{name} does not match its sha256"
+    return None
+
+
+def _discard(index_dir: Path) -> None:
+    """Move a damaged cache aside (one rename: a process loading it meanwhile sees all or nothing), then delete it."""
+    aside = index_dir.with_name(f".{index_dir.name}.damaged-{os.getpid()}")
+    try:
+        index_dir.rename(aside)
+    except OSError:  # another process moved it first
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def _save_atomically(index, out: Path) -> None:
-    """Write the index to a temporary sibling and rename it: a half-written index is never loaded."""
+    """Write the index and its manifest to a temporary sibling and rename it: a half-written index is
+    never loaded."""
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = out.with_name(f".{out.name}.partial-{os.getpid()}")
     index.save(scratch, show_progress=False)
+    files = sorted(p for p in scratch.iterdir() if p.is_file())
+    (scratch / MANIFEST).write_text(json.dumps({p.name: [p.stat().st_size, file_hash(p)] for p in files}))
     try:
         scratch.rename(out)
     except OSError:
