@@ -83,7 +83,9 @@ def test_a_rerun_skips_what_it_replayed_under_the_same_settings(tmp_path, capsys
     capsys.readouterr()
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["skipped 1 trajectories already replayed under these settings (--again replays them)",
+    assert out == ["python tool: bubblewrap jail, no network, no secrets, 256 processes, 1024 MiB each; "
+                   "0 secret values redacted from observations",
+                   "skipped 1 trajectories already replayed under these settings (--again replays them)",
                    "logs: 3 trajectories, 12 code steps, 12 reproduced (100.0%); 3 trajectories reproduced in full, "
                    "0 without a code step"]
     with Store(db, read_only=True) as store:

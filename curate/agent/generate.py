@@ -74,6 +74,7 @@ class GenerateConfig:
     self_consistency: int = 1  # candidate actions per step; > 1: self-consistent action generation
     system_text: str | None = None  # a system prompt used as it is (e.g. the one a student was trained with)
     shared: bool = False  # the data set may hold other runs; this run's samples follow theirs
+    unsafe_local_executor: bool = False  # run model code without a jail (where none can be made)
 
 
 @dataclass
@@ -89,6 +90,8 @@ class GenerateSummary:
     tokens: int = 0
     seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    sandbox: str = ""  # the python tool's isolation, in one line (PythonSandbox.describe)
+    redacted: int = 0  # secret values of curate's environment replaced in observations
 
     def line(self) -> str:
         """One human-readable summary line."""
@@ -282,14 +285,16 @@ def _run(db: str | Path, cfg: GenerateConfig, run_id: str, prompts: Prompts, tod
         clock = time.perf_counter()
         tools = {"web_search": search} if search else {}
         try:
-            with PythonSandbox(tools=tools) as sandbox, closing(run_agents(tasks, backend, sandbox, config,
-                                                                            cfg.slots)) as runs:
+            with PythonSandbox(tools=tools, unsafe=cfg.unsafe_local_executor) as sandbox, \
+                    closing(run_agents(tasks, backend, sandbox, config, cfg.slots)) as runs:
+                summary.sandbox = sandbox.describe()
                 for run in runs:
                     writer.add(run)
                     summary.written += 1
                     summary.tokens += run.tokens
                     bar.set_postfix_str(f"{summary.tokens / (time.perf_counter() - clock):.1f} tokens/s")
                     bar.update(1)
+                summary.redacted = sandbox.redacted
         finally:
             writer.flush()
             bar.close()

@@ -16,6 +16,13 @@ def add_debug(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
+def add_unsafe_executor(parser: argparse.ArgumentParser) -> None:
+    """--unsafe-local-executor: model code without the jail, for machines that cannot make one."""
+    parser.add_argument("--unsafe-local-executor", action="store_true",
+                        help="run model-written code WITHOUT the bubblewrap jail (only where none can be made: "
+                        "the code can then read your files and reach your network; its environment is still empty)")
+
+
 def add_run(parser: argparse.ArgumentParser) -> None:
     """--run ID or --student S (its latest finished scoring run); resolved by curate.runs.resolve_run."""
     which = parser.add_mutually_exclusive_group()
@@ -26,6 +33,7 @@ def add_run(parser: argparse.ArgumentParser) -> None:
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """The agent runtime's model backend and batching options (curate generate, curate eval)."""
     parser.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
+    add_unsafe_executor(parser)
     parser.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (openai)")
     parser.add_argument("--slots", type=COUNT, default=16, help="runs in flight: the batch of each generation call")
     parser.add_argument("--write-every", type=COUNT, default=8, help="finished runs per store transaction "

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         judge_backend=args.judge_backend, judge_endpoint=args.judge_endpoint, system_prompt=args.system_prompt,
         name=args.name, slots=args.slots, write_every=args.write_every, device=args.device, dtype=args.dtype,
         request_timeout=args.request_timeout,
+        unsafe_local_executor=args.unsafe_local_executor,
     )
     result = evaluate(args.db, cfg, progress=not args.quiet)
     print(write_outputs(args.db, result, args.out), end="")

@@ -57,10 +57,12 @@ def run(args: argparse.Namespace) -> int:
         tools=tuple(t.strip() for t in args.tools.split(",") if t.strip()), corpus=args.corpus,
         retriever_url=args.retriever_url, first_thought_prefix=args.first_thought_prefix,
         system_prompt=args.system_prompt, slots=args.slots, write_every=args.write_every, device=args.device, dtype=args.dtype,
-        request_timeout=args.request_timeout, log_out=args.log_out,
+        request_timeout=args.request_timeout, log_out=args.log_out, unsafe_local_executor=args.unsafe_local_executor,
     )
     summary = generate(args.db, cfg, progress=not args.quiet)
     print(summary.line())
+    if summary.sandbox:
+        print(f"{summary.sandbox}; {summary.redacted} secret values redacted from observations")
     if args.log_out:
         print(f"logs: {args.log_out}")
     print(f"generation_run={summary.generation_run}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .bounds import COUNT, NAME, POSITIVE
-from .common import add_db, add_debug
+from .common import add_db, add_debug, add_unsafe_executor
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--corpus", help="web_search over this JSONL corpus or built-in (wiki-summaries)")
     source.add_argument("--retriever-url", help="web_search through this retrieval server (POST /retrieve)")
+    add_unsafe_executor(parser)
     add_debug(parser)
     parser.set_defaults(func=run)
 
@@ -47,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
         tools["web_search"] = WebSearch(make_retriever(args.corpus, args.retriever_url))
     imports = tuple(args.imports.split(",")) if args.imports else DEFAULT_IMPORTS
     limits = Limits(seconds=args.seconds, memory_mb=args.memory_mb)
-    with Store(args.db) as store, PythonSandbox(limits, imports, tools, args.workers) as sandbox:
+    with Store(args.db) as store, PythonSandbox(limits, imports, tools, args.workers,
+                                                args.unsafe_local_executor) as sandbox:
         summary, skipped = replay_store(store, sandbox, args.dataset, args.trajectory, progress=True, again=args.again)
+        print(f"{sandbox.describe()}; {sandbox.redacted} secret values redacted from observations")
     if skipped:
         print(f"skipped {skipped} trajectories already replayed under these settings (--again replays them)")
     for row in summary.iter_rows(named=True):

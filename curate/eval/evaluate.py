@@ -63,6 +63,7 @@ class EvalConfig:
     device: str | None = None
     dtype: str | None = None
     request_timeout: float | None = None  # openai (model or judge): seconds per request before a retry
+    unsafe_local_executor: bool = False  # run model code without a jail (where none can be made)
 
 
 @dataclass
@@ -195,7 +196,7 @@ def _generate_config(cfg: EvalConfig, prompt: TrainedPrompt):
         device=cfg.device, dtype=cfg.dtype, request_timeout=cfg.request_timeout,
         # openai: the server applies the adapter (served under --model); the folder gives prompt and hash
         adapter=cfg.adapter if cfg.backend != "openai" else None,
-        self_consistency=cfg.self_consistency, shared=True,
+        self_consistency=cfg.self_consistency, shared=True, unsafe_local_executor=cfg.unsafe_local_executor,
     )
 
 

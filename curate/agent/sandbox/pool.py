@@ -155,8 +155,8 @@ class PythonSandbox:
         """The isolation in one line, for a command's summary."""
         if not self.jailed:
             return "python tool: NO JAIL (--unsafe-local-executor)"
-        return (f"python tool: {self.isolation['jail'].split(':')[0]} jail, no network, no secrets, "
-                f"{self.limits.processes} processes, {self.limits.memory_mb} MiB each")
+        return (f"python tool: bubblewrap jail, no network, no secrets, {self.limits.processes} processes, "
+                f"{self.limits.memory_mb} MiB each")
 
     def __enter__(self) -> PythonSandbox:
         return self
