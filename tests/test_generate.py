@@ -4,6 +4,8 @@ seeds and provenance; resumable after kill -9; `--log-out` ingests back into the
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -346,3 +348,57 @@ def test_a_second_identical_generate_refuses_in_one_line(tmp_path: Path, questio
                                  "GROUP BY 1 ORDER BY 1").rows()
         grades = store.sql("SELECT count(*) FROM grades").item()
     assert per_question == [(q, [0, 1, 2]) for q in ("q1", "q2", "q3")] and grades == 9
+
+
+# `curate generate` with the scripted teacher of `_model`, a little slow per step, saying on stdout when a
+# batch of runs has been committed to the store.
+INTERRUPTIBLE = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_generate import _model
+from curate.agent import generate as job
+from curate.cli import main
+
+model = _model()
+scripted = model.generate
+
+def generate(requests):
+    time.sleep(0.2)
+    return scripted(requests)
+
+model.generate = generate
+job.make_backend = lambda *args, **kwargs: model
+real = job._Writer.flush
+
+def flush(self):
+    runs = len(self.pending)
+    real(self)
+    if runs:
+        print("wrote", flush=True)
+
+job._Writer.flush = flush
+sys.exit(main())
+"""
+
+
+def test_ctrl_c_is_one_line_exit_130_and_the_rerun_resumes(tmp_path: Path, questions: Path) -> None:
+    db = tmp_path / "gen.duckdb"
+    argv = [sys.executable, "-c", INTERRUPTIBLE, "generate", "--db", str(db), "--questions", str(questions),
+            "--dataset", "gen", "--model", "scripted", "--k", "3", "--tools", "python", "--max-steps", "3",
+            "--write-every", "1", "--slots", "2", "--quiet"]
+    job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert job.stdout.readline() == "wrote\n"
+    os.killpg(job.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
+    out, err = job.communicate(timeout=300)
+    assert (job.returncode, err) == (130, "curate generate: interrupted; run the same command again to resume\n")
+    with Store(db, read_only=True) as store:
+        written = store.sql("SELECT count(*) FROM trajectories").item()
+        orphans = store.sql("SELECT count(*) FROM messages WHERE trajectory_id NOT IN "
+                            "(SELECT trajectory_id FROM trajectories)").item()
+    assert 1 <= written < 9 and orphans == 0
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{9 - written} runs generated, {written} already stored" in again.stdout
+    whole = tmp_path / "whole.duckdb"
+    generate(whole, _config(questions, k=3, write_every=1, slots=2), progress=False, backend=_model())
+    assert _rows(db, "gen").equals(_rows(whole, "gen"))

@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import signal
 import sys
 from typing import NoReturn
 
 from .. import __version__
 from ..threads import set_wait_policy
 from .errors import one_line
+
+INTERRUPTED = 130  # a command ended by SIGINT, as shells report it (128 + 2)
 
 # Order is the order of `curate --help`: the pipeline, then tools.
 COMMANDS = [
@@ -66,17 +69,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one subcommand; an error a user can act on prints one line
-    (`curate.cli.errors`) and exits 2, with the traceback under --debug."""
+    (`curate.cli.errors`) and exits 2, Ctrl-C one line and exits 130, with the traceback under --debug."""
     set_wait_policy()  # before torch is imported
     args = build_parser().parse_args(argv)
+    interrupts = _Interrupts()
+    previous = signal.signal(signal.SIGINT, interrupts)
     try:
         return args.func(args) or 0
-    except Exception as error:
-        message = None if getattr(args, "debug", False) else one_line(error, args)
+    except (KeyboardInterrupt, Exception) as error:
+        if getattr(args, "debug", False):
+            raise
+        if interrupts.seen or isinstance(error, KeyboardInterrupt):
+            # Every write is one transaction or a file renamed into place: nothing is half-written.
+            print(f"curate {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+            return INTERRUPTED
+        message = one_line(error, args)
         if message is None:
             raise
         print(f"curate {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+class _Interrupts:
+    """A SIGINT handler that counts, then raises KeyboardInterrupt as Python's own does. A library may
+    turn that into an error of its own (DuckDB: "Query interrupted", a failed Arrow scan), or cleanup
+    may fail on the transaction it aborted; the count still says Ctrl-C ended the command."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.seen += 1
+        raise KeyboardInterrupt
 
 
 def run() -> NoReturn:

@@ -85,10 +85,10 @@ def record_grades(con: duckdb.DuckDBPyConnection, trajectory_ids: Sequence[str],
 
 def _with(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table, query: str) -> None:
     con.register(name, table)
-    try:
-        con.execute(query).fetchall()
-    finally:
-        con.unregister(name)
+    # No `finally`: after a failed (or interrupted) query the transaction is aborted and unregistering
+    # would fail too, hiding the real cause; the next register replaces the view anyway.
+    con.execute(query).fetchall()
+    con.unregister(name)
 
 
 def _apply(con: duckdb.DuckDBPyConnection, verdicts: dict[str, tuple[bool, str]]) -> None:
