@@ -37,7 +37,7 @@ from .models import resolve_student, student_key
 from .models.files import cache_dir
 from .nll import DEFAULT_CHUNK_BYTES, TransformersBackend, turn_totals
 from .render import Rendering, TemplateError, chat_messages, prefix_consistent, render, render_last_turn, stored_chats
-from .store import Store, StoreLockedError
+from .store import Store
 
 BACKENDS = ("transformers", "vllm")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
@@ -198,17 +198,8 @@ def parts_dir(db: str | Path, run_id: str) -> Path:
 
 
 def open_store(db: str | Path, read_only: bool) -> Store:
-    """Open the store, waiting while another process holds it for writing (DuckDB's file lock)."""
-    deadline = time.monotonic() + LOCK_WAIT_S
-    delay = 0.05
-    while True:
-        try:
-            return Store(db, read_only=read_only)
-        except StoreLockedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(2 * delay, 2.0)
+    """Open the store, waiting up to LOCK_WAIT_S while another process holds it (DuckDB's file lock)."""
+    return Store(db, read_only=read_only, wait=LOCK_WAIT_S)
 
 
 def _crossed_end(r: Rendering) -> int | None:

@@ -143,11 +143,12 @@ def _open_failed(path: Path, read_only: bool, error: duckdb.Error) -> StoreError
                       "permissions, or give --db another path")
 
 
-def connect(path: str | Path, read_only: bool = False, create: bool = True) -> duckdb.DuckDBPyConnection:
+def connect(path: str | Path, read_only: bool = False, create: bool = True,
+            wait: float | None = None) -> duckdb.DuckDBPyConnection:
     """Open a DuckDB store file with extension auto-install and auto-load off (a new one only
     when writing and `create`).
 
-    Another process's lock is waited for, up to `lock_wait()` seconds with backoff (a wait over
+    Another process's lock is waited for, up to `wait` (default `lock_wait()`) seconds with backoff (a wait over
     NOTE_AFTER_S is said on stderr, naming the holder as a reader or a writer). Every reason it cannot
     be opened (a folder, a missing folder, a text, empty or SQLite file, a lock still held, permissions)
     is raised as one StoreError naming the path; a store that must exist and does not is a
@@ -156,7 +157,8 @@ def connect(path: str | Path, read_only: bool = False, create: bool = True) -> d
     path = Path(path)
     if str(path) != ":memory:" and (problem := _not_a_store(path, read_only or not create)) is not None:
         raise problem
-    wait, started, delay, noted = lock_wait(), time.monotonic(), 0.05, False
+    wait = lock_wait() if wait is None else wait
+    started, delay, noted = time.monotonic(), 0.05, False
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only, config=DUCKDB_CONFIG)
@@ -216,9 +218,10 @@ def _lock_file(lock: Path, what: str) -> TextIO:
 class Store:
     """One DuckDB file holding questions, trajectories, messages, scores and selections."""
 
-    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False, create: bool = True) -> None:
+    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False, create: bool = True,
+                 wait: float | None = None) -> None:
         self.path = Path(path)
-        self.con = connect(self.path, read_only, create)
+        self.con = connect(self.path, read_only, create, wait)
         try:
             if read_only:
                 self._check_version()

@@ -1,5 +1,7 @@
 """`curate generate`: runs land in the store as ingest would write their logs, graded, with their
-seeds and provenance; resumable after kill -9; `--log-out` ingests back into the same trajectories."""
+seeds and provenance; resumable after kill -9 and Ctrl-C; `--log-out` ingests back into the same
+trajectories; a lone surrogate is stored as U+FFFD; a reader makes it wait, a second identical
+command refuses."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from agent_script import ScriptedModel, code_step, kill_when_paused
+from factory import add_trajectories
 
 from curate.agent.generate import GenerateConfig, generate, write_log
 from curate.agent.loop import derive_seed
@@ -21,7 +24,6 @@ from curate.agent.records import trajectory_id
 from curate.cli import main
 from curate.ingest import IngestOptions, ingest
 from curate.store import Store
-from factory import add_trajectories
 
 QUESTIONS = [
     {"id": "q1", "question": "What is 6 times 7?", "answer": "42", "level": "1"},
@@ -389,7 +391,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_rerun_resumes(tmp_path: Path, quest
     job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert job.stdout.readline() == "wrote\n"
     os.killpg(job.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
-    out, err = job.communicate(timeout=300)
+    _, err = job.communicate(timeout=300)
     assert (job.returncode, err) == (130, "curate generate: interrupted; run the same command again to resume\n")
     with Store(db, read_only=True) as store:
         written = store.sql("SELECT count(*) FROM trajectories").item()
