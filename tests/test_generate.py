@@ -156,6 +156,15 @@ def test_a_lone_surrogate_is_stored_as_a_replacement_character(tmp_path: Path) -
     assert json.loads(log.read_text())["generated_answer"] == "7\ufffd"
 
 
+def test_a_first_thought_with_a_lone_surrogate_is_stored_as_a_replacement_character(tmp_path: Path) -> None:
+    db = tmp_path / "gen.duckdb"
+    questions, model = _surrogates(tmp_path)
+    model.first_thought = "Seven \ud800.\n\n"
+    generate(db, _config(questions, k=1, first_thought_prefix=True), progress=False, backend=model)
+    with Store(db, read_only=True) as store:
+        assert store.sql("SELECT prefix FROM generation_prefixes").item() == "Thought: Seven \ufffd.\n\n"
+
+
 def test_a_failed_write_names_its_runs(tmp_path: Path) -> None:
     db = tmp_path / "gen.duckdb"
     questions, model = _surrogates(tmp_path)

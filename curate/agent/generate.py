@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from .. import __version__, queries
-from ..store import Store, claimed
+from ..store import Store, claimed, storable
 from .backends import Backend, GenRequest, endpoint_options, make_backend
 from .loop import AgentConfig, AgentRun, Task, derive_seed, run_agents
 from .prompts import Prompts, load_prompts
@@ -359,7 +359,7 @@ def _first_thoughts(db: str | Path, cfg: GenerateConfig, run_id: str, prompts: P
                                cfg.max_new_tokens, 0.0, 1.0, derive_seed(cfg.seed, q.id, "first_thought"), ("\n\n",))
                     for q in chunk]
         done = backend.generate(requests)
-        rows = [(run_id, q.id, "Thought: " + c.text.split("\n\n")[0] + "\n\n", c.tokens)
+        rows = [(run_id, q.id, storable("Thought: " + c.text.split("\n\n")[0] + "\n\n"), c.tokens)
                 for q, c in zip(chunk, done)]
         with Store(db) as store, store.transaction() as con:
             con.executemany("INSERT INTO generation_prefixes VALUES ($1, $2, $3, $4)", rows)
