@@ -25,7 +25,7 @@ import shutil
 import time
 from pathlib import Path
 
-from curate.threads import described, set_wait_policy
+from curate.engine.cpu.threads import described, set_wait_policy
 
 
 def _cpu() -> float:

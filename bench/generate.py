@@ -33,7 +33,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from curate.threads import described, set_wait_policy
+from curate.engine.cpu.threads import described, set_wait_policy
 
 
 def _cpu() -> float:

@@ -2,7 +2,7 @@
 
 Synthesises a smolagents-format file (default 200,000 runs, about 1 GB), ingests it whole into a
 fresh store, and runs the baseline on the file's first records (--baseline-records), extrapolating
-its per-record time; both read the same fields through `curate.formats.parse`, so the comparison is
+its per-record time; both read the same fields through `curate.ingest.formats.parse`, so the comparison is
 the reading and inserting strategy. Prints MB/s, runs/s and the ratio, measured in this one run.
 
 Run: python -m bench.ingest [--runs 200000] [--baseline-records 2000] [--out bench_out/ingest]
@@ -17,10 +17,10 @@ import shutil
 import time
 from pathlib import Path
 
-from curate import formats
+from curate.ingest import formats
 from curate.ingest import IngestOptions, ingest
 from curate.store import Store
-from curate.synth import SynthConfig, write
+from curate.ingest.synth import SynthConfig, write
 
 
 def baseline(path: Path, db: Path, records: int) -> tuple[int, int, float, float]:

@@ -1,8 +1,8 @@
 """The student's linear products on a CPU: torch's default (MKL sgemm) vs oneDNN with the weight
-packed once (`curate.linears`, what `curate score` runs on a CPU), side by side in one process.
+packed once (`curate.engine.cpu.linears`, what `curate score` runs on a CPU), side by side in one process.
 
 For each row count: every product of one decoder layer (q, k, v, o, gate, up, down), GFLOP/s of
-each path and their ratio. Then the output embedding as `curate.nll.head_nll` applies it: MKL into
+each path and their ratio. Then the output embedding as `curate.score.nll.head_nll` applies it: MKL into
 a kept buffer, 128 MiB of logits per chunk, against oneDNN in chunks within `FRESH_BYTES`. Weights
 are random with the student's shapes (the speed of a product does not depend on its values); the
 largest |difference| from a float64 product is printed for each path.
@@ -16,7 +16,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from curate.threads import described, set_wait_policy
+from curate.engine.cpu.threads import described, set_wait_policy
 
 
 def rate(run: Callable[[], object], flops: float, repeats: int) -> float:
@@ -39,9 +39,9 @@ def main() -> None:
     from torch import nn
     from transformers import AutoConfig
 
-    from curate.linears import OneDNNLinear
+    from curate.engine.cpu.linears import OneDNNLinear
     from curate.models import resolve_student
-    from curate.nll import DEFAULT_CHUNK_BYTES, chunk_positions
+    from curate.score.nll import DEFAULT_CHUNK_BYTES, chunk_positions
 
     config = AutoConfig.from_pretrained(resolve_student(args.student))
     hidden, inner, vocab = config.hidden_size, config.intermediate_size, config.vocab_size

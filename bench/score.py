@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from curate.threads import described, set_wait_policy
+from curate.engine.cpu.threads import described, set_wait_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 CURATE = ("curate", ["--no-progress"])
@@ -70,7 +70,7 @@ EXAMPLES = "\n\n".join(
 
 def agent_system_prompt() -> str:
     """The synthetic runs' CodeAgent prompt with worked examples, as long as the real ones."""
-    from curate.synth import SYSTEM_PROMPT
+    from curate.ingest.synth import SYSTEM_PROMPT
 
     head, _, rules = SYSTEM_PROMPT.partition("\nOn top of performing computations")
     return f"{head}\nHere are a few examples using notional tools:\n{EXAMPLES}\n\nOn top of performing computations{rules}"
@@ -81,7 +81,7 @@ def build(folder: Path, args: argparse.Namespace) -> tuple[dict[str, Path], Path
     from curate.ingest import IngestOptions, ingest
     from curate.models.tiny import build_model, build_tokenizer
     from curate.store import Store
-    from curate.synth import SynthConfig, write
+    from curate.ingest.synth import SynthConfig, write
 
     runs = folder / "runs.jsonl"
     write(SynthConfig(questions=args.questions, k=args.k, source="hotpotqa", seed=0), runs)

@@ -7,12 +7,12 @@ Run (on a CUDA machine; needs only torch, transformers, numpy):
 
 --shared-prefix P gives every trajectory the same first P tokens (an agent's system prompt; the
 first 1200 tokens are unsupervised) and adds rows scoring them with and without prefix reuse
-(`curate.prefix`: the prefix's key/value cache computed once); their tokens/s count every
+(`curate.score.prefix`: the prefix's key/value cache computed once); their tokens/s count every
 trajectory's full length, as a user sees it.
 
-It loads curate/nll.py and curate/prefix.py by path rather than importing the `curate` package,
-whose store needs duckdb and polars, which GPU images often lack; they import only torch, numpy
-and transformers.
+It loads curate/score/nll.py (with curate/score/prefix.py and curate/engine/) by path rather than
+importing the `curate` package, whose store needs duckdb and polars, which GPU images often lack;
+they import only torch, numpy and transformers.
 MFU counts forward FLOPs as 2·N·tokens (N = all parameters; scoring runs no backward, so not
 6·N) against the dense bf16 peak (H100 SXM: 989 TFLOP/s); the line also gives the FLOPs the pass
 really does (2·N_body·tokens + 2·H·V·supervised + causal attention).
@@ -32,10 +32,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-# curate/ as a bare package: its nll and prefix modules without curate/__init__ (the store)
-sys.modules["curate_lite"] = types.ModuleType("curate_lite")
-sys.modules["curate_lite"].__path__ = [str(ROOT / "curate")]
-nll = importlib.import_module("curate_lite.nll")
+# curate/ and curate/score/ as bare packages: the scorer's modules without the packages' __init__ (the store)
+for _name, _folder in (("curate_lite", "curate"), ("curate_lite.score", "curate/score")):
+    sys.modules[_name] = types.ModuleType(_name)
+    sys.modules[_name].__path__ = [str(ROOT / _folder)]
+nll = importlib.import_module("curate_lite.score.nll")
 
 QWEN2_1_5B = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                   intermediate_size=8960, vocab_size=151936, max_position_embeddings=32768,
@@ -81,6 +82,7 @@ def main() -> None:
     config = Qwen2Config(**QWEN2_1_5B)
     with torch.device("cuda"):
         model = Qwen2ForCausalLM(config).to(torch.bfloat16).eval()
+    engine = nll.Engine(model)  # bfloat16 on a GPU: the stock model, as curate.engine loads it
     n_params = sum(p.numel() for p in model.parameters())
     n_embed = config.vocab_size * config.hidden_size
     rng = random.Random(0)
@@ -94,7 +96,7 @@ def main() -> None:
     print(f"Qwen2 {n_params / 1e9:.2f}B params (random, bf16), {args.trajectories} trajectories × {T} tokens, "
           f"{supervised / tokens:.0%} supervised; {torch.cuda.get_device_name()}")
 
-    (ours,) = nll.supervised_nll(model, [seqs[0]])
+    (ours,) = nll.supervised_nll(engine, [seqs[0]])
     with torch.inference_mode():
         x = torch.tensor([seqs[0][0]], device="cuda")
         full = torch.nn.functional.cross_entropy(model(x, use_cache=False).logits[0, :-1].float(), x[0, 1:],
@@ -108,7 +110,7 @@ def main() -> None:
         for chunk_mib in (128, 1024):
             groups = [[seqs[i] for i in b] for b in
                       nll.plan_batches([len(s[0]) for s in seqs], batch_tokens)]
-            seconds, peak = timed(lambda b: nll.supervised_nll(model, b, chunk_mib * 2**20), groups)
+            seconds, peak = timed(lambda b: nll.supervised_nll(engine, b, chunk_mib * 2**20), groups)
             results.append({"path": "curate (chunked head)", "batch_tokens": batch_tokens, "chunk_mib": chunk_mib,
                             "tokens_per_s": tokens / seconds, "peak_gib": peak, "seconds": seconds})
 
@@ -130,7 +132,7 @@ def main() -> None:
     mixed_tokens = sum(len(ids) for ids, _ in mixed)
     for pack in (False, True):
         groups = [[mixed[i] for i in b] for b in nll.plan_batches([len(s[0]) for s in mixed], 16384, pack)]
-        seconds, peak = timed(lambda b: nll.supervised_nll(model, b, 2**30, pack), groups)
+        seconds, peak = timed(lambda b: nll.supervised_nll(engine, b, 2**30, pack), groups)
         results.append({"path": f"curate, mixed lengths, {'packed' if pack else 'padded'}", "batch_tokens": 16384,
                         "chunk_mib": 1024, "tokens_per_s": mixed_tokens / seconds, "peak_gib": peak,
                         "seconds": seconds})
@@ -143,7 +145,7 @@ def main() -> None:
             start = time.perf_counter()
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            got = nll.score_sequences(model, shared, 16384, 2**30, prefix_reuse=reuse)
+            got = nll.score_sequences(engine, shared, 16384, 2**30, prefix_reuse=reuse)
             torch.cuda.synchronize()
             seconds = time.perf_counter() - start
             whole = whole if reuse else got
@@ -156,12 +158,12 @@ def main() -> None:
     # torch.compile fuses the body's elementwise work (norms, rotary, SiLU); shapes vary with the
     # batch, so the warm-up covers every batch shape once.
     model.get_decoder().compile()
-    (compiled,) = nll.supervised_nll(model, [seqs[0]])
+    (compiled,) = nll.supervised_nll(engine, [seqs[0]])
     print(f"compiled vs eager NLL on one trajectory: max |Δ| = {abs(compiled - ours).max():.2e} nats")
     for label, data, n_tok in (("equal lengths", seqs, tokens), ("mixed lengths, padded", mixed, mixed_tokens)):
         groups = [[data[i] for i in b] for b in nll.plan_batches([len(s[0]) for s in data], 16384)]
         start = time.perf_counter()
-        seconds, peak = timed(lambda b: nll.supervised_nll(model, b, 2**30), groups, warm=len(groups))
+        seconds, peak = timed(lambda b: nll.supervised_nll(engine, b, 2**30), groups, warm=len(groups))
         results.append({"path": f"curate + compile, {label}", "batch_tokens": 16384, "chunk_mib": 1024,
                         "tokens_per_s": n_tok / seconds, "peak_gib": peak, "seconds": seconds,
                         "warmup_s": time.perf_counter() - start - seconds})

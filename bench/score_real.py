@@ -38,7 +38,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from curate.threads import described, set_wait_policy
+from curate.engine.cpu.threads import described, set_wait_policy
 
 from bench.score import CURATE, NO_REUSE, report, run_curate, run_reference, store_shape
 
@@ -106,12 +106,12 @@ def per_token(db: Path, student: Path, max_length: int, count: int) -> dict[str,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from curate.nll import TransformersBackend, supervised_nll
+    from curate.score.nll import TransformersBackend, supervised_nll
     from curate.render import render, stored_chats
     from curate.store import Store
 
     model = AutoModelForCausalLM.from_pretrained(student, dtype="float32").eval()
-    ours_model = TransformersBackend(str(student)).model  # as curate score sets it up on a CPU
+    engine = TransformersBackend(str(student)).engine  # as curate score sets it up on a CPU
     tokenizer = AutoTokenizer.from_pretrained(student)
     with Store(db, read_only=True) as store:
         ids = store.sql("SELECT trajectory_id FROM trajectories ORDER BY trajectory_id LIMIT $n", n=count)
@@ -123,14 +123,14 @@ def per_token(db: Path, student: Path, max_length: int, count: int) -> dict[str,
             return losses[torch.tensor(turn[1:]) >= 0].double().numpy()
 
     seqs = [(r.input_ids[:max_length], r.turn[:max_length]) for r in (render(tokenizer, c) for c in chats.values())]
-    plain(*seqs[0]), supervised_nll(ours_model, seqs[:1])  # first calls pay one-off set-up: untimed
+    plain(*seqs[0]), supervised_nll(engine, seqs[:1])  # first calls pay one-off set-up: untimed
     out = {"tokens": 0, "plain": 0.0, "curate": 0.0, "gap": 0.0}
     for seq, turn in seqs:
         start = time.process_time()
         theirs = plain(seq, turn)
         out["plain"] += time.process_time() - start
         start = time.process_time()
-        (ours,) = supervised_nll(ours_model, [(seq, turn)])
+        (ours,) = supervised_nll(engine, [(seq, turn)])
         out["curate"] += time.process_time() - start
         out["tokens"] += len(seq)
         out["gap"] = max(out["gap"], float(abs(ours - theirs).max()))

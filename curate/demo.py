@@ -49,7 +49,7 @@ def _teacher(cfg: DemoConfig, out: Path, db: Path) -> None:
     """`curate generate` on the first HotpotQA questions, then what each run did and one transcript."""
     import polars as pl
 
-    from curate import synth
+    from .ingest import synth
     from curate.agent.generate import GenerateConfig, generate
     from curate.store import Store
 
@@ -78,7 +78,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     """Run every stage into cfg.out and return where the artefacts are."""
     import polars as pl
 
-    from curate import synth
+    from .ingest import synth
     from curate.eval.outputs import demo as eval_demo
     from curate.export import demo as export_demo
     from curate.report.config import ReportConfig

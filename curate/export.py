@@ -30,7 +30,7 @@ from .output import naming
 from .render import stored_chats
 from .select import SelectConfig, describe, require_selection, select, selections
 from .store import Store
-from .tokenized import COLUMNS_DOC as TOKEN_COLUMNS_DOC
+from .render.tokenized import COLUMNS_DOC as TOKEN_COLUMNS_DOC
 
 HUB_PREFIX = "hub:"
 CONFIG_NAME = "export_config.json"
@@ -62,7 +62,7 @@ class ExportConfig:
     private: bool = False
     license: str = "other"
     local: str | None = None
-    tokenized: bool = False  # add input_ids, completion_mask and segments (curate.tokenized)
+    tokenized: bool = False  # add input_ids, completion_mask and segments (curate.render.tokenized)
     tokenizer: str | None = None  # the student that renders them (None: the scoring run's student)
 
 
@@ -102,7 +102,7 @@ def load_tokens(con: duckdb.DuckDBPyConnection, selection: dict, student: str | 
 
 def build_dataset(con: duckdb.DuckDBPyConnection, selection_id: str, tokenizer: Any = None):
     """The chosen trajectories of a selection as a `datasets.Dataset` (rendered chat + provenance,
-    plus the token columns of curate.tokenized when a tokenizer is given)."""
+    plus the token columns of curate.render.tokenized when a tokenizer is given)."""
     from datasets import Dataset, Features, List, Value
     from tqdm import tqdm
 
@@ -122,7 +122,7 @@ def build_dataset(con: duckdb.DuckDBPyConnection, selection_id: str, tokenizer: 
     })
     columns = {"messages": [chats[t] for t in ids], **rows.to_dict(as_series=False)}
     if tokenizer is not None:
-        from .tokenized import token_columns
+        from .render.tokenized import token_columns
 
         columns.update(token_columns(tokenizer, zip(columns["messages"], columns["profile"])))
         features.update({name: List(Value("int32")) for name in TOKEN_COLUMNS_DOC})

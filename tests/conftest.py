@@ -12,7 +12,7 @@ from curate.shared_data import require_shared_data
 
 # Torch's OpenMP threads sleep instead of spinning between calls: two xdist workers share CI's 2 cores,
 # where spinning made the in-process model tests several times slower. `curate` and the `curate`
-# subprocesses of tests keep it (curate.threads leaves a user's own setting alone).
+# subprocesses of tests keep it (curate.engine.cpu.threads leaves a user's own setting alone).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from curate.formats import is_clean
+from curate.ingest.formats import is_clean
 from curate.render import chat_messages
 from curate.store import Store
 

@@ -70,7 +70,7 @@ def test_shared_prefix_attention_equals_sdpa() -> None:
 
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from curate.agent.backends.transformers import _shared_prefix_attention
+    from curate.engine.cpu.attention import _shared_prefix as _shared_prefix_attention
 
     torch.manual_seed(0)
     rows, groups, per_group, dim, length, shared = 3, 2, 3, 8, 11, 5
@@ -202,7 +202,7 @@ def test_kept_caches_change_nothing_but_the_work(tiny_model_dir) -> None:
 def test_packed_weights_give_each_row_what_the_plain_product_gives() -> None:
     from torch import nn
 
-    from curate.agent.backends.packed import FEWEST, Packs, PackedLinear
+    from curate.engine.cpu.linears import FEWEST, Packs, PackedLinear
 
     torch.manual_seed(0)
     body = nn.Sequential(nn.Linear(96, 160), nn.Linear(160, 96, bias=False))

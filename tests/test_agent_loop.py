@@ -7,7 +7,7 @@ from contextlib import closing
 
 import pytest
 
-from curate import formats
+from curate.ingest import formats
 from curate.agent.loop import MAX_STEPS_ERROR, AgentConfig, Task, derive_seed, run_agents
 from curate.agent.prompts import load_prompts
 from curate.agent.sandbox import RETRY, PythonSandbox

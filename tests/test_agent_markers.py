@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from curate.markers import PROFILES, action_code, answer_text, spans, step_text
+from curate.render.markers import PROFILES, action_code, answer_text, spans, step_text
 
 SMOL, NEW, MINT = PROFILES["smolagents"], PROFILES["smolagents_new"], PROFILES["mint"]
 

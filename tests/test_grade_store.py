@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from curate.cli import main
 from curate.grade.store import grade_store

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from curate.formats import question_hash
+from curate.ingest.formats import question_hash
 from curate.ingest import IngestOptions, ingest
 from curate.store import Store
 
@@ -311,7 +311,7 @@ KILLED_INGEST = textwrap.dedent("""
 
 
 def test_sigkill_mid_file_leaves_the_store_as_before(tmp_path: Path) -> None:
-    from curate.synth import SynthConfig, write
+    from curate.ingest.synth import SynthConfig, write
 
     db = tmp_path / "s.duckdb"
     small = write_jsonl(tmp_path / "small.jsonl", [record(r) for r in RUNS])

@@ -22,7 +22,7 @@ import zstandard
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from curate import formats
+from curate.ingest import formats
 from curate.ingest import IngestOptions, ingest
 from curate.store import Store
 from test_ingest import FAILED, RUNS, record

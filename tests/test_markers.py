@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from curate.markers import PROFILES, Span, profile, spans, tool_calls
+from curate.render.markers import PROFILES, Span, profile, spans, tool_calls
 
 
 def test_smolagents_spans_include_markers_and_unclosed_runs_to_end() -> None:

@@ -155,7 +155,8 @@ def test_tiny_model_on_the_qwen_vocabulary(tiny_qwen_dir: Path):
 MEMORY_SCRIPT = r"""
 import json, resource, sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from curate.nll import supervised_nll, turn_totals
+from curate.engine import Engine
+from curate.score.nll import supervised_nll, turn_totals
 from curate.render import render
 torch.set_num_threads(1)
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype="float32").eval()
@@ -167,7 +168,7 @@ for i in range(1, 120):
 chat.append({"role": "assistant", "content": "<solution> 80200 </solution>"})
 rendering = render(tokenizer, chat)
 def turns(r):
-    (nll,) = supervised_nll(model, [(r.input_ids, r.turn)])
+    (nll,) = supervised_nll(Engine(model), [(r.input_ids, r.turn)])
     return turn_totals(nll, r.turn)
 turns(render(tokenizer, chat[:4]))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -223,3 +223,18 @@ def test_a_machine_without_a_jail_refuses_model_code_unless_told(tmp_path: Path,
         assert sandbox.describe() == "python tool: NO JAIL (--unsafe-local-executor)"
         [r] = sandbox.run([(sandbox.open(), "import sympy\nsympy.sympify(\"__import__('os').environ.get('PATH')\")")])
     assert r.value == "/usr/bin:/bin"  # even without a jail, the worker's environment is its own
+
+
+def test_a_fork_bomb_stops_neither_the_jail_nor_the_steps_beside_it() -> None:
+    bomb = via_sympy("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
+    with PythonSandbox(LIMITS, workers=2) as sandbox:
+        bomber, others = sandbox.open(), [sandbox.open() for _ in range(6)]
+        sandbox.run([(h, f"x = {n}") for n, h in enumerate(others)])
+        # the other steps' forks are refused while the bomb holds every process it may: they wait
+        # for a step to end and its processes to be killed, then run as if nothing had happened
+        results = sandbox.run([(bomber, bomb), *((h, "x + 10") for h in others)])
+        assert results[0].error == ("Code execution failed: the step exceeded the time limit of 3 s; the step was "
+                                    "stopped and its changes to the variables discarded")
+        assert [r.value for r in results[1:]] == [str(n + 10) for n in range(6)]
+        assert len(settle(sandbox, 8)) == 8  # PID 1 and the seven runs
+        assert sandbox.run([(sandbox.open(), "1 + 1")])[0].value == "2"

@@ -20,7 +20,8 @@ from factory import add_trajectories, new_store
 from reference import reference_turns
 
 from curate.cli import main
-from curate.nll import supervised_nll
+from curate.engine import Engine
+from curate.score.nll import supervised_nll
 from curate.render import chat_messages, render
 from curate.score import ScoreConfig, nll_extremes, parts_dir, score, shard_of
 from curate.store import Store
@@ -238,24 +239,26 @@ def test_packed_batches_equal_padded_batches(tiny_model) -> None:
     for n in (5, 40, 17, 64):
         ids = [rng.randrange(tiny_model.config.vocab_size) for _ in range(n)]
         seqs.append((ids, [rng.choice([-1, 0, 1]) for _ in range(n)]))
-    padded = supervised_nll(tiny_model, seqs, pack=False)
-    packed = supervised_nll(tiny_model, seqs, pack=True)
-    alone = [supervised_nll(tiny_model, [s])[0] for s in seqs]
+    stock = Engine(tiny_model)
+    padded = supervised_nll(stock, seqs, pack=False)
+    packed = supervised_nll(stock, seqs, pack=True)
+    alone = [supervised_nll(stock, [s])[0] for s in seqs]
     for a, b, c in zip(padded, packed, alone):
         assert len(a) == len(c) and np.allclose(a, c, atol=1e-5) and np.allclose(b, c, atol=1e-5)
 
 
 MEMORY_SCRIPT = """
 import resource, sys, torch
-from curate.nll import supervised_nll
+from curate.engine import Engine
+from curate.score.nll import supervised_nll
 from curate.models.tiny import build_model
 torch.set_num_threads(1)
 n, vocab = int(sys.argv[1]), 151936
 model = build_model(vocab_size=vocab, hidden=32, layers=1)
 ids = torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(0)).tolist()
-supervised_nll(model, [(ids[:64], [0] * 64)])
+supervised_nll(Engine(model), [(ids[:64], [0] * 64)])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-(nll,) = supervised_nll(model, [(ids, [0] * n)])
+(nll,) = supervised_nll(Engine(model), [(ids, [0] * n)])
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 with torch.no_grad():
     head = model(torch.tensor([ids[:256]])).logits[0, :-1]
@@ -315,7 +318,7 @@ NEWLINE_TEMPLATE = ("{% for m in messages %}\n{{ m['role'] }}: {{ m['content'] }
 
 def test_crossing_a_turn_end_and_not_its_start_needs_turn_passes() -> None:
     from curate.render import Rendering
-    from curate.score import _crossed_end
+    from curate.score.blocks import _crossed_end
 
     # text "ab|cd|ef": turns [2, 4) and [4, 6); tokens "ab", "cd", "ef" or "ab", "c", "de", "f"
     def rendering(offsets):
@@ -360,11 +363,11 @@ print(json.dumps(take_in(config, json.loads(sys.argv[3])), default=str))
 
 
 def test_take_in_lists_parts_only_under_the_write_lock(tmp_path, tiny_model_dir, monkeypatch) -> None:
-    import curate.score
+    import curate.score.job
 
     db = tmp_path / "s.duckdb"
     make_store(db, agent_rows(6, seed=2, long_every=1000))
-    monkeypatch.setattr(curate.score, "take_in", lambda config, manifest: {"unscored": 6, "trajectories": 0,
+    monkeypatch.setattr(curate.score.job, "take_in", lambda config, manifest: {"unscored": 6, "trajectories": 0,
                                                                             "tokens": 0})
     run_id = score(ScoreConfig(db=str(db), student=str(tiny_model_dir), part_size=2, progress=False))
     monkeypatch.undo()
@@ -384,12 +387,12 @@ def test_take_in_lists_parts_only_under_the_write_lock(tmp_path, tiny_model_dir,
 
 
 def test_run_id_follows_the_code_version(tiny_model_dir, tiny_tokenizer, monkeypatch) -> None:
-    import curate.score
+    import curate.score.job
     from curate.score import identify
 
     config = ScoreConfig(db="unused", student=str(tiny_model_dir), max_length=64)
     before = identify(config, tiny_model_dir, tiny_tokenizer)
-    monkeypatch.setattr(curate.score, "code_version", lambda: "0.1.0+changed")
+    monkeypatch.setattr(curate.score.job, "code_version", lambda *folders: "0.1.0+changed")
     after = identify(config, tiny_model_dir, tiny_tokenizer)
     assert before.run_id != after.run_id and after.code_version == "0.1.0+changed"
 

@@ -15,8 +15,10 @@ from test_score import SYSTEM, agent_rows, make_store, stored_turns
 from transformers import AttentionInterface
 
 from curate.cli import main
-from curate.nll import TransformersBackend, scoring_attention, score_sequences, supervised_nll
-from curate.prefix import plan_prefixes, shareable
+from curate.engine import load_causal_lm
+from curate.engine.cpu.attention import scoring_attention
+from curate.score.nll import TransformersBackend, score_sequences, supervised_nll
+from curate.score.prefix import plan_prefixes, shareable
 from curate.render import chat_messages
 from curate.score import ScoreConfig, score
 from curate.select import run_policy
@@ -66,19 +68,18 @@ def test_prefix_reuse_gives_the_nlls_of_whole_sequences(tiny_model_dir, dtype, t
     assert len(plan_prefixes(seqs).children[0].children) == 3  # system prompt, then each task
     ran: list[int] = []
     got = reuse.nll(seqs, ran.append)
-    alone = [supervised_nll(whole.model, [s])[0] for s in seqs]  # batch 1, no prefix
+    alone = [supervised_nll(whole.engine, [s])[0] for s in seqs]  # batch 1, no prefix
     assert sum(ran) < 0.5 * sum(len(ids) for ids, _ in seqs)
-    # a model on sdpa (as on a GPU) gets the prefix joined to its keys by the cache instead
-    sdpa = TransformersBackend(str(tiny_model_dir), dtype=dtype).model
-    sdpa.set_attn_implementation("sdpa")
-    joined = score_sequences(sdpa, seqs, 400, prefix_reuse=True)
+    # the stock model (as on a GPU) gets the prefix joined to its keys by the cache instead
+    stock = load_causal_lm(tiny_model_dir, "cpu", dtype, "score", fast=False)
+    joined = score_sequences(stock, seqs, 400, prefix_reuse=True)
     for a, b, c, d in zip(got, whole.nll(seqs), alone, joined):
         assert len(a) == len(c) and max(np.abs(x - c).max() for x in (a, b, d)) < tolerance
     reuse.check(seqs[0][0])
 
 
 def test_the_check_stops_a_model_it_would_score_wrongly(tiny_model_dir, monkeypatch) -> None:
-    import curate.nll
+    import curate.score.nll
 
     backend = TransformersBackend(str(tiny_model_dir))
     ids = [(7 * i) % backend.model.config.vocab_size for i in range(3, 60)]
@@ -97,14 +98,14 @@ def test_the_check_stops_a_model_it_would_score_wrongly(tiny_model_dir, monkeypa
                        r"curate score supports plain LM heads$"):
         backend.check(ids)
     monkeypatch.setattr(backend.model, "forward", forward)
-    joined = curate.nll.prefix_arguments
+    joined = curate.score.nll.prefix_arguments
 
     def lost(model, prefix, record=False):  # the decoder's `prefix=` never reaches attention
         cache, extra = joined(model, prefix, record)
         extra.pop("prefix", None)
         return cache, extra
 
-    monkeypatch.setattr(curate.nll, "prefix_arguments", lost)
+    monkeypatch.setattr(curate.score.nll, "prefix_arguments", lost)
     with pytest.raises(RuntimeError, match=rf"^{name}: scoring after a cached prefix differs from scoring the whole "
                        r"sequence by \S+ at token (\d+): \S+ against \S+; run with --no-prefix-reuse$") as stopped:
         backend.check(ids)

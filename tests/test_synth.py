@@ -9,7 +9,7 @@ import pytest
 
 from curate.ingest import IngestOptions, ingest
 from curate.store import Store
-from curate.synth import BUNDLED, MODEL_ID, SOURCES, SynthConfig, load_questions, write
+from curate.ingest.synth import BUNDLED, MODEL_ID, SOURCES, SynthConfig, load_questions, write
 
 QUIET = IngestOptions(progress=False)
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from curate.threads import SETTINGS, SPIN, others_running, set_wait_policy, wait_policy
+from curate.engine.cpu.threads import SETTINGS, SPIN, others_running, set_wait_policy, wait_policy
 
-SHOW = ("from curate.threads import set_wait_policy; set_wait_policy(); import os; "
+SHOW = ("from curate.engine.cpu.threads import set_wait_policy; set_wait_policy(); import os; "
         "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
 
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from curate.markers import PROFILES
+from curate.render.markers import PROFILES
 from curate.models.tiny import build_model
 from curate.train.data import collate
 from curate.train.loss import SegmentObjective, parse_loss, segment_counts
-from curate.train.segments import label_segments
+from curate.render.segments import label_segments
 
 from train_rows import smolagents_chat
 

@@ -24,7 +24,7 @@ from curate.store import Store
 from curate.train.config import TrainConfig
 from curate.train.data import encode, load_export
 from curate.train.recipe import no_decision_warning, read_log, train
-from curate.train.segments import FINAL
+from curate.render.segments import FINAL
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 
-from curate.markers import PROFILES
+from curate.render.markers import PROFILES
 from curate.render import render
-from curate.train.segments import SEGMENTS, UNSUPERVISED, label_segments
+from curate.render.segments import SEGMENTS, UNSUPERVISED, label_segments
 
 HEAD = "<|im_start|>assistant\n"
 

@@ -11,7 +11,7 @@ import argparse
 from dataclasses import MISSING, dataclass, field, fields
 
 from curate.cli.bounds import COUNT, NON_NEGATIVE, POSITIVE, Number
-from curate.markers import profile
+from curate.render.markers import profile
 
 RATIO = Number(float, 0, 1)
 DROPOUT = Number(float, 0, 1, open_high=True)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curate.markers import profile
+from curate.render.markers import profile
 
-from .segments import FINAL, SEGMENTS, UNSUPERVISED, Labelled, label_segments
+from ..render.segments import FINAL, SEGMENTS, UNSUPERVISED, Labelled, label_segments
 
 CHAT_ROLES = ("system", "user", "assistant")
 # Rows of exports written before the `profile` column, or of other tools, are smolagents runs.

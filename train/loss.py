@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .segments import SEGMENTS, UNSUPERVISED
+from ..render.segments import SEGMENTS, UNSUPERVISED
 
 PRESETS = {"smartad": (1.0, 1.5, 2.0), "uniform": (1.0, 1.0, 1.0)}
 SAD_LAMBDAS = (0.5, 0.5)

@@ -38,7 +38,7 @@ from curate.models import check_student, resolve_student
 from .config import TrainConfig
 from .data import collate, encode, epoch_batches, load_export, system_prompt
 from .loss import SegmentObjective, parse_loss, segment_counts
-from .segments import SEGMENTS
+from ..render.segments import SEGMENTS
 
 
 def distributed() -> tuple[int, int, torch.device]:

@@ -21,17 +21,17 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from .. import __version__, queries
+from .. import queries
 from ..store import Store, claimed, storable
+from ..versions import code_version
 from .backends import Backend, GenRequest, endpoint_options, make_backend
 from .loop import AgentConfig, AgentRun, Task, derive_seed, run_agents
 from .prompts import Prompts, load_prompts
@@ -39,6 +39,8 @@ from .questions import Question, load_questions
 from .records import log_record, stored_records, write_records
 
 TOOLS = ("python", "web_search")
+# The code that decides a sample: the runtime (loop, backends, sandbox, prompts), rendering and markers, the engine.
+AGENT_CODE = ("agent", "render", "engine")
 WRITE_SECONDS = 30.0  # finished runs wait at most this long (or write_every runs) before they are written
 
 
@@ -102,15 +104,6 @@ class GenerateSummary:
                 f"{c.get('correct', 0)} correct, {c.get('clean', 0)} clean, parse_error {c.get('parse_error', 0)}, "
                 f"max_steps {c.get('max_steps', 0)}, exec_error {c.get('exec_error', 0)} "
                 f"({self.tokens} tokens in {self.seconds:.0f} s, {rate} tokens/s)")
-
-
-def code_version() -> str:
-    """The package version plus a hash of the agent runtime's sources and prompts."""
-    here = resources.files("curate")
-    files = sorted((p for p in here.joinpath("agent").iterdir() if p.name.endswith(".py")), key=lambda p: p.name)
-    files += sorted(here.joinpath("agent", "prompts").iterdir(), key=lambda p: p.name)
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in files if p.is_file())).hexdigest()
-    return f"{__version__}+{digest[:10]}"
 
 
 def adapter_hash(adapter: str | Path) -> str:
@@ -249,7 +242,7 @@ def _register(con: Any, cfg: GenerateConfig, run_id: str, identity: dict[str, An
         "tools": identity["tools"], "profile": cfg.profile, "prompt_hash": prompts.hash,
         "system_prompt": prompts.system, "corpus": identity.get("corpus"), "corpus_hash": identity.get("corpus_hash"),
         "retriever_url": identity.get("retriever_url"), "first_thought_prefix": cfg.first_thought_prefix,
-        "grader": grader, "code_version": code_version(),
+        "grader": grader, "code_version": code_version(*AGENT_CODE),
         "config": orjson.dumps(asdict(cfg)).decode(), "started": started, "first_sample": first,
     }).fetchall()
     rows = [(q.id, q.text, q.gold, len(q.text.split()), orjson.dumps(q.meta).decode() if q.meta else None)

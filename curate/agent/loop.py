@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import markers
+from ..render import markers
 from ..render import chat_messages
 from .backends import Backend, Completion, GenRequest
 from .prompts import Prompts

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ..formats import question_hash
+from ..ingest.formats import question_hash
 
 _KNOWN = ("id", "question_id", "question", "answer")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import duckdb
 
-from .. import formats
-from ..ingest import _Batch
+from ..ingest import formats
+from ..ingest.job import _Batch
 from ..store import storable
 from .loop import AgentRun
 from .questions import Question

@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 
-from .. import markers, queries
+from ..render import markers
+from .. import queries
 from .sandbox import PythonSandbox, StepResult
 
 _CALL_ID = re.compile(r"^Call id: \S+\n")
@@ -170,11 +171,12 @@ def replay_settings(sandbox: PythonSandbox) -> str:
     runtime's code and smolagents' version. A rerun under the same settings skips what it replayed."""
     from importlib.metadata import version
 
-    from .generate import code_version
+    from ..versions import code_version
+    from .generate import AGENT_CODE
 
     tools = {name: getattr(tool, "provenance", name) for name, tool in sorted(sandbox.tools.items())}
     key = {"limits": asdict(sandbox.limits), "imports": sandbox.authorized_imports, "tools": tools,
-           "code": code_version(), "smolagents": version("smolagents")}
+           "code": code_version(*AGENT_CODE), "smolagents": version("smolagents")}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

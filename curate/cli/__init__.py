@@ -1,7 +1,9 @@
 """The `curate` command line: one module per subcommand, each a thin call into the library.
 
 Subcommand modules import heavy libraries (torch, transformers, datasets) inside their `run`
-function, so `curate --help` stays fast.
+function, so `curate --help` stays fast. Those that load a model say so (`loads_model`): only they
+get the engine's settings that must precede torch (`curate.engine.before_torch`: on a CPU, how
+OpenMP threads wait, which reads the machine's load).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from typing import NoReturn
 
 from .. import __version__
-from ..threads import set_wait_policy
+from ..engine import before_torch
 from .errors import one_line
 
 INTERRUPTED = 130  # a command ended by SIGINT, as shells report it (128 + 2)
@@ -70,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one subcommand; an error a user can act on prints one line
     (`curate.cli.errors`) and exits 2, Ctrl-C one line and exits 130, with the traceback under --debug."""
-    set_wait_policy()  # before torch is imported
     args = build_parser().parse_args(argv)
+    if getattr(args, "loads_model", False):
+        before_torch()  # the subcommands import torch only when they run
     interrupts = _Interrupts()
     previous = signal.signal(signal.SIGINT, interrupts)
     try:

@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-steps", type=COUNT, default=d.train_steps, help="LoRA optimiser steps")
     parser.add_argument("--seed", type=int, default=d.seed)
     add_debug(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, loads_model=True)
 
 
 def run(args: argparse.Namespace) -> int:

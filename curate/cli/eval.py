@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_engine_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_debug(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, loads_model=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="seconds one math answer may take before its worker is killed (default: 20)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, loads_model=True)
 
 
 def run(args: argparse.Namespace) -> int:

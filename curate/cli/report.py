@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=d.device, help=f"viewer: device for token NLLs (default: {d.device})")
     add_rule(parser, "bucketing rule of the tables and Fig 4 (default: quantile)")
     add_debug(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, loads_model=True)
 
 
 def run(args: argparse.Namespace) -> int:

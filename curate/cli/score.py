@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--part-size", type=int, default=256, help="trajectories per parquet part")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, loads_model=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..synth import SynthConfig, write
+    from ..ingest.synth import SynthConfig, write
 
     cfg = SynthConfig(questions=args.questions, k=args.k, source=args.source, seed=args.seed,
                       log_data_as_string=args.log_data_string)

@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="small: a 1,024-token BPE (default); qwen2.5: the real Qwen2.5 tokenizer, vocabulary 151,936",
     )
     add_debug(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, loads_model=True)
 
 
 def run(args: argparse.Namespace) -> int:

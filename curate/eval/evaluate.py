@@ -272,7 +272,8 @@ def _grade(db: str | Path, bench: Benchmark, gen, generation_run: str, cfg: Eval
 
 def _record(db: str | Path, eval_run: str, bench: Benchmark, gen, result: BenchmarkResult, cfg: EvalConfig,
             identity: dict[str, Any], prompt: TrainedPrompt, started: datetime) -> None:
-    from ..agent.generate import code_version
+    from ..agent.generate import AGENT_CODE
+    from ..versions import code_version
 
     protocol = {k: identity[k] for k in ("temperature", "top_p", "max_steps", "max_new_tokens", "seed",
                                          "self_consistency", "tools", "profile")}
@@ -285,5 +286,5 @@ def _record(db: str | Path, eval_run: str, bench: Benchmark, gen, result: Benchm
             "backend": cfg.backend, "protocol": orjson.dumps(protocol).decode(), "prompt_source": prompt.source,
             "prompt_hash": identity["system_prompt"], "grader": result.grader, "questions_file": str(bench.path),
             "questions": result.n, "correct": result.correct, "pass_at_1": result.pass_at_1,
-            "code_version": code_version(), "config": orjson.dumps(asdict(cfg)).decode(), "started": started,
+            "code_version": code_version(*AGENT_CODE), "config": orjson.dumps(asdict(cfg)).decode(), "started": started,
             "finished": datetime.now()}).fetchall()

@@ -10,10 +10,8 @@ are each one transaction, so a killed run leaves a consistent store and the same
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from importlib.metadata import version
 from typing import TYPE_CHECKING
 
@@ -21,8 +19,9 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from .. import __version__, queries
-from ..formats import is_clean
+from .. import queries
+from ..ingest.formats import is_clean
+from ..versions import code_version
 from ..store import Store, storable
 from . import SOURCE, Grade, grade_answers, resolve_grader
 
@@ -58,11 +57,9 @@ class GradeSummary:
                 f"correct ({share}), {self.clean} clean{agree} (grading_run={self.grading_run})")
 
 
-def code_version() -> str:
-    """The package version plus a hash of the grading sources and prompt, and math-verify's version."""
-    files = sorted(p for p in resources.files(__package__).iterdir() if p.name.endswith((".py", ".txt")))
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:10]
-    return f"{__version__}+{digest} math-verify {version('math-verify')}"
+def grader_version() -> str:
+    """The grading code's version (its sources and prompt) and math-verify's."""
+    return f"{code_version('grade')} math-verify {version('math-verify')}"
 
 
 def record_grades(con: duckdb.DuckDBPyConnection, trajectory_ids: Sequence[str], grades: Sequence[Grade],
@@ -139,7 +136,7 @@ def _grade_dataset(store: Store, dataset: str, requested: str, judge: Backend | 
     with store.transaction() as con:
         con.execute(queries.sql_text("grade/keep_source"), {"dataset": dataset, "source": SOURCE}).fetchall()
         run = con.execute(queries.sql_text("grade/register_run"), {
-            "dataset": dataset, "grader": name, "requested": requested, "code_version": code_version(),
+            "dataset": dataset, "grader": name, "requested": requested, "code_version": grader_version(),
             "options": orjson.dumps({**options, "workers": workers, "timeout": timeout, "regrade": regrade}).decode(),
         }).fetchall()[0][0]
     pending = store.run("grade/pending", dataset=dataset, grader=name, regrade=regrade)

@@ -15,8 +15,7 @@ from typing import Any
 
 import orjson
 
-from . import markers
-from .render import chat_messages, normalise_role
+from ..render import chat_messages, markers, normalise_role
 
 FLAGS = ("parse_error", "max_steps", "exec_error")
 _MISSING = object()

@@ -16,9 +16,10 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from . import formats, queries, sources
+from . import formats, sources
+from .. import queries
 from .formats import FLAGS, RecordError
-from .store import Store
+from ..store import Store
 
 CONTAINER_FORMATS = ("auto", "hf")
 FORMATS = ("auto", "smolagents", "hf", "chat", "mint", "jsonpath")

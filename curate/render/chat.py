@@ -236,7 +236,7 @@ def prefix_consistent(tokenizer: Any, messages: Sequence[dict[str, str]]) -> boo
 
 def stored_chats(con: Any, trajectory_ids: Sequence[str]) -> dict[str, list[dict[str, str]]]:
     """The chat messages (role mapping applied) of stored trajectories, keyed by id."""
-    from .queries import run
+    from ..queries import run
 
     rows = run(con, "messages", ids=list(trajectory_ids))
     return {

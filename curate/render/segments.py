@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from curate.markers import MarkerProfile, spans
+from .markers import MarkerProfile, spans
 from curate.render import render
 
 SEGMENTS = ("reason", "action", "final")

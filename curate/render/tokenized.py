@@ -3,7 +3,7 @@
 `input_ids` is the student's chat-template rendering of the row's `messages` (curate.render.render);
 `completion_mask` is 1 exactly on the tokens `curate score` scores and `curate train` trains (each
 assistant turn's content and end-of-turn marker); `segments` is 0 on every other token and 1 reason,
-2 action, 3 final on those (curate.train.segments). TRL's SFTTrainer takes such rows whatever the
+2 action, 3 final on those (curate.render.segments). TRL's SFTTrainer takes such rows whatever the
 chat template: under `completion_only_loss=True` its labels are -100 exactly where the mask is 0,
 and curate.train.trl weights its loss by `segments`.
 """
@@ -22,8 +22,8 @@ COLUMNS_DOC = {
 
 def token_columns(tokenizer: Any, rows: Iterable[tuple[Sequence[dict[str, str]], str]]) -> dict[str, list[list[int]]]:
     """`input_ids`, `completion_mask` and `segments` of (chat, marker profile) rows."""
-    from curate.markers import profile
-    from curate.train.segments import label_segments
+    from .markers import profile
+    from .segments import label_segments
 
     columns: dict[str, list[list[int]]] = {name: [] for name in COLUMNS_DOC}
     for chat, name in rows:

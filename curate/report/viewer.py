@@ -46,7 +46,7 @@ def load_student(path: Path, dtype: str, max_length: int, device: str = "cpu") -
     """The scorer's tokenizer and transformers backend for a model folder, with the run's settings."""
     from transformers import AutoTokenizer
 
-    from curate.nll import TransformersBackend
+    from ..score.nll import TransformersBackend
     from curate.render import prefix_consistent
     from curate.score import PROBE
 
@@ -76,10 +76,10 @@ def _pieces(rendering: Any, tokens: Sequence[int]) -> list[str]:
 
 def token_turns(student: Student, chats: dict[str, list[dict]], profiles: dict[str, str]) -> dict[str, dict[int, dict]]:
     """Per trajectory, per assistant turn: token pieces, NLLs (None past max_length) and segment codes."""
-    from curate.markers import profile
+    from ..render.markers import profile
     from curate.render import TemplateError
     from curate.score import renderings
-    from curate.train.segments import label_segments
+    from ..render.segments import label_segments
 
     owners, seqs = [], []
     for tid, chat in chats.items():

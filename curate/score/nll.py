@@ -4,13 +4,14 @@ The model body gives the final hidden states; the LM head is applied only at pos
 token is supervised, a chunk of positions at a time, and the log-softmax is taken in float32 per
 chunk. Peak memory is the model, its activations for the batch, and two `[chunk × vocab]` float32
 buffers (logits and log-softmax, kept between calls): never the `[tokens × vocab]` logits (a
-16k-token trajectory with Qwen's 151,936-token vocabulary would need 9.7 GB for those). A float32
-model on a CPU runs its linear layers, the head included, through oneDNN (`curate.linears`).
+16k-token trajectory with Qwen's 151,936-token vocabulary would need 9.7 GB for those). The model
+comes from `curate.engine`, which decides how its products and attention run; this module asks the
+engine what the model can do (`Engine.reads_prefix`, `Engine.logits`).
 
 Position t is scored when its token is supervised (turn >= 0) and t >= 1 (token 0 has no context):
 its NLL is -log softmax(head(h[t-1]))[ids[t]].
 
-Shared prefixes (`curate.prefix`): the key/value cache of a prefix is computed once (batch 1) and
+Shared prefixes (`curate.score.prefix`): the key/value cache of a prefix is computed once (batch 1) and
 each batch of suffixes attends to it, expanded across the batch as it is read and never copied
 per row or batch, so memory stays that of the suffixes plus one copy of the prefix cache per layer.
 """
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import Engine, load_causal_lm, prefix_support
 from .prefix import PrefixNode, plan_prefixes
 
 DEFAULT_CHUNK_BYTES = 128 * 2**20
@@ -49,14 +51,11 @@ def chunk_positions(vocab_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> 
     return max(1, chunk_bytes // (4 * vocab_size))
 
 
-def head_chunk(model: Any, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
-    """Positions per chunk of `head_nll`: their float32 logits fit in `chunk_bytes`, and a head on
-    oneDNN (which writes a fresh output each chunk) keeps each output within its FRESH_BYTES."""
-    from .linears import OneDNNLinear
-
-    head = model.get_output_embeddings()
-    chunk = chunk_positions(head.out_features, chunk_bytes)
-    return min(chunk, head.fresh_rows()) if isinstance(head, OneDNNLinear) else chunk
+def head_chunk(engine: Engine, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Positions per chunk of `head_nll`: their float32 logits fit in `chunk_bytes`, within the
+    engine's bound on a head product's rows where it has one."""
+    chunk = chunk_positions(engine.model.get_output_embeddings().out_features, chunk_bytes)
+    return chunk if engine.fresh_head_rows is None else min(chunk, engine.fresh_head_rows)
 
 
 @functools.lru_cache(maxsize=2)
@@ -68,26 +67,19 @@ def _head_workspace(use: str, rows: int, vocab: int, dtype: Any, device: Any) ->
     return torch.empty(rows, vocab, dtype=dtype, device=device)
 
 
-def head_nll(model: Any, hidden: Any, targets: Any, chunk: int) -> Any:
+def head_nll(engine: Engine, hidden: Any, targets: Any, chunk: int) -> Any:
     """NLL of `targets` [S] under the LM head applied to `hidden` [S, H], `chunk` rows at a time."""
     import torch
 
-    from .linears import OneDNNLinear
-
-    head = model.get_output_embeddings()
-    packed = isinstance(head, OneDNNLinear)
-    if not packed:
-        logits = _head_workspace("logits", chunk, head.out_features, head.weight.dtype, hidden.device)
+    head = engine.model.get_output_embeddings()
+    # A head that writes every product afresh takes no buffer; any other fills one kept from call to call.
+    fresh = engine.fresh_head_rows is not None
+    logits = None if fresh else _head_workspace("logits", chunk, head.out_features, head.weight.dtype, hidden.device)
     logp = _head_workspace("log-softmax", chunk, head.out_features, torch.float32, hidden.device)
     out = torch.empty(len(targets), dtype=torch.float32, device=hidden.device)
     for i in range(0, len(targets), chunk):
         rows = hidden[i : i + chunk]
-        if packed:
-            scores = head(rows)
-        else:
-            scores = torch.mm(rows, head.weight.T, out=logits[: len(rows)])
-            if head.bias is not None:
-                scores += head.bias
+        scores = engine.logits(rows, logits)
         # log_softmax into the kept buffer (the public op allocates its output); float32 either way
         torch.ops.aten._log_softmax.out(scores.float(), -1, False, out=logp[: len(rows)])
         out[i : i + chunk] = -logp[: len(rows)].gather(1, targets[i : i + chunk, None])[:, 0]
@@ -108,7 +100,7 @@ def _prefix_cache_class() -> type:
     class PrefixCache(DynamicCache):
         """Holds a prefix's keys and values (batch 1), which positions and masks start after. When
         `joined`, every layer attends to the prefix (expanded to the batch) followed by the batch's
-        own keys and values; otherwise attention reads the prefix itself (`scoring_attention`) and
+        own keys and values; otherwise attention reads the prefix itself (the engine's attention) and
         the batch's own pass on as they are. Never grows; with `recorded` a list, keeps the new ones."""
 
         def __init__(self, prefix: Prefix, recorded: list | None, joined: bool) -> None:
@@ -130,85 +122,34 @@ def _prefix_cache_class() -> type:
     return PrefixCache
 
 
-def prefix_arguments(model: Any, prefix: Prefix, record: bool = False) -> tuple[Any, dict[str, Any]]:
+def prefix_arguments(engine: Engine, prefix: Prefix, record: bool = False) -> tuple[Any, dict[str, Any]]:
     """The cache and the decoder arguments that put `prefix` before the tokens of a forward pass.
-    A model on `scoring_attention` is given the prefix to read; any other attention gets it joined
-    to every layer's keys and values by the cache. With `record`, the cache keeps the new keys and
+    An engine whose attention reads a prefix is given it to read; stock attention gets it joined to
+    every layer's keys and values by the cache. With `record`, the cache keeps the new keys and
     values in `.recorded`, to extend the prefix."""
-    reads = segmented(model)
+    reads = engine.reads_prefix
     cache = _prefix_cache_class()(prefix, [] if record else None, not reads)
-    extra = {_cache_argument(model.get_decoder()): cache}
+    extra = {_cache_argument(engine.model.get_decoder()): cache}
     if reads and prefix:
         extra["prefix"] = prefix
     return cache, extra
 
 
-@functools.cache
-def scoring_attention() -> str:
-    """Register (once) the attention the scorer runs on a CPU and return its name.
-
-    It serves two calls sdpa would serve slowly: a batch packed into one row (`segments=`, the
-    sequences' lengths in order: each attends causally to itself alone, so no row is padded) and
-    queries after a cached prefix (`prefix=`, per layer the prefix's keys and values, batch 1:
-    every query sees those positions, then the queries' own causally). sdpa would get either as a
-    materialised mask, with which its flash kernel computes (and masks) every block. Here each
-    sequence is one causal flash pass and, with a prefix, one unmasked pass over it (expanded to
-    the batch, never copied), the two merged by their log-sum-exp (the public sdpa does not return
-    it). The CPU kernel takes grouped key/value heads as they are. With neither it is sdpa with
-    `is_causal`, as transformers runs an unpadded batch. It takes no mask: scoring never passes one
-    (padding sits after the real tokens, which causal attention keeps them from seeing)."""
-    from transformers import AttentionInterface
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-    from transformers.masking_utils import AttentionMaskInterface
-
-    from .attention import flash, merged
-
-    def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
-                  scaling: float | None = None, prefix: Prefix | None = None, segments: Sequence[int] | None = None,
-                  **kwargs: Any) -> tuple:
-        if not prefix and segments is None:
-            return sdpa_attention_forward(module, query, key, value, None, dropout, scaling, **kwargs)
-        rows, heads, width, dim = query.shape
-        if prefix:
-            keys, values = (x.expand(rows, -1, -1, -1) for x in prefix[module.layer_idx])
-        out = query.new_empty(rows, width, heads, dim)
-        ends = np.cumsum(segments if segments is not None else [width]).tolist()
-        for start, end in zip([0, *ends], ends):
-            part = query[:, :, start:end]
-            own, own_lse = flash(part, key[:, :, start:end], value[:, :, start:end], is_causal=True, scale=scaling)
-            if prefix:
-                seen, seen_lse = flash(part, keys, values, scale=scaling)
-                own = merged(seen, seen_lse, own, own_lse)
-            out[:, start:end] = own.transpose(1, 2)
-        return out, None
-
-    def no_mask(*args: Any, **kwargs: Any) -> None:
-        return None
-
-    AttentionInterface.register("curate_scoring", attention)
-    AttentionMaskInterface.register("curate_scoring", no_mask)
-    return "curate_scoring"
+def packs(engine: Engine, pack: bool, prefix: Prefix | None) -> bool:
+    """Whether a batch runs packed: always where the attention reads packed sequences (no padding);
+    on stock attention when asked, without a prefix (its packed rows are told apart by positions
+    restarting at 0)."""
+    return engine.reads_prefix or (pack and not prefix)
 
 
-def segmented(model: Any) -> bool:
-    """Whether `model` runs `scoring_attention`: packed batches then need no mask, and may follow
-    a prefix."""
-    return model.config._attn_implementation == scoring_attention()
-
-
-def packs(model: Any, pack: bool, prefix: Prefix | None) -> bool:
-    """Whether a batch runs packed: always on `scoring_attention` (no padding); on other attention
-    when asked, without a prefix (its packed rows are told apart by positions restarting at 0)."""
-    return segmented(model) or (pack and not prefix)
-
-
-def extend_prefix(model: Any, prefix: Prefix, ids: Sequence[int]) -> Prefix:
+def extend_prefix(engine: Engine, prefix: Prefix, ids: Sequence[int]) -> Prefix:
     """The key/value cache of `prefix` followed by the tokens `ids` (one forward pass, batch 1)."""
     import torch
 
-    cache, extra = prefix_arguments(model, prefix, record=True)
+    cache, extra = prefix_arguments(engine, prefix, record=True)
     with torch.inference_mode():
-        model.get_decoder()(input_ids=torch.tensor([list(ids)], device=model.device), use_cache=False, **extra)
+        engine.model.get_decoder()(input_ids=torch.tensor([list(ids)], device=engine.device), use_cache=False,
+                                   **extra)
     if not prefix:
         return list(cache.recorded)
     return [(torch.cat([k, nk], dim=-2), torch.cat([v, nv], dim=-2))
@@ -216,7 +157,7 @@ def extend_prefix(model: Any, prefix: Prefix, ids: Sequence[int]) -> Prefix:
 
 
 def supervised_nll(
-    model: Any,
+    engine: Engine,
     seqs: Sequence[tuple[Sequence[int], Sequence[int]]],
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     pack: bool = False,
@@ -228,18 +169,18 @@ def supervised_nll(
     real token only sees positions before it, which are real, so padding cannot reach the
     scored positions, and sdpa keeps its fast mask-free causal kernel (with a padding mask,
     mixed-length batches ran 2.9x slower on an H100). Packed: one row, position ids restarting
-    per sequence and nothing padded. A model on `scoring_attention` is told the sequences' lengths
-    and attends within each; on any other attention transformers isolates them by their position
-    ids (a varlen kernel for flash attention; for sdpa/eager a block-diagonal mask, which is
-    correct but as slow as a padding mask).
-    With `prefix` (padded, or packed on `scoring_attention`), every sequence continues that
+    per sequence and nothing padded. An engine whose attention reads packed sequences is told the
+    sequences' lengths and attends within each; on stock attention transformers isolates them by
+    their position ids (a varlen kernel for flash attention; for sdpa/eager a block-diagonal mask,
+    which is correct but as slow as a padding mask).
+    With `prefix` (padded, or packed where the engine reads both), every sequence continues that
     prefix: its positions start after the prefix and attention reaches back into it. Token 0 of a
     sequence is still never scored (its NLL would need the prefix's last hidden state):
-    `curate.prefix` ends a prefix before it.
+    `curate.score.prefix` ends a prefix before it.
     """
     import torch
 
-    device = model.device
+    device = engine.device
     lengths = [len(ids) for ids, _ in seqs]
     extra: dict[str, Any] = {}
     if pack:
@@ -248,7 +189,7 @@ def supervised_nll(
         turn = torch.tensor([[x for _, t in seqs for x in (-1, *t[1:])]], device=device)
         start = prefix[0][0].shape[-2] if prefix else 0
         extra["position_ids"] = torch.cat([torch.arange(start, start + n, device=device) for n in lengths])[None]
-        if segmented(model):
+        if engine.reads_prefix:
             extra["segments"] = lengths
     else:
         width = max(lengths)
@@ -258,11 +199,11 @@ def supervised_nll(
             ids[row, : len(s)] = torch.tensor(s)
             turn[row, 1 : len(t)] = torch.tensor(t[1:], dtype=torch.long)
     if prefix:
-        extra.update(prefix_arguments(model, prefix)[1])
+        extra.update(prefix_arguments(engine, prefix)[1])
     with torch.inference_mode():
-        hidden = model.get_decoder()(input_ids=ids, use_cache=False, **extra).last_hidden_state
+        hidden = engine.model.get_decoder()(input_ids=ids, use_cache=False, **extra).last_hidden_state
         rows, cols = torch.nonzero(turn[:, 1:] >= 0, as_tuple=True)
-        nll = head_nll(model, hidden[rows, cols], ids[rows, cols + 1], head_chunk(model, chunk_bytes))
+        nll = head_nll(engine, hidden[rows, cols], ids[rows, cols + 1], head_chunk(engine, chunk_bytes))
     nll = nll.double().cpu().numpy()
     if pack:
         counts = [sum(1 for x in t[1:] if x >= 0) for _, t in seqs]
@@ -287,19 +228,8 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, pack: bool = False) 
     return batches
 
 
-def prefix_support(config: Any) -> str | None:
-    """Why a model's prefix cache cannot be reused as `prefix_cache` does, or None when it can:
-    sliding-window layers keep only part of the cache and mask differently."""
-    layer_types = getattr(config, "layer_types", None) or []
-    if any(t != "full_attention" for t in layer_types) or getattr(config, "use_sliding_window", False):
-        return "the model has sliding-window attention layers"
-    if getattr(config, "sliding_window", None) is not None and not hasattr(config, "use_sliding_window"):
-        return "the model has sliding-window attention layers"
-    return None
-
-
 def score_sequences(
-    model: Any,
+    engine: Engine,
     seqs: Sequence[tuple[Sequence[int], Sequence[int]]],
     batch_tokens: int,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
@@ -308,7 +238,7 @@ def score_sequences(
     on_batch: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
     """Supervised-token NLLs of each sequence, in input order, batched within `batch_tokens`;
-    with `prefix_reuse`, shared prefixes are computed once (`curate.prefix`). A sequence with no
+    with `prefix_reuse`, shared prefixes are computed once (`curate.score.prefix`). A sequence with no
     supervised token is not run. `on_batch(tokens)` follows every forward pass."""
     out: list[np.ndarray] = [np.empty(0)] * len(seqs)
     scored = [i for i, (_, turn) in enumerate(seqs) if any(t >= 0 for t in turn[1:])]
@@ -318,14 +248,14 @@ def score_sequences(
 
     def run(node: PrefixNode, prefix: Prefix) -> None:
         if node.end > node.start:
-            prefix = extend_prefix(model, prefix, work[node.rep][0][node.start : node.end])
+            prefix = extend_prefix(engine, prefix, work[node.rep][0][node.start : node.end])
             report(node.end - node.start)
         for child in node.children:
             run(child, prefix)
         suffixes = [(work[i][0][node.end :], work[i][1][node.end :]) for i in node.leaves]
-        packed = packs(model, pack, prefix)
+        packed = packs(engine, pack, prefix)
         for batch in plan_batches([len(ids) for ids, _ in suffixes], batch_tokens, packed):
-            nlls = supervised_nll(model, [suffixes[j] for j in batch], chunk_bytes, packed, prefix)
+            nlls = supervised_nll(engine, [suffixes[j] for j in batch], chunk_bytes, packed, prefix)
             for j, nll in zip(batch, nlls):
                 out[scored[node.leaves[j]]] = nll
             report(sum(len(suffixes[j][0]) for j in batch))
@@ -355,26 +285,14 @@ class TransformersBackend:
         pack: bool = False,
         prefix_reuse: bool = True,
     ) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        from .linears import onednn_pays, to_onednn
-
         if dtype not in DTYPES:
             raise ValueError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda: no CUDA device is visible to torch")
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-        self.model.to(device).eval()
+        self.engine = load_causal_lm(path, device, dtype, "score")
+        self.model = self.engine.model
         self.batch_tokens, self.chunk_bytes, self.pack = batch_tokens, chunk_bytes, pack
-        unsupported = prefix_support(self.model.config)  # nor can scoring_attention serve such a model
-        if device == "cpu" and unsupported is None:
-            self.model.set_attn_implementation(scoring_attention())
-        if onednn_pays(self.model):
-            to_onednn(self.model)
-        # Off scoring_attention, packed rows restart positions per sequence, which a prefix cannot follow.
-        self.no_prefix_reason = ("off (--no-prefix-reuse)" if not prefix_reuse else unsupported
-                                 or ("off (--pack)" if pack and not segmented(self.model) else None))
+        # On stock attention, packed rows restart positions per sequence, which a prefix cannot follow.
+        self.no_prefix_reason = ("off (--no-prefix-reuse)" if not prefix_reuse else prefix_support(self.model.config)
+                                 or ("off (--pack)" if pack and not self.engine.reads_prefix else None))
         self.prefix_reuse = self.no_prefix_reason is None
 
     def nll(
@@ -382,7 +300,7 @@ class TransformersBackend:
     ) -> list[np.ndarray]:
         """Supervised-token NLLs of each sequence, in input order; `on_batch(tokens)` after each
         forward pass, with the tokens it ran."""
-        return score_sequences(self.model, seqs, self.batch_tokens, self.chunk_bytes, self.pack, self.prefix_reuse,
+        return score_sequences(self.engine, seqs, self.batch_tokens, self.chunk_bytes, self.pack, self.prefix_reuse,
                                on_batch)
 
     def check(self, ids: Sequence[int]) -> None:
@@ -393,7 +311,7 @@ class TransformersBackend:
 
         ids = list(ids)[: getattr(self.model.config, "max_position_embeddings", len(ids))]
         whole = [-1] + [0] * (len(ids) - 1)
-        (ours,) = supervised_nll(self.model, [(ids, whole)], self.chunk_bytes, packs(self.model, self.pack, None))
+        (ours,) = supervised_nll(self.engine, [(ids, whole)], self.chunk_bytes, packs(self.engine, self.pack, None))
         with torch.inference_mode():
             x = torch.tensor([ids], device=self.model.device)
             logits = self.model(input_ids=x, use_cache=False).logits[0, :-1].float()
@@ -406,9 +324,9 @@ class TransformersBackend:
             )
         if self.prefix_reuse:
             half = len(ids) // 2
-            prefix = extend_prefix(self.model, [], ids[:half])
-            (cached,) = supervised_nll(self.model, [(ids[half:], whole[half:])], self.chunk_bytes,
-                                       packs(self.model, self.pack, prefix), prefix)
+            prefix = extend_prefix(self.engine, [], ids[:half])
+            (cached,) = supervised_nll(self.engine, [(ids[half:], whole[half:])], self.chunk_bytes,
+                                       packs(self.engine, self.pack, prefix), prefix)
             if np.max(np.abs(cached - ours[half:])) > tolerance:
                 raise RuntimeError(
                     f"{type(self.model).__name__}: scoring after a cached prefix differs from scoring the whole "

@@ -4,7 +4,7 @@ Trajectories repeat long prefixes: the system prompt of every run, and per quest
 Nothing before a sequence's first supervised token is scored, so the key/value cache of a shared
 prefix can be computed once and every sequence's suffix scored against it; the NLLs are those of
 the whole sequence. This module only plans: which prefixes are worth a cache of their own, and
-which sequences are scored against which. `curate.nll` runs the plan.
+which sequences are scored against which. `curate.score.nll` runs the plan.
 
 The plan is a tree. A node covers tokens [start, end) of all sequences below it (tokens before
 `start` are its parent's); its `leaves` are scored as their tokens from `end` on, against the

@@ -23,8 +23,8 @@ tokens follow its kept ones, padded at the end. The rows then decode together in
 with room for their tokens allocated once (`_Room`: no copy of the whole cache per token): the
 prefix they all share at the same positions in every row, then each row's own tokens ending at the
 same column, the padding between masked out and positions counted per row. On a CPU, decoding is
-where batching pays: a step reads the weights once for every row (packed for the step's rows,
-`packed.py`), and `_shared_prefix_attention` reads the shared prefix once for all rows.
+where batching pays: the engine (`curate.engine`) reads the weights once for every row (packed for
+the step's rows) and the shared prefix once for all rows.
 """
 
 from __future__ import annotations
@@ -35,22 +35,12 @@ from os.path import commonprefix
 from typing import Any
 
 import torch
-from transformers import (
-    AttentionInterface,
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    DynamicCache,
-    TemperatureLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers import AutoTokenizer, DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 from transformers.cache_utils import Cache, DynamicLayer
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from ...attention import flash, merged
+from ...engine import load_causal_lm
 from ...models import resolve_student
 from . import Completion, GenRequest, chat_prompt, teacher_id, truncate_at_stop
-from .packed import FEWEST, Packs
 
 # Tokens of the generated tail decoded per step to find a stop string, beyond its length in characters.
 _TAIL_SLACK = 4
@@ -127,53 +117,6 @@ def _draws(requests: Sequence[GenRequest], generators: Sequence[torch.Generator]
     return tokens
 
 
-def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A boolean attention mask as the additive mask the flash kernel takes (0 where seen, the dtype's minimum not)."""
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
-
-
-def _shared_prefix_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                             attention_mask: torch.Tensor | None, shared: int = 0,
-                             **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """SDPA on a CPU in two flash passes merged by their log-sum-exp, where one masked pass wastes work.
-
-    A prefill (several queries, after a cache): sdpa given the mask computes every query against
-    every key; here the queries meet the cached keys (padding masked) in one pass and their own
-    tokens in a causal one, which skips the half above the diagonal. A batched decode step reads
-    each row's whole cache, and that memory traffic, not arithmetic, is its cost: here all rows'
-    queries meet row 0's copy of the `shared` first positions (the same tokens in every row) once,
-    each row's query its own positions after them in the other pass. A key/value head's query heads
-    are passed as that head's query positions, so nothing is repeated per query head.
-    """
-    queries, scale = query.shape[2], kwargs.get("scaling")
-    if query.device.type != "cpu" or (shared == 0 if queries == 1 else attention_mask is None):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    if queries > 1:
-        cached = key.shape[2] - queries  # the new tokens are the last columns; every cached one precedes them
-        out, lse = flash(query, key[:, :, cached:], value[:, :, cached:], is_causal=True, scale=scale)
-        if cached:
-            seen = attention_mask[:, :, :1, :cached]  # the same for every query: padding only
-            before, before_lse = flash(query, key[:, :, :cached], value[:, :, :cached],
-                                       attn_mask=_additive(seen, query.dtype), scale=scale)
-            out = merged(out, lse, before, before_lse).to(query.dtype)
-        return out.transpose(1, 2).contiguous(), None
-    rows, heads, _, dim = query.shape
-    groups = key.shape[1]  # key/value heads; each serves heads // groups query heads
-    per_group = query.view(rows, groups, heads // groups, dim)
-    everyone = per_group.transpose(0, 1).reshape(1, groups, -1, dim)  # [1, groups, rows * heads per group, dim]
-    seen, seen_lse = flash(everyone, key[:1, :, :shared], value[:1, :, :shared], scale=scale)
-    seen = seen.view(groups, rows, -1, dim).transpose(0, 1)
-    seen_lse = seen_lse.view(groups, rows, -1).transpose(0, 1)
-    mask = None if attention_mask is None else _additive(attention_mask[..., shared:], query.dtype)
-    own, own_lse = flash(per_group, key[:, :, shared:], value[:, :, shared:], attn_mask=mask, scale=scale)
-    out = merged(seen, seen_lse, own, own_lse)
-    return out.reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
-
-
-AttentionInterface.register("shared_prefix", _shared_prefix_attention)
-AttentionMaskInterface.register("shared_prefix", sdpa_mask)
-
-
 class _Room(DynamicLayer):
     """One layer's batch cache, written in place into room allocated once for every token to come."""
 
@@ -225,22 +168,10 @@ class TransformersBackend:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or ("bfloat16" if self.device.type == "cuda" else "float32")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-        if adapter is not None:
-            from peft import PeftModel
-
-            self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
-        self.model = self.model.to(self.device).eval()
-        # Where the model is plain (SDPA over full-attention layers, a bias-free head without soft-capping), decode
-        # steps read the rows' shared prefix once and compute the logits as head @ hidden.T, which MKL does about
-        # twice as fast as F.linear for a few rows of a large vocabulary.
-        config, head = self.model.config, self.model.get_output_embeddings()
-        self.plain = (config._attn_implementation == "sdpa" and head.bias is None
-                      and set(getattr(config, "layer_types", None) or ["full_attention"]) == {"full_attention"}
-                      and getattr(config, "final_logit_softcapping", None) is None)
-        if self.plain:
-            self.model.set_attn_implementation("shared_prefix")
-        self.packs = Packs(self.model.get_decoder(), head) if self.plain and Packs.pay(self.model) else None
+        self.engine = load_causal_lm(path, self.device, dtype, "generate", adapter)
+        self.model = self.engine.model
+        # Where the logits are plain, every row's new tokens prefill in one forward (`_prefill_together`).
+        self.plain = self.engine.plain
         config = self.model.generation_config
         eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
         self.eos = {t for t in [*eos, self.tokenizer.eos_token_id] if t is not None}
@@ -307,8 +238,7 @@ class TransformersBackend:
         room = max(r.max_new_tokens for r in requests)
         cache, mask, shared, logits = (self._prefill_together if self.plain else self._prefill_apart)(ids, found, room)
         positions = torch.tensor([[len(x)] for x in ids], device=self.device)
-        if self.packs is not None:
-            self.packs.fit(len(ids))
+        self.engine.fit(len(ids))
         generators = [_generator(r, self.device) for r in requests]
         tails = [max((len(s) for s in r.stop), default=0) + _TAIL_SLACK for r in requests]
         tokens: list[list[int]] = [[] for _ in requests]
@@ -341,16 +271,11 @@ class TransformersBackend:
             step = {"input_ids": torch.tensor([[tokens[i][-1]] for i in rows], device=self.device),
                     "attention_mask": mask, "position_ids": positions, "cache": cache, "use_cache": True}
             if self.plain:
-                logits = self._head(self.model.get_decoder()(**step, shared=shared).last_hidden_state[:, -1])
+                shares = {"shared": shared} if self.engine.reads_prefix else {}
+                logits = self.engine.logits(self.model.get_decoder()(**step, **shares).last_hidden_state[:, -1]).float()
             else:
                 logits = self.model(**step).logits[:, -1].float()
             positions = positions + 1
-
-    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Float logits [rows, vocab] of a plain model from final hidden states [rows, dim]."""
-        if self.packs is not None and FEWEST <= len(hidden) <= self.packs.rows:
-            return self.packs.head(hidden).float()
-        return (self.model.get_output_embeddings().weight @ hidden.T).T.float()
 
     def _prefill_together(self, ids: list[list[int]], found: list[tuple[int, Layers]],
                           room: int) -> tuple[Cache, torch.Tensor, int, torch.Tensor]:
@@ -375,7 +300,7 @@ class TransformersBackend:
         hidden = self.model.get_decoder()(**step).last_hidden_state
         self.prefilled += sum(map(len, new))
         last = hidden[torch.arange(len(new)), torch.tensor([len(x) - 1 for x in new])]
-        return cache, mask, shared, self._head(last)
+        return cache, mask, shared, self.engine.logits(last).float()
 
     def _prefill_apart(self, ids: list[list[int]], found: list[tuple[int, Layers]],
                        room: int) -> tuple[Cache, torch.Tensor, int, torch.Tensor]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from ...models import resolve_student
-from ...score_vllm import import_vllm, make_llm, stop_llm
+from ...engine.vllm import import_vllm, make_llm, stop_llm
 from . import Completion, GenRequest, chat_prompt, teacher_id
 
 

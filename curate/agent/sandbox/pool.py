@@ -54,6 +54,11 @@ class _Broken(Exception):
     """A process of the jail did not answer a request as it must."""
 
 
+class _Refused(_Broken):
+    """A process of the jail could not fork: the jail's process limit is reached (a step may be
+    forking as fast as it can)."""
+
+
 class PythonSandbox:
     """Runs code steps of many agent runs in killable processes inside a jail; see the package docstring."""
 
@@ -73,7 +78,7 @@ class PythonSandbox:
         self.secrets = Secrets() if secrets is None else secrets
         self.redacted = 0  # secret values replaced in results so far
         self._imports = tuple(imports)
-        self._runs: dict[int, _Process] = {}
+        self._runs: dict[int, _Process | None] = {}  # None: the run's process was lost; it starts again empty
         self._next = 0
         self._reply_bytes = 6 * (limits.output_chars + 2 * VALUE_CHARS + ERROR_CHARS) + 65_536
         self._zygote: _Process | None = None
@@ -170,14 +175,16 @@ class PythonSandbox:
 
     def fork(self, handle: int) -> int:
         """A new run whose state is an independent copy of `handle`'s."""
+        run = self._run(handle)
         try:
-            return self._add(self._fork(self._run(handle)))
+            return self._add(self._fork(run)) if run is not None else self.open()
         except _Broken:
             return self.open()  # the run's state is gone: the copy starts empty, as the run will
 
     def release(self, handle: int) -> None:
         """End a run and free its process."""
-        self._retire(self._run(handle))
+        if (run := self._run(handle)) is not None:
+            self._retire(run)
         del self._runs[handle]
 
     def run(self, steps: Sequence[tuple[int, str]]) -> list[StepResult]:
@@ -189,14 +196,20 @@ class PythonSandbox:
             self._run(h)
         results: list[StepResult | None] = [None] * len(steps)
         waiting = deque(range(len(steps)))
+        deferred: list[int] = []  # steps refused a process while others ran: tried again when one ends
         active: dict[Channel, tuple[int, _Process, float]] = {}
         while waiting or active:
             while waiting and len(active) < self.workers:
                 i = waiting.popleft()
                 handle, code = steps[i]
                 try:
-                    step = self._fork(self._runs[handle])
-                    step.channel.send({"op": "exec", "code": code})
+                    step = self._start_step(handle, code)
+                except _Refused as why:
+                    if active:
+                        deferred.append(i)
+                    else:
+                        results[i] = self._lost(f"{why}; the jail's limit of {self.limits.processes} processes is reached")
+                    continue
                 except (_Broken, OSError) as why:
                     results[i] = self._restart(handle, str(why))
                     continue
@@ -214,7 +227,8 @@ class PythonSandbox:
                 results[i] = self._scrubbed(result)
                 handle = steps[i][0]
                 if finished:  # the step's process, with the state it left, is now the run's
-                    ended.append(self._runs[handle])
+                    if (before := self._runs[handle]) is not None:
+                        ended.append(before)
                     self._runs[handle] = step
                 else:
                     ended.append(step)
@@ -226,6 +240,8 @@ class PythonSandbox:
                     ended.append(step)
             if ended:
                 self._end(ended, [step for _, step, _ in active.values()])
+                waiting.extend(deferred)
+                deferred.clear()
         return results  # type: ignore[return-value]  # every slot was filled above
 
     def close(self) -> None:
@@ -234,9 +250,11 @@ class PythonSandbox:
             return
         if not self.jailed:
             for run in self._runs.values():
-                self._kill(run)
+                if run is not None:
+                    self._kill(run)
         for run in self._runs.values():
-            run.channel.close()
+            if run is not None:
+                run.channel.close()
         self._runs.clear()
         self._zygote.channel.close()  # the zygote exits at end of file; in a jail, every process with it
         self._zygote = None
@@ -247,7 +265,7 @@ class PythonSandbox:
             self._process.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _run(self, handle: int) -> _Process:
+    def _run(self, handle: int) -> _Process | None:
         if handle not in self._runs:
             raise ValueError(f"unknown or released run handle {handle!r}")
         return self._runs[handle]
@@ -262,6 +280,9 @@ class PythonSandbox:
             raise RuntimeError("the sandbox is closed")
         try:
             return self._fork(self._zygote)
+        except _Refused as why:
+            raise RuntimeError(f"the sandbox could not start a run: {why}, the jail's limit of "
+                               f"{self.limits.processes} processes; run fewer at once (--slots)") from None
         except _Broken as why:
             raise RuntimeError(f"the sandbox's jail stopped answering ({why}); run the command again") from None
 
@@ -272,21 +293,42 @@ class PythonSandbox:
         ours, theirs = socket.socketpair()
         try:
             parent.channel.send({"op": "fork"}, fd=theirs.fileno())
-            pid = parent.channel.recv(_REPLY_SECONDS).get("pid")
+            reply = parent.channel.recv(_REPLY_SECONDS)
         except (EOFError, TimeoutError, OSError, ProtocolError) as error:
             ours.close()
             raise _Broken(f"its process did not fork: {error}") from None
         finally:
             theirs.close()
+        if "refused" in reply:
+            ours.close()
+            raise _Refused(f"no process could start ({str(reply['refused'])[:200]})")
+        pid = reply.get("pid")
         if type(pid) is not int or pid < 1:
             ours.close()
             raise _Broken(f"its process answered a fork with {pid!r}")
         return _Process(pid, Channel(ours, self._reply_bytes))
 
+    def _start_step(self, handle: int, code: str) -> _Process:
+        """Fork the run's process for a step and send it the code (a run whose process was lost
+        first starts again empty)."""
+        run = self._runs[handle]
+        if run is None:
+            run = self._runs[handle] = self._fork(self._zygote)
+        step = self._fork(run)
+        step.channel.send({"op": "exec", "code": code})
+        return step
+
     def _restart(self, handle: int, why: str) -> StepResult:
-        """A run whose process is broken starts again with empty state; the step says so."""
-        self._retire(self._runs[handle])
-        self._runs[handle] = self._fork_zygote()
+        """A run whose process is broken starts again with empty state (now, or when the jail has room
+        for a process); the step says so."""
+        if (run := self._runs[handle]) is not None:
+            self._retire(run)
+        try:
+            self._runs[handle] = self._fork(self._zygote)
+        except _Refused:
+            self._runs[handle] = None
+        except _Broken as error:
+            raise RuntimeError(f"the sandbox's jail stopped answering ({error}); run the command again") from None
         return self._lost(f"the run's process broke ({why}); its variables are lost")
 
     def _read(self, step: _Process) -> tuple[StepResult | None, bool]:
@@ -353,7 +395,7 @@ class PythonSandbox:
             for process in ended:
                 self._kill(process)
             return
-        keep = [p.pid for p in (*self._runs.values(), *running)]
+        keep = [p.pid for p in (*self._runs.values(), *running) if p is not None]
         try:
             self._zygote.channel.send({"op": "sweep", "keep": keep, "steps": [p.pid for p in running]})
             self._zygote.channel.recv(_REPLY_SECONDS)

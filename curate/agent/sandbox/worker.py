@@ -156,7 +156,12 @@ def _serve(channel: Channel, executor: Any, config: dict[str, Any]) -> None:
         op = request.get("op")
         if op == "fork":
             fd = channel.fds.pop(0)
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as error:  # the process limit, reached by a step that forks without end
+                os.close(fd)
+                channel.send({"refused": error.strerror or str(error)})
+                continue
             if pid == 0:
                 os.setsid()  # a session of its own: what it starts is known by its session id
                 channel.sock.close()
