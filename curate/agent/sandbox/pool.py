@@ -29,6 +29,9 @@ from .worker import BASE_MODULES
 DEFAULT_IMPORTS = ("numpy.*", "sympy.*")
 _START_SECONDS = 120  # the zygote imports smolagents, numpy and sympy on a loaded machine
 _REPLY_SECONDS = 30  # a fork or a sweep takes milliseconds; a process this slow is broken
+# Killed processes count against the process limit until they have exited: a fork refused with no
+# step running is tried again this long (a fork bomb's processes take a moment to go).
+_PATIENCE_SECONDS = 5.0
 _CUT_NOTE = 100  # the characters a cut text gains ("..._This content has been truncated ...")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _PLAIN = (str, int, float, bool, type(None))
@@ -203,7 +206,7 @@ class PythonSandbox:
                 i = waiting.popleft()
                 handle, code = steps[i]
                 try:
-                    step = self._start_step(handle, code)
+                    step = self._start_step(handle, code, patience=0.0 if active else _PATIENCE_SECONDS)
                 except _Refused as why:
                     if active:
                         deferred.append(i)
@@ -279,15 +282,26 @@ class PythonSandbox:
         if self._zygote is None:
             raise RuntimeError("the sandbox is closed")
         try:
-            return self._fork(self._zygote)
+            return self._fork(self._zygote, _PATIENCE_SECONDS)
         except _Refused as why:
             raise RuntimeError(f"the sandbox could not start a run: {why}, the jail's limit of "
                                f"{self.limits.processes} processes; run fewer at once (--slots)") from None
         except _Broken as why:
             raise RuntimeError(f"the sandbox's jail stopped answering ({why}); run the command again") from None
 
-    def _fork(self, parent: _Process) -> _Process:
-        """Ask a process to fork; the child answers on a new socket pair."""
+    def _fork(self, parent: _Process, patience: float = 0.0) -> _Process:
+        """Ask a process to fork; the child answers on a new socket pair. A refusal is asked again
+        for `patience` seconds."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self._fork_once(parent)
+            except _Refused:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _fork_once(self, parent: _Process) -> _Process:
         if self._zygote is None:
             raise RuntimeError("the sandbox is closed")
         ours, theirs = socket.socketpair()
@@ -308,13 +322,13 @@ class PythonSandbox:
             raise _Broken(f"its process answered a fork with {pid!r}")
         return _Process(pid, Channel(ours, self._reply_bytes))
 
-    def _start_step(self, handle: int, code: str) -> _Process:
+    def _start_step(self, handle: int, code: str, patience: float) -> _Process:
         """Fork the run's process for a step and send it the code (a run whose process was lost
         first starts again empty)."""
         run = self._runs[handle]
         if run is None:
-            run = self._runs[handle] = self._fork(self._zygote)
-        step = self._fork(run)
+            run = self._runs[handle] = self._fork(self._zygote, patience)
+        step = self._fork(run, patience)
         step.channel.send({"op": "exec", "code": code})
         return step
 
@@ -324,7 +338,7 @@ class PythonSandbox:
         if (run := self._runs[handle]) is not None:
             self._retire(run)
         try:
-            self._runs[handle] = self._fork(self._zygote)
+            self._runs[handle] = self._fork(self._zygote, _PATIENCE_SECONDS)
         except _Refused:
             self._runs[handle] = None
         except _Broken as error:
