@@ -32,6 +32,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture
+def api():
+    """A stdlib OpenAI-compatible server on 127.0.0.1 (tests/openai_server.py)."""
+    from openai_server import start
+
+    server = start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real question sets and agent runs (always present in CI)."""

@@ -365,7 +365,7 @@ def test_a_second_identical_generate_refuses_in_one_line(tmp_path: Path, questio
 # batch of runs has been committed to the store.
 INTERRUPTIBLE = f"""
 import sys, time
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]
 from test_generate import _model
 from curate.agent import generate as job
 from curate.cli import main

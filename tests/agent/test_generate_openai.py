@@ -15,7 +15,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_openai_backend import Api
+from openai_server import Api
 
 from curate.cli import main
 from curate.store import Store

@@ -97,7 +97,7 @@ job.make_backend = lambda *args, **kwargs: model
 
 def test_generate_with_a_hostile_teacher_stores_and_exports_nothing_secret(tmp_path: Path, listener,
                                                                            tiny_model_dir: Path) -> None:
-    env = {**environment_with_secrets(tmp_path / "home"), "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**environment_with_secrets(tmp_path / "home"), "PYTHONPATH": str(Path(__file__).parents[1])}
     outside = tmp_path / "outside"
     steps, questions = {}, []
     for name, codes in attacks(tmp_path / "home", outside, listener.getsockname()[1]).items():

@@ -19,7 +19,7 @@ from factory import add_scores
 from curate.cli import main
 from curate.store import Store
 
-SMALL_RUNS = Path(__file__).parent / "data" / "bad" / "score_yes.jsonl"  # 2 trajectories and a reject
+SMALL_RUNS = Path(__file__).parents[1] / "data" / "bad" / "score_yes.jsonl"  # 2 trajectories and a reject
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from train_rows import export_rows, write_export
 from curate.cli import build_parser, main
 from curate.cli.bounds import Number, Text
 
-SMALL_RUNS = Path(__file__).parent / "data" / "bad" / "score_yes.jsonl"
+SMALL_RUNS = Path(__file__).parents[1] / "data" / "bad" / "score_yes.jsonl"
 # Dests that name an input file or folder (or a model, which is one): given a missing path each.
 INPUTS = {"paths", "data", "adapter", "file", "teacher", "base", "student", "train_student", "questions",
           "benchmarks", "corpus"}

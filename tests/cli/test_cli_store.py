@@ -24,13 +24,13 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         out = folder / f"{source}.jsonl.zst"
         assert main(["synth", "--questions", "6", "--k", "3", "--source", source, "--out", str(out)]) == 0
         assert main(["ingest", str(out), "--db", str(db), "--dataset", f"synth-{source}", "--quiet"]) == 0
-    bad = Path(__file__).parent / "data" / "bad" / "score_yes.jsonl"
+    bad = Path(__file__).parents[1] / "data" / "bad" / "score_yes.jsonl"
     assert main(["ingest", str(bad), "--db", str(db), "--dataset", "synth-math", "--quiet"]) == 0
     return db
 
 
 def test_ingest_prints_a_summary_and_skips_a_second_time(tmp_path: Path, capsys) -> None:
-    bad = Path(__file__).parent / "data" / "bad" / "score_yes.jsonl"
+    bad = Path(__file__).parents[1] / "data" / "bad" / "score_yes.jsonl"
     db = tmp_path / "s.duckdb"
     assert main(["ingest", str(bad), "--db", str(db), "--dataset", "other", "--quiet"]) == 0
     out = capsys.readouterr().out

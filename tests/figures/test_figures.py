@@ -20,7 +20,7 @@ from curate.figures.common import collect
 from curate.store import Store
 from factory import add_scores, add_trajectories, new_store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATASETS = {"alpha": "alpha", "beta/x": "beta_x"}  # data set -> file stem
 FIGURES = ["fig3", "fig4", "fig_models"]
 

@@ -10,7 +10,6 @@ import pytest
 from curate.agent.backends import Completion, GenRequest
 from curate.grade import Grade, grade_answers
 from curate.grade.judge import prompt_template, read_verdict
-from test_openai_backend import api  # noqa: F401 (the stdlib OpenAI-compatible server fixture)
 
 
 class ScriptedJudge:

@@ -113,8 +113,8 @@ def test_cli_prints_one_line_per_data_set_and_refuses_bad_input(tmp_path: Path, 
 
 
 KILLED_GRADE = """
-import sys
-sys.path.insert(0, sys.argv[2])
+import os, sys
+sys.path[:0] = [sys.argv[2], os.path.dirname(sys.argv[2])]  # this test's folder, and tests/ (the helpers)
 from curate.grade import store as grading
 from curate.store import Store
 from test_grade_judge import ScriptedJudge

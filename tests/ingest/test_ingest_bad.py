@@ -11,7 +11,7 @@ import pytest
 from curate.ingest import IngestOptions, ingest
 from curate.store import Store
 
-BAD = Path(__file__).parent / "data" / "bad"
+BAD = Path(__file__).parents[1] / "data" / "bad"
 QUIET = IngestOptions(progress=False)
 
 # file -> the start of the reason its bad record (line 2, between two good records) gets.

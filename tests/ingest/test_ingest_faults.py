@@ -24,7 +24,7 @@ from curate.store import Store
 from test_ingest import RUNS, record, write_jsonl
 
 QUIET = IngestOptions(progress=False)
-BAD = Path(__file__).parent / "data" / "bad"
+BAD = Path(__file__).parents[1] / "data" / "bad"
 TABLES = ("questions", "trajectories", "messages", "failed_runs", "ingest_runs", "ingest_rejects")
 
 
