@@ -17,10 +17,9 @@ import shutil
 import time
 from pathlib import Path
 
-from curate.ingest import formats
-from curate.ingest import IngestOptions, ingest
-from curate.store import Store
+from curate.ingest import IngestOptions, formats, ingest
 from curate.ingest.synth import SynthConfig, write
+from curate.store import Store
 
 
 def baseline(path: Path, db: Path, records: int) -> tuple[int, int, float, float]:

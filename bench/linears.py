@@ -59,8 +59,8 @@ def main() -> None:
         for rows in (int(r) for r in args.rows.split(",")):
             xs = [torch.randn(1, rows, i) for i, _ in shapes]
             flops = sum(2 * rows * i * o for i, o in shapes)
-            mkl = rate(lambda: [f(x) for f, x in zip(plain, xs)], flops, args.repeats)
-            dnn = rate(lambda: [f(x) for f, x in zip(packed, xs)], flops, args.repeats)
+            mkl = rate(lambda xs=xs: [f(x) for f, x in zip(plain, xs)], flops, args.repeats)
+            dnn = rate(lambda xs=xs: [f(x) for f, x in zip(packed, xs)], flops, args.repeats)
             gaps = [max(float((f(x).double() - x.double() @ p.weight.double().T).abs().max()) for f, x, p in
                         zip(layers, xs, plain)) for layers in (plain, packed)]
             print(f"{rows:>6} {mkl:>12.1f} {dnn:>15.1f} {dnn / mkl:>5.2f}x {gaps[0]:>8.1e} {gaps[1]:>10.1e}")

@@ -79,9 +79,9 @@ def agent_system_prompt() -> str:
 def build(folder: Path, args: argparse.Namespace) -> tuple[dict[str, Path], Path]:
     """The two stores (by name) and a student folder in `folder`."""
     from curate.ingest import IngestOptions, ingest
+    from curate.ingest.synth import SynthConfig, write
     from curate.models.tiny import build_model, build_tokenizer
     from curate.store import Store
-    from curate.ingest.synth import SynthConfig, write
 
     runs = folder / "runs.jsonl"
     write(SynthConfig(questions=args.questions, k=args.k, source="hotpotqa", seed=0), runs)

@@ -110,7 +110,7 @@ def main() -> None:
         for chunk_mib in (128, 1024):
             groups = [[seqs[i] for i in b] for b in
                       nll.plan_batches([len(s[0]) for s in seqs], batch_tokens)]
-            seconds, peak = timed(lambda b: nll.supervised_nll(engine, b, chunk_mib * 2**20), groups)
+            seconds, peak = timed(lambda b, mib=chunk_mib: nll.supervised_nll(engine, b, mib * 2**20), groups)
             results.append({"path": "curate (chunked head)", "batch_tokens": batch_tokens, "chunk_mib": chunk_mib,
                             "tokens_per_s": tokens / seconds, "peak_gib": peak, "seconds": seconds})
 
@@ -132,7 +132,7 @@ def main() -> None:
     mixed_tokens = sum(len(ids) for ids, _ in mixed)
     for pack in (False, True):
         groups = [[mixed[i] for i in b] for b in nll.plan_batches([len(s[0]) for s in mixed], 16384, pack)]
-        seconds, peak = timed(lambda b: nll.supervised_nll(engine, b, 2**30, pack), groups)
+        seconds, peak = timed(lambda b, pack=pack: nll.supervised_nll(engine, b, 2**30, pack), groups)
         results.append({"path": f"curate, mixed lengths, {'packed' if pack else 'padded'}", "batch_tokens": 16384,
                         "chunk_mib": 1024, "tokens_per_s": mixed_tokens / seconds, "peak_gib": peak,
                         "seconds": seconds})

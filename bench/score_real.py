@@ -38,9 +38,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from curate.engine.cpu.threads import described, set_wait_policy
-
 from bench.score import CURATE, NO_REUSE, report, run_curate, run_reference, store_shape
+from curate.engine.cpu.threads import described, set_wait_policy
 
 SETS = ("gsm8k", "math")
 
@@ -106,8 +105,8 @@ def per_token(db: Path, student: Path, max_length: int, count: int) -> dict[str,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from curate.score.nll import TransformersBackend, supervised_nll
     from curate.render import render, stored_chats
+    from curate.score.nll import TransformersBackend, supervised_nll
     from curate.store import Store
 
     model = AutoModelForCausalLM.from_pretrained(student, dtype="float32").eval()

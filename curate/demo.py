@@ -49,9 +49,10 @@ def _teacher(cfg: DemoConfig, out: Path, db: Path) -> None:
     """`curate generate` on the first HotpotQA questions, then what each run did and one transcript."""
     import polars as pl
 
-    from .ingest import synth
     from curate.agent.generate import GenerateConfig, generate
     from curate.store import Store
+
+    from .ingest import synth
 
     examples, _where = synth.load_questions("hotpotqa")
     questions = out / "teacher_questions.jsonl"
@@ -78,7 +79,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     """Run every stage into cfg.out and return where the artefacts are."""
     import polars as pl
 
-    from .ingest import synth
     from curate.eval.outputs import demo as eval_demo
     from curate.export import demo as export_demo
     from curate.report.config import ReportConfig
@@ -87,6 +87,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     from curate.select import SelectConfig, select
     from curate.store import Store
     from curate.train.recipe import demo as train_demo
+
+    from .ingest import synth
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,9 +28,9 @@ import polars as pl
 from . import __version__, queries
 from .output import naming
 from .render import stored_chats
+from .render.tokenized import COLUMNS_DOC as TOKEN_COLUMNS_DOC
 from .select import SelectConfig, describe, require_selection, select, selections
 from .store import Store
-from .render.tokenized import COLUMNS_DOC as TOKEN_COLUMNS_DOC
 
 HUB_PREFIX = "hub:"
 CONFIG_NAME = "export_config.json"

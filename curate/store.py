@@ -277,7 +277,7 @@ class Store:
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', $v)", {"v": str(SCHEMA_VERSION)}
             )
 
-    def transaction(self) -> "_Transaction":
+    def transaction(self) -> _Transaction:
         """A context manager: commit on success, roll back on any exception."""
         return _Transaction(self.con)
 
@@ -292,7 +292,7 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -99,7 +99,7 @@ def file_stem(dataset: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", dataset)
 
 
-def save(fig: "matplotlib.figure.Figure", out: Path, stem: str) -> list[Path]:
+def save(fig: matplotlib.figure.Figure, out: Path, stem: str) -> list[Path]:
     """Write stem.png and stem.pdf without timestamps, close the figure, return the paths."""
     png, pdf = out / f"{stem}.png", out / f"{stem}.pdf"
     with matplotlib.pyplot.rc_context(STYLE):

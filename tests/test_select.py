@@ -13,7 +13,15 @@ from factory import add_scores, add_trajectories, new_store
 
 from curate.cli import main
 from curate.select import (
-    COLUMNS, SelectConfig, audit, builtin_policies, compare, describe, load_policy, run_policy, select,
+    COLUMNS,
+    SelectConfig,
+    audit,
+    builtin_policies,
+    compare,
+    describe,
+    load_policy,
+    run_policy,
+    select,
     selections,
 )
 from curate.store import Store

@@ -35,10 +35,10 @@ import torch.distributed as dist
 
 from curate.models import check_student, resolve_student
 
+from ..render.segments import SEGMENTS
 from .config import TrainConfig
 from .data import collate, encode, epoch_batches, load_export, system_prompt
 from .loss import SegmentObjective, parse_loss, segment_counts
-from ..render.segments import SEGMENTS
 
 
 def distributed() -> tuple[int, int, torch.device]:

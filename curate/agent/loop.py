@@ -32,8 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..render import markers
-from ..render import chat_messages
+from ..render import chat_messages, markers
 from .backends import Backend, Completion, GenRequest
 from .prompts import Prompts
 from .sandbox import RETRY, PythonSandbox, StepResult

@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 
-from ..render import markers
 from .. import queries
+from ..render import markers
 from .sandbox import PythonSandbox, StepResult
 
 _CALL_ID = re.compile(r"^Call id: \S+\n")

@@ -18,8 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..output import write_frame
-    from ..output import format_table
+    from ..output import format_table, write_frame
     from ..stats import run_summary, stats, stats_table
     from ..store import Store
 

@@ -21,8 +21,8 @@ import pyarrow as pa
 
 from .. import queries
 from ..ingest.formats import is_clean
-from ..versions import code_version
 from ..store import Store, storable
+from ..versions import code_version
 from . import SOURCE, Grade, grade_answers, resolve_grader
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from . import formats, sources
 from .. import queries
-from .formats import FLAGS, RecordError
 from ..store import Store
+from . import formats, sources
+from .formats import FLAGS, RecordError
 
 CONTAINER_FORMATS = ("auto", "hf")
 FORMATS = ("auto", "smolagents", "hf", "chat", "mint", "jsonpath")
@@ -106,7 +106,7 @@ def ingest(
                 summaries.append(_write(store, source, lambda con: _ingest_source(
                     con, source, file_hash, dataset, format, options)))
             elif options.retry_rejects:
-                summaries.append(_write(store, source, lambda con: _retry_rejects(
+                summaries.append(_write(store, source, lambda con, done=done: _retry_rejects(
                     con, source, file_hash, done.row(0)[0], format, options)))
             else:
                 ingest_id, recorded = done.row(0)

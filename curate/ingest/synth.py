@@ -307,8 +307,8 @@ def write(cfg: SynthConfig, out: str | Path) -> dict[str, Any]:
 def demo_store(store: Any, folder: str | Path, questions: int = 12, k: int = 4, seed: int = 0) -> Any:
     """Synthesise HotPotQA and MATH runs into folder, ingest them as synth-hotpotqa / synth-math,
     print the ingest summaries and the stats table; returns the stats frame."""
-    from .job import IngestOptions, ingest
     from ..stats import stats, stats_table
+    from .job import IngestOptions, ingest
 
     folder = Path(folder)
     for source in ("hotpotqa", "math"):

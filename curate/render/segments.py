@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .markers import MarkerProfile, spans
 from curate.render import render
+
+from .markers import MarkerProfile, spans
 
 SEGMENTS = ("reason", "action", "final")
 REASON, ACTION, FINAL = range(3)

@@ -159,7 +159,8 @@ def write_report(config: ReportConfig) -> ReportResult:
     from curate.figures.build import FiguresConfig, write_figures
     from curate.figures.common import TINY_NOTE, file_stem
     from curate.figures.fig_models import model_rho
-    from curate.figures.index import FIGURES as CAPTIONS, RULE_TEXT, spearman_line
+    from curate.figures.index import FIGURES as CAPTIONS
+    from curate.figures.index import RULE_TEXT, spearman_line
     from curate.runs import resolve_run
     from curate.store import Store
 

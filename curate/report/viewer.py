@@ -46,9 +46,10 @@ def load_student(path: Path, dtype: str, max_length: int, device: str = "cpu") -
     """The scorer's tokenizer and transformers backend for a model folder, with the run's settings."""
     from transformers import AutoTokenizer
 
-    from ..score.nll import TransformersBackend
     from curate.render import prefix_consistent
     from curate.score import PROBE
+
+    from ..score.nll import TransformersBackend
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     backend = TransformersBackend(str(path), device=device, dtype=dtype)
@@ -76,9 +77,10 @@ def _pieces(rendering: Any, tokens: Sequence[int]) -> list[str]:
 
 def token_turns(student: Student, chats: dict[str, list[dict]], profiles: dict[str, str]) -> dict[str, dict[int, dict]]:
     """Per trajectory, per assistant turn: token pieces, NLLs (None past max_length) and segment codes."""
-    from ..render.markers import profile
     from curate.render import TemplateError
     from curate.score import renderings
+
+    from ..render.markers import profile
     from ..render.segments import label_segments
 
     owners, seqs = [], []

@@ -33,7 +33,6 @@ import polars as pl
 from .. import queries
 from ..models import resolve_student, student_key
 from ..models.files import cache_dir
-from .nll import DEFAULT_CHUNK_BYTES, TransformersBackend
 from ..render import (
     chat_messages,
     prefix_consistent,
@@ -44,6 +43,7 @@ from ..render import (
 from ..store import Store
 from ..versions import code_version
 from .blocks import part_ids, score_block, write_part
+from .nll import DEFAULT_CHUNK_BYTES, TransformersBackend
 
 BACKENDS = ("transformers", "vllm")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")

@@ -202,7 +202,7 @@ def test_kept_caches_change_nothing_but_the_work(tiny_model_dir) -> None:
 def test_packed_weights_give_each_row_what_the_plain_product_gives() -> None:
     from torch import nn
 
-    from curate.engine.cpu.linears import FEWEST, Packs, PackedLinear
+    from curate.engine.cpu.linears import FEWEST, PackedLinear, Packs
 
     torch.manual_seed(0)
     body = nn.Sequential(nn.Linear(96, 160), nn.Linear(160, 96, bias=False))

@@ -6,12 +6,12 @@ from __future__ import annotations
 from contextlib import closing
 
 import pytest
+from agent_script import ScriptedModel, code_step, task_question
 
-from curate.ingest import formats
 from curate.agent.loop import MAX_STEPS_ERROR, AgentConfig, Task, derive_seed, run_agents
 from curate.agent.prompts import load_prompts
 from curate.agent.sandbox import RETRY, PythonSandbox
-from agent_script import ScriptedModel, code_step, task_question
+from curate.ingest import formats
 
 PROMPTS = load_prompts(["web_search"], ["math", "sympy"])
 

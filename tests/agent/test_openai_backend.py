@@ -4,13 +4,10 @@ and how prefixes and stop strings come back. No vLLM needed; tests marked `vllm`
 
 from __future__ import annotations
 
-import json
 import time
-
-import pytest
-
 from http.server import ThreadingHTTPServer
 
+import pytest
 from openai_server import Api
 
 from curate.agent.backends import GenRequest

@@ -6,9 +6,8 @@ import json
 
 import duckdb
 import pytest
-from smolagents.local_python_executor import LocalPythonExecutor
-
 from factory import add_trajectories
+from smolagents.local_python_executor import LocalPythonExecutor
 
 from curate import Store
 from curate.agent.replay import Step, code_steps, mint_mismatch, mint_output, replay_store

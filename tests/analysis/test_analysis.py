@@ -10,12 +10,12 @@ from fractions import Fraction
 
 import polars as pl
 import pytest
+from factory import add_scores, add_trajectories, new_store
 from polars.testing import assert_frame_equal
 
 from curate import analysis
 from curate.analysis import AnalysisConfig
 from curate.cli import main
-from factory import add_scores, add_trajectories, new_store
 
 # The hand-built store: question q10 has 10 samples with tied NLLs, q2 two, q1 one.
 # sample_idx -> (NLL turn means, correct, teacher)
@@ -168,7 +168,7 @@ def synthetic_store():
                              "assistant_chars": rng.randint(10, 900)})
                 texts[len(rows) - 1] = turns
     ids = add_trajectories(store, rows)
-    for i, tid in enumerate(ids):
+    for tid in ids:
         if rng.random() < 0.9:
             scores[tid] = [rng.choice([0.5, 1.0, 1.25, 2.0, 3.0]) for _ in range(rng.randint(1, 3))]
     add_scores(store, "run", scores, tokens_per_turn=7)

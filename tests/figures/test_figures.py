@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from factory import add_scores, add_trajectories, new_store
 
 from curate import analysis
 from curate.analysis import AnalysisConfig
@@ -18,7 +19,6 @@ from curate.figures import index
 from curate.figures.build import write_all
 from curate.figures.common import collect
 from curate.store import Store
-from factory import add_scores, add_trajectories, new_store
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = {"alpha": "alpha", "beta/x": "beta_x"}  # data set -> file stem

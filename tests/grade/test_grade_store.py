@@ -11,14 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from factory import add_trajectories
+from test_grade_judge import ScriptedJudge
 
 from curate.cli import main
 from curate.grade.store import grade_store
 from curate.ingest import IngestOptions, ingest
 from curate.store import Store
 
-from factory import add_trajectories
-from test_grade_judge import ScriptedJudge
 
 def qa_store(path: Path) -> Store:
     """Four runs of two QA questions; `correct` as the logs said (1 and 3 wrong by the logs)."""

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from curate.ingest.formats import question_hash
 from curate.ingest import IngestOptions, ingest
+from curate.ingest.formats import question_hash
 from curate.store import Store
 
 QUIET = IngestOptions(progress=False)

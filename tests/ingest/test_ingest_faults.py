@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from test_ingest import RUNS, record, write_jsonl
 
 from curate.cli import main
 from curate.ingest import IngestOptions, ingest
 from curate.store import Store
-from test_ingest import RUNS, record, write_jsonl
 
 QUIET = IngestOptions(progress=False)
 BAD = Path(__file__).parents[1] / "data" / "bad"

@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import zstandard
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
-from curate.ingest import formats
-from curate.ingest import IngestOptions, ingest
-from curate.store import Store
 from test_ingest import FAILED, RUNS, record
+
+from curate.ingest import IngestOptions, formats, ingest
+from curate.store import Store
 
 EXAMPLES = int(os.environ.get("CURATE_FUZZ_EXAMPLES", "0"))
 MAX_RECORD_BYTES = 40_000

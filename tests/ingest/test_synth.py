@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from curate.ingest import IngestOptions, ingest
-from curate.store import Store
 from curate.ingest.synth import BUNDLED, MODEL_ID, SOURCES, SynthConfig, load_questions, write
+from curate.store import Store
 
 QUIET = IngestOptions(progress=False)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from curate.models import BUILTIN, materialise, package_file, resolve_student
-from curate.render import prefix_consistent, render
 from curate.models.smollm2 import materialise_smollm2
+from curate.render import prefix_consistent, render
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

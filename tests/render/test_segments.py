@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from curate.render.markers import PROFILES
 from curate.render import render
+from curate.render.markers import PROFILES
 from curate.render.segments import SEGMENTS, UNSUPERVISED, label_segments
 
 HEAD = "<|im_start|>assistant\n"
@@ -56,7 +56,10 @@ def test_smolagents_segments(tiny_tokenizer) -> None:
 
 
 def test_markers_split_across_tokens_count_whole(tiny_tokenizer) -> None:
-    pieces = lambda s: [s[a:b] for a, b in tiny_tokenizer(s, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
+    def pieces(s: str) -> list[str]:
+        offsets = tiny_tokenizer(s, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        return [s[a:b] for a, b in offsets]
+
     # The premises of the test above: markers that no single token holds.
     assert pieces("a. Code:") == ["a", ".", " Code", ":"]
     assert pieces("```<end_code>") == ["```<", "end", "_", "code", ">"]

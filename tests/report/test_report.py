@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from curate.cli import main
+from curate.ingest.synth import SynthConfig, write
 from curate.render import chat_messages
 from curate.score import score_store
 from curate.select import SelectConfig, select
 from curate.store import Store
-from curate.ingest.synth import SynthConfig, write
 
 MAX_LENGTH = 3000  # synthetic runs fit; MINT runs (3-6k tiny-tokenizer tokens) end past the limit
 BAD_LINES = [b"{not json\n", b'{"question": "q", "true_answer": "1", "log_data": {"messages": 7}}\n']

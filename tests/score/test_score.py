@@ -21,9 +21,9 @@ from reference import reference_turns
 
 from curate.cli import main
 from curate.engine import Engine
-from curate.score.nll import supervised_nll
 from curate.render import chat_messages, render
 from curate.score import ScoreConfig, nll_extremes, parts_dir, score, shard_of
+from curate.score.nll import supervised_nll
 from curate.store import Store
 
 WORDS = ["search", "result", "the", "capital", "print", "answer", "café", "naïve", "東京", "🙂", "x = 1", "Ω≈ç"]

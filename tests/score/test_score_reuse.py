@@ -17,10 +17,10 @@ from transformers import AttentionInterface
 from curate.cli import main
 from curate.engine import load_causal_lm
 from curate.engine.cpu.attention import scoring_attention
-from curate.score.nll import TransformersBackend, score_sequences, supervised_nll
-from curate.score.prefix import plan_prefixes, shareable
 from curate.render import chat_messages
 from curate.score import ScoreConfig, score
+from curate.score.nll import TransformersBackend, score_sequences, supervised_nll
+from curate.score.prefix import plan_prefixes, shareable
 from curate.select import run_policy
 from curate.stats import run_summary
 from curate.store import Store

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from train_rows import smolagents_chat
 
-from curate.render.markers import PROFILES
 from curate.models.tiny import build_model
+from curate.render.markers import PROFILES
+from curate.render.segments import label_segments
 from curate.train.data import collate
 from curate.train.loss import SegmentObjective, parse_loss, segment_counts
-from curate.render.segments import label_segments
-
-from train_rows import smolagents_chat
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +31,6 @@ def ours(model, b, spec, chunk=7, teacher=None):
 
 def reference(model, examples, per_token_weight, teacher=None):
     """Σ w·ℓ / Σ w by a plain loop over full-vocabulary logits, one example at a time."""
-    num = den = 0.0
     terms = []
     for e in examples:
         ids = torch.tensor([e.input_ids])

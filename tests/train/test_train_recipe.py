@@ -19,12 +19,12 @@ from curate.cli import main
 from curate.export import ExportConfig
 from curate.export import export as export_selection
 from curate.ingest import IngestOptions, ingest
+from curate.render.segments import FINAL
 from curate.select import SelectConfig
 from curate.store import Store
 from curate.train.config import TrainConfig
 from curate.train.data import encode, load_export
 from curate.train.recipe import no_decision_warning, read_log, train
-from curate.render.segments import FINAL
 
 
 @pytest.fixture(scope="module")

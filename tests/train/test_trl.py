@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from factory import add_trajectories
 
 from curate.cli import main
 from curate.score import score_store
 from curate.store import Store
-from factory import add_trajectories
 
 ROWS = 4  # one optimiser step of curate train (batch 4) holds every row, as TRL's first step does
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-from ...models import resolve_student
 from ...engine.vllm import import_vllm, make_llm, stop_llm
+from ...models import resolve_student
 from . import Completion, GenRequest, chat_prompt, teacher_id
 
 

@@ -84,7 +84,7 @@ class Channel:
                 self.sock.settimeout(max(deadline - time.monotonic(), 1e-3))
             try:
                 more = self.fill()
-            except socket.timeout:
+            except TimeoutError:
                 raise TimeoutError("no message in time") from None
             finally:
                 if deadline is not None:

@@ -18,8 +18,17 @@ from multiprocessing import connection
 from typing import Any
 
 from .channel import Channel, ProtocolError
-from .jail import (PACKAGE, JailUnavailable, boot, bwrap_command, bwrap_version, environment, import_paths,
-                   interpreter_folders, jail_uid)
+from .jail import (
+    PACKAGE,
+    JailUnavailable,
+    boot,
+    bwrap_command,
+    bwrap_version,
+    environment,
+    import_paths,
+    interpreter_folders,
+    jail_uid,
+)
 from .results import ERROR_CHARS, VALUE_CHARS, StepResult
 from .scrub import Secrets
 from .worker import BASE_MODULES
