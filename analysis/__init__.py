@@ -24,8 +24,24 @@ from .tertiles import (
 )
 
 __all__ = [
-    "ALL_MODELS", "BUCKETS", "CONFOUND_METRICS", "DEFAULT_RULE", "RULES", "SCOPES", "TABLE_COLUMNS",
-    "TABLE_METRICS", "Analysis", "AnalysisConfig", "analyze", "bucket_stats", "buckets", "deltas",
-    "model_stats", "paper_table", "prepare", "refresh_repetition", "spearman",
+    "ALL_MODELS",
+    "BUCKETS",
+    "CONFOUND_METRICS",
+    "DEFAULT_RULE",
+    "RULES",
+    "SCOPES",
+    "TABLE_COLUMNS",
+    "TABLE_METRICS",
+    "Analysis",
+    "AnalysisConfig",
+    "analyze",
+    "bucket_stats",
+    "buckets",
+    "deltas",
+    "model_stats",
+    "paper_table",
+    "prepare",
+    "refresh_repetition",
+    "spearman",
     "unbucketed",
 ]

@@ -15,10 +15,22 @@ from .tertiles import ALL_MODELS, CONFOUND_METRICS, TABLE_METRICS, paper_table
 
 # Decimals shown per statistic (by stat column and by table row label); CSV files get CSV_DECIMALS.
 DECIMALS = {
-    "n_traj": 0, "n_q": 0, "questions": 0, "mixed_q": 0, "rho_q": 0,
-    "mean_nll": 3, "traj_chars": 0, "tool_calls": 2, "acc": 1, "q_words": 1,
-    "tokens": 0, "repetition": 3, "mean_rho": 3,
-    "easy": 3, "hard": 3, "delta": 3,
+    "n_traj": 0,
+    "n_q": 0,
+    "questions": 0,
+    "mixed_q": 0,
+    "rho_q": 0,
+    "mean_nll": 3,
+    "traj_chars": 0,
+    "tool_calls": 2,
+    "acc": 1,
+    "q_words": 1,
+    "tokens": 0,
+    "repetition": 3,
+    "mean_rho": 3,
+    "easy": 3,
+    "hard": 3,
+    "delta": 3,
 }
 DECIMALS.update({label: DECIMALS[column] for label, column in {**TABLE_METRICS, **CONFOUND_METRICS}.items()})
 COUNTS = {"n_traj", "n_q", "questions", "mixed_q", "rho_q", "N_traj", "N_q"}
@@ -42,10 +54,7 @@ def fmt(value: object, stat: str, csv: bool = False) -> str:
 
 def table_cells(table: pl.DataFrame, csv: bool = False) -> list[list[str]]:
     """Rows of a frame with a `metric` column as text, each row formatted as its metric."""
-    return [
-        [row[0]] + [fmt(v, row[0], csv) for v in row[1:]]
-        for row in table.iter_rows()
-    ]
+    return [[row[0]] + [fmt(v, row[0], csv) for v in row[1:]] for row in table.iter_rows()]
 
 
 def frame_cells(frame: pl.DataFrame, csv: bool = False) -> list[list[str]]:
@@ -82,8 +91,9 @@ def delta_wide(deltas: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def analysis_text(stats: pl.DataFrame, deltas: pl.DataFrame, spearman: pl.DataFrame,
-                  models: pl.DataFrame, rule: str, by_model: bool) -> str:
+def analysis_text(
+    stats: pl.DataFrame, deltas: pl.DataFrame, spearman: pl.DataFrame, models: pl.DataFrame, rule: str, by_model: bool
+) -> str:
     """Everything `curate analyze` prints, as Markdown sections."""
     parts = []
     if by_model:

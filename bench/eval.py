@@ -39,8 +39,15 @@ def _side(name: str, out: Path, args: argparse.Namespace, slots: int, prefix_cac
 
     db = out / f"{name}.duckdb"
     backend = TransformersBackend(args.model, prefix_cache=prefix_cache)
-    cfg = EvalConfig(model=args.model, benchmarks=args.benchmarks, limit=args.questions, max_steps=args.max_steps,
-                     max_new_tokens=args.max_new_tokens, slots=slots, name=name)
+    cfg = EvalConfig(
+        model=args.model,
+        benchmarks=args.benchmarks,
+        limit=args.questions,
+        max_steps=args.max_steps,
+        max_new_tokens=args.max_new_tokens,
+        slots=slots,
+        name=name,
+    )
     wall, cpu = time.perf_counter(), _cpu()
     result = evaluate(db, cfg, progress=False, backend=backend)
     wall, cpu = time.perf_counter() - wall, _cpu() - cpu
@@ -65,21 +72,30 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     load = os.getloadavg()
-    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores; {args.model}, "
-          f"{args.questions} questions of {args.benchmarks}, max {args.max_steps} steps x {args.max_new_tokens} "
-          f"tokens, temperature 0, tools: python, web_search (wiki-summaries); {described()}")
-    sides = [_side("one_at_a_time", out, args, slots=1, prefix_cache=False),
-             _side("curate_eval", out, args, slots=args.slots, prefix_cache=True)]
+    print(
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores; {args.model}, "
+        f"{args.questions} questions of {args.benchmarks}, max {args.max_steps} steps x {args.max_new_tokens} "
+        f"tokens, temperature 0, tools: python, web_search (wiki-summaries); {described()}"
+    )
+    sides = [
+        _side("one_at_a_time", out, args, slots=1, prefix_cache=False),
+        _side("curate_eval", out, args, slots=args.slots, prefix_cache=True),
+    ]
     names = [b.name for b in sides[0]["result"].benchmarks]
     base = len(sides[0]["answers"]) / sides[0]["wall"]
-    print(f"{'side':<16}{'questions':>10}{'wall s':>9}{'CPU s':>8}{'q/s':>8}{'speed-up':>10}"
-          + "".join(f"{n:>12}" for n in names) + f"{'same answers':>14}")
+    print(
+        f"{'side':<16}{'questions':>10}{'wall s':>9}{'CPU s':>8}{'q/s':>8}{'speed-up':>10}"
+        + "".join(f"{n:>12}" for n in names)
+        + f"{'same answers':>14}"
+    )
     for s in sides:
         n = len(s["answers"])
         same = sum(sides[0]["answers"][k] == v for k, v in s["answers"].items())
         passes = "".join(f"{b.pass_at_1:>11.1f}%" for b in s["result"].benchmarks)
-        print(f"{s['side']:<16}{n:>10}{s['wall']:>9.1f}{s['cpu']:>8.1f}{n / s['wall']:>8.3f}"
-              f"{n / s['wall'] / base:>9.2f}x{passes}{same:>10}/{n}")
+        print(
+            f"{s['side']:<16}{n:>10}{s['wall']:>9.1f}{s['cpu']:>8.1f}{n / s['wall']:>8.3f}"
+            f"{n / s['wall'] / base:>9.2f}x{passes}{same:>10}/{n}"
+        )
     load = os.getloadavg()
     print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 

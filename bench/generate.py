@@ -41,8 +41,9 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _side(name: str, out: Path, questions: Path, args: argparse.Namespace, slots: int,
-          engine: str = "transformers") -> dict:
+def _side(
+    name: str, out: Path, questions: Path, args: argparse.Namespace, slots: int, engine: str = "transformers"
+) -> dict:
     from curate.agent.backends import make_backend
     from curate.agent.generate import GenerateConfig, generate
 
@@ -50,22 +51,56 @@ def _side(name: str, out: Path, questions: Path, args: argparse.Namespace, slots
     db.unlink(missing_ok=True)
     # Built before the clock starts on every side (model load; vLLM's engine start).
     backend = make_backend(engine, args.model)
-    cfg = GenerateConfig(questions=str(questions), dataset="bench", model=args.model, k=args.k, tools=("python",),
-                         max_steps=args.max_steps, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                         limit=args.questions, slots=slots)
+    cfg = GenerateConfig(
+        questions=str(questions),
+        dataset="bench",
+        model=args.model,
+        k=args.k,
+        tools=("python",),
+        max_steps=args.max_steps,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        limit=args.questions,
+        slots=slots,
+    )
     wall, cpu = time.perf_counter(), _cpu()
     summary = generate(db, cfg, progress=False, backend=backend)
     wall, cpu = time.perf_counter() - wall, _cpu() - cpu
     backend.close()
-    return {"side": name, "db": db, "runs": summary.written, "tokens": summary.tokens, "wall": wall,
-            "cpu": cpu if engine == "transformers" else None}
+    return {
+        "side": name,
+        "db": db,
+        "runs": summary.written,
+        "tokens": summary.tokens,
+        "wall": wall,
+        "cpu": cpu if engine == "transformers" else None,
+    }
 
 
 def _vllm_side(python: str, args: argparse.Namespace) -> dict:
     """The vLLM side, run by another Python (the one with vLLM); its figures come back as JSON."""
-    command = [python, "-m", "bench.generate", "--model", args.model, "--questions", str(args.questions), "--k",
-               str(args.k), "--max-steps", str(args.max_steps), "--max-new-tokens", str(args.max_new_tokens),
-               "--slots", str(args.slots), "--seed", str(args.seed), "--out", args.out, "--vllm-side"]
+    command = [
+        python,
+        "-m",
+        "bench.generate",
+        "--model",
+        args.model,
+        "--questions",
+        str(args.questions),
+        "--k",
+        str(args.k),
+        "--max-steps",
+        str(args.max_steps),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--slots",
+        str(args.slots),
+        "--seed",
+        str(args.seed),
+        "--out",
+        args.out,
+        "--vllm-side",
+    ]
     side = json.loads(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout.splitlines()[-1])
     return {**side, "db": Path(side["db"])}
 
@@ -103,9 +138,11 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     load = os.getloadavg()
-    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores; {args.model}, "
-          f"{args.questions} MATH-500 questions x K={args.k}, max {args.max_steps} steps x {args.max_new_tokens} "
-          f"tokens, tools: python; {described()}")
+    print(
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores; {args.model}, "
+        f"{args.questions} MATH-500 questions x K={args.k}, max {args.max_steps} steps x {args.max_new_tokens} "
+        f"tokens, tools: python; {described()}"
+    )
     sides = [
         _side("one_at_a_time", out, questions, args, slots=1),
         _side("curate_generate", out, questions, args, slots=args.slots),
@@ -114,14 +151,18 @@ def main() -> None:
         sides.append(_vllm_side(args.vllm, args))
     reference = _transcripts(sides[0]["db"])
     base = sides[0]["runs"] / sides[0]["wall"]
-    print(f"{'side':<22}{'runs':>6}{'tokens':>8}{'wall s':>9}{'CPU s':>8}{'runs/s':>9}{'tokens/s':>10}"
-          f"{'speed-up':>10}{'same runs':>11}")
+    print(
+        f"{'side':<22}{'runs':>6}{'tokens':>8}{'wall s':>9}{'CPU s':>8}{'runs/s':>9}{'tokens/s':>10}"
+        f"{'speed-up':>10}{'same runs':>11}"
+    )
     for s in sides:
         same = sum(reference.get(k) == v for k, v in _transcripts(s["db"]).items())
         cpu = "-" if s["cpu"] is None else f"{s['cpu']:.1f}"
-        print(f"{s['side']:<22}{s['runs']:>6}{s['tokens']:>8}{s['wall']:>9.1f}{cpu:>8}"
-              f"{s['runs'] / s['wall']:>9.3f}{s['tokens'] / s['wall']:>10.1f}"
-              f"{s['runs'] / s['wall'] / base:>9.2f}x{same:>7}/{s['runs']}")
+        print(
+            f"{s['side']:<22}{s['runs']:>6}{s['tokens']:>8}{s['wall']:>9.1f}{cpu:>8}"
+            f"{s['runs'] / s['wall']:>9.3f}{s['tokens'] / s['wall']:>10.1f}"
+            f"{s['runs'] / s['wall'] / base:>9.2f}x{same:>7}/{s['runs']}"
+        )
     load = os.getloadavg()
     print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 

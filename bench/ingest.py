@@ -36,19 +36,33 @@ def baseline(path: Path, db: Path, records: int) -> tuple[int, int, float, float
                 break
             read += len(line)
             parsed = formats.parse(json.loads(line), spec, cache)
-            con.execute("INSERT INTO questions VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT DO NOTHING",
-                        ["bench", parsed.question_id, parsed.question, parsed.gold, len(parsed.question.split())])
+            con.execute(
+                "INSERT INTO questions VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT DO NOTHING",
+                ["bench", parsed.question_id, parsed.question, parsed.gold, len(parsed.question.split())],
+            )
             if parsed.failed:
-                con.execute("INSERT INTO failed_runs VALUES (1, 'bench', ?, ?, ?, ?, ?)",
-                            [parsed.question_id, parsed.model, str(path), number, parsed.error])
+                con.execute(
+                    "INSERT INTO failed_runs VALUES (1, 'bench', ?, ?, ?, ?, ?)",
+                    [parsed.question_id, parsed.model, str(path), number, parsed.error],
+                )
                 continue
             tid = f"b{number}"
-            sample = con.execute("SELECT coalesce(max(sample_idx) + 1, 0) FROM trajectories WHERE question_id = ?",
-                                 [parsed.question_id]).fetchall()[0][0]
-            row = {"trajectory_id": tid, "dataset": "bench", "question_id": parsed.question_id, "sample_idx": sample,
-                   **parsed.row, "ingest_id": 1, "source_file": str(path), "source_line": number}
-            con.execute(f"INSERT INTO trajectories ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                        list(row.values()))
+            sample = con.execute(
+                "SELECT coalesce(max(sample_idx) + 1, 0) FROM trajectories WHERE question_id = ?", [parsed.question_id]
+            ).fetchall()[0][0]
+            row = {
+                "trajectory_id": tid,
+                "dataset": "bench",
+                "question_id": parsed.question_id,
+                "sample_idx": sample,
+                **parsed.row,
+                "ingest_id": 1,
+                "source_file": str(path),
+                "source_line": number,
+            }
+            con.execute(
+                f"INSERT INTO trajectories ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
             for position, (role, norm, text) in enumerate(parsed.messages):
                 con.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", [tid, position, role, norm, text])
     con.execute("COMMIT")
@@ -85,16 +99,24 @@ def main() -> None:
     scale = summary.records / n
 
     print(f"{'':30}{'MB/s':>9}{'runs/s':>9}{'seconds':>9}{'CPU s':>9}{'MB/CPU s':>10}")
-    print(f"{'curate ingest (whole file)':30}{fast_mb:>9.1f}{fast_runs:>9.0f}{seconds:>9.1f}{cpu:>9.1f}"
-          f"{size / cpu / 1e6:>10.1f}")
-    print(f"{'baseline (json + row INSERT)':30}{base_mb:>9.2f}{base_runs:>9.0f}{base_seconds * scale:>9.0f}"
-          f"{base_cpu * scale:>9.0f}{read / base_cpu / 1e6:>10.2f}")
+    print(
+        f"{'curate ingest (whole file)':30}{fast_mb:>9.1f}{fast_runs:>9.0f}{seconds:>9.1f}{cpu:>9.1f}"
+        f"{size / cpu / 1e6:>10.1f}"
+    )
+    print(
+        f"{'baseline (json + row INSERT)':30}{base_mb:>9.2f}{base_runs:>9.0f}{base_seconds * scale:>9.0f}"
+        f"{base_cpu * scale:>9.0f}{read / base_cpu / 1e6:>10.2f}"
+    )
     print(f"ratio (runs/s): {fast_runs / base_runs:.1f}x")
-    print(f"the baseline ran on the first {n} records ({read / 1e6:.1f} MB, {base_seconds:.1f} s); its "
-          "whole-file seconds are extrapolated per record")
+    print(
+        f"the baseline ran on the first {n} records ({read / 1e6:.1f} MB, {base_seconds:.1f} s); its "
+        "whole-file seconds are extrapolated per record"
+    )
     print(f"store: {summary.trajectories} trajectories, {(out / 'ingest.duckdb').stat().st_size / 1e6:.0f} MB on disk")
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} "
-          "(CPU s well under seconds: other work shared the cores)")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} "
+        "(CPU s well under seconds: other work shared the cores)"
+    )
 
 
 if __name__ == "__main__":

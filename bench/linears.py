@@ -48,12 +48,21 @@ def main() -> None:
     head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
     kv = config.num_key_value_heads * head_dim
     torch.manual_seed(0)
-    shapes = [(hidden, config.num_attention_heads * head_dim), (hidden, kv), (hidden, kv),
-              (config.num_attention_heads * head_dim, hidden), (hidden, inner), (hidden, inner), (inner, hidden)]
+    shapes = [
+        (hidden, config.num_attention_heads * head_dim),
+        (hidden, kv),
+        (hidden, kv),
+        (config.num_attention_heads * head_dim, hidden),
+        (hidden, inner),
+        (hidden, inner),
+        (inner, hidden),
+    ]
     plain = [nn.Linear(i, o, bias=False).eval() for i, o in shapes]
     packed = [OneDNNLinear(layer) for layer in plain]
-    print(f"{args.student}: hidden {hidden}, intermediate {inner}, vocabulary {vocab}; float32, "
-          f"{torch.get_num_threads()} threads; {described()}")
+    print(
+        f"{args.student}: hidden {hidden}, intermediate {inner}, vocabulary {vocab}; float32, "
+        f"{torch.get_num_threads()} threads; {described()}"
+    )
     print(f"{'rows':>6} {'MKL GFLOP/s':>12} {'oneDNN GFLOP/s':>15} {'ratio':>6} {'MKL |d|':>8} {'oneDNN |d|':>10}")
     with torch.inference_mode():
         for rows in (int(r) for r in args.rows.split(",")):
@@ -61,8 +70,13 @@ def main() -> None:
             flops = sum(2 * rows * i * o for i, o in shapes)
             mkl = rate(lambda xs=xs: [f(x) for f, x in zip(plain, xs)], flops, args.repeats)
             dnn = rate(lambda xs=xs: [f(x) for f, x in zip(packed, xs)], flops, args.repeats)
-            gaps = [max(float((f(x).double() - x.double() @ p.weight.double().T).abs().max()) for f, x, p in
-                        zip(layers, xs, plain)) for layers in (plain, packed)]
+            gaps = [
+                max(
+                    float((f(x).double() - x.double() @ p.weight.double().T).abs().max())
+                    for f, x, p in zip(layers, xs, plain)
+                )
+                for layers in (plain, packed)
+            ]
             print(f"{rows:>6} {mkl:>12.1f} {dnn:>15.1f} {dnn / mkl:>5.2f}x {gaps[0]:>8.1e} {gaps[1]:>10.1e}")
 
         head = nn.Linear(hidden, vocab, bias=False).eval()
@@ -81,8 +95,10 @@ def main() -> None:
 
         flops = 2 * len(states) * hidden * vocab
         mkl, dnn = rate(through_mkl, flops, args.repeats), rate(through_onednn, flops, args.repeats)
-    print(f"output embedding, {len(states)} rows: MKL into a kept buffer ({chunk} rows per chunk) {mkl:.1f} GFLOP/s, "
-          f"oneDNN ({fast.fresh_rows()} rows per chunk) {dnn:.1f} GFLOP/s: {dnn / mkl:.2f}x")
+    print(
+        f"output embedding, {len(states)} rows: MKL into a kept buffer ({chunk} rows per chunk) {mkl:.1f} GFLOP/s, "
+        f"oneDNN ({fast.fresh_rows()} rows per chunk) {dnn:.1f} GFLOP/s: {dnn / mkl:.2f}x"
+    )
 
 
 if __name__ == "__main__":

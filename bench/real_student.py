@@ -99,8 +99,10 @@ def report(names: list[str], runs: dict[str, dict[str, pl.DataFrame]], timing: d
     print("\n== within-question Spearman of NLL with success (mean over mixed-outcome questions) ==")
     for name in names:
         row = runs[name]["spearman"].row(0, named=True)
-        print(f"{name:>14}: rho = {row['mean_rho']:+.3f} over {row['rho_q']} of {row['questions']} questions "
-              f"({row['mixed_q']} with mixed outcomes)")
+        print(
+            f"{name:>14}: rho = {row['mean_rho']:+.3f} over {row['rho_q']} of {row['questions']} questions "
+            f"({row['mixed_q']} with mixed outcomes)"
+        )
     print("\n== per-question tertiles by rank within question: accuracy % (mean NLL) ==")
     print(f"{'':>14}  " + "  ".join(f"{b:>16}" for b in analysis.BUCKETS) + "   HARD-EASY")
     for name in names:
@@ -112,8 +114,11 @@ def report(names: list[str], runs: dict[str, dict[str, pl.DataFrame]], timing: d
     header = "  ".join(f"{name:>22}" for name in names)
     print(f"{'question':>8}  {header}")
     tables = {
-        name: runs[name]["per_q"].sort("bucket_idx").group_by("question_id", maintain_order=True)
-        .agg(pl.col("acc"), pl.col("n")).sort(pl.col("question_id").cast(pl.Int64))
+        name: runs[name]["per_q"]
+        .sort("bucket_idx")
+        .group_by("question_id", maintain_order=True)
+        .agg(pl.col("acc"), pl.col("n"))
+        .sort(pl.col("question_id").cast(pl.Int64))
         for name in names
     }
     for i, question in enumerate(tables[names[0]]["question_id"]):
@@ -156,6 +161,7 @@ def main() -> None:
         run_ids[name], timing[name] = run_scores(db, name, config.max_length)
     store = Store(db, read_only=True)
     report(names, {name: results(store.con, run_ids[name]) for name in names}, timing)
+
 
 if __name__ == "__main__":
     main()

@@ -60,8 +60,15 @@ def browse(index: Path) -> tuple[float, float] | None:
     chromium = shutil.which("chromium")
     if chromium is None:
         return None
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync"]
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=flags)
         page = browser.new_page()
@@ -73,8 +80,9 @@ def browse(index: Path) -> tuple[float, float] | None:
         question_id = option.inner_text().split(" · ")[0]
         start = time.perf_counter()
         page.select_option("#question-select", value=option.get_attribute("value"))
-        page.wait_for_function("id => document.querySelector('#question-text .qid').textContent.endsWith(id)",
-                               arg=f"/ {question_id}")
+        page.wait_for_function(
+            "id => document.querySelector('#question-text .qid').textContent.endsWith(id)", arg=f"/ {question_id}"
+        )
         page.locator("#samples tbody tr.openable").last.click()
         page.wait_for_selector("#samples tbody tr.openable:last-child.open")
         opened = time.perf_counter() - start
@@ -112,7 +120,8 @@ def main() -> None:
             cache = time.perf_counter() - start
             counts = store.con.execute(
                 "SELECT (SELECT count(*) FROM trajectories), (SELECT count(*) FROM messages),"
-                " (SELECT sum(length(text)) FROM messages)").fetchall()[0]
+                " (SELECT sum(length(text)) FROM messages)"
+            ).fetchall()[0]
 
         with Store(db) as store:
             store.con.execute(f"SET threads = {int(args.threads)}")
@@ -122,32 +131,41 @@ def main() -> None:
 
         # write_report opens the store itself; DuckDB's default thread count is the core count
         start, cpu = time.perf_counter(), time.process_time()
-        result = write_report(ReportConfig(db=str(db), out=str(work / "report"), run=RUN,
-                                           questions=args.viewer_questions))
+        result = write_report(
+            ReportConfig(db=str(db), out=str(work / "report"), run=RUN, questions=args.viewer_questions)
+        )
         report_s, report_cpu = time.perf_counter() - start, time.process_time() - cpu
         page_bytes = folder_bytes(work / "report") - folder_bytes(work / "report" / "figures")
         viewer_bytes = folder_bytes(work / "report" / "viewer")
 
         n_traj, n_messages, text_bytes = counts
-        print(f"store: {n_traj:,} trajectories, {n_messages:,} messages ({text_bytes / 1e6:,.0f} MB of text), "
-              f"3 selections (built in {built:.0f} s; repetition cache filled once in {cache:.1f} s)")
+        print(
+            f"store: {n_traj:,} trajectories, {n_messages:,} messages ({text_bytes / 1e6:,.0f} MB of text), "
+            f"3 selections (built in {built:.0f} s; repetition cache filled once in {cache:.1f} s)"
+        )
         print(f"{'step':<52}{'wall s':>9}{'CPU s':>9}   (CPU: all threads; load average {os.getloadavg()[0]:.1f})")
         print(f"{'curate figures (tables + figures alone)':<52}{figures_s:>9.1f}{figures_cpu:>9.1f}")
-        print(f"{'curate report (target < 30 s)':<52}{report_s:>9.1f}{report_cpu:>9.1f}   "
-              f"{'OK' if report_s < 30 else 'OVER'}")
+        print(
+            f"{'curate report (target < 30 s)':<52}{report_s:>9.1f}{report_cpu:>9.1f}   "
+            f"{'OK' if report_s < 30 else 'OVER'}"
+        )
         for part, seconds in result.seconds.items():
             print(f"{'  ' + part:<52}{seconds:>9.1f}")
         print(f"report / figures = {report_s / figures_s:.2f}")
         print(f"viewer: {result.questions} questions, {result.detailed} trajectories with token NLLs (tiny model)")
-        print(f"page without figures: {page_bytes / 1e6:.2f} MB (viewer files {viewer_bytes / 1e6:.2f} MB, loaded one "
-              f"question at a time) vs {text_bytes / 1e6:,.0f} MB of message text in the store: "
-              f"{text_bytes / page_bytes:,.0f}x smaller")
+        print(
+            f"page without figures: {page_bytes / 1e6:.2f} MB (viewer files {viewer_bytes / 1e6:.2f} MB, loaded one "
+            f"question at a time) vs {text_bytes / 1e6:,.0f} MB of message text in the store: "
+            f"{text_bytes / page_bytes:,.0f}x smaller"
+        )
         timing = browse(result.index)
         if timing is None:
             print("browser: chromium or playwright not installed (.ci/setup-browser); page timing skipped")
         else:
-            print(f"headless chromium: page with its first trajectory shown in {timing[0]:.2f} s; "
-                  f"another question's trajectory opened in {timing[1]:.2f} s")
+            print(
+                f"headless chromium: page with its first trajectory shown in {timing[0]:.2f} s; "
+                f"another question's trajectory opened in {timing[1]:.2f} s"
+            )
 
 
 if __name__ == "__main__":

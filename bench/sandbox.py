@@ -53,7 +53,7 @@ def per_step_ms(unsafe: bool, runs: list[list[str]], workers: int) -> float:
     with PythonSandbox(Limits(), unsafe=unsafe, workers=workers) as sandbox:
         clock = time.perf_counter()
         for first in range(0, len(runs), RUNS):
-            group = runs[first: first + RUNS]
+            group = runs[first : first + RUNS]
             handles = [sandbox.open() for _ in group]
             for depth in range(max(len(r) for r in group)):
                 batch = [(h, r[depth]) for h, r in zip(handles, group) if depth < len(r)]
@@ -72,9 +72,11 @@ def main() -> None:
     args = parser.parse_args()
     trivial = [["x = 0"] + ["x += 1"] * 7 for _ in range(args.steps // 8)]
     real = mint_actions(args.mint)
-    rows = {"start (s)": lambda u: start_seconds(u),
-            "trivial step (ms)": lambda u: per_step_ms(u, trivial, args.workers),
-            f"MINT GSM8K action (ms), {sum(map(len, real))} actions": lambda u: per_step_ms(u, real, args.workers)}
+    rows = {
+        "start (s)": lambda u: start_seconds(u),
+        "trivial step (ms)": lambda u: per_step_ms(u, trivial, args.workers),
+        f"MINT GSM8K action (ms), {sum(map(len, real))} actions": lambda u: per_step_ms(u, real, args.workers),
+    }
     print(f"{'':48} {'jail':>9} {'no jail':>9} {'ratio':>7}")
     for name, measure in rows.items():
         jail, bare = [], []

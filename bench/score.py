@@ -36,35 +36,53 @@ ROOT = Path(__file__).resolve().parents[1]
 CURATE = ("curate", ["--no-progress"])
 NO_REUSE = ("curate --no-prefix-reuse", ["--no-progress", "--no-prefix-reuse"])
 EXAMPLES = "\n\n".join(
-    f"---\nTask: \"{task}\"\n\nThought: {thought}\nCode:\n```py\n{code}\n```<end_code>\nObservation: {obs}\n\n"
+    f'---\nTask: "{task}"\n\nThought: {thought}\nCode:\n```py\n{code}\n```<end_code>\nObservation: {obs}\n\n'
     f"Thought: I now have the answer.\nCode:\n```py\nfinal_answer({answer})\n```<end_code>"
     for task, thought, code, obs, answer in [
-        ("Which city hosted the 1936 Summer Olympics, and what river runs through it?",
-         "I will search for the host city first, then for its river.",
-         'city = web_search(query="1936 Summer Olympics host city")\nprint(city)',
-         "The 1936 Summer Olympics were held in Berlin, Germany. Berlin lies on the Spree.", '"Berlin, the Spree"'),
-        ("What is the result of the following operation: 5 + 3 + 1294.678?",
-         "I will use python code to compute the result of the operation.",
-         "result = 5 + 3 + 1294.678\nprint(result)", "1302.678", "result"),
-        ("Find the number of positive integers n below 1000 such that n^2 + n + 41 is prime.",
-         "I will test every n with sympy's isprime and count.",
-         "import sympy\ncount = sum(1 for n in range(1, 1000) if sympy.isprime(n * n + n + 41))\nprint(count)",
-         "581", "581"),
-        ("Who directed the film that won Best Picture the year the Eiffel Tower turned 100?",
-         "The Eiffel Tower was completed in 1889, so it turned 100 in 1989; I need the Best Picture of that year.",
-         'print(web_search(query="Academy Award Best Picture 1989 ceremony winner director"))',
-         "Driving Miss Daisy won Best Picture at the 62nd Academy Awards (1990), directed by Bruce Beresford.",
-         '"Bruce Beresford"'),
-        ("Solve for x: 3x^2 - 12x + 9 = 0. Give both roots.",
-         "I will factor the quadratic with sympy and return the roots in increasing order.",
-         "import sympy\nx = sympy.symbols('x')\nroots = sorted(sympy.solve(3 * x**2 - 12 * x + 9, x))\nprint(roots)",
-         "[1, 3]", '"1, 3"'),
-        ("How many years apart were the births of the founders of Microsoft and Apple's Steve Jobs?",
-         "I need the birth years of Bill Gates, Paul Allen and Steve Jobs.",
-         'for name in ["Bill Gates", "Paul Allen", "Steve Jobs"]:\n    print(name, web_search(query=f"{name} born"))',
-         "Bill Gates born 28 October 1955. Paul Allen born 21 January 1953. Steve Jobs born 24 February 1955.",
-         '"Gates and Jobs: same year (1955); Allen: 2 years earlier"'),
-    ] * 3
+        (
+            "Which city hosted the 1936 Summer Olympics, and what river runs through it?",
+            "I will search for the host city first, then for its river.",
+            'city = web_search(query="1936 Summer Olympics host city")\nprint(city)',
+            "The 1936 Summer Olympics were held in Berlin, Germany. Berlin lies on the Spree.",
+            '"Berlin, the Spree"',
+        ),
+        (
+            "What is the result of the following operation: 5 + 3 + 1294.678?",
+            "I will use python code to compute the result of the operation.",
+            "result = 5 + 3 + 1294.678\nprint(result)",
+            "1302.678",
+            "result",
+        ),
+        (
+            "Find the number of positive integers n below 1000 such that n^2 + n + 41 is prime.",
+            "I will test every n with sympy's isprime and count.",
+            "import sympy\ncount = sum(1 for n in range(1, 1000) if sympy.isprime(n * n + n + 41))\nprint(count)",
+            "581",
+            "581",
+        ),
+        (
+            "Who directed the film that won Best Picture the year the Eiffel Tower turned 100?",
+            "The Eiffel Tower was completed in 1889, so it turned 100 in 1989; I need the Best Picture of that year.",
+            'print(web_search(query="Academy Award Best Picture 1989 ceremony winner director"))',
+            "Driving Miss Daisy won Best Picture at the 62nd Academy Awards (1990), directed by Bruce Beresford.",
+            '"Bruce Beresford"',
+        ),
+        (
+            "Solve for x: 3x^2 - 12x + 9 = 0. Give both roots.",
+            "I will factor the quadratic with sympy and return the roots in increasing order.",
+            "import sympy\nx = sympy.symbols('x')\nroots = sorted(sympy.solve(3 * x**2 - 12 * x + 9, x))\nprint(roots)",
+            "[1, 3]",
+            '"1, 3"',
+        ),
+        (
+            "How many years apart were the births of the founders of Microsoft and Apple's Steve Jobs?",
+            "I need the birth years of Bill Gates, Paul Allen and Steve Jobs.",
+            'for name in ["Bill Gates", "Paul Allen", "Steve Jobs"]:\n    print(name, web_search(query=f"{name} born"))',
+            "Bill Gates born 28 October 1955. Paul Allen born 21 January 1953. Steve Jobs born 24 February 1955.",
+            '"Gates and Jobs: same year (1955); Allen: 2 years earlier"',
+        ),
+    ]
+    * 3
 )
 
 
@@ -73,7 +91,9 @@ def agent_system_prompt() -> str:
     from curate.ingest.synth import SYSTEM_PROMPT
 
     head, _, rules = SYSTEM_PROMPT.partition("\nOn top of performing computations")
-    return f"{head}\nHere are a few examples using notional tools:\n{EXAMPLES}\n\nOn top of performing computations{rules}"
+    return (
+        f"{head}\nHere are a few examples using notional tools:\n{EXAMPLES}\n\nOn top of performing computations{rules}"
+    )
 
 
 def build(folder: Path, args: argparse.Namespace) -> tuple[dict[str, Path], Path]:
@@ -159,15 +179,30 @@ def run_curate(db: Path, student: Path, flags: list[str], max_length: int, env: 
     # -P: the working directory is not put first on sys.path, so `env` can pick another checkout's
     # curate; the program's entry point, `run` (an older checkout's is `main`)
     program = "import sys, curate.cli as cli; sys.exit(cli.run() if hasattr(cli, 'run') else cli.main())"
-    cmd = [sys.executable, "-P", "-c", program, "score", "--db", str(copy),
-           "--student", str(student), "--max-length", str(max_length), *flags]
+    cmd = [
+        sys.executable,
+        "-P",
+        "-c",
+        program,
+        "score",
+        "--db",
+        str(copy),
+        "--student",
+        str(student),
+        "--max-length",
+        str(max_length),
+        *flags,
+    ]
     seconds, cpu, rss, out = timed(cmd, env)
     run_id = out.strip().splitlines()[-1].removeprefix("run_id=")
     # an older curate printed the tokens it forwarded as "N tokens"
     forwarded = int(re.search(r"([\d,]+) tokens(?: forwarded|,)", out).group(1).replace(",", ""))
     with Store(copy, read_only=True) as store:
-        nll = dict(store.sql("SELECT trajectory_id, nll FROM trajectory_nll WHERE run_id = $r AND nll IS NOT NULL",
-                             r=run_id).rows())
+        nll = dict(
+            store.sql(
+                "SELECT trajectory_id, nll FROM trajectory_nll WHERE run_id = $r AND nll IS NOT NULL", r=run_id
+            ).rows()
+        )
     return {"seconds": seconds, "cpu": cpu, "rss": rss, "forwarded": forwarded, "nll": nll}
 
 
@@ -199,30 +234,51 @@ def reference_nlls(db: Path, student: Path, max_length: int) -> dict[str, float]
 def run_reference(db: Path, student: Path, max_length: int, shape: dict) -> dict:
     """The per-turn loop in its own process (`python -m bench.score --reference-child`)."""
     out_file = db.with_suffix(".reference.json")
-    cmd = [sys.executable, "-m", "bench.score", "--reference-child", str(db), str(student), str(max_length),
-           str(out_file)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.score",
+        "--reference-child",
+        str(db),
+        str(student),
+        str(max_length),
+        str(out_file),
+    ]
     seconds, cpu, rss, _ = timed(cmd)  # with the OpenMP wait policy main() chose, as curate's side
-    return {"seconds": seconds, "cpu": cpu, "rss": rss, "forwarded": shape["per_turn_tokens"],
-            "nll": json.loads(out_file.read_text())}
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "rss": rss,
+        "forwarded": shape["per_turn_tokens"],
+        "nll": json.loads(out_file.read_text()),
+    }
 
 
 def report(title: str, shape: dict, rows: dict[str, dict], reference: str) -> None:
     """One store's table: every path beside the per-turn loop, and the gain of prefix reuse."""
-    print(f"\n{title}: {shape['trajectories']} trajectories, {shape['tokens']:,} rendered tokens, "
-          f"{shape['turns'] / shape['trajectories']:.2f} assistant turns on average, system prompt "
-          f"{shape['system_tokens']:,} tokens")
+    print(
+        f"\n{title}: {shape['trajectories']} trajectories, {shape['tokens']:,} rendered tokens, "
+        f"{shape['turns'] / shape['trajectories']:.2f} assistant turns on average, system prompt "
+        f"{shape['system_tokens']:,} tokens"
+    )
     base = rows[reference]
-    print(f"{'':<34}{'forwarded':>10}{'seconds':>9}{'CPU s':>8}{'tokens/s':>10}{'peak RSS MiB':>13}"
-          f"{'speed-up':>9}{'CPU ratio':>10}{'max |dNLL|':>11}")
+    print(
+        f"{'':<34}{'forwarded':>10}{'seconds':>9}{'CPU s':>8}{'tokens/s':>10}{'peak RSS MiB':>13}"
+        f"{'speed-up':>9}{'CPU ratio':>10}{'max |dNLL|':>11}"
+    )
     for label, r in rows.items():
         gap = max(abs(r["nll"][t] - v) for t, v in base["nll"].items())
-        print(f"{label:<34}{r['forwarded']:>10,}{r['seconds']:>9.1f}{r['cpu']:>8.1f}"
-              f"{shape['tokens'] / r['seconds']:>10,.0f}{r['rss']:>13,.0f}{base['seconds'] / r['seconds']:>8.2f}x"
-              f"{base['cpu'] / r['cpu']:>9.2f}x{gap:>11.1e}")
+        print(
+            f"{label:<34}{r['forwarded']:>10,}{r['seconds']:>9.1f}{r['cpu']:>8.1f}"
+            f"{shape['tokens'] / r['seconds']:>10,.0f}{r['rss']:>13,.0f}{base['seconds'] / r['seconds']:>8.2f}x"
+            f"{base['cpu'] / r['cpu']:>9.2f}x{gap:>11.1e}"
+        )
     on, off = rows.get(CURATE[0]), rows.get(NO_REUSE[0])
     if on and off:
-        print(f"prefix reuse alone: {off['seconds'] / on['seconds']:.2f}x whole process ({off['cpu'] / on['cpu']:.2f}x "
-              f"CPU), {off['forwarded'] / on['forwarded']:.2f}x fewer tokens forwarded")
+        print(
+            f"prefix reuse alone: {off['seconds'] / on['seconds']:.2f}x whole process ({off['cpu'] / on['cpu']:.2f}x "
+            f"CPU), {off['forwarded'] / on['forwarded']:.2f}x fewer tokens forwarded"
+        )
 
 
 def main() -> None:
@@ -233,8 +289,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--tokenizer", choices=["qwen2.5", "small"], default="qwen2.5")
     parser.add_argument("--max-length", type=int, default=32768)
-    parser.add_argument("--reference-child", nargs=4, metavar=("DB", "STUDENT", "MAX_LENGTH", "OUT"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reference-child", nargs=4, metavar=("DB", "STUDENT", "MAX_LENGTH", "OUT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     set_wait_policy()  # as curate's CLI does; both sides' processes inherit it
     if args.reference_child:
@@ -249,9 +306,11 @@ def main() -> None:
             rows = {label: run_curate(db, student, flags, args.max_length) for label, flags in (CURATE, NO_REUSE)}
             rows["per-turn reference loop"] = run_reference(db, student, args.max_length, shape)
             report(f"{name} store", shape, rows, "per-turn reference loop")
-    print(f"\nmodel: random Qwen2, hidden {args.hidden}, {args.layers} layers, {args.tokenizer} vocabulary; float32 "
-          f"on CPU; load average (1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after (CPU s is steadier than "
-          f"wall time on a loaded machine); {described()}")
+    print(
+        f"\nmodel: random Qwen2, hidden {args.hidden}, {args.layers} layers, {args.tokenizer} vocabulary; float32 "
+        f"on CPU; load average (1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after (CPU s is steadier than "
+        f"wall time on a loaded machine); {described()}"
+    )
 
 
 if __name__ == "__main__":

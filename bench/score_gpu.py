@@ -38,9 +38,17 @@ for _name, _folder in (("curate_lite", "curate"), ("curate_lite.score", "curate/
     sys.modules[_name].__path__ = [str(ROOT / _folder)]
 nll = importlib.import_module("curate_lite.score.nll")
 
-QWEN2_1_5B = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-                  intermediate_size=8960, vocab_size=151936, max_position_embeddings=32768,
-                  rope_theta=1e6, tie_word_embeddings=True)
+QWEN2_1_5B = dict(
+    hidden_size=1536,
+    num_hidden_layers=28,
+    num_attention_heads=12,
+    num_key_value_heads=2,
+    intermediate_size=8960,
+    vocab_size=151936,
+    max_position_embeddings=32768,
+    rope_theta=1e6,
+    tie_word_embeddings=True,
+)
 
 
 def agent_mask(length: int, rng: random.Random) -> list[int]:
@@ -86,21 +94,29 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     n_embed = config.vocab_size * config.hidden_size
     rng = random.Random(0)
-    seqs = [([rng.randrange(config.vocab_size) for _ in range(args.length)], agent_mask(args.length, rng))
-            for _ in range(args.trajectories)]
+    seqs = [
+        ([rng.randrange(config.vocab_size) for _ in range(args.length)], agent_mask(args.length, rng))
+        for _ in range(args.trajectories)
+    ]
     tokens = args.trajectories * args.length
     supervised = sum(sum(1 for t in turn[1:] if t >= 0) for _, turn in seqs)
     h, L, T = config.hidden_size, config.num_hidden_layers, args.length
-    real_flops = (2 * (n_params - n_embed) * tokens + 2 * h * config.vocab_size * supervised
-                  + args.trajectories * L * 2 * T * T * h)  # QK^T and AV, causal half of 4·T²·h
-    print(f"Qwen2 {n_params / 1e9:.2f}B params (random, bf16), {args.trajectories} trajectories × {T} tokens, "
-          f"{supervised / tokens:.0%} supervised; {torch.cuda.get_device_name()}")
+    real_flops = (
+        2 * (n_params - n_embed) * tokens
+        + 2 * h * config.vocab_size * supervised
+        + args.trajectories * L * 2 * T * T * h
+    )  # QK^T and AV, causal half of 4·T²·h
+    print(
+        f"Qwen2 {n_params / 1e9:.2f}B params (random, bf16), {args.trajectories} trajectories × {T} tokens, "
+        f"{supervised / tokens:.0%} supervised; {torch.cuda.get_device_name()}"
+    )
 
     (ours,) = nll.supervised_nll(engine, [seqs[0]])
     with torch.inference_mode():
         x = torch.tensor([seqs[0][0]], device="cuda")
-        full = torch.nn.functional.cross_entropy(model(x, use_cache=False).logits[0, :-1].float(), x[0, 1:],
-                                                 reduction="none")
+        full = torch.nn.functional.cross_entropy(
+            model(x, use_cache=False).logits[0, :-1].float(), x[0, 1:], reduction="none"
+        )
     keep = torch.tensor([t >= 0 for t in seqs[0][1][1:]], device="cuda")
     gap = float((full[keep].double().cpu() - torch.from_numpy(ours)).abs().max())
     print(f"chunked NLL vs full-logits cross-entropy on one trajectory: max |Δ| = {gap:.2e} nats (bf16)")
@@ -108,11 +124,18 @@ def main() -> None:
     results = []
     for batch_tokens in (8192, 16384, 32768):
         for chunk_mib in (128, 1024):
-            groups = [[seqs[i] for i in b] for b in
-                      nll.plan_batches([len(s[0]) for s in seqs], batch_tokens)]
+            groups = [[seqs[i] for i in b] for b in nll.plan_batches([len(s[0]) for s in seqs], batch_tokens)]
             seconds, peak = timed(lambda b, mib=chunk_mib: nll.supervised_nll(engine, b, mib * 2**20), groups)
-            results.append({"path": "curate (chunked head)", "batch_tokens": batch_tokens, "chunk_mib": chunk_mib,
-                            "tokens_per_s": tokens / seconds, "peak_gib": peak, "seconds": seconds})
+            results.append(
+                {
+                    "path": "curate (chunked head)",
+                    "batch_tokens": batch_tokens,
+                    "chunk_mib": chunk_mib,
+                    "tokens_per_s": tokens / seconds,
+                    "peak_gib": peak,
+                    "seconds": seconds,
+                }
+            )
 
     def full_logits(batch):
         with torch.inference_mode():
@@ -123,19 +146,33 @@ def main() -> None:
     for batch_tokens in (8192, 16384):
         groups = [[seqs[i] for i in b] for b in nll.plan_batches([len(s[0]) for s in seqs], batch_tokens)]
         seconds, peak = timed(full_logits, groups)
-        results.append({"path": "full logits", "batch_tokens": batch_tokens, "chunk_mib": None,
-                        "tokens_per_s": tokens / seconds, "peak_gib": peak, "seconds": seconds})
+        results.append(
+            {
+                "path": "full logits",
+                "batch_tokens": batch_tokens,
+                "chunk_mib": None,
+                "tokens_per_s": tokens / seconds,
+                "peak_gib": peak,
+                "seconds": seconds,
+            }
+        )
 
     # Mixed lengths: padded rows with a mask vs one packed row (sdpa gets a block-diagonal mask).
-    mixed = [(ids[: n], turn[: n]) for (ids, turn), n in
-             zip(seqs, [rng.randint(T // 2, T) for _ in seqs])]
+    mixed = [(ids[:n], turn[:n]) for (ids, turn), n in zip(seqs, [rng.randint(T // 2, T) for _ in seqs])]
     mixed_tokens = sum(len(ids) for ids, _ in mixed)
     for pack in (False, True):
         groups = [[mixed[i] for i in b] for b in nll.plan_batches([len(s[0]) for s in mixed], 16384, pack)]
         seconds, peak = timed(lambda b, pack=pack: nll.supervised_nll(engine, b, 2**30, pack), groups)
-        results.append({"path": f"curate, mixed lengths, {'packed' if pack else 'padded'}", "batch_tokens": 16384,
-                        "chunk_mib": 1024, "tokens_per_s": mixed_tokens / seconds, "peak_gib": peak,
-                        "seconds": seconds})
+        results.append(
+            {
+                "path": f"curate, mixed lengths, {'packed' if pack else 'padded'}",
+                "batch_tokens": 16384,
+                "chunk_mib": 1024,
+                "tokens_per_s": mixed_tokens / seconds,
+                "peak_gib": peak,
+                "seconds": seconds,
+            }
+        )
 
     if args.shared_prefix:
         system = seqs[0][0][: args.shared_prefix]
@@ -150,10 +187,17 @@ def main() -> None:
             seconds = time.perf_counter() - start
             whole = whole if reuse else got
             gap = max(float(abs(a - b).max()) for a, b in zip(got, whole))
-            results.append({"path": f"curate, shared {args.shared_prefix}, reuse {'on' if reuse else 'off'}",
-                            "batch_tokens": 16384, "chunk_mib": 1024, "tokens_per_s": tokens / seconds,
-                            "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "seconds": seconds,
-                            "nll_gap_vs_off": gap})
+            results.append(
+                {
+                    "path": f"curate, shared {args.shared_prefix}, reuse {'on' if reuse else 'off'}",
+                    "batch_tokens": 16384,
+                    "chunk_mib": 1024,
+                    "tokens_per_s": tokens / seconds,
+                    "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+                    "seconds": seconds,
+                    "nll_gap_vs_off": gap,
+                }
+            )
 
     # torch.compile fuses the body's elementwise work (norms, rotary, SiLU); shapes vary with the
     # batch, so the warm-up covers every batch shape once.
@@ -164,28 +208,45 @@ def main() -> None:
         groups = [[data[i] for i in b] for b in nll.plan_batches([len(s[0]) for s in data], 16384)]
         start = time.perf_counter()
         seconds, peak = timed(lambda b: nll.supervised_nll(engine, b, 2**30), groups, warm=len(groups))
-        results.append({"path": f"curate + compile, {label}", "batch_tokens": 16384, "chunk_mib": 1024,
-                        "tokens_per_s": n_tok / seconds, "peak_gib": peak, "seconds": seconds,
-                        "warmup_s": time.perf_counter() - start - seconds})
+        results.append(
+            {
+                "path": f"curate + compile, {label}",
+                "batch_tokens": 16384,
+                "chunk_mib": 1024,
+                "tokens_per_s": n_tok / seconds,
+                "peak_gib": peak,
+                "seconds": seconds,
+                "warmup_s": time.perf_counter() - start - seconds,
+            }
+        )
 
     print(f"{'path':<40}{'batch':>7}{'chunk':>7}{'tokens/s':>11}{'MFU 2N':>8}{'MFU real':>9}{'peak GiB':>9}")
     for r in results:
         n_tok = mixed_tokens if "mixed" in r["path"] else tokens
         r["mfu_2n"] = 2 * n_params * r["tokens_per_s"] / (args.peak_tflops * 1e12)
         # with prefix reuse the pass skips work: MFU over the work it does is not comparable
-        r["mfu_real"] = (real_flops / r["seconds"] / (args.peak_tflops * 1e12)
-                         if n_tok == tokens and "shared" not in r["path"] else None)
+        r["mfu_real"] = (
+            real_flops / r["seconds"] / (args.peak_tflops * 1e12)
+            if n_tok == tokens and "shared" not in r["path"]
+            else None
+        )
         real = f"{r['mfu_real']:.1%}" if r["mfu_real"] is not None else "-"
-        print(f"{r['path']:<40}{r['batch_tokens']:>7}{r['chunk_mib'] or '-':>7}{r['tokens_per_s']:>11,.0f}"
-              f"{r['mfu_2n']:>8.1%}{real:>9}{r['peak_gib']:>9.1f}")
+        print(
+            f"{r['path']:<40}{r['batch_tokens']:>7}{r['chunk_mib'] or '-':>7}{r['tokens_per_s']:>11,.0f}"
+            f"{r['mfu_2n']:>8.1%}{real:>9}{r['peak_gib']:>9.1f}"
+        )
     for r in results:
         if "warmup_s" in r:
             print(f"{r['path']}: compile warm-up {r['warmup_s']:.0f} s")
         if "nll_gap_vs_off" in r:
             print(f"{r['path']}: max |NLL - reuse off| = {r['nll_gap_vs_off']:.2e} nats (bf16)")
     if args.out:
-        Path(args.out).write_text(json.dumps({"params": n_params, "supervised_share": supervised / tokens,
-                                              "nll_gap": gap, "results": results}, indent=2))
+        Path(args.out).write_text(
+            json.dumps(
+                {"params": n_params, "supervised_share": supervised / tokens, "nll_gap": gap, "results": results},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -115,6 +115,7 @@ def per_token(db: Path, student: Path, max_length: int, count: int) -> dict[str,
     with Store(db, read_only=True) as store:
         ids = store.sql("SELECT trajectory_id FROM trajectories ORDER BY trajectory_id LIMIT $n", n=count)
         chats = stored_chats(store.con, ids["trajectory_id"].to_list())
+
     def plain(seq: list[int], turn: list[int]) -> Any:
         with torch.no_grad():
             x = torch.tensor([seq])
@@ -159,17 +160,30 @@ def main() -> None:
         rows = {label: run_curate(db, student, flags, args.max_length) for label, flags in (CURATE, NO_REUSE)}
         if args.before:
             rows[f"curate score of {args.before.name}"] = run_curate(
-                older_store(db), student, ["--no-progress"], args.max_length, checkout_env(Path(tmp), args.before.resolve()))
+                older_store(db),
+                student,
+                ["--no-progress"],
+                args.max_length,
+                checkout_env(Path(tmp), args.before.resolve()),
+            )
         rows["per-turn loop (HF forward per turn)"] = run_reference(db, student, args.max_length, shape)
         rows["curate, again after the loop"] = run_curate(db, student, CURATE[1], args.max_length)
         cost = per_token(db, student, args.max_length, args.per_token)
-    report(f"real MINT {args.set} runs ({args.questions} questions x {args.runs} teacher models) under {args.student}",
-           shape, rows, "per-turn loop (HF forward per turn)")
-    print(f"per forwarded token ({cost['tokens']:,} tokens of {args.per_token} whole trajectories, batch 1): plain HF "
-          f"forward {cost['tokens'] / cost['plain']:,.0f} tokens per CPU second, curate's pass "
-          f"{cost['tokens'] / cost['curate']:,.0f} ({cost['plain'] / cost['curate']:.2f}x); max |dNLL| {cost['gap']:.1e}")
-    print(f"float32 on CPU, {torch.get_num_threads()} torch threads, max length {args.max_length}; load average "
-          f"(1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after on {os.cpu_count()} cores; {described()}")
+    report(
+        f"real MINT {args.set} runs ({args.questions} questions x {args.runs} teacher models) under {args.student}",
+        shape,
+        rows,
+        "per-turn loop (HF forward per turn)",
+    )
+    print(
+        f"per forwarded token ({cost['tokens']:,} tokens of {args.per_token} whole trajectories, batch 1): plain HF "
+        f"forward {cost['tokens'] / cost['plain']:,.0f} tokens per CPU second, curate's pass "
+        f"{cost['tokens'] / cost['curate']:,.0f} ({cost['plain'] / cost['curate']:.2f}x); max |dNLL| {cost['gap']:.1e}"
+    )
+    print(
+        f"float32 on CPU, {torch.get_num_threads()} torch threads, max length {args.max_length}; load average "
+        f"(1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after on {os.cpu_count()} cores; {described()}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ def build(store: Store, questions: int, k: int) -> None:
     with store.transaction():
         con.execute(
             "INSERT INTO questions SELECT 'bench', 'q' || lpad(CAST(i AS VARCHAR), 7, '0'), 'Question ' || i, NULL,"
-            " 2, NULL FROM range($n) q(i)", {"n": questions})
-        con.execute("""
+            " 2, NULL FROM range($n) q(i)",
+            {"n": questions},
+        )
+        con.execute(
+            """
             INSERT INTO trajectories (trajectory_id, dataset, question_id, sample_idx, teacher_model, correct,
                                       generated_answer, parse_error, max_steps, exec_error, clean, assistant_turns,
                                       tool_calls, assistant_chars, profile, content_hash, ingest_id, source_file,
@@ -45,21 +48,30 @@ def build(store: Store, questions: int, k: int) -> None:
                    NULL, NULL
             FROM (SELECT i, random() < 0.65 AS correct, random() < 0.08 AS parse_error,
                          1 + CAST(floor(random() * 6) AS INTEGER) AS turns
-                  FROM range($n * $k) t(i))""", {"n": questions, "k": k})
+                  FROM range($n * $k) t(i))""",
+            {"n": questions, "k": k},
+        )
         con.execute(
             "INSERT INTO scoring_runs VALUES ($r, 'bench-student', 'w', 't', 'transformers', 'float32', 10240, true,"
-            " 'bench', '{}', now(), now(), $n, 0)", {"r": RUN, "n": questions * k})
-        con.execute("""
+            " 'bench', '{}', now(), now(), $n, 0)",
+            {"r": RUN, "n": questions * k},
+        )
+        con.execute(
+            """
             INSERT INTO turn_scores
             SELECT $r, trajectory_id, turn, 50, 50 * nll, nll
             FROM (SELECT trajectory_id, unnest(range(assistant_turns)) AS turn,
                          -- quarter steps: equal NLLs (ties) are common, and sums are exact in
                          -- binary, so both engines' averages agree to the last bit
                          floor(random() * 16) / 4 AS nll
-                  FROM trajectories)""", {"r": RUN})
-        con.execute("INSERT INTO trajectory_scores (run_id, trajectory_id, tokens, truncated) "
-                    "SELECT $r, trajectory_id, 50 * assistant_turns, false FROM trajectories",
-                    {"r": RUN})
+                  FROM trajectories)""",
+            {"r": RUN},
+        )
+        con.execute(
+            "INSERT INTO trajectory_scores (run_id, trajectory_id, tokens, truncated) "
+            "SELECT $r, trajectory_id, 50 * assistant_turns, false FROM trajectories",
+            {"r": RUN},
+        )
     # as a store is after `curate ingest` and `curate score`: written out and compressed
     con.execute("CHECKPOINT")
 
@@ -71,9 +83,14 @@ def pandas_min_nll(turns: pd.DataFrame, traj: pd.DataFrame, asked: pd.DataFrame,
     pool = pool.sort_values(["dataset", "question_id", "nll", "sample_idx"])
     keys = ["dataset", "question_id"]
     chosen = pool.drop_duplicates(keys).assign(rank=1)
-    chosen["candidates"] = chosen[keys].merge(pool.groupby(keys).size().rename("candidates"), on=keys)["candidates"].values
-    per_q = traj.assign(clean_in_k=traj["clean"] & (traj["sample_idx"] < k)).groupby(keys).agg(
-        clean=("clean", "sum"), clean_in_k=("clean_in_k", "sum"))
+    chosen["candidates"] = (
+        chosen[keys].merge(pool.groupby(keys).size().rename("candidates"), on=keys)["candidates"].values
+    )
+    per_q = (
+        traj.assign(clean_in_k=traj["clean"] & (traj["sample_idx"] < k))
+        .groupby(keys)
+        .agg(clean=("clean", "sum"), clean_in_k=("clean_in_k", "sum"))
+    )
     out = asked.merge(chosen[keys + ["trajectory_id", "nll", "rank", "candidates"]], on=keys, how="left")
     out = out.join(per_q, on=keys)
     out["reason"] = "lowest NLL"
@@ -110,15 +127,19 @@ def main() -> None:
         build(store, args.questions, args.k)
         built = time.perf_counter() - start
         n_traj, n_turns = store.con.execute(
-            "SELECT (SELECT count(*) FROM trajectories), (SELECT count(*) FROM turn_scores)").fetchall()[0]
-        print(f"store: {args.questions:,} questions, {n_traj:,} trajectories, {n_turns:,} turn scores "
-              f"(built in {built:.1f} s, DuckDB threads={args.threads})")
+            "SELECT (SELECT count(*) FROM trajectories), (SELECT count(*) FROM turn_scores)"
+        ).fetchall()[0]
+        print(
+            f"store: {args.questions:,} questions, {n_traj:,} trajectories, {n_turns:,} turn scores "
+            f"(built in {built:.1f} s, DuckDB threads={args.threads})"
+        )
 
         duck_s, duck = best_of(args.repeat, lambda: run_policy(store.con, "min_nll", RUN, None, args.k))
 
         start = time.perf_counter()
-        turns = store.con.sql("SELECT trajectory_id, nll_mean FROM turn_scores WHERE run_id = $r",
-                              params={"r": RUN}).df()
+        turns = store.con.sql(
+            "SELECT trajectory_id, nll_mean FROM turn_scores WHERE run_id = $r", params={"r": RUN}
+        ).df()
         traj = store.con.sql("SELECT dataset, question_id, trajectory_id, sample_idx, clean FROM trajectories").df()
         asked = store.con.sql("SELECT dataset, question_id FROM questions").df()
         loaded = time.perf_counter() - start
@@ -132,13 +153,19 @@ def main() -> None:
 
         (stored_s, _), _ = best_of(1, lambda: select(store, SelectConfig(run=RUN, k=args.k, name="bench")))
         chosen = int(duck["trajectory_id"].is_not_null().sum())
-        print(f"min_nll over {n_traj:,} trajectories -> {chosen:,} chosen of {len(duck):,} questions "
-              f"(best of {args.repeat}, same rows on both sides; load average {os.getloadavg()[0]:.1f})")
+        print(
+            f"min_nll over {n_traj:,} trajectories -> {chosen:,} chosen of {len(duck):,} questions "
+            f"(best of {args.repeat}, same rows on both sides; load average {os.getloadavg()[0]:.1f})"
+        )
         print(f"  DuckDB (sql/policies/min_nll.sql)   {duck_s[0]:7.3f} s wall  {duck_s[1]:7.3f} s CPU")
-        print(f"  pandas group-by baseline            {pandas_s[0]:7.3f} s wall  {pandas_s[1]:7.3f} s CPU"
-              f"   (+ {loaded:.2f} s to load the tables)")
-        print(f"  ratio pandas / DuckDB               {pandas_s[0] / duck_s[0]:7.1f} x wall  "
-              f"{pandas_s[1] / duck_s[1]:5.1f} x CPU")
+        print(
+            f"  pandas group-by baseline            {pandas_s[0]:7.3f} s wall  {pandas_s[1]:7.3f} s CPU"
+            f"   (+ {loaded:.2f} s to load the tables)"
+        )
+        print(
+            f"  ratio pandas / DuckDB               {pandas_s[0] / duck_s[0]:7.1f} x wall  "
+            f"{pandas_s[1] / duck_s[1]:5.1f} x CPU"
+        )
         print(f"  curate select (policy + store + sql/checks audit, once)  {stored_s:.3f} s wall")
         store.close()
 

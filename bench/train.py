@@ -61,8 +61,13 @@ def prepare(work: Path, shape: str, rows: int, join: int, tokenizer_spec: str) -
     tokenizer.chat_template = CHATML_GENERATION
     hidden, layers, inter, heads, kv = SHAPES[shape]
     config = Qwen2Config(
-        vocab_size=151936, hidden_size=hidden, num_hidden_layers=layers, intermediate_size=inter,
-        num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=32768,
+        vocab_size=151936,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        intermediate_size=inter,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=32768,
         tie_word_embeddings=True,
     )
     if not (work / "model" / "config.json").is_file():
@@ -104,9 +109,17 @@ def run_curate(work: Path, steps: int, max_length: int) -> dict:
 
     out = work / "curate_out"
     cfg = TrainConfig(
-        data=str(work / "data"), student=str(work / "model"), out=str(out), loss="uniform", profile="mint",
-        max_steps=steps, max_length=max_length, lora_r=LORA["r"], lora_alpha=LORA["lora_alpha"],
-        lora_dropout=LORA["lora_dropout"], save_every=steps,
+        data=str(work / "data"),
+        student=str(work / "model"),
+        out=str(out),
+        loss="uniform",
+        profile="mint",
+        max_steps=steps,
+        max_length=max_length,
+        lora_r=LORA["r"],
+        lora_alpha=LORA["lora_alpha"],
+        lora_dropout=LORA["lora_dropout"],
+        save_every=steps,
     )
     train(cfg)
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -134,16 +147,33 @@ def run_trl(work: Path, steps: int, max_length: int) -> dict:
 
     model = AutoModelForCausalLM.from_pretrained(work / "model", dtype=torch.bfloat16 if cuda else torch.float32)
     args = SFTConfig(
-        output_dir=str(work / "trl_out"), per_device_train_batch_size=1, gradient_accumulation_steps=4,
-        learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=0.03, max_grad_norm=1.0, max_steps=steps,
-        max_length=max_length, assistant_only_loss=True, gradient_checkpointing=True,
-        gradient_checkpointing_kwargs={"use_reentrant": False}, bf16=cuda, use_cpu=not cuda,
-        logging_steps=1, save_strategy="no", report_to=[], seed=0, dataloader_num_workers=0,
+        output_dir=str(work / "trl_out"),
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=4,
+        learning_rate=2e-4,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.03,
+        max_grad_norm=1.0,
+        max_steps=steps,
+        max_length=max_length,
+        assistant_only_loss=True,
+        gradient_checkpointing=True,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        bf16=cuda,
+        use_cpu=not cuda,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        dataloader_num_workers=0,
     )
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=load_from_disk(str(work / "data")),
+        model=model,
+        args=args,
+        train_dataset=load_from_disk(str(work / "data")),
         processing_class=AutoTokenizer.from_pretrained(work / "model"),
-        peft_config=LoraConfig(task_type="CAUSAL_LM", **LORA), callbacks=[Clock()],
+        peft_config=LoraConfig(task_type="CAUSAL_LM", **LORA),
+        callbacks=[Clock()],
     )
     trainer.train()
     return {"tokens_per_s": rate(points), "loss_first": losses[0], "loss_last": losses[-1]}
@@ -152,9 +182,13 @@ def run_trl(work: Path, steps: int, max_length: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default="bench_out/train", help="scratch folder (model, data, runs)")
-    parser.add_argument("--shape", default=None, choices=list(SHAPES), help="model shape (default: small on CPU, 1.5b on a GPU)")
+    parser.add_argument(
+        "--shape", default=None, choices=list(SHAPES), help="model shape (default: small on CPU, 1.5b on a GPU)"
+    )
     parser.add_argument("--steps", type=int, default=5, help="optimiser steps per trainer (4 rows each)")
-    parser.add_argument("--max-length", type=int, default=None, help="tokens per row at most (default: 1024 on CPU, 10240 on a GPU)")
+    parser.add_argument(
+        "--max-length", type=int, default=None, help="tokens per row at most (default: 1024 on CPU, 10240 on a GPU)"
+    )
     parser.add_argument("--join", type=int, default=1, help="MINT runs chained into one row (longer rows)")
     parser.add_argument("--tokenizer", default="tiny-qwen2.5", help="tokenizer folder or built-in student name")
     parser.add_argument("--one", choices=["curate", "trl"], help=argparse.SUPPRESS)
@@ -177,9 +211,22 @@ def main() -> None:
     for name in ("curate", "trl"):
         shutil.rmtree(work / f"{name}_out", ignore_errors=True)  # else curate resumes the finished run
         done = subprocess.run(
-            [sys.executable, "-P", __file__, "--one", name, "--work", str(work), "--steps", str(args.steps),
-             "--max-length", str(max_length)],
-            capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+            [
+                sys.executable,
+                "-P",
+                __file__,
+                "--one",
+                name,
+                "--work",
+                str(work),
+                "--steps",
+                str(args.steps),
+                "--max-length",
+                str(max_length),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
         )
         if done.returncode != 0:
             sys.exit(f"{name} failed:\n{done.stderr[-4000:]}")
@@ -191,7 +238,9 @@ def main() -> None:
     )
     print(f"{'trainer':<10}{'tokens/s':>12}{'peak GiB':>10}{'loss step 1':>13}{'loss last':>11}")
     for name, r in results.items():
-        print(f"{name:<10}{r['tokens_per_s']:>12.0f}{r['peak_gb']:>10.2f}{r['loss_first']:>13.4f}{r['loss_last']:>11.4f}")
+        print(
+            f"{name:<10}{r['tokens_per_s']:>12.0f}{r['peak_gb']:>10.2f}{r['loss_first']:>13.4f}{r['loss_last']:>11.4f}"
+        )
     speed = results["curate"]["tokens_per_s"] / results["trl"]["tokens_per_s"]
     memory = results["trl"]["peak_gb"] / results["curate"]["peak_gb"]
     print(f"curate / TRL: {speed:.2f}x tokens/s, {memory:.2f}x less peak memory")

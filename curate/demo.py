@@ -57,17 +57,30 @@ def _teacher(cfg: DemoConfig, out: Path, db: Path) -> None:
     examples, _where = synth.load_questions("hotpotqa")
     questions = out / "teacher_questions.jsonl"
     questions.write_text("".join(json.dumps(e) + "\n" for e in examples[: cfg.teacher_questions]))
-    summary = generate(db, GenerateConfig(
-        questions=str(questions), dataset="teacher-hotpotqa", model=cfg.teacher, k=cfg.teacher_k,
-        temperature=0.7, top_p=0.9, max_steps=cfg.teacher_max_steps, max_new_tokens=cfg.teacher_max_new_tokens,
-        seed=cfg.seed, corpus="wiki-summaries", first_thought_prefix=True, log_out=str(out / "teacher_logs.jsonl"),
-    ))
+    summary = generate(
+        db,
+        GenerateConfig(
+            questions=str(questions),
+            dataset="teacher-hotpotqa",
+            model=cfg.teacher,
+            k=cfg.teacher_k,
+            temperature=0.7,
+            top_p=0.9,
+            max_steps=cfg.teacher_max_steps,
+            max_new_tokens=cfg.teacher_max_new_tokens,
+            seed=cfg.seed,
+            corpus="wiki-summaries",
+            first_thought_prefix=True,
+            log_out=str(out / "teacher_logs.jsonl"),
+        ),
+    )
     print(summary.line())
     with Store(db, read_only=True) as store:
         rows = store.run("generate/run_rows", run=summary.generation_run)
         first = store.run("generate/run_transcript", run=summary.generation_run).rows()
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=180, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True):
+    with pl.Config(
+        tbl_rows=-1, tbl_cols=-1, tbl_width_chars=180, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True
+    ):
         print(rows)
     print("the first run, as stored (system prompt and task left out; texts cut at 300 characters):")
     for role, text in first:
@@ -97,8 +110,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     start = time.perf_counter()
 
     teacher_db = out / "teacher.duckdb"
-    _step(f"a real teacher agent: {cfg.teacher} on {cfg.teacher_questions} HotpotQA questions x "
-          f"K={cfg.teacher_k}, python + web_search over wiki-summaries, graded -> {teacher_db}")
+    _step(
+        f"a real teacher agent: {cfg.teacher} on {cfg.teacher_questions} HotpotQA questions x "
+        f"K={cfg.teacher_k}, python + web_search over wiki-summaries, graded -> {teacher_db}"
+    )
     _teacher(cfg, out, teacher_db)
 
     _step(f"synthetic teacher runs (labelled synthetic) -> {db}")
@@ -122,9 +137,16 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     with Store(db) as store:
         for policy in ("median_nll", "random"):
             select(store, SelectConfig(policy=policy, run=run_id, seed=cfg.seed))
-    report = write_report(ReportConfig(db=str(db), out=str(out / "report"), run=run_id,
-                                       questions=cfg.report_questions, samples=cfg.report_samples,
-                                       seed=cfg.seed))
+    report = write_report(
+        ReportConfig(
+            db=str(db),
+            out=str(out / "report"),
+            run=run_id,
+            questions=cfg.report_questions,
+            samples=cfg.report_samples,
+            seed=cfg.seed,
+        )
+    )
     index = report.index.parent / "figures" / "index.md"
     print(f"report: {report.index} (open it in a browser; figures and tables in {index.parent})")
 
@@ -132,17 +154,31 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     _step(f"train {cfg.train_student} {cfg.train_steps} steps with the smartad loss on the export")
     train_demo(str(out / "export"), str(out / "adapter"), steps=cfg.train_steps, student=cfg.train_student)
 
-    _step(f"evaluate {cfg.train_student} alone and with its adapter as an agent on {cfg.eval_questions} questions "
-          "of the bundled MATH sample")
+    _step(
+        f"evaluate {cfg.train_student} alone and with its adapter as an agent on {cfg.eval_questions} questions "
+        "of the bundled MATH sample"
+    )
     # A store of its own: evaluation runs in the demo's store would be scored and selected on a rerun.
-    print(eval_demo(out / "eval.duckdb", out / "eval", cfg.train_student, str(out / "adapter"), cfg.eval_questions),
-          end="")
-    print("A handful of questions (of the set the demo trained on) says nothing about quality: this shows the "
-          "mechanics. Real numbers: curate eval --benchmarks HotpotQA,MATH-500 ... (README).")
+    print(
+        eval_demo(out / "eval.duckdb", out / "eval", cfg.train_student, str(out / "adapter"), cfg.eval_questions),
+        end="",
+    )
+    print(
+        "A handful of questions (of the set the demo trained on) says nothing about quality: this shows the "
+        "mechanics. Real numbers: curate eval --benchmarks HotpotQA,MATH-500 ... (README)."
+    )
 
-    where = {"teacher": str(teacher_db), "store": str(db), "run_id": run_id, "export": str(out / "export"),
-             "report": str(report.index), "figures": str(index), "adapter": str(out / "adapter"),
-             "eval": str(out / "eval" / "table.md"), "eval db": str(out / "eval.duckdb")}
+    where = {
+        "teacher": str(teacher_db),
+        "store": str(db),
+        "run_id": run_id,
+        "export": str(out / "export"),
+        "report": str(report.index),
+        "figures": str(index),
+        "adapter": str(out / "adapter"),
+        "eval": str(out / "eval" / "table.md"),
+        "eval db": str(out / "eval.duckdb"),
+    }
     _step(f"done in {time.perf_counter() - start:.0f} s")
     for key, value in where.items():
         print(f"{key:>8}: {value}")

@@ -95,7 +95,9 @@ def load_tokens(con: duckdb.DuckDBPyConnection, selection: dict, student: str | 
     from .score import tokenizer_hash
 
     if student is None:
-        student = queries.frame(con, "SELECT student FROM scoring_runs WHERE run_id = $r", {"r": selection["run_id"]}).item()
+        student = queries.frame(
+            con, "SELECT student FROM scoring_runs WHERE run_id = $r", {"r": selection["run_id"]}
+        ).item()
     tokenizer = AutoTokenizer.from_pretrained(resolve_student(student))
     return Tokens(student, tokenizer, tokenizer_hash(tokenizer))
 
@@ -114,12 +116,21 @@ def build_dataset(con: duckdb.DuckDBPyConnection, selection_id: str, tokenizer: 
             batch = ids[start : start + RENDER_BATCH]
             chats.update(stored_chats(con, batch))
             bar.update(len(batch))
-    features = Features({
-        "messages": List({"role": Value("string"), "content": Value("string")}),
-        "question_id": Value("string"), "dataset": Value("string"), "trajectory_id": Value("string"),
-        "sample_idx": Value("int32"), "nll": Value("float64"), "n_turns": Value("int32"),
-        "policy": Value("string"), "student": Value("string"), "k": Value("int32"), "profile": Value("string"),
-    })
+    features = Features(
+        {
+            "messages": List({"role": Value("string"), "content": Value("string")}),
+            "question_id": Value("string"),
+            "dataset": Value("string"),
+            "trajectory_id": Value("string"),
+            "sample_idx": Value("int32"),
+            "nll": Value("float64"),
+            "n_turns": Value("int32"),
+            "policy": Value("string"),
+            "student": Value("string"),
+            "k": Value("int32"),
+            "profile": Value("string"),
+        }
+    )
     columns = {"messages": [chats[t] for t in ids], **rows.to_dict(as_series=False)}
     if tokenizer is not None:
         from .render.tokenized import token_columns
@@ -131,22 +142,50 @@ def build_dataset(con: duckdb.DuckDBPyConnection, selection_id: str, tokenizer: 
 
 def size_category(n: int) -> str:
     """The Hub's size_categories bucket for n rows."""
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-              (10_000_000, "1M<n<10M")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+    ]
     return next((label for bound, label in bounds if n < bound), "10M<n<100M")
 
 
-def reproduce_command(store: Store, selection: dict, to: str, private: bool, tokens: Tokens | None = None,
-                      run_student: str | None = None) -> str:
+def reproduce_command(
+    store: Store, selection: dict, to: str, private: bool, tokens: Tokens | None = None, run_student: str | None = None
+) -> str:
     """The `curate export` command line that makes this selection and export again (a tokenized export
     by another student than the run's: the command that exports the stored selection)."""
     if tokens is not None and tokens.student != run_student:
-        return shlex.join(["curate", "export", "--db", str(store.path), "--selection", selection["selection_id"],
-                           "--tokenized", "--student", tokens.student, "--to", to] + (["--private"] if private else []))
+        return shlex.join(
+            [
+                "curate",
+                "export",
+                "--db",
+                str(store.path),
+                "--selection",
+                selection["selection_id"],
+                "--tokenized",
+                "--student",
+                tokens.student,
+                "--to",
+                to,
+            ]
+            + (["--private"] if private else [])
+        )
     params = json.loads(selection["params"])
     builtin = params["policy_file"].startswith("sql/policies/")
-    argv = ["curate", "export", "--db", str(store.path), "--policy", params["policy"] if builtin else params["policy_file"],
-            "--run", selection["run_id"]]
+    argv = [
+        "curate",
+        "export",
+        "--db",
+        str(store.path),
+        "--policy",
+        params["policy"] if builtin else params["policy_file"],
+        "--run",
+        selection["run_id"],
+    ]
     for flag, value in (("--dataset", selection["dataset"]), ("--k", selection["k"]), ("--seed", selection["seed"])):
         if value is not None:
             argv += [flag, str(value)]
@@ -166,8 +205,9 @@ TRL_TOKENIZED = (
 )
 
 
-def card_text(store: Store, selection: dict, rows: int, config: ExportConfig, hub_data: bool,
-              tokens: Tokens | None = None) -> str:
+def card_text(
+    store: Store, selection: dict, rows: int, config: ExportConfig, hub_data: bool, tokens: Tokens | None = None
+) -> str:
     """The dataset card: YAML header for the Hub, then provenance, counts, columns and the command."""
     from huggingface_hub import DatasetCardData
 
@@ -175,7 +215,9 @@ def card_text(store: Store, selection: dict, rows: int, config: ExportConfig, hu
     sid = selection["selection_id"]
     counts = selections(con, sid).row(0, named=True)
     params = json.loads(selection["params"])
-    run = queries.frame(con, "SELECT * FROM scoring_runs WHERE run_id = $r", {"r": selection["run_id"]}).row(0, named=True)
+    run = queries.frame(con, "SELECT * FROM scoring_runs WHERE run_id = $r", {"r": selection["run_id"]}).row(
+        0, named=True
+    )
     sources = queries.run(con, "selection/sources", selection_id=sid)
     teachers = sources.group_by("teacher_model").agg(pl.col("trajectories").sum()).sort("teacher_model")
     reasons = queries.run(con, "selection/reasons", selection_id=sid)
@@ -186,16 +228,22 @@ def card_text(store: Store, selection: dict, rows: int, config: ExportConfig, hu
         tags=["agent-distillation", "trajectories", "curate", f"policy-{params['policy']}"],
         size_categories=[size_category(rows)],
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}]
-        if hub_data else None,
+        if hub_data
+        else None,
     )
     parameters = [
-        ("selection", sid), ("policy", f"{params['policy']} ({params['policy_file']}, sha256 {params['policy_sha256'][:12]})"),
-        ("scoring run", selection["run_id"]), ("student", counts["student"]),
-        ("student weights sha256", run["weights_hash"]), ("scoring backend", f"{run['backend']} {run['dtype']}, max_length {run['max_length']}"),
+        ("selection", sid),
+        ("policy", f"{params['policy']} ({params['policy_file']}, sha256 {params['policy_sha256'][:12]})"),
+        ("scoring run", selection["run_id"]),
+        ("student", counts["student"]),
+        ("student weights sha256", run["weights_hash"]),
+        ("scoring backend", f"{run['backend']} {run['dtype']}, max_length {run['max_length']}"),
         ("teacher model(s)", ", ".join(str(t) for t in teachers["teacher_model"].to_list()) or "none"),
-        ("data set", selection["dataset"] or "all"), ("K", "all" if selection["k"] is None else selection["k"]),
+        ("data set", selection["dataset"] or "all"),
+        ("K", "all" if selection["k"] is None else selection["k"]),
         ("seed", "not used" if selection["seed"] is None else selection["seed"]),
-        ("selected at", selection["created_at"]), ("curate", __version__),
+        ("selected at", selection["created_at"]),
+        ("curate", __version__),
     ]
     columns = dict(COLUMNS_DOC)
     if tokens is not None:
@@ -204,9 +252,9 @@ def card_text(store: Store, selection: dict, rows: int, config: ExportConfig, hu
     body = f"""
 # {sid}
 
-Teacher-agent trajectories, one per question, chosen by the `{params['policy']}` selection policy from
+Teacher-agent trajectories, one per question, chosen by the `{params["policy"]}` selection policy from
 the clean (correct, no parse error, no max-steps) teacher samples scored by the student
-`{counts['student']}`. Exported by `curate export` from a DuckDB trajectory store.
+`{counts["student"]}`. Exported by `curate export` from a DuckDB trajectory store.
 
 ## Provenance
 
@@ -214,7 +262,7 @@ the clean (correct, no parse error, no max-steps) teacher samples scored by the 
 
 ## Counts
 
-{counts['questions']} questions; {rows} exported (one trajectory each); {counts['no_candidate']} with no clean
+{counts["questions"]} questions; {rows} exported (one trajectory each); {counts["no_candidate"]} with no clean
 candidate, not exported:
 
 {_table(["reason", "selected", "questions"], reasons.rows())}
@@ -293,8 +341,10 @@ def resolve_target(config: ExportConfig) -> Target:
     if not resolved.is_file():
         for taken in (path, card):
             if taken.exists():
-                raise ValueError(f"{taken} exists and is not part of a curate export (no {resolved.name} beside "
-                                 "it); choose another --to or remove it")
+                raise ValueError(
+                    f"{taken} exists and is not part of a curate export (no {resolved.name} beside "
+                    "it); choose another --to or remove it"
+                )
     if path.is_dir():
         raise ValueError(f"{path} is a folder; a parquet export is a file: choose another --to")
     return found
@@ -346,8 +396,13 @@ def push(folder: Path, repo_id: str, private: bool, selection_id: str) -> None:
     api = HfApi()  # the saved login or HF_TOKEN; the token is never printed
     try:
         api.create_repo(repo_id, private=private, repo_type="dataset", exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset",
-                          allow_patterns=HUB_FILES, commit_message=f"curate export of selection {selection_id}")
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            repo_type="dataset",
+            allow_patterns=HUB_FILES,
+            commit_message=f"curate export of selection {selection_id}",
+        )
     # The hub client fails in many types (HTTP, connection, missing token, offline mode); each means
     # the push did not happen, and the user needs the repo and the local copy, not a traceback.
     except Exception as error:
@@ -368,11 +423,14 @@ def export(store: Store, config: ExportConfig) -> Exported:
     card = card_text(store, selection, dataset.num_rows, config, hub_data=hub, tokens=tokens)
     counts = selections(store.con, selection_id).row(0, named=True)
     resolved = {
-        "export": asdict(config), "selection": {**selection, "params": json.loads(selection["params"])},
+        "export": asdict(config),
+        "selection": {**selection, "params": json.loads(selection["params"])},
         "counts": counts,
         "command": reproduce_command(store, selection, config.to, config.private, tokens, counts["student"]),
         "tokens": None if tokens is None else {"student": tokens.student, "tokenizer_sha256": tokens.sha256},
-        "store": str(store.path.resolve()), "curate_version": __version__, "written_at": datetime.now(),
+        "store": str(store.path.resolve()),
+        "curate_version": __version__,
+        "written_at": datetime.now(),
     }
     done = {"selection_id": selection_id, "rows": dataset.num_rows, "no_candidate": counts["no_candidate"]}
     if found.kind == "parquet":
@@ -396,6 +454,8 @@ def demo(store: Store, out_dir: Path, run_id: str | None = None, show: int = 5) 
             lines.append(f"  {row['dataset']}/{row['question_id']}: none ({row['reason']})")
             continue
         others = ", ".join(f"{x:.3f}" for x in row["other_nlls"]) or "no other candidate"
-        lines.append(f"  {row['dataset']}/{row['question_id']}: chosen {row['chosen_nll']:.3f} "
-                     f"(rank {row['rank']} of {row['candidates']}); others: {others}")
+        lines.append(
+            f"  {row['dataset']}/{row['question_id']}: chosen {row['chosen_nll']:.3f} "
+            f"(rank {row['rank']} of {row['candidates']}); others: {others}"
+        )
     return lines

@@ -25,8 +25,14 @@ def naming(path: str | Path) -> Iterator[None]:
 
 def format_table(frame: pl.DataFrame, max_rows: int = 50) -> str:
     """A readable table: every column, long text cut at 60 characters, at most max_rows rows."""
-    with pl.Config(tbl_rows=max_rows, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=240,
-                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+    with pl.Config(
+        tbl_rows=max_rows,
+        tbl_cols=-1,
+        fmt_str_lengths=60,
+        tbl_width_chars=240,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+    ):
         return str(frame)
 
 

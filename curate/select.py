@@ -148,8 +148,9 @@ def audit(con: duckdb.DuckDBPyConnection, selection_id: str | None = None) -> pl
     for name in queries.sql_names("checks"):
         # every check returns selection_id: filtering around it lets DuckDB skip other selections
         text = queries.sql_text(f"checks/{name}").strip().rstrip(";")
-        rows = queries.frame(con, f"SELECT * FROM (\n{text}\n) WHERE $s IS NULL OR selection_id = $s",
-                             {"s": selection_id})
+        rows = queries.frame(
+            con, f"SELECT * FROM (\n{text}\n) WHERE $s IS NULL OR selection_id = $s", {"s": selection_id}
+        )
         found.append(rows.select(pl.lit(name).alias("check"), pl.all()))
     return pl.concat(found, how="vertical_relaxed").sort("check", "selection_id", "dataset", "question_id")
 
@@ -168,18 +169,33 @@ def select(store: Store, config: SelectConfig) -> Stored:
     seed = config.seed if "seed" in policy.parameters else None
     selection_id = config.name or default_name(policy, run_id, dataset, k, seed)
     params = {
-        "policy": policy.name, "policy_file": policy.source, "policy_sha256": policy.sha256,
-        "run_id": run_id, "dataset": dataset, "k": k, "seed": seed,
+        "policy": policy.name,
+        "policy_file": policy.source,
+        "policy_sha256": policy.sha256,
+        "run_id": run_id,
+        "dataset": dataset,
+        "k": k,
+        "seed": seed,
     }
     with store.transaction() as con:
-        replaced = bool(con.execute(
-            "DELETE FROM selections WHERE selection_id = $id RETURNING selection_id", {"id": selection_id}
-        ).fetchall())
+        replaced = bool(
+            con.execute(
+                "DELETE FROM selections WHERE selection_id = $id RETURNING selection_id", {"id": selection_id}
+            ).fetchall()
+        )
         con.execute("DELETE FROM selection_rows WHERE selection_id = $id", {"id": selection_id})
         con.execute(
             "INSERT INTO selections VALUES ($id, $policy, $run, $dataset, $k, $seed, $params, $now)",
-            {"id": selection_id, "policy": policy.name, "run": run_id, "dataset": dataset, "k": k,
-             "seed": seed, "params": json.dumps(params), "now": datetime.now()},
+            {
+                "id": selection_id,
+                "policy": policy.name,
+                "run": run_id,
+                "dataset": dataset,
+                "k": k,
+                "seed": seed,
+                "params": json.dumps(params),
+                "now": datetime.now(),
+            },
         )
         con.register("policy_rows", rows.to_arrow())
         con.execute(
@@ -232,5 +248,7 @@ def describe(con: duckdb.DuckDBPyConnection, selection_id: str) -> list[str]:
     lines += [f"    {n:>{width}}  {reason}" for reason, _selected, n in reasons.iter_rows()]
     unscored = queries.run(con, "selection/unscored", selection_id=selection_id).item()
     if unscored:
-        lines.append(f"  warning: {unscored} clean trajectories within K have no score in run {s['run_id']} and were not candidates")
+        lines.append(
+            f"  warning: {unscored} clean trajectories within K have no score in run {s['run_id']} and were not candidates"
+        )
     return lines

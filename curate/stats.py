@@ -7,8 +7,20 @@ import polars as pl
 from .output import format_table
 from .store import Store
 
-TABLE_COLUMNS = ("dataset", "questions", "trajectories", "failed_runs", "correct_pct", "clean_pct",
-                 "parse_error", "max_steps", "exec_error", "mean_turns", "mean_tool_calls", "rejects")
+TABLE_COLUMNS = (
+    "dataset",
+    "questions",
+    "trajectories",
+    "failed_runs",
+    "correct_pct",
+    "clean_pct",
+    "parse_error",
+    "max_steps",
+    "exec_error",
+    "mean_turns",
+    "mean_tool_calls",
+    "rejects",
+)
 
 
 def stats(store: Store) -> pl.DataFrame:

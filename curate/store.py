@@ -120,17 +120,23 @@ def _note_wait(path: Path, holder: _Holder, wait: float) -> None:
 
     # Said while it happens (above any progress bar): a command that stands still must say why.
     kind = "reader" if holder.reader else "writer"
-    tqdm.write(f"curate: {path}: a {kind}{holder.named()} has this store open; waiting up to {wait:g} s for it",
-               file=sys.stderr)
+    tqdm.write(
+        f"curate: {path}: a {kind}{holder.named()} has this store open; waiting up to {wait:g} s for it",
+        file=sys.stderr,
+    )
 
 
 def _locked(path: Path, holder: _Holder, wait: float) -> StoreLockedError:
     if holder.reader:
-        return StoreLockedError(f"{path}: another process{holder.named()} has this store open read-only, and writing "
-                                f"needs it alone; waited {wait:g} s; close that reader (a DuckDB client, a curate sql "
-                                "still running), then run the same command again")
-    return StoreLockedError(f"{path}: another process{holder.named()} has this store open for writing; waited "
-                            f"{wait:g} s; wait for it to finish (one writer at a time), then run the same command again")
+        return StoreLockedError(
+            f"{path}: another process{holder.named()} has this store open read-only, and writing "
+            f"needs it alone; waited {wait:g} s; close that reader (a DuckDB client, a curate sql "
+            "still running), then run the same command again"
+        )
+    return StoreLockedError(
+        f"{path}: another process{holder.named()} has this store open for writing; waited "
+        f"{wait:g} s; wait for it to finish (one writer at a time), then run the same command again"
+    )
 
 
 def _open_failed(path: Path, read_only: bool, error: duckdb.Error) -> StoreError:
@@ -139,12 +145,15 @@ def _open_failed(path: Path, read_only: bool, error: duckdb.Error) -> StoreError
     if "No space left" in text:
         return StoreError(f"{path}: no space left on the device ({first}); free some space or give --db another path")
     mode = "reading" if read_only else "writing"
-    return StoreError(f"{path}: cannot open the store for {mode} ({first}); check the file and its folder's "
-                      "permissions, or give --db another path")
+    return StoreError(
+        f"{path}: cannot open the store for {mode} ({first}); check the file and its folder's "
+        "permissions, or give --db another path"
+    )
 
 
-def connect(path: str | Path, read_only: bool = False, create: bool = True,
-            wait: float | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: str | Path, read_only: bool = False, create: bool = True, wait: float | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open a DuckDB store file with extension auto-install and auto-load off (a new one only
     when writing and `create`).
 
@@ -204,8 +213,10 @@ def _lock_file(lock: Path, what: str) -> TextIO:
             handle.seek(0)
             pid = handle.read().strip()
             handle.close()
-            raise StoreLockedError(f"{what} by another process{f' (PID {pid})' if pid else ''}; wait for it to "
-                                   "finish, or stop it, then run the same command again") from None
+            raise StoreLockedError(
+                f"{what} by another process{f' (PID {pid})' if pid else ''}; wait for it to "
+                "finish, or stop it, then run the same command again"
+            ) from None
         try:
             current = os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
         except FileNotFoundError:
@@ -218,8 +229,9 @@ def _lock_file(lock: Path, what: str) -> TextIO:
 class Store:
     """One DuckDB file holding questions, trajectories, messages, scores and selections."""
 
-    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False, create: bool = True,
-                 wait: float | None = None) -> None:
+    def __init__(
+        self, path: str | Path = DEFAULT_DB, read_only: bool = False, create: bool = True, wait: float | None = None
+    ) -> None:
         self.path = Path(path)
         self.con = connect(self.path, read_only, create, wait)
         try:
@@ -254,8 +266,10 @@ class Store:
             return
         found = "no schema version" if version is None else f"schema version {version}"
         if version is not None and UPGRADABLE_FROM <= version < SCHEMA_VERSION:
-            hint = ("open it once for writing to upgrade it in place "
-                    f"(any writing command does, e.g. curate sql --db {self.path} --write 'SELECT 1')")
+            hint = (
+                "open it once for writing to upgrade it in place "
+                f"(any writing command does, e.g. curate sql --db {self.path} --write 'SELECT 1')"
+            )
         else:
             hint = "re-ingest into a new store or use the curate release that wrote it"
         raise SchemaVersionError(f"{self.path}: store has {found}, this curate reads version {SCHEMA_VERSION}; {hint}")
@@ -273,9 +287,7 @@ class Store:
         # older one, and one written before a table of this version was added all end up complete.
         with self.transaction():
             self.con.execute(queries.sql_text("schema"))
-            self.con.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('schema_version', $v)", {"v": str(SCHEMA_VERSION)}
-            )
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', $v)", {"v": str(SCHEMA_VERSION)})
 
     def transaction(self) -> _Transaction:
         """A context manager: commit on success, roll back on any exception."""

@@ -64,12 +64,18 @@ def write_figures(con: duckdb.DuckDBPyConnection, config: FiguresConfig) -> Figu
     out = Path(config.out)
     files = render(data, out)
     (out / "figures_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    return FiguresResult(out / "index.md", files + [out / "figures_config.json"], sql_done - start,
-                         time.perf_counter() - sql_done, data)
+    return FiguresResult(
+        out / "index.md", files + [out / "figures_config.json"], sql_done - start, time.perf_counter() - sql_done, data
+    )
 
 
-def write_all(db: str | Path, out: str | Path, run_id: str | None = None, student: str | None = None,
-              rule: str = analysis.DEFAULT_RULE) -> Path:
+def write_all(
+    db: str | Path,
+    out: str | Path,
+    run_id: str | None = None,
+    student: str | None = None,
+    rule: str = analysis.DEFAULT_RULE,
+) -> Path:
     """Demo hook: every table and figure of a store's scoring run into `out`; returns index.md's path."""
     from curate.runs import resolve_run
     from curate.store import Store

@@ -60,18 +60,25 @@ class FigureData:
     def notes(self) -> list[str]:
         """One line per data set and scope whose NLL buckets are not all filled (too few samples)."""
         stats = self.stats[self.rule].filter(pl.col("teacher_model") == analysis.ALL_MODELS)
-        empty = (stats.group_by("dataset", "scope", maintain_order=True)
-                 .agg((pl.col("n_traj") == 0).sum().alias("empty"), pl.len().alias("buckets"))
-                 .filter(pl.col("empty") > 0).sort("dataset", "scope"))
-        return [f"{r['dataset']}, {SCOPE_TITLES[r['scope']]}: {empty_text(r['empty'], r['buckets'], r['scope'])}"
-                for r in empty.iter_rows(named=True)]
+        empty = (
+            stats.group_by("dataset", "scope", maintain_order=True)
+            .agg((pl.col("n_traj") == 0).sum().alias("empty"), pl.len().alias("buckets"))
+            .filter(pl.col("empty") > 0)
+            .sort("dataset", "scope")
+        )
+        return [
+            f"{r['dataset']}, {SCOPE_TITLES[r['scope']]}: {empty_text(r['empty'], r['buckets'], r['scope'])}"
+            for r in empty.iter_rows(named=True)
+        ]
 
 
 def empty_text(empty: int, buckets: int, scope: str) -> str:
     """Why a panel or table has empty NLL buckets, in words."""
     if scope == "per_question":
-        return (f"{empty} of {buckets} buckets empty: questions have too few samples (a split within a "
-                f"question needs {buckets} or more)")
+        return (
+            f"{empty} of {buckets} buckets empty: questions have too few samples (a split within a "
+            f"question needs {buckets} or more)"
+        )
     return f"{empty} of {buckets} buckets empty: too few trajectories (or tied NLLs) to split"
 
 

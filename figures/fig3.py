@@ -26,8 +26,10 @@ def _panel(ax: plt.Axes, nll_ax: plt.Axes, cells: pl.DataFrame, scope: str) -> N
     acc = [v if v is not None else 0.0 for v in cells["acc"]]
     ax.bar(x, acc, width=0.62, color=[BUCKET_COLOURS[b] for b in cells["bucket"]], zorder=2)
     # the accuracy goes under the bar, with the count: text inside the plot would meet the NLL markers
-    labels = [f"{b}\n{a:.1f}%\nn={n}" if n else f"{b}\nempty"
-              for b, a, n in zip(cells["bucket"], cells["acc"], cells["n_traj"])]
+    labels = [
+        f"{b}\n{a:.1f}%\nn={n}" if n else f"{b}\nempty"
+        for b, a, n in zip(cells["bucket"], cells["acc"], cells["n_traj"])
+    ]
     ax.set_xticks(list(x), labels)
     ax.set_ylim(0, 105)
     ax.set_yticks(range(0, 101, 20))
@@ -37,8 +39,16 @@ def _panel(ax: plt.Axes, nll_ax: plt.Axes, cells: pl.DataFrame, scope: str) -> N
     if empty := sum(n == 0 for n in cells["n_traj"]):
         # K <= 2 (every `curate eval` store) leaves per-question buckets empty: say so where it shows
         why = "too few samples per question" if scope == "per_question" else "too few trajectories"
-        ax.text(0.97, 0.97, f"{empty} of {len(cells)} buckets empty:\n{why}", transform=ax.transAxes,
-                ha="right", va="top", fontsize=7.5, zorder=3)
+        ax.text(
+            0.97,
+            0.97,
+            f"{empty} of {len(cells)} buckets empty:\n{why}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=7.5,
+            zorder=3,
+        )
 
 
 def draw(data: FigureData) -> plt.Figure:
@@ -53,7 +63,8 @@ def draw(data: FigureData) -> plt.Figure:
             for col, (rule, scope) in enumerate(PANELS):
                 stats = data.stats[rule]
                 cells = stats.filter(
-                    (pl.col("dataset") == dataset) & (pl.col("teacher_model") == analysis.ALL_MODELS)
+                    (pl.col("dataset") == dataset)
+                    & (pl.col("teacher_model") == analysis.ALL_MODELS)
                     & (pl.col("scope") == scope)
                 ).sort("bucket_idx")
                 ax = axes[row][col]

@@ -17,7 +17,10 @@ from curate import analysis
 
 from .common import SCOPE_TITLES, STYLE, FigureData, run_script, save
 
-METRICS = {"acc": ("accuracy", "percentage points", "{:+.1f}"), "tool_calls": ("tool calls", "per trajectory", "{:+.2f}")}
+METRICS = {
+    "acc": ("accuracy", "percentage points", "{:+.1f}"),
+    "tool_calls": ("tool calls", "per trajectory", "{:+.2f}"),
+}
 
 
 def _matrix(deltas: pl.DataFrame, datasets: list[str], metric: str) -> np.ndarray:

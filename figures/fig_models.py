@@ -35,8 +35,16 @@ def _label(ax: plt.Axes, models: pl.DataFrame) -> None:
     placed = []
     for row in ends.unique("teacher_model", maintain_order=True).iter_rows(named=True):
         for dx, align in ((6, "left"), (-6, "right")):
-            label = ax.annotate(row["teacher_model"], (row["acc"], row["mean_nll"]), xytext=(dx, 0),
-                                textcoords="offset points", ha=align, va="center", fontsize=6.5, color="#333333")
+            label = ax.annotate(
+                row["teacher_model"],
+                (row["acc"], row["mean_nll"]),
+                xytext=(dx, 0),
+                textcoords="offset points",
+                ha=align,
+                va="center",
+                fontsize=6.5,
+                color="#333333",
+            )
             box = label.get_window_extent(renderer)
             # a label may cover neither another label nor a point (a marker is ~3 px in radius)
             hits = box.expanded(1, 1).padded(3).count_contains(points)

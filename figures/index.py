@@ -83,8 +83,9 @@ def text(data: FigureData) -> str:
     lines += ["## Teacher models", ""]
     for dataset in data.datasets:
         rho = model_rho(data.models.filter(pl.col("dataset") == dataset))
-        lines.append(f"- {dataset}: Spearman ρ of mean NLL vs success rate across teacher models: "
-                     f"{fmt(rho, 'mean_rho')}.")
+        lines.append(
+            f"- {dataset}: Spearman ρ of mean NLL vs success rate across teacher models: {fmt(rho, 'mean_rho')}."
+        )
     lines += ["", "Per-model numbers: [models.csv](models.csv).", ""]
     return "\n".join(lines)
 

@@ -52,7 +52,8 @@ def latex(table: pl.DataFrame, dataset: str, rule: str, run_id: str) -> str:
         rf"\label{{tab:tertiles-{file_stem(dataset)}}}",
         r"\begin{tabular}{l" + "r" * (len(scopes) * len(analysis.BUCKETS)) + "}",
         r"\toprule",
-        " & " + " & ".join(rf"\multicolumn{{3}}{{c}}{{{'Global' if s == 'global' else 'Per-question'}}}" for s in scopes)
+        " & "
+        + " & ".join(rf"\multicolumn{{3}}{{c}}{{{'Global' if s == 'global' else 'Per-question'}}}" for s in scopes)
         + r" \\",
         r"\cmidrule(lr){2-4} \cmidrule(lr){5-7}",
         "Statistic & " + " & ".join(b.capitalize() for _ in scopes for b in analysis.BUCKETS) + r" \\",

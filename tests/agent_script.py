@@ -25,8 +25,12 @@ class ScriptedModel:
     name = "scripted"
     model_id = "scripted-teacher"
 
-    def __init__(self, steps: dict[str, Sequence[str] | Callable[[GenRequest, int], str]],
-                 after_limit: str = "my best guess", first_thought: str = "Let me think.\n\n") -> None:
+    def __init__(
+        self,
+        steps: dict[str, Sequence[str] | Callable[[GenRequest, int], str]],
+        after_limit: str = "my best guess",
+        first_thought: str = "Let me think.\n\n",
+    ) -> None:
         self.steps, self.after_limit, self.first_thought = steps, after_limit, first_thought
         self.batches: list[list[GenRequest]] = []
 

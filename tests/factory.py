@@ -66,9 +66,15 @@ def add_trajectories(store: Store, rows: Iterable[dict]) -> list[str]:
             " VALUES ($id, $d, $q, $s, $model, $correct, $answer, $pe, $ms, $ee,"
             " $clean, $turns, $tools, $chars, 'smolagents', $hash, 0, 'factory', $line)",
             {
-                "id": tid, "d": dataset, "q": qid, "s": sample_idx,
-                "model": row.get("teacher_model", "teacher"), "correct": correct,
-                "answer": row.get("generated_answer", "4"), "pe": parse_error, "ms": max_steps,
+                "id": tid,
+                "d": dataset,
+                "q": qid,
+                "s": sample_idx,
+                "model": row.get("teacher_model", "teacher"),
+                "correct": correct,
+                "answer": row.get("generated_answer", "4"),
+                "pe": parse_error,
+                "ms": max_steps,
                 "ee": row.get("exec_error", False),
                 "clean": is_clean(correct, bool(messages), parse_error, max_steps),
                 "turns": len(assistant),
@@ -100,17 +106,27 @@ def add_scores(
     con.execute(
         "INSERT INTO scoring_runs VALUES ($r, $s, 'w', 't', 'transformers', 'float32', 1024, true,"
         " 'test', '{}', $now, $now, $n, $tok)",
-        {"r": run_id, "s": student, "now": datetime(2026, 1, 1), "n": len(turn_means),
-         "tok": tokens_per_turn * sum(len(v) for v in turn_means.values())},
+        {
+            "r": run_id,
+            "s": student,
+            "now": datetime(2026, 1, 1),
+            "n": len(turn_means),
+            "tok": tokens_per_turn * sum(len(v) for v in turn_means.values()),
+        },
     )
     turns = pl.DataFrame(
-        [(run_id, tid, m, tokens_per_turn, nll * tokens_per_turn, nll)
-         for tid, means in turn_means.items() for m, nll in enumerate(means)],
-        schema=["run_id", "trajectory_id", "turn", "tokens", "nll_sum", "nll_mean"], orient="row",
+        [
+            (run_id, tid, m, tokens_per_turn, nll * tokens_per_turn, nll)
+            for tid, means in turn_means.items()
+            for m, nll in enumerate(means)
+        ],
+        schema=["run_id", "trajectory_id", "turn", "tokens", "nll_sum", "nll_mean"],
+        orient="row",
     )
     per_trajectory = pl.DataFrame(
         [(run_id, tid, tokens_per_turn * len(means), tid in truncated) for tid, means in turn_means.items()],
-        schema=["run_id", "trajectory_id", "tokens", "truncated"], orient="row",
+        schema=["run_id", "trajectory_id", "tokens", "truncated"],
+        orient="row",
     )
     # Bulk inserts through Arrow: row-by-row executemany takes tens of seconds on a file store.
     con.register("new_turns", turns.to_arrow())

@@ -15,8 +15,11 @@ import base64
 import os
 from pathlib import Path
 
-SECRETS = {"HF_TOKEN": "hf_TESTSECRETvalue0123456789", "OPENAI_API_KEY": "sk-TESTSECRET-abcdefghijklmnop",
-           "DB_PASSWORD": "pw-TESTSECRET-42424242"}
+SECRETS = {
+    "HF_TOKEN": "hf_TESTSECRETvalue0123456789",
+    "OPENAI_API_KEY": "sk-TESTSECRET-abcdefghijklmnop",
+    "DB_PASSWORD": "pw-TESTSECRET-42424242",
+}
 SURVIVOR_SECONDS = 4242  # `sleep 4242`: a process a hostile step leaves behind, found by its argv
 LIBC = "import numpy as np\nlibc = np.ctypeslib.load_library('libc.so.6', '/usr/lib/x86_64-linux-gnu')\n"
 
@@ -47,8 +50,10 @@ def attacks(home: Path, outside: Path, port: int) -> dict[str, tuple[str, str]]:
             via_libc(f"cat {token} || cat /root/.cache/huggingface/token"),
         ),
         "proc environ": (
-            via_sympy("import sys, os\nsys._out = [open(f'/proc/{p}/environ', 'rb').read() "
-                      "for p in os.listdir('/proc') if p.isdigit()]"),
+            via_sympy(
+                "import sys, os\nsys._out = [open(f'/proc/{p}/environ', 'rb').read() "
+                "for p in os.listdir('/proc') if p.isdigit()]"
+            ),
             via_libc("cat /proc/*/environ | grep -q TESTSECRET"),
         ),
         "write outside": (
@@ -56,14 +61,18 @@ def attacks(home: Path, outside: Path, port: int) -> dict[str, tuple[str, str]]:
             via_libc(f"echo escaped > {outside}"),
         ),
         "kill ancestors": (
-            via_sympy("import os, sys, signal\nfor pid in (os.getppid(), 1, -1):\n"
-                      "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n"
-                      "sys._out = 'still here'"),
+            via_sympy(
+                "import os, sys, signal\nfor pid in (os.getppid(), 1, -1):\n"
+                "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n"
+                "sys._out = 'still here'"
+            ),
             via_libc("kill -9 $PPID 1 -1"),
         ),
         "surviving processes": (
-            via_sympy(f"import os, sys\nif os.fork() == 0:\n    os.setsid()\n"
-                      f"    os.execv('/usr/bin/sleep', ['sleep', '{SURVIVOR_SECONDS}'])\nsys._out = 'forked'"),
+            via_sympy(
+                f"import os, sys\nif os.fork() == 0:\n    os.setsid()\n"
+                f"    os.execv('/usr/bin/sleep', ['sleep', '{SURVIVOR_SECONDS}'])\nsys._out = 'forked'"
+            ),
             via_libc(f"setsid sleep {SURVIVOR_SECONDS} > /dev/null 2>&1 < /dev/null &"),
         ),
         "fork bomb": (

@@ -50,7 +50,9 @@ class Api(BaseHTTPRequestHandler):
 def answer(path: str, body: dict) -> dict:
     """A deterministic reply naming what was asked; it stops at the first stop string as servers do:
     the stop string left out of the text and named in `stop_reason` (vLLM's field)."""
-    asked = body["prompt"] if path.endswith("/completions") and "messages" not in body else body["messages"][-1]["content"]
+    asked = (
+        body["prompt"] if path.endswith("/completions") and "messages" not in body else body["messages"][-1]["content"]
+    )
     text = f"seed={body.get('seed')} t={body['temperature']} <end_code> after"
     stop = next((s for s in body.get("stop", []) if s in text), None)
     if stop:
@@ -62,8 +64,14 @@ def answer(path: str, body: dict) -> dict:
         kind = "chat.completion"
     else:
         choice, kind = {"index": 0, "text": text, "finish_reason": finish}, "text_completion"
-    return {"id": "x", "object": kind, "created": 0, "model": body["model"],
-            "choices": [{**choice, "stop_reason": stop}], "usage": usage}
+    return {
+        "id": "x",
+        "object": kind,
+        "created": 0,
+        "model": body["model"],
+        "choices": [{**choice, "stop_reason": stop}],
+        "usage": usage,
+    }
 
 
 def start() -> ThreadingHTTPServer:

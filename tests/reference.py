@@ -19,8 +19,9 @@ def reference_turns(model, tokenizer, chat: list[dict], max_length: int) -> dict
         assert upto.startswith(head)
         encoding = tokenizer(upto, add_special_tokens=False, return_offsets_mapping=True)
         ids = encoding["input_ids"][:max_length]
-        first = next((k for k, (start, _) in enumerate(encoding["offset_mapping"][: len(ids)]) if start >= len(head)),
-                     len(ids))
+        first = next(
+            (k for k, (start, _) in enumerate(encoding["offset_mapping"][: len(ids)]) if start >= len(head)), len(ids)
+        )
         if first >= len(ids):
             continue
         with torch.no_grad():

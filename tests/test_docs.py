@@ -55,9 +55,7 @@ def prose(path: Path) -> list[str]:
             fence = marker.group(1)
             lines.append("")
         elif fence is not None:
-            if re.fullmatch(
-                rf" {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*", line
-            ):
+            if re.fullmatch(rf" {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*", line):
                 fence = None
             lines.append("")
         else:
@@ -92,9 +90,7 @@ def sections() -> dict[str, list[tuple[Path, str]]]:
         lines = prose(page)
         for i, line in enumerate(lines):
             heading = HEADING.match(line)
-            name = heading and re.fullmatch(
-                r"`(curate(?: [\w.-]+)+)`", heading.group(2)
-            )
+            name = heading and re.fullmatch(r"`(curate(?: [\w.-]+)+)`", heading.group(2))
             if not name:
                 continue
             level, end = len(heading.group(1)), len(lines)
@@ -118,9 +114,7 @@ def test_the_cli_has_subcommands_to_document() -> None:
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_subcommand_has_one_section_in_docs(command: str) -> None:
     pages = [page.name for page, _ in SECTIONS.get(command, [])]
-    assert len(pages) == 1, (
-        f"{command}: expected one docs/ section headed `{command}`, found {pages or 'none'}"
-    )
+    assert len(pages) == 1, f"{command}: expected one docs/ section headed `{command}`, found {pages or 'none'}"
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -149,9 +143,7 @@ def test_every_relative_link_resolves(page: Path) -> None:
             resolved = (page.parent / path).resolve() if path else page
             if not resolved.exists():
                 broken.append(f"line {number}: {target} (no such file)")
-            elif (
-                anchor and resolved.suffix == ".md" and anchor not in anchors(resolved)
-            ):
+            elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
                 broken.append(f"line {number}: {target} (no heading #{anchor})")
     assert not broken, f"{page.relative_to(ROOT)}: broken links: {broken}"
 
@@ -159,11 +151,7 @@ def test_every_relative_link_resolves(page: Path) -> None:
 def test_the_index_lists_every_page() -> None:
     index = (DOCS / "index.md").read_text(encoding="utf-8")
     linked = {target.partition("#")[0] for target in LINK.findall(index)}
-    unlisted = [
-        page.name
-        for page in DOCS.glob("*.md")
-        if page.name not in linked | {"index.md"}
-    ]
+    unlisted = [page.name for page in DOCS.glob("*.md") if page.name not in linked | {"index.md"}]
     assert not sorted(unlisted)
 
 
@@ -172,7 +160,5 @@ def test_the_readme_is_a_front_door() -> None:
 
 
 def test_the_readme_gives_the_test_command_ci_runs() -> None:
-    command = (
-        (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
-    )
+    command = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
     assert command in README.read_text(encoding="utf-8").splitlines()

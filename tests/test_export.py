@@ -23,8 +23,19 @@ from curate.select import COLUMNS as SELECTION_COLUMNS
 from curate.select import SelectConfig, run_policy
 from curate.store import Store
 
-COLUMNS = ["messages", "question_id", "dataset", "trajectory_id", "sample_idx", "nll", "n_turns", "policy",
-           "student", "k", "profile"]
+COLUMNS = [
+    "messages",
+    "question_id",
+    "dataset",
+    "trajectory_id",
+    "sample_idx",
+    "nll",
+    "n_turns",
+    "policy",
+    "student",
+    "k",
+    "profile",
+]
 SECRET = "hf_test_token_never_printed"
 AGENT_RUN = [
     ("system", "You are an agent."),
@@ -45,8 +56,11 @@ AGENT_CHAT = [  # the role mapping of DESIGN.md, written out by hand
 
 
 def short_run(answer: str) -> list[tuple[str, str]]:
-    return [("system", "You are an agent."), ("user", f"New task:\nSay {answer}."),
-            ("assistant", f"Thought: easy.\nCode:\n```py\nfinal_answer('{answer}')\n```<end_code>")]
+    return [
+        ("system", "You are an agent."),
+        ("user", f"New task:\nSay {answer}."),
+        ("assistant", f"Thought: easy.\nCode:\n```py\nfinal_answer('{answer}')\n```<end_code>"),
+    ]
 
 
 @pytest.fixture
@@ -54,22 +68,28 @@ def db(tmp_path: Path) -> Path:
     """A store of 4 questions: the agent run wins q1, q2 has one candidate, q3 none, q4 none scored."""
     path = tmp_path / "store.duckdb"
     with Store(path) as store:
-        ids = add_trajectories(store, [
-            {"question_id": "q1", "messages": short_run("a"), "teacher_model": "big-teacher"},
-            {"question_id": "q1", "messages": AGENT_RUN, "teacher_model": "big-teacher"},
-            {"question_id": "q1", "messages": AGENT_RUN, "teacher_model": "other-teacher", "correct": False},
-            {"question_id": "q2", "messages": short_run("b"), "teacher_model": "other-teacher"},
-            {"question_id": "q3", "messages": short_run("c"), "max_steps": True},
-            {"question_id": "q4", "messages": short_run("d")},
-        ])
+        ids = add_trajectories(
+            store,
+            [
+                {"question_id": "q1", "messages": short_run("a"), "teacher_model": "big-teacher"},
+                {"question_id": "q1", "messages": AGENT_RUN, "teacher_model": "big-teacher"},
+                {"question_id": "q1", "messages": AGENT_RUN, "teacher_model": "other-teacher", "correct": False},
+                {"question_id": "q2", "messages": short_run("b"), "teacher_model": "other-teacher"},
+                {"question_id": "q3", "messages": short_run("c"), "max_steps": True},
+                {"question_id": "q4", "messages": short_run("d")},
+            ],
+        )
         add_scores(store, "run1", {ids[0]: [2.0], ids[1]: [0.5, 1.0], ids[2]: [0.1], ids[3]: [3.0], ids[4]: [0.2]})
     return path
 
 
 def chosen(db: Path, selection_id: str) -> dict[str, dict]:
     with Store(db, read_only=True) as store:
-        rows = store.sql("SELECT r.*, t.sample_idx, t.assistant_turns FROM selection_rows r JOIN trajectories t"
-                         " USING (trajectory_id) WHERE selection_id = $s", s=selection_id)
+        rows = store.sql(
+            "SELECT r.*, t.sample_idx, t.assistant_turns FROM selection_rows r JOIN trajectories t"
+            " USING (trajectory_id) WHERE selection_id = $s",
+            s=selection_id,
+        )
         chats = stored_chats(store.con, rows["trajectory_id"].to_list())
     return {r["trajectory_id"]: {**r, "messages": chats[r["trajectory_id"]]} for r in rows.iter_rows(named=True)}
 
@@ -82,8 +102,12 @@ def assert_holds_selection(data: datasets.Dataset, db: Path, selection_id: str, 
     for row in data:
         ref = want[row["trajectory_id"]]
         assert row["messages"] == ref["messages"]
-        assert (row["question_id"], row["dataset"], row["sample_idx"], row["n_turns"]) == \
-            (ref["question_id"], ref["dataset"], ref["sample_idx"], ref["assistant_turns"])
+        assert (row["question_id"], row["dataset"], row["sample_idx"], row["n_turns"]) == (
+            ref["question_id"],
+            ref["dataset"],
+            ref["sample_idx"],
+            ref["assistant_turns"],
+        )
         assert row["n_turns"] == sum(m["role"] == "assistant" for m in row["messages"])
         assert row["nll"] == pytest.approx(ref["nll"])
         assert (row["policy"], row["student"], row["profile"]) == ("min_nll", "tiny", "smolagents")
@@ -95,8 +119,9 @@ def test_folder_round_trip_and_card(db, tmp_path, tiny_tokenizer, capsys) -> Non
     out = tmp_path / "out"
     assert main(["export", "--db", str(db), "--policy", "min_nll", "--run", "run1", "--to", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("selection min_nll:run1: exported 2 trajectories (2 questions with no clean "
-                              "candidate left out)\n")
+    assert printed.startswith(
+        "selection min_nll:run1: exported 2 trajectories (2 questions with no clean candidate left out)\n"
+    )
     data = datasets.load_from_disk(str(out))
     assert data.num_rows == 2
     assert_holds_selection(data, db, "min_nll:run1", tiny_tokenizer)
@@ -109,16 +134,36 @@ def test_folder_round_trip_and_card(db, tmp_path, tiny_tokenizer, capsys) -> Non
     assert card.data.task_categories == ["text-generation"]
     assert "policy-min_nll" in card.data.tags and card.data.size_categories == ["n<1K"]
     assert "configs" not in card.data.to_dict()  # no data/ parquet in a folder export
-    for fact in ("| scoring run | run1 |", "| student | tiny |", "| teacher model(s) | big-teacher, other-teacher |",
-                 "4 questions; 2 exported", "| no clean trajectory | False | 1 |",
-                 "| clean trajectories not scored in this run | False | 1 |", "| factory |  |  | big-teacher | 1 |",
-                 "| policy | min_nll (sql/policies/min_nll.sql, sha256 "):
+    for fact in (
+        "| scoring run | run1 |",
+        "| student | tiny |",
+        "| teacher model(s) | big-teacher, other-teacher |",
+        "4 questions; 2 exported",
+        "| no clean trajectory | False | 1 |",
+        "| clean trajectories not scored in this run | False | 1 |",
+        "| factory |  |  | big-teacher | 1 |",
+        "| policy | min_nll (sql/policies/min_nll.sql, sha256 ",
+    ):
         assert fact in card.text
     config = json.loads((out / "export_config.json").read_text())
     assert config["counts"]["selected"] == 2 and config["selection"]["run_id"] == "run1"
     assert config["command"] in card.text
-    assert config["command"] == shlex.join(["curate", "export", "--db", str(db), "--policy", "min_nll", "--run",
-                                            "run1", "--name", "min_nll:run1", "--to", str(out)])
+    assert config["command"] == shlex.join(
+        [
+            "curate",
+            "export",
+            "--db",
+            str(db),
+            "--policy",
+            "min_nll",
+            "--run",
+            "run1",
+            "--name",
+            "min_nll:run1",
+            "--to",
+            str(out),
+        ]
+    )
 
     again = tmp_path / "again"
     argv = shlex.split(config["command"])[1:]
@@ -143,8 +188,10 @@ def test_parquet_round_trip_with_k(db, tmp_path, tiny_tokenizer) -> None:
 
 def test_export_a_stored_selection_read_only(db, tmp_path, capsys) -> None:
     with Store(db) as store:
-        export(store, ExportConfig(to=str(tmp_path / "first"), select=SelectConfig(policy="max_nll", run="run1",
-                                                                                     name="hard")))
+        export(
+            store,
+            ExportConfig(to=str(tmp_path / "first"), select=SelectConfig(policy="max_nll", run="run1", name="hard")),
+        )
     assert main(["export", "--db", str(db), "--selection", "hard", "--to", str(tmp_path / "second")]) == 0
     second = datasets.load_from_disk(str(tmp_path / "second"))
     assert second.to_list() == datasets.load_from_disk(str(tmp_path / "first")).to_list()
@@ -152,8 +199,9 @@ def test_export_a_stored_selection_read_only(db, tmp_path, capsys) -> None:
     assert main(["export", "--db", str(db), "--selection", "nope", "--to", str(tmp_path / "x")]) == 2
     assert "no selection 'nope' in this store" in capsys.readouterr().err
     assert main(["export", "--db", str(db), "--selection", "hard", "--k", "3", "--to", str(tmp_path / "x")]) == 2
-    assert capsys.readouterr().err == ("curate export: error: --selection exports a stored selection as it was made; "
-                                       "--k: only with --policy\n")
+    assert capsys.readouterr().err == (
+        "curate export: error: --selection exports a stored selection as it was made; --k: only with --policy\n"
+    )
 
 
 def test_export_refuses_to_overwrite_other_folders(db, tmp_path, capsys) -> None:
@@ -177,8 +225,10 @@ def test_parquet_export_replaces_only_an_earlier_export(db, tmp_path, capsys, mo
     mine, card = tmp_path / "mine.parquet", tmp_path / "mine.README.md"
     mine.write_bytes(b"someone's data")
     assert export_to(str(mine)) == 2
-    assert capsys.readouterr().err == (f"curate export: error: {mine} exists and is not part of a curate export (no "
-                                       "mine.export_config.json beside it); choose another --to or remove it\n")
+    assert capsys.readouterr().err == (
+        f"curate export: error: {mine} exists and is not part of a curate export (no "
+        "mine.export_config.json beside it); choose another --to or remove it\n"
+    )
     assert mine.read_bytes() == b"someone's data" and not card.exists()
     assert selections() == []  # refused before anything was selected
     mine.unlink()
@@ -190,7 +240,11 @@ def test_parquet_export_replaces_only_an_earlier_export(db, tmp_path, capsys, mo
     # An earlier export is replaced whole: data, card and config.
     assert export_to(str(mine), "--k", "1") == 0 and export_to(str(mine)) == 0
     assert "| K | all |" in card.read_text() and set(datasets.Dataset.from_parquet(str(mine))["k"]) == {None}
-    assert sorted(p.name for p in tmp_path.glob("mine*")) == ["mine.README.md", "mine.export_config.json", "mine.parquet"]
+    assert sorted(p.name for p in tmp_path.glob("mine*")) == [
+        "mine.README.md",
+        "mine.export_config.json",
+        "mine.parquet",
+    ]
 
     capsys.readouterr()
     work = tmp_path / "work"
@@ -211,10 +265,20 @@ def test_hub_push_reaches_huggingface_hub(db, tmp_path, monkeypatch, capsys) -> 
 
     def upload_folder(self, **kwargs):
         folder = Path(kwargs["folder_path"])
-        uploaded = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                          if p.is_file() and any(p.relative_to(folder).match(g) for g in kwargs["allow_patterns"]))
-        calls.append(("upload_folder", kwargs, uploaded, (folder / "README.md").read_text(),
-                      pq.read_table(folder / HUB_PARQUET).to_pylist()))
+        uploaded = sorted(
+            str(p.relative_to(folder))
+            for p in folder.rglob("*")
+            if p.is_file() and any(p.relative_to(folder).match(g) for g in kwargs["allow_patterns"])
+        )
+        calls.append(
+            (
+                "upload_folder",
+                kwargs,
+                uploaded,
+                (folder / "README.md").read_text(),
+                pq.read_table(folder / HUB_PARQUET).to_pylist(),
+            )
+        )
 
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
@@ -228,8 +292,11 @@ def test_hub_push_reaches_huggingface_hub(db, tmp_path, monkeypatch, capsys) -> 
     (_, repo_id, create_kwargs), (_, upload_kwargs, uploaded, card, rows) = calls
     assert repo_id == "my-org/smartad"
     assert create_kwargs == {"private": True, "repo_type": "dataset", "exist_ok": True}
-    assert (upload_kwargs["repo_id"], upload_kwargs["repo_type"], upload_kwargs["allow_patterns"]) == \
-        ("my-org/smartad", "dataset", HUB_FILES)
+    assert (upload_kwargs["repo_id"], upload_kwargs["repo_type"], upload_kwargs["allow_patterns"]) == (
+        "my-org/smartad",
+        "dataset",
+        HUB_FILES,
+    )
     assert uploaded == ["README.md", HUB_PARQUET, "export_config.json"]
     assert "configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*.parquet" in card
     assert "--to hub:my-org/smartad --private" in card
@@ -273,16 +340,26 @@ def test_demo_lines(db, tmp_path) -> None:
 def test_real_mint_runs(shared_data, tmp_path, tiny_tokenizer) -> None:
     """48 real GSM8K questions x 55 agent runs: every policy against the reference, then an export."""
     store = Store(":memory:")  # the factory's row-by-row score inserts are 10x slower on a file
-    ingest(store, [shared_data / "trajectories" / "mint" / "mint_gsm8k.jsonl.gz"], "gsm8k",
-           options=IngestOptions(progress=False))
-    stored = store.sql("SELECT trajectory_id, dataset, question_id, sample_idx, correct, parse_error, max_steps,"
-                       " clean, assistant_turns FROM trajectories")
+    ingest(
+        store,
+        [shared_data / "trajectories" / "mint" / "mint_gsm8k.jsonl.gz"],
+        "gsm8k",
+        options=IngestOptions(progress=False),
+    )
+    stored = store.sql(
+        "SELECT trajectory_id, dataset, question_id, sample_idx, correct, parse_error, max_steps,"
+        " clean, assistant_turns FROM trajectories"
+    )
     # a stand-in student: turn means in quarter steps from a hash of the id, so ties are common
-    means = {t: [int(hashlib.md5(f"{t}:{m}".encode()).hexdigest(), 16) % 8 / 4 for m in range(turns)]
-             for t, turns in stored.select("trajectory_id", "assistant_turns").iter_rows()}
+    means = {
+        t: [int(hashlib.md5(f"{t}:{m}".encode()).hexdigest(), 16) % 8 / 4 for m in range(turns)]
+        for t, turns in stored.select("trajectory_id", "assistant_turns").iter_rows()
+    }
     add_scores(store, "mint", means)
-    samples = [Sample(d, q, i, ok, pe, ms, {"mint": means[t]}, trajectory_id=t)
-               for t, d, q, i, ok, pe, ms, _clean, _turns in stored.iter_rows()]
+    samples = [
+        Sample(d, q, i, ok, pe, ms, {"mint": means[t]}, trajectory_id=t)
+        for t, d, q, i, ok, pe, ms, _clean, _turns in stored.iter_rows()
+    ]
     assert [x.clean for x in samples] == stored["clean"].to_list()
     asked = sorted(store.sql("SELECT dataset, question_id FROM questions").rows())
     assert len(asked) == 48

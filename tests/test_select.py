@@ -91,27 +91,60 @@ def synthetic_samples() -> tuple[list[Sample], list[tuple[str, str]]]:
                 # a repeat of the previous sample: the same text and the same turn scores
                 if i and rng.random() < 0.2:
                     prev = s[-1]
-                    s.append(Sample(d, f"r{q:02d}", i, prev.correct, prev.parse_error, prev.max_steps,
-                                    {r: list(m) for r, m in prev.scores.items()}, prev.text))
+                    s.append(
+                        Sample(
+                            d,
+                            f"r{q:02d}",
+                            i,
+                            prev.correct,
+                            prev.parse_error,
+                            prev.max_steps,
+                            {r: list(m) for r, m in prev.scores.items()},
+                            prev.text,
+                        )
+                    )
                     continue
-                scores = {r: [rng.choice([0.5, 1.0, 1.5, 2.0]) for _ in range(rng.randint(1, 3))]
-                          for r in ("r1", "r2") if rng.random() < 0.9}
-                s.append(Sample(d, f"r{q:02d}", i, rng.random() < 0.7, rng.random() < 0.1, rng.random() < 0.1,
-                                scores, f"Thought: {rng.random()}\nCode:\n```py\nfinal_answer(1)\n```<end_code>"))
+                scores = {
+                    r: [rng.choice([0.5, 1.0, 1.5, 2.0]) for _ in range(rng.randint(1, 3))]
+                    for r in ("r1", "r2")
+                    if rng.random() < 0.9
+                }
+                s.append(
+                    Sample(
+                        d,
+                        f"r{q:02d}",
+                        i,
+                        rng.random() < 0.7,
+                        rng.random() < 0.1,
+                        rng.random() < 0.1,
+                        scores,
+                        f"Thought: {rng.random()}\nCode:\n```py\nfinal_answer(1)\n```<end_code>",
+                    )
+                )
     asked = sorted({(x.dataset, x.question_id) for x in s} | {("ds", "empty"), ("other", "empty")})
     return s, asked
 
 
 def build(store: Store, samples: list[Sample], asked: list[tuple[str, str]]) -> None:
-    add_trajectories(store, [
-        {"dataset": x.dataset, "question_id": x.question_id, "sample_idx": x.sample_idx, "correct": x.correct,
-         "parse_error": x.parse_error, "max_steps": x.max_steps,
-         "messages": [("system", "sys"), ("user", f"New task:\n{x.question_id}?"), ("assistant", x.text)]}
-        for x in samples
-    ])
+    add_trajectories(
+        store,
+        [
+            {
+                "dataset": x.dataset,
+                "question_id": x.question_id,
+                "sample_idx": x.sample_idx,
+                "correct": x.correct,
+                "parse_error": x.parse_error,
+                "max_steps": x.max_steps,
+                "messages": [("system", "sys"), ("user", f"New task:\n{x.question_id}?"), ("assistant", x.text)],
+            }
+            for x in samples
+        ],
+    )
     for d, q in asked:
-        store.con.execute("INSERT INTO questions VALUES ($d, $q, 'Q?', 'A', 1, NULL) ON CONFLICT DO NOTHING",
-                          {"d": d, "q": q})
+        store.con.execute(
+            "INSERT INTO questions VALUES ($d, $q, 'Q?', 'A', 1, NULL) ON CONFLICT DO NOTHING", {"d": d, "q": q}
+        )
     for run in ("r1", "r2"):
         add_scores(store, run, {x.tid: x.scores[run] for x in samples if run in x.scores})
 
@@ -141,8 +174,10 @@ def reference(samples, asked, policy, run, dataset=None, k=None, seed=0) -> list
             "max_nll": (min(pool, key=lambda x: (-x.nll(run), x.sample_idx)), "highest NLL"),
             "median_nll": (by_nll[(len(pool) + 1) // 2 - 1], "median NLL"),
             "first": (min(pool, key=lambda x: x.sample_idx), "first clean sample"),
-            "random": (min(pool, key=lambda x: (hashlib.md5(f"{x.tid}:{seed}".encode()).hexdigest(), x.sample_idx)),
-                       "random draw"),
+            "random": (
+                min(pool, key=lambda x: (hashlib.md5(f"{x.tid}:{seed}".encode()).hexdigest(), x.sample_idx)),
+                "random draw",
+            ),
         }[policy]
         rows.append((d, q, pick.tid, pick.nll(run), by_nll.index(pick) + 1, len(pool), why))
     return rows
@@ -166,9 +201,16 @@ def test_builtin_policies_are_listed() -> None:
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-@pytest.mark.parametrize(("run", "dataset", "k", "seed"), [
-    ("r1", None, None, 0), ("r1", "ds", None, 0), ("r1", None, 2, 7), ("r2", "other", 1, 0), ("r2", None, 3, 3),
-])
+@pytest.mark.parametrize(
+    ("run", "dataset", "k", "seed"),
+    [
+        ("r1", None, None, 0),
+        ("r1", "ds", None, 0),
+        ("r1", None, 2, 7),
+        ("r2", "other", 1, 0),
+        ("r2", None, 3, 3),
+    ],
+)
 def test_policy_matches_reference(synthetic, policy, run, dataset, k, seed) -> None:
     store, samples, asked = synthetic
     got = as_rows(run_policy(store.con, policy, run, dataset, k, seed))
@@ -181,8 +223,13 @@ def test_synthetic_store_has_every_case(synthetic) -> None:
     _store, samples, asked = synthetic
     rows = reference(samples, asked, "min_nll", "r1", k=2)
     reasons = {r[6] for r in rows}
-    assert reasons == {"lowest NLL", "no trajectory", "no clean trajectory",
-                       "no clean trajectory with sample_idx < k", "clean trajectories not scored in this run"}
+    assert reasons == {
+        "lowest NLL",
+        "no trajectory",
+        "no clean trajectory",
+        "no clean trajectory with sample_idx < k",
+        "clean trajectories not scored in this run",
+    }
     assert {r[5] for r in rows} >= {0, 1, 2}
     tie = dict(((r[0], r[1]), r) for r in reference(samples, asked, "min_nll", "r1"))[("ds", "tie")]
     assert tie[2:6] == ("ds:tie:1", 1.0, 1, 5)  # ties with sample 2 at NLL 1.0: the earlier sample wins
@@ -212,10 +259,15 @@ def test_random_depends_on_the_seed_only(synthetic) -> None:
 
 def test_min_nll_golden_rows() -> None:
     store = new_store()
-    ids = add_trajectories(store, [
-        {"question_id": "a"}, {"question_id": "a"}, {"question_id": "a", "correct": False},
-        {"question_id": "b", "max_steps": True},
-    ])
+    ids = add_trajectories(
+        store,
+        [
+            {"question_id": "a"},
+            {"question_id": "a"},
+            {"question_id": "a", "correct": False},
+            {"question_id": "b", "max_steps": True},
+        ],
+    )
     add_scores(store, "run", {ids[0]: [1.0, 2.0], ids[1]: [0.5, 1.0, 1.5], ids[2]: [0.1], ids[3]: [0.1]})
     got = run_policy(store.con, "min_nll", "run")
     assert got.columns == list(COLUMNS)
@@ -232,7 +284,7 @@ def test_parameters_are_data_not_sql(synthetic) -> None:
     hostile_run = "r1'; DROP TABLE turn_scores; --"
     rows = run_policy(store.con, "min_nll", hostile_run, dataset="ds")
     assert set(rows["reason"]) <= {"clean trajectories not scored in this run", "no clean trajectory", "no trajectory"}
-    with pytest.raises(ValueError, match="no questions to select from in data set \"x'; DROP TABLE trajectories; --\""):
+    with pytest.raises(ValueError, match='no questions to select from in data set "x\'; DROP TABLE trajectories; --"'):
         select(store, SelectConfig(run="r1", dataset=INJECTION))
     assert store.sql("SELECT count(*) AS n FROM trajectories").item() == before
     assert store.sql("SELECT count(*) AS n FROM turn_scores").item() > 0
@@ -255,8 +307,11 @@ def test_select_stores_and_replaces_atomically(tmp_path) -> None:
         "SELECT t.dataset, t.question_id, min(t.trajectory_id) AS trajectory_id, 1.0 AS nll, 1 AS rank,"
         " 1 AS candidates, 'any' AS reason FROM trajectories t WHERE NOT t.clean GROUP BY ALL"
     )
-    with pytest.raises(ValueError, match=r"fail sql/checks/ \(first: selection_row_not_clean: ds/late ds:late:0: "
-                       r"chosen trajectory is not clean\); nothing stored"):
+    with pytest.raises(
+        ValueError,
+        match=r"fail sql/checks/ \(first: selection_row_not_clean: ds/late ds:late:0: "
+        r"chosen trajectory is not clean\); nothing stored",
+    ):
         select(store, SelectConfig(policy=str(bad), run="r1", name="mine"))
     assert store.sql("SELECT k, policy FROM selections").rows() == [(1, "min_nll")]
     assert store.sql("SELECT count(*) AS n FROM selection_rows").item() == len(asked)
@@ -266,11 +321,19 @@ def test_select_stores_and_replaces_atomically(tmp_path) -> None:
 def test_default_names_and_params(synthetic) -> None:
     store = synthetic[0]
     assert select(store, SelectConfig(run="r1")).selection_id == "min_nll:r1"
-    assert select(store, SelectConfig(policy="random", run="r2", dataset="ds", k=3, seed=7)).selection_id == \
-        "random:r2:ds:k3:seed7"
+    assert (
+        select(store, SelectConfig(policy="random", run="r2", dataset="ds", k=3, seed=7)).selection_id
+        == "random:r2:ds:k3:seed7"
+    )
     row = selections(store.con, "random:r2:ds:k3:seed7").row(0, named=True)
-    assert (row["policy"], row["run_id"], row["student"], row["dataset"], row["k"], row["seed"]) == \
-        ("random", "r2", "tiny", "ds", 3, 7)
+    assert (row["policy"], row["run_id"], row["student"], row["dataset"], row["k"], row["seed"]) == (
+        "random",
+        "r2",
+        "tiny",
+        "ds",
+        3,
+        7,
+    )
     params = json.loads(store.sql("SELECT params FROM selections WHERE policy = 'min_nll'").item())
     assert params["seed"] is None and params["policy_file"] == "sql/policies/min_nll.sql"
     assert params["policy_sha256"] == load_policy("min_nll").sha256
@@ -295,27 +358,39 @@ def test_user_policy_from_a_path(synthetic, tmp_path) -> None:
     )
     got = select(store, SelectConfig(policy=str(path), run="r1", dataset="other"))
     assert got.selection_id == "shortest:r1:other"
-    chosen = store.sql("SELECT trajectory_id FROM selection_rows WHERE selection_id = $s AND trajectory_id IS NOT NULL",
-                       s=got.selection_id)["trajectory_id"].to_list()
+    chosen = store.sql(
+        "SELECT trajectory_id FROM selection_rows WHERE selection_id = $s AND trajectory_id IS NOT NULL",
+        s=got.selection_id,
+    )["trajectory_id"].to_list()
     pools = {}
     for x in samples:
         if x.dataset == "other" and x.clean and "r1" in x.scores:
             pools.setdefault(x.question_id, []).append(x)
     want = sorted(min(pool, key=lambda x: (len(x.text), x.sample_idx)).tid for pool in pools.values())
     assert sorted(chosen) == want
-    assert json.loads(store.sql("SELECT params FROM selections WHERE policy = 'shortest'").item())["policy_file"] \
-        == str(path.resolve())
+    assert json.loads(store.sql("SELECT params FROM selections WHERE policy = 'shortest'").item())[
+        "policy_file"
+    ] == str(path.resolve())
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("SELECT 1; DROP TABLE trajectories", "must be exactly one SELECT statement, found 2"),
-    ("DELETE FROM trajectories", "must be exactly one SELECT statement, found 1"),
-    ("SELECT $run_id AS dataset, $limit AS x", r"unknown parameter\(s\) \$limit; policies take \$run_id"),
-    ("SELECT 'ds' AS dataset, 'q' AS question_id", "output lacks column.* trajectory_id, nll, rank, candidates, reason"),
-    ("SELECT 'ds' AS dataset, 'q' AS question_id, NULL AS trajectory_id, NULL AS nll, NULL AS rank, 0 AS candidates,"
-     " 'x' AS reason FROM range(2)", "1 question.* more than one row .first: ds/q."),
-    ("SELECT nope FROM trajectories", "Referenced column \"nope\" not found"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("SELECT 1; DROP TABLE trajectories", "must be exactly one SELECT statement, found 2"),
+        ("DELETE FROM trajectories", "must be exactly one SELECT statement, found 1"),
+        ("SELECT $run_id AS dataset, $limit AS x", r"unknown parameter\(s\) \$limit; policies take \$run_id"),
+        (
+            "SELECT 'ds' AS dataset, 'q' AS question_id",
+            "output lacks column.* trajectory_id, nll, rank, candidates, reason",
+        ),
+        (
+            "SELECT 'ds' AS dataset, 'q' AS question_id, NULL AS trajectory_id, NULL AS nll, NULL AS rank, 0 AS candidates,"
+            " 'x' AS reason FROM range(2)",
+            "1 question.* more than one row .first: ds/q.",
+        ),
+        ("SELECT nope FROM trajectories", 'Referenced column "nope" not found'),
+    ],
+)
 def test_bad_user_policies_are_refused(synthetic, tmp_path, text, message) -> None:
     path = tmp_path / "bad.sql"
     path.write_text(text)
@@ -360,8 +435,9 @@ def test_describe_counts_reasons(synthetic) -> None:
     assert lines[0] == "selection described: policy min_nll, run r1 (student tiny), data set all, K 2"
     assert lines[1] == f"  questions {len(ref)}, selected {chosen}, no clean candidate {len(ref) - chosen}"
     unscored = sum(1 for x in samples if x.clean and x.sample_idx < 2 and "r1" not in x.scores)
-    assert lines[-1] == (f"  warning: {unscored} clean trajectories within K have no score in run r1 "
-                         "and were not candidates")
+    assert lines[-1] == (
+        f"  warning: {unscored} clean trajectories within K have no score in run r1 and were not candidates"
+    )
     assert any(line.strip().endswith("no clean trajectory with sample_idx < k") for line in lines)
 
 
@@ -373,8 +449,9 @@ def test_cli_select_selections_compare(tmp_path, capsys) -> None:
     assert main(["select", "--db", str(db), "--policy", "min_nll", "--run", "r1", "--dataset", "ds"]) == 0
     out = capsys.readouterr().out
     n = sum(1 for d, _q in asked if d == "ds")
-    assert out.startswith("selection min_nll:r1:ds: policy min_nll, run r1 (student tiny), data set ds, K all\n"
-                          f"  questions {n}, ")
+    assert out.startswith(
+        f"selection min_nll:r1:ds: policy min_nll, run r1 (student tiny), data set ds, K all\n  questions {n}, "
+    )
     assert out.endswith(f"stored in {db}\n")
     assert main(["select", "--db", str(db), "--policy", "first", "--run", "r1", "--dataset", "ds", "--k", "1"]) == 0
     capsys.readouterr()
@@ -384,8 +461,10 @@ def test_cli_select_selections_compare(tmp_path, capsys) -> None:
     assert main(["selections", "--db", str(db), "--format", "json"]) == 0
     listed = {s["selection_id"]: s for s in json.loads(capsys.readouterr().out)}
     first = reference(samples, asked, "first", "r1", "ds", k=1)
-    assert (listed["first:r1:ds:k1"]["questions"], listed["first:r1:ds:k1"]["selected"]) == \
-        (len(first), sum(1 for r in first if r[2]))
+    assert (listed["first:r1:ds:k1"]["questions"], listed["first:r1:ds:k1"]["selected"]) == (
+        len(first),
+        sum(1 for r in first if r[2]),
+    )
     assert main(["compare", "min_nll:r1:ds", "first:r1:ds:k1", "--db", str(db), "--format", "json"]) == 0
     low = reference(samples, asked, "min_nll", "r1", "ds")
     same = sum(1 for a, b in zip(low, first) if a[2] and a[2] == b[2])
@@ -394,5 +473,7 @@ def test_cli_select_selections_compare(tmp_path, capsys) -> None:
     assert capsys.readouterr().err.startswith("curate select: error: unknown policy 'best'")
     missing = tmp_path / "typo.duckdb"
     assert main(["select", "--db", str(missing), "--policy", "min_nll"]) == 2
-    assert capsys.readouterr().err == f"curate select: error: {missing}: no store here (create one with `curate ingest`)\n"
+    assert (
+        capsys.readouterr().err == f"curate select: error: {missing}: no store here (create one with `curate ingest`)\n"
+    )
     assert not missing.exists()

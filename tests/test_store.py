@@ -14,8 +14,10 @@ from factory import add_scores, add_trajectories
 from curate.store import SchemaVersionError, Store, StoreLockedError
 
 # A DuckDB client (a reader, or with read_only=False a writer) holding the store until its stdin closes.
-HOLDER = ("import sys, duckdb; con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'reader'); "
-          "print('open', flush=True); sys.stdin.read(); con.close()")
+HOLDER = (
+    "import sys, duckdb; con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'reader'); "
+    "print('open', flush=True); sys.stdin.read(); con.close()"
+)
 
 
 def test_trajectory_nll_is_macro_average(tmp_path) -> None:
@@ -55,7 +57,9 @@ def test_version_1_store_is_upgraded_in_place_when_opened_for_writing(tmp_path) 
     with Store(path) as store:
         (a,) = add_trajectories(store, [{"question_id": "q1"}])
     _set_version(path, "1")
-    with pytest.raises(SchemaVersionError, match="schema version 1, this curate reads version 2; open it once for writing"):
+    with pytest.raises(
+        SchemaVersionError, match="schema version 1, this curate reads version 2; open it once for writing"
+    ):
         Store(path, read_only=True)
     with Store(path) as store:
         assert store.sql("SELECT trajectory_id FROM trajectories").item() == a
@@ -82,8 +86,9 @@ def test_failed_transaction_leaves_nothing(tmp_path) -> None:
 
 
 def _hold(path, kind: str) -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), kind], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline() == "open\n"
     return holder
 
@@ -98,8 +103,9 @@ def test_a_write_waits_for_another_process_to_close_the_store(tmp_path, capsys, 
     with Store(path) as store:  # a writer
         store.sql("CREATE TABLE written AS SELECT 1 AS x")
     assert holder.wait() == 0 and 2.0 < time.monotonic() - started < 30
-    assert capsys.readouterr().err == (f"curate: {path}: a {kind} (PID {holder.pid}) has this store open; "
-                                       "waiting up to 30 s for it\n")
+    assert capsys.readouterr().err == (
+        f"curate: {path}: a {kind} (PID {holder.pid}) has this store open; waiting up to 30 s for it\n"
+    )
     with Store(path, read_only=True) as store:
         assert store.sql("SELECT x FROM written").item() == 1
 
@@ -119,4 +125,5 @@ def test_a_reader_holding_the_store_past_the_wait_is_named_as_a_reader(tmp_path,
     assert str(refused.value) == (
         f"{path}: another process (PID {holder.pid}) has this store open read-only, and writing needs it alone; "
         "waited 1.5 s; close that reader (a DuckDB client, a curate sql still running), then run the same "
-        "command again")
+        "command again"
+    )

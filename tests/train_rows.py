@@ -14,7 +14,10 @@ def smolagents_chat(i: int) -> list[dict[str, str]]:
         {"role": "user", "content": f"New task:\nWhat is {i} + {i}?"},
         {"role": "assistant", "content": f"Thought: I add {i} and {i}.\nCode:\n```py\nprint({i} + {i})\n```<end_code>"},
         {"role": "user", "content": f"Call id: call_1\nObservation:\n{2 * i}"},
-        {"role": "assistant", "content": f"Thought: It is {2 * i}.\nCode:\n```py\nfinal_answer({2 * i})\n```<end_code>"},
+        {
+            "role": "assistant",
+            "content": f"Thought: It is {2 * i}.\nCode:\n```py\nfinal_answer({2 * i})\n```<end_code>",
+        },
     ]
 
 

@@ -18,8 +18,13 @@ VENV = Path(__file__).resolve().parents[1] / ".venv-vllm"
 # vLLM's CPU build reserves 92% of RAM for its KV cache unless told otherwise; 1 GiB holds ~23k
 # SmolLM2 tokens. Idle OpenMP threads sleep instead of spinning (spinning threads slow everything
 # down on a loaded machine). No usage reports, no Hub look-ups: nothing here has network.
-ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "OMP_WAIT_POLICY": "PASSIVE", "VLLM_NO_USAGE_STATS": "1",
-       "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
+ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+}
 START_TIMEOUT_S = 900
 
 
@@ -42,8 +47,9 @@ def environment() -> dict[str, str]:
 def run(name: str, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     """Run `.venv-vllm/bin/NAME ARGS`; a non-zero exit fails the test with its output."""
     command = [str(vllm_bin(name)), *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=environment(), start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(), start_new_session=True
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     finally:
@@ -67,14 +73,30 @@ class Server:
         self.name, self.log = name, log
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}/v1"
-        command = [str(vllm_bin("python")), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-                   "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
-                   "--dtype", "float32", "--max-model-len", str(max_model_len), "--disable-log-stats",
-                   "--enforce-eager"]  # compiling the model on CPUs takes minutes
+        command = [
+            str(vllm_bin("python")),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model_dir),
+            "--served-model-name",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            str(max_model_len),
+            "--disable-log-stats",
+            "--enforce-eager",
+        ]  # compiling the model on CPUs takes minutes
         with log.open("w") as out:
             # Its own process group: vLLM's engine processes go down with it, even after a crash.
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=environment(),
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=environment(), start_new_session=True
+            )
         self._wait_ready()
 
     def _wait_ready(self) -> None:

@@ -26,21 +26,30 @@ class TrainConfig:
     """Everything a training run depends on; written resolved to OUT/train_config.json."""
 
     data: str = field(metadata=_opt("exported data set: a save_to_disk folder, a parquet file or a folder of them"))
-    student: str = field(metadata=_opt("student model: a local checkpoint folder or a built-in name (tiny, smollm2, ...)"))
+    student: str = field(
+        metadata=_opt("student model: a local checkpoint folder or a built-in name (tiny, smollm2, ...)")
+    )
     out: str = field(metadata=_opt("output folder: adapter, config, log, checkpoints, loss curves"))
     loss: str = field(default="smartad", metadata=_opt("smartad | uniform | sad | custom:R,A,F | sad_kl[:LR,LA]"))
     teacher: str | None = field(default=None, metadata=_opt("teacher model folder (sad_kl only)", type=str))
-    profile: str | None = field(default=None, metadata=_opt(
-        "marker profile for every row, overriding the export's `profile` column (default: each row's own; "
-        "smolagents for rows without one)", type=str,
-    ))
+    profile: str | None = field(
+        default=None,
+        metadata=_opt(
+            "marker profile for every row, overriding the export's `profile` column (default: each row's own; "
+            "smolagents for rows without one)",
+            type=str,
+        ),
+    )
     epochs: int = field(default=2, metadata=_opt("passes over the data", type=COUNT))
     max_steps: int | None = field(
-        default=None, metadata=_opt("optimiser steps in all (overrides --epochs; the LR schedule spans them)", type=COUNT)
+        default=None,
+        metadata=_opt("optimiser steps in all (overrides --epochs; the LR schedule spans them)", type=COUNT),
     )
     lr: float = field(default=2e-4, metadata=_opt("AdamW peak learning rate", type=POSITIVE))
     weight_decay: float = field(default=0.0, metadata=_opt("AdamW weight decay", type=NON_NEGATIVE))
-    warmup_ratio: float = field(default=0.03, metadata=_opt("share of steps with linear warm-up (then cosine to 0)", type=RATIO))
+    warmup_ratio: float = field(
+        default=0.03, metadata=_opt("share of steps with linear warm-up (then cosine to 0)", type=RATIO)
+    )
     max_grad_norm: float = field(default=1.0, metadata=_opt("gradient clipping norm", type=POSITIVE))
     batch_size: int = field(default=4, metadata=_opt("trajectories per optimiser step, all ranks together", type=COUNT))
     micro_batch_size: int = field(default=1, metadata=_opt("trajectories per forward pass (per rank)", type=COUNT))
@@ -58,7 +67,9 @@ class TrainConfig:
     precision: str = field(default="auto", metadata=_opt("auto (bf16 on a bf16 GPU, else fp32) | bf16 | fp32"))
     chunk_size: int = field(default=1024, metadata=_opt("positions per output-head chunk of the loss", type=COUNT))
     seed: int = field(default=0, metadata=_opt("seed for LoRA init, dropout and data order"))
-    save_every: int = field(default=50, metadata=_opt("checkpoint every N optimiser steps (and at the end)", type=COUNT))
+    save_every: int = field(
+        default=50, metadata=_opt("checkpoint every N optimiser steps (and at the end)", type=COUNT)
+    )
 
     def __post_init__(self) -> None:
         if self.truncation not in ("end", "drop"):

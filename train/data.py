@@ -42,7 +42,9 @@ def load_export(path: str) -> tuple[Any, Path | None]:
     elif source.is_dir() and (parts := sorted(str(p) for p in source.rglob("*.parquet"))):
         rows, card = Dataset.from_parquet(parts), source / "README.md"
     else:
-        raise FileNotFoundError(f"--data {path}: not a save_to_disk folder, a parquet file or a folder of parquet files")
+        raise FileNotFoundError(
+            f"--data {path}: not a save_to_disk folder, a parquet file or a folder of parquet files"
+        )
     if "messages" not in rows.column_names:
         raise ValueError(f"{path}: no `messages` column (columns: {', '.join(rows.column_names)})")
     return rows, card if card.is_file() else None

@@ -84,9 +84,7 @@ def parse_loss(spec: str) -> LossSpec:
             raise ValueError("--loss sad takes no arguments (it is the equal-weight average); use sad_kl:LR,LA")
         lam_r, lam_a = _floats(args, 2, spec) if args else SAD_LAMBDAS
         return LossSpec(spec, (lam_r, lam_a, lam_a), group_means=True, distill=name == "sad_kl")
-    raise ValueError(
-        f"unknown --loss {spec!r} (known: {', '.join(PRESETS)}, sad, custom:R,A,F, sad_kl[:LR,LA])"
-    )
+    raise ValueError(f"unknown --loss {spec!r} (known: {', '.join(PRESETS)}, sad, custom:R,A,F, sad_kl[:LR,LA])")
 
 
 def _ce(head: nn.Module, hidden: Tensor, targets: Tensor) -> Tensor:
@@ -165,7 +163,5 @@ class SegmentObjective(nn.Module):
                     input_ids=input_ids, attention_mask=attention_mask, use_cache=False
                 ).last_hidden_state
             teacher = (self.teacher.get_output_embeddings(), t_hidden[:, :-1][keep])
-        terms = token_terms(
-            self.model.get_output_embeddings(), selected, input_ids[:, 1:][keep], self.chunk, teacher
-        )
+        terms = token_terms(self.model.get_output_embeddings(), selected, input_ids[:, 1:][keep], self.chunk, teacher)
         return torch.zeros(len(SEGMENTS), device=terms.device).index_add(0, target[keep], terms)

@@ -32,7 +32,9 @@ def merge(cfg: MergeConfig) -> Path:
     merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     out = Path(cfg.out)
     merged.save_pretrained(out)
-    AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").is_file() else base).save_pretrained(out)
+    AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").is_file() else base).save_pretrained(
+        out
+    )
     (out / "merge_config.json").write_text(json.dumps({**asdict(cfg), "base": str(base)}, indent=2) + "\n")
     # The training record (with the system prompt the data opened with) travels with the weights.
     if (adapter / "train_config.json").is_file():

@@ -86,7 +86,9 @@ def load_model(cfg: TrainConfig, path: Path, device: torch.device, dtype: torch.
     return get_peft_model(model, lora).to(device).train()
 
 
-def load_teacher(path: str, tokenizer: Any, example: list[dict[str, str]], device: torch.device, dtype: torch.dtype) -> Any:
+def load_teacher(
+    path: str, tokenizer: Any, example: list[dict[str, str]], device: torch.device, dtype: torch.dtype
+) -> Any:
     """A frozen teacher whose tokenizer renders the data to the student's token ids."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -114,7 +116,10 @@ def save_checkpoint(out: Path, step: int, model: Any, optimizer: Any, scheduler:
     folder = out / "checkpoints" / f"step-{step}"
     if rank == 0:
         model.save_pretrained(folder)
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, folder / "state.pt")
+        torch.save(
+            {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+            folder / "state.pt",
+        )
     if world > 1:
         dist.barrier()
     rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
@@ -211,8 +216,9 @@ def read_log(log: Path) -> list[dict]:
         try:
             entries.append(json.loads(line))
         except json.JSONDecodeError as error:
-            raise ValueError(f"{log}: line {number}: not a JSON log entry ({error.msg}); delete that line, "
-                             "or train into a new --out") from None
+            raise ValueError(
+                f"{log}: line {number}: not a JSON log entry ({error.msg}); delete that line, or train into a new --out"
+            ) from None
     return entries
 
 
@@ -325,7 +331,9 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
 
     objective = SegmentObjective(model, cfg.chunk_size, teacher)
     if world > 1:
-        objective = torch.nn.parallel.DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
+        objective = torch.nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None
+        )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     bar = tqdm(total=total, initial=step, unit="step", desc="train", disable=rank != 0)
     epoch_seen, mine = -1, []
@@ -397,8 +405,16 @@ def demo(data: str, out: str, steps: int = 8, student: str = "tiny") -> dict[str
     """Train the tiny student a few smartad steps on an export; print and return the first and last
     step's per-segment losses (a higher lr than the paper's, so a few steps visibly move them)."""
     cfg = TrainConfig(
-        data=data, student=student, out=out, loss="smartad", max_steps=steps, lr=5e-3,
-        lora_r=8, lora_alpha=16, max_length=4096, save_every=steps,
+        data=data,
+        student=student,
+        out=out,
+        loss="smartad",
+        max_steps=steps,
+        lr=5e-3,
+        lora_r=8,
+        lora_alpha=16,
+        max_length=4096,
+        save_every=steps,
     )
     train(cfg)
     rows = read_log(Path(out) / "train_log.jsonl")

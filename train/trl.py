@@ -68,7 +68,9 @@ class SegmentWeightedSFTTrainer(SFTTrainer):
     def __init__(self, *args: Any, loss: str = "smartad", **kwargs: Any):
         config = kwargs.get("args")
         if config is not None and (config.packing or config.padding_free):
-            raise ValueError("the segment-weighted loss needs one row per sequence: set packing=False, padding_free=False")
+            raise ValueError(
+                "the segment-weighted loss needs one row per sequence: set packing=False, padding_free=False"
+            )
         self.segment_weights = segment_weights(loss)
         super().__init__(*args, **kwargs)
         self.data_collator = SegmentCollator(self.data_collator, self.args.truncation_mode == "keep_end")
@@ -84,14 +86,17 @@ class SegmentWeightedSFTTrainer(SFTTrainer):
     def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: torch.device) -> tuple[list, Any]:
         """The step's micro-batches and their Σw (all ranks), in place of their supervised-token count."""
         batches, _count = super().get_batch_samples(epoch_iterator, num_batches, device)
-        total = sum((target_weights(b["labels"], b[SEGMENTS_COLUMN], self.segment_weights).sum() for b in batches),
-                    torch.tensor(0.0))
+        total = sum(
+            (target_weights(b["labels"], b[SEGMENTS_COLUMN], self.segment_weights).sum() for b in batches),
+            torch.tensor(0.0),
+        )
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             total = self.accelerator.gather(total.to(device)).sum()
         return batches, total.to(device)
 
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                     num_items_in_batch: Any = None) -> Any:
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
         """Σ w·ℓ over the batch's targets divided by the step's Σw (evaluation: the batch's own Σw)."""
         segments = inputs.pop(SEGMENTS_COLUMN)
         outputs = model(**inputs, use_cache=False, fused_lm_head=True)

@@ -99,11 +99,13 @@ class GenerateSummary:
         """One human-readable summary line."""
         c = self.counts
         rate = f"{self.tokens / self.seconds:.1f}" if self.seconds else "-"
-        return (f"{self.dataset}: {self.questions} questions x {self.k}: {self.written} runs generated, "
-                f"{self.skipped} already stored; the run holds {c.get('trajectories', 0)} trajectories, "
-                f"{c.get('correct', 0)} correct, {c.get('clean', 0)} clean, parse_error {c.get('parse_error', 0)}, "
-                f"max_steps {c.get('max_steps', 0)}, exec_error {c.get('exec_error', 0)} "
-                f"({self.tokens} tokens in {self.seconds:.0f} s, {rate} tokens/s)")
+        return (
+            f"{self.dataset}: {self.questions} questions x {self.k}: {self.written} runs generated, "
+            f"{self.skipped} already stored; the run holds {c.get('trajectories', 0)} trajectories, "
+            f"{c.get('correct', 0)} correct, {c.get('clean', 0)} clean, parse_error {c.get('parse_error', 0)}, "
+            f"max_steps {c.get('max_steps', 0)}, exec_error {c.get('exec_error', 0)} "
+            f"({self.tokens} tokens in {self.seconds:.0f} s, {rate} tokens/s)"
+        )
 
 
 def adapter_hash(adapter: str | Path) -> str:
@@ -114,8 +116,9 @@ def adapter_hash(adapter: str | Path) -> str:
     return hashlib.sha256((folder / "adapter_config.json").read_bytes() + weights_hash(folder).encode()).hexdigest()
 
 
-def generate(db: str | Path, cfg: GenerateConfig, progress: bool = True,
-             backend: Backend | None = None) -> GenerateSummary:
+def generate(
+    db: str | Path, cfg: GenerateConfig, progress: bool = True, backend: Backend | None = None
+) -> GenerateSummary:
     """Run the missing (question, sample) pairs of this generation run into the store.
 
     `backend` replaces the one cfg names (it is then not closed here).
@@ -132,20 +135,28 @@ def generate(db: str | Path, cfg: GenerateConfig, progress: bool = True,
         with Store(db) as store, store.transaction() as con:
             first = _claim(con, cfg, run_id)
             _register(con, cfg, run_id, identity, prompts, questions, started, first)
-            done = {(q, s) for q, s in con.execute(queries.sql_text("generate/stored_samples"),
-                                                    {"run": run_id}).fetchall()}
+            done = {
+                (q, s) for q, s in con.execute(queries.sql_text("generate/stored_samples"), {"run": run_id}).fetchall()
+            }
         todo = [(q, s) for q in questions for s in range(cfg.k) if (q.id, first + s) not in done]
-        summary = GenerateSummary(run_id, cfg.dataset, len(questions), cfg.k,
-                                  skipped=cfg.k * len(questions) - len(todo))
+        summary = GenerateSummary(
+            run_id, cfg.dataset, len(questions), cfg.k, skipped=cfg.k * len(questions) - len(todo)
+        )
         clock = time.perf_counter()
         if todo:
             _run(db, cfg, run_id, prompts, todo, first, search, summary, progress, backend)
         summary.seconds = time.perf_counter() - clock
         with Store(db) as store, store.transaction() as con:
             counts = queries.frame(con, queries.sql_text("generate/run_counts"), {"run": run_id}).row(0, named=True)
-            con.execute(queries.sql_text("generate/finish_run"), {
-                "run": run_id, "now": datetime.now(), "seconds": summary.seconds,
-                **{k: counts[k] for k in ("trajectories", "correct", "clean", "tokens")}}).fetchall()
+            con.execute(
+                queries.sql_text("generate/finish_run"),
+                {
+                    "run": run_id,
+                    "now": datetime.now(),
+                    "seconds": summary.seconds,
+                    **{k: counts[k] for k in ("trajectories", "correct", "clean", "tokens")},
+                },
+            ).fetchall()
         summary.counts = counts
         if cfg.log_out:
             write_log(db, cfg.dataset, cfg.log_out)
@@ -169,8 +180,10 @@ def _check(cfg: GenerateConfig) -> None:
         raise ValueError(f"--self-consistency {cfg.self_consistency}: expected at least 1 candidate per step")
     if cfg.adapter is not None:
         if cfg.backend == "openai":
-            raise ValueError("--adapter with --backend openai: the server applies adapters; serve it under a "
-                             "name (vLLM: --enable-lora --lora-modules NAME=DIR) and pass that name as --model")
+            raise ValueError(
+                "--adapter with --backend openai: the server applies adapters; serve it under a "
+                "name (vLLM: --enable-lora --lora-modules NAME=DIR) and pass that name as --model"
+            )
         if not (Path(cfg.adapter) / "adapter_config.json").is_file():
             raise FileNotFoundError(f"--adapter {cfg.adapter}: no adapter_config.json (not a peft adapter folder)")
 
@@ -203,9 +216,16 @@ def _identity(cfg: GenerateConfig, prompts: Prompts, provenance: dict[str, Any])
     identity = {
         "dataset": cfg.dataset,
         "model": student_key(cfg.model) if cfg.backend == "transformers" else cfg.model,
-        "backend": cfg.backend, "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed,
-        "max_steps": cfg.max_steps, "max_new_tokens": cfg.max_new_tokens, "profile": cfg.profile,
-        "first_thought_prefix": cfg.first_thought_prefix, "prompts": prompts.hash, **provenance,
+        "backend": cfg.backend,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "seed": cfg.seed,
+        "max_steps": cfg.max_steps,
+        "max_new_tokens": cfg.max_new_tokens,
+        "profile": cfg.profile,
+        "first_thought_prefix": cfg.first_thought_prefix,
+        "prompts": prompts.hash,
+        **provenance,
         # Later settings enter only when used, so runs made before them keep their ids.
         **({"adapter": adapter_hash(cfg.adapter)} if cfg.adapter else {}),
         **({"self_consistency": cfg.self_consistency} if cfg.self_consistency > 1 else {}),
@@ -217,38 +237,76 @@ def _identity(cfg: GenerateConfig, prompts: Prompts, provenance: dict[str, Any])
 def _claim(con: Any, cfg: GenerateConfig, run_id: str) -> int:
     """The run's first sample index; refuse a data set where its samples would collide with others'."""
     if cfg.shared:
-        first, k = con.execute(queries.sql_text("generate/first_sample"), {"dataset": cfg.dataset, "run": run_id}).fetchone()
+        first, k = con.execute(
+            queries.sql_text("generate/first_sample"), {"dataset": cfg.dataset, "run": run_id}
+        ).fetchone()
         if k is not None and k != cfg.k:
-            raise ValueError(f"--k {cfg.k}: this run holds {k} samples per question in the shared data set "
-                             f"{cfg.dataset!r}, and other runs' samples follow them")
+            raise ValueError(
+                f"--k {cfg.k}: this run holds {k} samples per question in the shared data set "
+                f"{cfg.dataset!r}, and other runs' samples follow them"
+            )
         return first
     other = con.execute(queries.sql_text("generate/other_sources"), {"dataset": cfg.dataset, "run": run_id}).fetchall()
     if other:
         what = ", ".join(f"generation run {r}" if r else "ingested logs" for (r,) in other)
-        raise ValueError(f"data set {cfg.dataset!r} already holds trajectories from {what}, generated or ingested "
-                         "with other settings; give a new --dataset (the same command resumes its own run)")
+        raise ValueError(
+            f"data set {cfg.dataset!r} already holds trajectories from {what}, generated or ingested "
+            "with other settings; give a new --dataset (the same command resumes its own run)"
+        )
     return 0
 
 
-def _register(con: Any, cfg: GenerateConfig, run_id: str, identity: dict[str, Any], prompts: Prompts,
-              questions: Sequence[Question], started: datetime, first: int) -> None:
+def _register(
+    con: Any,
+    cfg: GenerateConfig,
+    run_id: str,
+    identity: dict[str, Any],
+    prompts: Prompts,
+    questions: Sequence[Question],
+    started: datetime,
+    first: int,
+) -> None:
     from ..grade import resolve_grader
 
     grader = resolve_grader([q.gold for q in questions])
-    con.execute(queries.sql_text("generate/register_run"), {
-        "run": run_id, "dataset": cfg.dataset, "questions_file": str(cfg.questions), "model": identity["model"],
-        "backend": cfg.backend, "k": cfg.k, "temperature": cfg.temperature, "top_p": cfg.top_p,
-        "max_steps": cfg.max_steps, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
-        "tools": identity["tools"], "profile": cfg.profile, "prompt_hash": prompts.hash,
-        "system_prompt": prompts.system, "corpus": identity.get("corpus"), "corpus_hash": identity.get("corpus_hash"),
-        "retriever_url": identity.get("retriever_url"), "first_thought_prefix": cfg.first_thought_prefix,
-        "grader": grader, "code_version": code_version(*AGENT_CODE),
-        "config": orjson.dumps(asdict(cfg)).decode(), "started": started, "first_sample": first,
-    }).fetchall()
-    rows = [(q.id, q.text, q.gold, len(q.text.split()), orjson.dumps(q.meta).decode() if q.meta else None)
-            for q in questions]
-    con.executemany("INSERT INTO questions (dataset, question_id, text, gold_answer, words, source_meta) "
-                    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", [(cfg.dataset, *r) for r in rows])
+    con.execute(
+        queries.sql_text("generate/register_run"),
+        {
+            "run": run_id,
+            "dataset": cfg.dataset,
+            "questions_file": str(cfg.questions),
+            "model": identity["model"],
+            "backend": cfg.backend,
+            "k": cfg.k,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "max_steps": cfg.max_steps,
+            "max_new_tokens": cfg.max_new_tokens,
+            "seed": cfg.seed,
+            "tools": identity["tools"],
+            "profile": cfg.profile,
+            "prompt_hash": prompts.hash,
+            "system_prompt": prompts.system,
+            "corpus": identity.get("corpus"),
+            "corpus_hash": identity.get("corpus_hash"),
+            "retriever_url": identity.get("retriever_url"),
+            "first_thought_prefix": cfg.first_thought_prefix,
+            "grader": grader,
+            "code_version": code_version(*AGENT_CODE),
+            "config": orjson.dumps(asdict(cfg)).decode(),
+            "started": started,
+            "first_sample": first,
+        },
+    ).fetchall()
+    rows = [
+        (q.id, q.text, q.gold, len(q.text.split()), orjson.dumps(q.meta).decode() if q.meta else None)
+        for q in questions
+    ]
+    con.executemany(
+        "INSERT INTO questions (dataset, question_id, text, gold_answer, words, source_meta) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        [(cfg.dataset, *r) for r in rows],
+    )
 
 
 def backend_options(cfg: GenerateConfig) -> dict[str, Any]:
@@ -258,8 +316,18 @@ def backend_options(cfg: GenerateConfig) -> dict[str, Any]:
     return {"device": cfg.device, "dtype": cfg.dtype, "adapter": cfg.adapter}
 
 
-def _run(db: str | Path, cfg: GenerateConfig, run_id: str, prompts: Prompts, todo: list[tuple[Question, int]],
-         first: int, search: Any, summary: GenerateSummary, progress: bool, given: Backend | None) -> None:
+def _run(
+    db: str | Path,
+    cfg: GenerateConfig,
+    run_id: str,
+    prompts: Prompts,
+    todo: list[tuple[Question, int]],
+    first: int,
+    search: Any,
+    summary: GenerateSummary,
+    progress: bool,
+    given: Backend | None,
+) -> None:
     from contextlib import closing
 
     from tqdm import tqdm
@@ -270,16 +338,25 @@ def _run(db: str | Path, cfg: GenerateConfig, run_id: str, prompts: Prompts, tod
     try:
         unique = list({q.id: q for q, _ in todo}.values())
         prefixes = _first_thoughts(db, cfg, run_id, prompts, backend, unique) if cfg.first_thought_prefix else {}
-        config = AgentConfig(prompts, cfg.profile, cfg.max_steps, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                             candidates=cfg.self_consistency)
+        config = AgentConfig(
+            prompts,
+            cfg.profile,
+            cfg.max_steps,
+            cfg.max_new_tokens,
+            cfg.temperature,
+            cfg.top_p,
+            candidates=cfg.self_consistency,
+        )
         tasks = (Task((q, first + s), q.text, derive_seed(cfg.seed, q.id, s), prefixes.get(q.id, "")) for q, s in todo)
         writer = _Writer(db, cfg, run_id, backend.model_id)
         bar = tqdm(total=len(todo), desc=f"generate {cfg.dataset}", unit=" runs", disable=not progress)
         clock = time.perf_counter()
         tools = {"web_search": search} if search else {}
         try:
-            with PythonSandbox(tools=tools, unsafe=cfg.unsafe_local_executor) as sandbox, \
-                    closing(run_agents(tasks, backend, sandbox, config, cfg.slots)) as runs:
+            with (
+                PythonSandbox(tools=tools, unsafe=cfg.unsafe_local_executor) as sandbox,
+                closing(run_agents(tasks, backend, sandbox, config, cfg.slots)) as runs,
+            ):
                 summary.sandbox = sandbox.describe()
                 for run in runs:
                     writer.add(run)
@@ -323,37 +400,60 @@ class _Writer:
         if not runs:
             return
         questions = [run.task.key[0] for run in runs]
-        grades = grade_answers(self.grader, [q.text for q in questions], [q.gold for q in questions],
-                               [run.final_answer for run in runs])
-        records = [(log_record(run, q, self.model_id, g.correct, self._provenance(run)), q.position)
-                   for run, q, g in zip(runs, questions, grades)]
+        grades = grade_answers(
+            self.grader, [q.text for q in questions], [q.gold for q in questions], [run.final_answer for run in runs]
+        )
+        records = [
+            (log_record(run, q, self.model_id, g.correct, self._provenance(run)), q.position)
+            for run, q, g in zip(runs, questions, grades)
+        ]
         with Store(self.db) as store, store.transaction() as con:
             ids = write_records(con, self.cfg.dataset, str(self.cfg.questions), records)
             graded = [(t, g) for t, g, q in zip(ids, grades, questions) if q.gold is not None]
             record_grades(con, [t for t, _ in graded], [g for _, g in graded])
 
     def _provenance(self, run: AgentRun) -> dict[str, Any]:
-        return {"sample_idx": run.task.key[1], "seed": run.task.seed, "steps": run.steps,
-                "generated_tokens": run.tokens, "stop_reason": run.stop_reason,
-                "first_thought": run.task.prefix or None, "generation_run": self.run_id}
+        return {
+            "sample_idx": run.task.key[1],
+            "seed": run.task.seed,
+            "steps": run.steps,
+            "generated_tokens": run.tokens,
+            "stop_reason": run.stop_reason,
+            "first_thought": run.task.prefix or None,
+            "generation_run": self.run_id,
+        }
 
 
-def _first_thoughts(db: str | Path, cfg: GenerateConfig, run_id: str, prompts: Prompts, backend: Backend,
-                    questions: list[Question]) -> dict[str, str]:
+def _first_thoughts(
+    db: str | Path, cfg: GenerateConfig, run_id: str, prompts: Prompts, backend: Backend, questions: list[Question]
+) -> dict[str, str]:
     """Per question, the first paragraph of a tool-free greedy answer, as the start of the first Thought."""
     with Store(db, read_only=True) as store:
-        stored = dict(store.sql("SELECT question_id, prefix FROM generation_prefixes WHERE generation_run = $r",
-                                r=run_id).iter_rows())
+        stored = dict(
+            store.sql(
+                "SELECT question_id, prefix FROM generation_prefixes WHERE generation_run = $r", r=run_id
+            ).iter_rows()
+        )
     missing = [q for q in questions if q.id not in stored]
     for start in range(0, len(missing), cfg.slots):
-        chunk = missing[start: start + cfg.slots]
+        chunk = missing[start : start + cfg.slots]
         # Greedy, stopped at the first blank line: the same first paragraph as the whole answer's.
-        requests = [GenRequest(({"role": "system", "content": prompts.first_thought}, {"role": "user", "content": q.text}),
-                               cfg.max_new_tokens, 0.0, 1.0, derive_seed(cfg.seed, q.id, "first_thought"), ("\n\n",))
-                    for q in chunk]
+        requests = [
+            GenRequest(
+                ({"role": "system", "content": prompts.first_thought}, {"role": "user", "content": q.text}),
+                cfg.max_new_tokens,
+                0.0,
+                1.0,
+                derive_seed(cfg.seed, q.id, "first_thought"),
+                ("\n\n",),
+            )
+            for q in chunk
+        ]
         done = backend.generate(requests)
-        rows = [(run_id, q.id, storable("Thought: " + c.text.split("\n\n")[0] + "\n\n"), c.tokens)
-                for q, c in zip(chunk, done)]
+        rows = [
+            (run_id, q.id, storable("Thought: " + c.text.split("\n\n")[0] + "\n\n"), c.tokens)
+            for q, c in zip(chunk, done)
+        ]
         with Store(db) as store, store.transaction() as con:
             con.executemany("INSERT INTO generation_prefixes VALUES ($1, $2, $3, $4)", rows)
         stored.update({qid: prefix for _r, qid, prefix, _t in rows})

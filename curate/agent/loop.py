@@ -92,8 +92,9 @@ class AgentRun:
         return self.stop_reason is not None
 
 
-def run_agents(tasks: Iterable[Task], backend: Backend, sandbox: PythonSandbox, config: AgentConfig,
-               slots: int = 16) -> Iterator[AgentRun]:
+def run_agents(
+    tasks: Iterable[Task], backend: Backend, sandbox: PythonSandbox, config: AgentConfig, slots: int = 16
+) -> Iterator[AgentRun]:
     """Run every task to its end, at most `slots` at once; yield each run as it finishes."""
     prof = markers.profile(config.profile)
     pending = iter(tasks)
@@ -165,14 +166,40 @@ class _Candidate:
 def _requests(run: AgentRun, config: AgentConfig, prof: markers.MarkerProfile) -> list[GenRequest]:
     """The run's next generations: its next action (or candidates), or its answer after the step limit."""
     if run.final_request is not None:
-        return [GenRequest(run.final_request, config.max_new_tokens, config.temperature, config.top_p,
-                           derive_seed(run.task.seed, "answer"))]
+        return [
+            GenRequest(
+                run.final_request,
+                config.max_new_tokens,
+                config.temperature,
+                config.top_p,
+                derive_seed(run.task.seed, "answer"),
+            )
+        ]
     chat, prefix = _chat(run.messages), run.task.prefix if run.steps == 0 else ""
     if config.candidates == 1:
-        return [GenRequest(chat, config.max_new_tokens, config.temperature, config.top_p,
-                           derive_seed(run.task.seed, run.steps), prof.stop, prefix)]
-    return [GenRequest(chat, config.max_new_tokens, config.candidate_temperature, config.candidate_top_p,
-                       derive_seed(run.task.seed, run.steps, j), prof.stop, prefix) for j in range(config.candidates)]
+        return [
+            GenRequest(
+                chat,
+                config.max_new_tokens,
+                config.temperature,
+                config.top_p,
+                derive_seed(run.task.seed, run.steps),
+                prof.stop,
+                prefix,
+            )
+        ]
+    return [
+        GenRequest(
+            chat,
+            config.max_new_tokens,
+            config.candidate_temperature,
+            config.candidate_top_p,
+            derive_seed(run.task.seed, run.steps, j),
+            prof.stop,
+            prefix,
+        )
+        for j in range(config.candidates)
+    ]
 
 
 def _read(run: AgentRun, completion: Completion, prof: markers.MarkerProfile) -> _Candidate:
@@ -229,16 +256,23 @@ def _record(run: AgentRun, step: _Candidate, prof: markers.MarkerProfile) -> Non
 
 
 def _parse_error(prof: markers.MarkerProfile) -> str:
-    return (f"Error:\nError in code parsing:\nNo code found in your output. Write your code as:\n{prof.example}\n"
-            f"Make sure to provide correct code blobs.\n{RETRY}")
+    return (
+        f"Error:\nError in code parsing:\nNo code found in your output. Write your code as:\n{prof.example}\n"
+        f"Make sure to provide correct code blobs.\n{RETRY}"
+    )
 
 
 def _reach_limit(run: AgentRun, config: AgentConfig) -> None:
     """The step limit: ask for an answer without tools (before the limit's error, as smolagents does)."""
     if config.answer_at_max_steps:
         history = [(r, t) for r, t in run.messages[1:]]
-        run.final_request = _chat([("system", config.prompts.final_answer_system), *history,
-                                   ("user", config.prompts.final_answer_message(run.task.question))])
+        run.final_request = _chat(
+            [
+                ("system", config.prompts.final_answer_system),
+                *history,
+                ("user", config.prompts.final_answer_message(run.task.question)),
+            ]
+        )
     run.messages.append(("tool-response", MAX_STEPS_ERROR))
     if not config.answer_at_max_steps:
         _finish(run, "max_steps", None)

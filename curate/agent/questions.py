@@ -59,8 +59,10 @@ def _records(path: Path) -> Iterator[tuple[str, int, Any]]:
     if isinstance(whole, dict) and ("examples" in whole or len(data.strip().splitlines()) > 1):
         examples = whole.get("examples")
         if not isinstance(examples, list):
-            raise ValueError(f"{path}: examples: expected a list of questions (a JSON object file holds "
-                             "{\"examples\": [...]}; a JSONL file one question per line)")
+            raise ValueError(
+                f"{path}: examples: expected a list of questions (a JSON object file holds "
+                '{"examples": [...]}; a JSONL file one question per line)'
+            )
         for i, record in enumerate(examples):
             yield f"examples[{i}]", i + 1, record
         return

@@ -24,8 +24,9 @@ from .questions import Question
 PROVENANCE = ("sample_idx", "seed", "steps", "generated_tokens", "stop_reason", "first_thought", "generation_run")
 
 
-def log_record(run: AgentRun, question: Question, model_id: str, correct: bool | None,
-               provenance: dict[str, Any]) -> dict[str, Any]:
+def log_record(
+    run: AgentRun, question: Question, model_id: str, correct: bool | None, provenance: dict[str, Any]
+) -> dict[str, Any]:
     """The agent-distillation log record of a run (`score` 1/0 once graded)."""
     return {
         "question_id": question.id,
@@ -36,9 +37,12 @@ def log_record(run: AgentRun, question: Question, model_id: str, correct: bool |
         "model_id": model_id,
         "log_data": {
             "messages": [{"role": role, "content": [{"type": "text", "text": text}]} for role, text in run.messages],
-            "metadata": {"total_steps": run.steps, "final_answer": run.final_answer,
-                         "success": run.stop_reason == "final_answer",
-                         "performance": {"total_duration": (run.finished or run.started) - run.started}},
+            "metadata": {
+                "total_steps": run.steps,
+                "final_answer": run.final_answer,
+                "success": run.stop_reason == "final_answer",
+                "performance": {"total_duration": (run.finished or run.started) - run.started},
+            },
         },
         **provenance,
     }
@@ -49,8 +53,9 @@ def trajectory_id(dataset: str, question_id: str, sample_idx: int) -> str:
     return hashlib.blake2b(f"agent\0{dataset}\0{question_id}\0{sample_idx}".encode(), digest_size=10).hexdigest()
 
 
-def write_records(con: duckdb.DuckDBPyConnection, dataset: str, source_file: str,
-                  records: Sequence[tuple[dict[str, Any], int]]) -> list[str]:
+def write_records(
+    con: duckdb.DuckDBPyConnection, dataset: str, source_file: str, records: Sequence[tuple[dict[str, Any], int]]
+) -> list[str]:
     """Insert (record, source line) pairs as trajectories (provenance columns from the record's
     PROVENANCE keys) and their messages; the trajectory ids, in order. Text is stored as `storable`
     makes it; a failure names the runs it was writing."""
@@ -60,18 +65,28 @@ def write_records(con: duckdb.DuckDBPyConnection, dataset: str, source_file: str
     except Exception as error:
         runs = ", ".join(f"question {r['question_id']} sample {r['sample_idx']}" for r, _ in records)
         cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RuntimeError(f"could not write the runs of data set {dataset!r} ({runs}) into the store: {cause}") \
-            from error
+        raise RuntimeError(
+            f"could not write the runs of data set {dataset!r} ({runs}) into the store: {cause}"
+        ) from error
 
 
-def _write(con: duckdb.DuckDBPyConnection, dataset: str, source_file: str,
-           records: Sequence[tuple[dict[str, Any], int]]) -> list[str]:
+def _write(
+    con: duckdb.DuckDBPyConnection, dataset: str, source_file: str, records: Sequence[tuple[dict[str, Any], int]]
+) -> list[str]:
     batch, ids, cache = _Batch(), [], {}
     for record, line in records:
         parsed = formats.parse(record, formats.SMOLAGENTS, cache)
         tid = trajectory_id(dataset, parsed.question_id, record["sample_idx"])
-        batch.add_trajectory({"trajectory_id": tid, "question_id": parsed.question_id, "source_line": line,
-                              **parsed.row, **{k: record[k] for k in PROVENANCE}}, parsed.messages)
+        batch.add_trajectory(
+            {
+                "trajectory_id": tid,
+                "question_id": parsed.question_id,
+                "source_line": line,
+                **parsed.row,
+                **{k: record[k] for k in PROVENANCE},
+            },
+            parsed.messages,
+        )
         ids.append(tid)
     batch.write(con, {"dataset": dataset, "ingest_id": 0, "source_file": source_file})
     return ids
@@ -96,8 +111,12 @@ def stored_records(con: duckdb.DuckDBPyConnection, dataset: str) -> Iterator[dic
     for row in frame.iter_rows(named=True):
         messages = [{"role": r, "content": [{"type": "text", "text": t}]} for r, t in zip(row["roles"], row["texts"])]
         yield {
-            "question_id": row["question_id"], "question": row["question"], "true_answer": row["gold_answer"],
-            "generated_answer": row["generated_answer"], "score": int(row["correct"]),
-            "model_id": row["teacher_model"], "log_data": {"messages": messages},
+            "question_id": row["question_id"],
+            "question": row["question"],
+            "true_answer": row["gold_answer"],
+            "generated_answer": row["generated_answer"],
+            "score": int(row["correct"]),
+            "model_id": row["teacher_model"],
+            "log_data": {"messages": messages},
             **{k: row[k] for k in PROVENANCE},
         }

@@ -82,7 +82,7 @@ def code_steps(messages: Sequence[tuple[str, str]], profile: str) -> list[Step]:
         if role != "assistant" or (code := markers.action_code(text, prof)) is None:
             continue
         replies = []
-        for next_role, next_text in messages[i + 1:]:
+        for next_role, next_text in messages[i + 1 :]:
             if next_role == "assistant":
                 break
             if mint and next_role == "user" and next_text.startswith("Observation:"):
@@ -139,9 +139,7 @@ def mismatch_rule(profile: str) -> Callable[[Step, StepResult], str | None]:
     return mint_mismatch if profile == "mint" else smolagents_mismatch
 
 
-def replay(
-    sandbox: PythonSandbox, trajectories: Iterable[tuple[str, str, list[Step]]]
-) -> list[Replay]:
+def replay(sandbox: PythonSandbox, trajectories: Iterable[tuple[str, str, list[Step]]]) -> list[Replay]:
     """Replay (trajectory_id, profile, steps) together: round r runs every trajectory's step r as
     one sandbox batch, each trajectory in its own run."""
     todo = list(trajectories)
@@ -175,14 +173,24 @@ def replay_settings(sandbox: PythonSandbox) -> str:
     from .generate import AGENT_CODE
 
     tools = {name: getattr(tool, "provenance", name) for name, tool in sorted(sandbox.tools.items())}
-    key = {"limits": asdict(sandbox.limits), "imports": sandbox.authorized_imports, "tools": tools,
-           "code": code_version(*AGENT_CODE), "smolagents": version("smolagents")}
+    key = {
+        "limits": asdict(sandbox.limits),
+        "imports": sandbox.authorized_imports,
+        "tools": tools,
+        "code": code_version(*AGENT_CODE),
+        "smolagents": version("smolagents"),
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def replay_store(
-    store, sandbox: PythonSandbox, dataset: str | None = None, ids: Sequence[str] | None = None,
-    chunk: int = 64, progress: bool = False, again: bool = False,
+    store,
+    sandbox: PythonSandbox,
+    dataset: str | None = None,
+    ids: Sequence[str] | None = None,
+    chunk: int = 64,
+    progress: bool = False,
+    again: bool = False,
 ):
     """Replay the store's trajectories (one data set, some ids, or all) into `replays`, `chunk`
     trajectories at a time (each chunk one transaction: an interrupted replay keeps what finished).
@@ -191,14 +199,15 @@ def replay_store(
     from tqdm import tqdm
 
     settings = replay_settings(sandbox)
-    found = store.run("replay/trajectories", dataset=dataset, ids=list(ids) if ids else None,
-                      settings=None if again else settings).rows()
+    found = store.run(
+        "replay/trajectories", dataset=dataset, ids=list(ids) if ids else None, settings=None if again else settings
+    ).rows()
     if not found:
         raise ValueError("no trajectories to replay" + (f" in data set {dataset!r}" if dataset else ""))
     targets = [(tid, profile) for tid, profile, done in found if not done]
     bar = tqdm(total=len(targets), unit="traj", desc="replay", disable=not progress)
     for start in range(0, len(targets), chunk):
-        part = targets[start:start + chunk]
+        part = targets[start : start + chunk]
         messages: dict[str, list[tuple[str, str]]] = {tid: [] for tid, _ in part}
         for tid, role, text in store.run("replay/messages", ids=list(messages)).rows():
             messages[tid].append((role, text))

@@ -233,8 +233,10 @@ class RetrievalServer:
         try:
             result = response.json()["result"]
             return [
-                [Passage(str(hit["document"].get("id", "")), hit["document"]["contents"], float(hit["score"]))
-                 for hit in hits]
+                [
+                    Passage(str(hit["document"].get("id", "")), hit["document"]["contents"], float(hit["score"]))
+                    for hit in hits
+                ]
                 for hits in result
             ]
         except (ValueError, KeyError, TypeError) as error:

@@ -7,8 +7,10 @@ import argparse
 from .bounds import NAME
 from .common import add_db, add_debug, add_run
 
-RULE_HELP = ("quantile: thresholds at the 1/3 and 2/3 NLL quantiles, ties to the lower bucket (default, the "
-             "paper's); rank: equal-count split by NLL rank")
+RULE_HELP = (
+    "quantile: thresholds at the 1/3 and 2/3 NLL quantiles, ties to the lower bucket (default, the "
+    "paper's); rank: equal-count split by NLL rank"
+)
 
 
 def add_rule(parser: argparse.ArgumentParser, text: str = RULE_HELP) -> None:
@@ -50,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
         left_out = unbucketed(store.con, config)
     print(f"# NLL tertiles of scoring run {run_id}\n")
     for row in left_out.iter_rows(named=True):
-        print(f"{row['dataset']}: {row['unbucketed']} scored trajectories have no NLL and are in no bucket "
-              f"({row['truncated']} truncated to no turn within the run's max_length, the rest have no "
-              "assistant turn)\n")
+        print(
+            f"{row['dataset']}: {row['unbucketed']} scored trajectories have no NLL and are in no bucket "
+            f"({row['truncated']} truncated to no turn within the run's max_length, the rest have no "
+            "assistant turn)\n"
+        )
     print(analysis_text(result.stats, result.deltas, result.spearman, result.models, config.rule, config.by_model))
     return 0

@@ -18,9 +18,12 @@ def add_debug(parser: argparse.ArgumentParser) -> None:
 
 def add_unsafe_executor(parser: argparse.ArgumentParser) -> None:
     """--unsafe-local-executor: model code without the jail, for machines that cannot make one."""
-    parser.add_argument("--unsafe-local-executor", action="store_true",
-                        help="run model-written code WITHOUT the bubblewrap jail (only where none can be made: "
-                        "the code can then read your files and reach your network; its environment is still empty)")
+    parser.add_argument(
+        "--unsafe-local-executor",
+        action="store_true",
+        help="run model-written code WITHOUT the bubblewrap jail (only where none can be made: "
+        "the code can then read your files and reach your network; its environment is still empty)",
+    )
 
 
 def add_run(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +39,18 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     add_unsafe_executor(parser)
     parser.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (openai)")
     parser.add_argument("--slots", type=COUNT, default=16, help="runs in flight: the batch of each generation call")
-    parser.add_argument("--write-every", type=COUNT, default=8, help="finished runs per store transaction "
-                        "(a killed job loses at most these; default: 8)")
-    parser.add_argument("--request-timeout", type=POSITIVE, metavar="SECONDS", help="openai: seconds to wait for "
-                        "a request's answer before retrying it, 4 retries in all, each said on stderr (default: 600)")
+    parser.add_argument(
+        "--write-every",
+        type=COUNT,
+        default=8,
+        help="finished runs per store transaction (a killed job loses at most these; default: 8)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=POSITIVE,
+        metavar="SECONDS",
+        help="openai: seconds to wait for "
+        "a request's answer before retrying it, 4 retries in all, each said on stderr (default: 600)",
+    )
     parser.add_argument("--device", help="transformers/vllm: cpu or cuda (default: cuda when there is one)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])

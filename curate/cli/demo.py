@@ -22,19 +22,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "adapter on a few questions (curate eval; a handful of questions says nothing about quality).",
     )
     parser.add_argument("--out", default=d.out, help=f"output folder (default: {d.out})")
-    parser.add_argument("--student", default=d.student,
-                        help=f"student: a local checkpoint folder or a built-in name (default: {d.student}; "
-                        "`tiny` for a seconds-long run)")
+    parser.add_argument(
+        "--student",
+        default=d.student,
+        help=f"student: a local checkpoint folder or a built-in name (default: {d.student}; "
+        "`tiny` for a seconds-long run)",
+    )
     parser.add_argument("--questions", type=COUNT, default=d.questions, help="questions per data set")
     parser.add_argument("--k", type=COUNT, default=d.k, help="teacher samples per question")
-    parser.add_argument("--teacher", default=d.teacher, help=f"teacher agent of the generation step: a local "
-                        f"checkpoint folder or a built-in name (default: {d.teacher})")
-    parser.add_argument("--teacher-questions", type=COUNT, default=d.teacher_questions,
-                        help="HotpotQA questions the teacher runs on")
+    parser.add_argument(
+        "--teacher",
+        default=d.teacher,
+        help=f"teacher agent of the generation step: a local "
+        f"checkpoint folder or a built-in name (default: {d.teacher})",
+    )
+    parser.add_argument(
+        "--teacher-questions", type=COUNT, default=d.teacher_questions, help="HotpotQA questions the teacher runs on"
+    )
     parser.add_argument("--teacher-k", type=COUNT, default=d.teacher_k, help="teacher runs per question")
-    parser.add_argument("--train-student", default=d.train_student,
-                        help=f"student the LoRA steps train (default: {d.train_student}; the scoring student "
-                        "works too, at minutes per step on a CPU)")
+    parser.add_argument(
+        "--train-student",
+        default=d.train_student,
+        help=f"student the LoRA steps train (default: {d.train_student}; the scoring student "
+        "works too, at minutes per step on a CPU)",
+    )
     parser.add_argument("--train-steps", type=COUNT, default=d.train_steps, help="LoRA optimiser steps")
     parser.add_argument("--seed", type=int, default=d.seed)
     add_debug(parser)
@@ -47,7 +58,18 @@ def run(args: argparse.Namespace) -> int:
 
     for student in (args.student, args.train_student, args.teacher):
         check_student(student)  # before minutes of synthesis and scoring
-    run_demo(DemoConfig(out=args.out, student=args.student, questions=args.questions, k=args.k,
-                        train_student=args.train_student, train_steps=args.train_steps, seed=args.seed,
-                        teacher=args.teacher, teacher_questions=args.teacher_questions, teacher_k=args.teacher_k))
+    run_demo(
+        DemoConfig(
+            out=args.out,
+            student=args.student,
+            questions=args.questions,
+            k=args.k,
+            train_student=args.train_student,
+            train_steps=args.train_steps,
+            seed=args.seed,
+            teacher=args.teacher,
+            teacher_questions=args.teacher_questions,
+            teacher_k=args.teacher_k,
+        )
+    )
     return 0

@@ -43,8 +43,10 @@ def flatten(text: str) -> str:
 
 def no_space(where: str | None) -> str:
     """A full disk, named by the file being written (or the store) where known."""
-    return (f"{where + ': ' if where else ''}no space left on the device; free some space or write elsewhere, "
-            "then run the same command again (what was being written is not kept half-done)")
+    return (
+        f"{where + ': ' if where else ''}no space left on the device; free some space or write elsewhere, "
+        "then run the same command again (what was being written is not kept half-done)"
+    )
 
 
 def os_error(error: OSError) -> str:

@@ -16,8 +16,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "value per column in bold) and table.csv. Prints the Markdown.",
     )
     add_db(parser)
-    parser.add_argument("runs", nargs="*", metavar="RUN", help="eval run ids or names, in row order "
-                        "(default: every eval run in the store, in the order they started)")
+    parser.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="eval run ids or names, in row order (default: every eval run in the store, in the order they started)",
+    )
     parser.add_argument("--out", required=True, help="folder for table.md, table.csv, table.tex")
     add_debug(parser)
     parser.set_defaults(func=run)

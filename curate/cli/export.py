@@ -18,18 +18,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "config. Questions with no clean candidate are counted in the card, not exported.",
     )
     add_db(parser)
-    parser.add_argument("--to", required=True, metavar="DIR|FILE.parquet|hub:ORG/NAME",
-                        help="a folder (datasets.load_from_disk), a parquet file, or a Hub dataset repo")
+    parser.add_argument(
+        "--to",
+        required=True,
+        metavar="DIR|FILE.parquet|hub:ORG/NAME",
+        help="a folder (datasets.load_from_disk), a parquet file, or a Hub dataset repo",
+    )
     parser.add_argument("--selection", help="export this stored selection instead of selecting with --policy")
     add_selection_args(parser, policy_required=False)
-    parser.add_argument("--tokenized", action="store_true",
-                        help="add input_ids, completion_mask (1 on the tokens the scorer scored) and segments "
-                        "(0 none, 1 reason, 2 action, 3 final), rendered by --student's tokenizer (default: the "
-                        "student of the selection's scoring run); with --selection, --student names only that")
+    parser.add_argument(
+        "--tokenized",
+        action="store_true",
+        help="add input_ids, completion_mask (1 on the tokens the scorer scored) and segments "
+        "(0 none, 1 reason, 2 action, 3 final), rendered by --student's tokenizer (default: the "
+        "student of the selection's scoring run); with --selection, --student names only that",
+    )
     parser.add_argument("--private", action="store_true", help="create the Hub repo private")
     parser.add_argument("--license", default="other", help="license id for the card's YAML header (default: other)")
-    parser.add_argument("--local", metavar="DIR",
-                        help="where a hub: export keeps its local copy (default: exports/ORG/NAME)")
+    parser.add_argument(
+        "--local", metavar="DIR", help="where a hub: export keeps its local copy (default: exports/ORG/NAME)"
+    )
     add_debug(parser)
     parser.set_defaults(func=run)
 
@@ -43,16 +51,25 @@ def run(args: argparse.Namespace) -> int:
     only_policy = ("run", "dataset", "k", "name") + (() if args.tokenized else ("student",))
     given = [f"--{o}" for o in only_policy if getattr(args, o) is not None]
     if args.selection and given:
-        raise ValueError(f"--selection exports a stored selection as it was made; {', '.join(given)}: only with --policy")
+        raise ValueError(
+            f"--selection exports a stored selection as it was made; {', '.join(given)}: only with --policy"
+        )
     config = ExportConfig(
-        to=args.to, selection=args.selection, select=selection_config(args) if args.policy else None,
-        private=args.private, license=args.license, local=args.local,
-        tokenized=args.tokenized, tokenizer=args.student if args.tokenized else None,
+        to=args.to,
+        selection=args.selection,
+        select=selection_config(args) if args.policy else None,
+        private=args.private,
+        license=args.license,
+        local=args.local,
+        tokenized=args.tokenized,
+        tokenizer=args.student if args.tokenized else None,
     )
     with open_store(args.db, read_only=args.selection is not None) as store:
         done = export(store, config)
-    print(f"selection {done.selection_id}: exported {done.rows} trajectories "
-          f"({done.no_candidate} questions with no clean candidate left out)")
+    print(
+        f"selection {done.selection_id}: exported {done.rows} trajectories "
+        f"({done.no_candidate} questions with no clean candidate left out)"
+    )
     print(f"data: {done.path}\ncard: {done.card}")
     if done.repo_id:
         print(f"pushed to https://huggingface.co/datasets/{done.repo_id}")

@@ -21,18 +21,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_db(parser)
     parser.add_argument("--dataset", type=NAME, help="grade only this data set (default: every data set)")
-    parser.add_argument("--grader", default="auto", choices=["auto", "math", "qa", "judge"],
-                        help="auto: math when most gold answers of the data set are numbers or LaTeX, else qa")
-    parser.add_argument("--judge-model", help="with --grader judge: model folder, built-in name, or the "
-                        "model name an OpenAI-compatible server serves")
+    parser.add_argument(
+        "--grader",
+        default="auto",
+        choices=["auto", "math", "qa", "judge"],
+        help="auto: math when most gold answers of the data set are numbers or LaTeX, else qa",
+    )
+    parser.add_argument(
+        "--judge-model",
+        help="with --grader judge: model folder, built-in name, or the model name an OpenAI-compatible server serves",
+    )
     parser.add_argument("--judge-backend", default="transformers", choices=["transformers", "vllm", "openai"])
     parser.add_argument("--judge-endpoint", help="OpenAI-compatible base URL (with --judge-backend openai)")
-    parser.add_argument("--request-timeout", type=POSITIVE, metavar="SECONDS", help="with --judge-backend openai: "
-                        "seconds to wait for a request's answer before retrying it (default: 600)")
+    parser.add_argument(
+        "--request-timeout",
+        type=POSITIVE,
+        metavar="SECONDS",
+        help="with --judge-backend openai: seconds to wait for a request's answer before retrying it (default: 600)",
+    )
     parser.add_argument("--regrade", action="store_true", help="grade again what this grader graded before")
     parser.add_argument("--workers", type=COUNT, default=2, help="math-verify worker processes (default: 2)")
-    parser.add_argument("--timeout", type=POSITIVE, default=20.0,
-                        help="seconds one math answer may take before its worker is killed (default: 20)")
+    parser.add_argument(
+        "--timeout",
+        type=POSITIVE,
+        default=20.0,
+        help="seconds one math answer may take before its worker is killed (default: 20)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug(parser)
     parser.set_defaults(func=run, loads_model=True)
@@ -50,14 +64,25 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--grader judge needs --judge-model")
         from ..agent.backends import endpoint_options, make_backend
 
-        judge = make_backend(args.judge_backend, args.judge_model,
-                             **endpoint_options(args.judge_backend, args.judge_endpoint, args.request_timeout))
+        judge = make_backend(
+            args.judge_backend,
+            args.judge_model,
+            **endpoint_options(args.judge_backend, args.judge_endpoint, args.request_timeout),
+        )
     options = {"judge_backend": args.judge_backend if judge else None, "judge_endpoint": args.judge_endpoint}
     try:
         with Store(args.db) as store:
-            summaries = grade_store(store, args.dataset, args.grader, judge=judge, regrade=args.regrade,
-                                    workers=args.workers, timeout=args.timeout, options=options,
-                                    progress=not args.no_progress)
+            summaries = grade_store(
+                store,
+                args.dataset,
+                args.grader,
+                judge=judge,
+                regrade=args.regrade,
+                workers=args.workers,
+                timeout=args.timeout,
+                options=options,
+                progress=not args.no_progress,
+            )
     finally:
         if judge is not None:
             judge.close()

@@ -29,22 +29,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, save_to_disk folders, or folders of files")
     add_db(parser)
     parser.add_argument("--dataset", type=NAME, required=True, help="data set name the runs belong to")
-    parser.add_argument("--format", default="auto",
-                        choices=["auto", "smolagents", "hf", "chat", "mint", "jsonpath"],
-                        help="record format (auto: sniffed from the first records; any --*-path option means jsonpath)")
-    parser.add_argument("--profile", choices=["smolagents", "smolagents_new", "mint"],
-                        help="marker profile for tool-call counts (default: the format's)")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "smolagents", "hf", "chat", "mint", "jsonpath"],
+        help="record format (auto: sniffed from the first records; any --*-path option means jsonpath)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=["smolagents", "smolagents_new", "mint"],
+        help="marker profile for tool-call counts (default: the format's)",
+    )
     paths = parser.add_argument_group("JSON paths (dotted, e.g. state.history; a JSON string on the way is decoded)")
     for name, what in PATH_FLAGS.items():
         paths.add_argument(f"--{name.replace('_', '-')}-path", dest=name, metavar="PATH", help=f"where {what} lives")
     paths.add_argument("--role-key", dest="role_key", metavar="KEY", help="role key inside a message (default: role)")
-    paths.add_argument("--content-key", dest="content_key", metavar="KEY",
-                       help="content key inside a message (default: content)")
+    paths.add_argument(
+        "--content-key", dest="content_key", metavar="KEY", help="content key inside a message (default: content)"
+    )
     parser.add_argument("--batch-records", type=COUNT, default=2000, help="records per insert batch")
     parser.add_argument("--max-record-bytes", type=COUNT, default=8 << 20, help="longer lines are rejected")
-    parser.add_argument("--retry-rejects", action="store_true",
-                        help="for a file already ingested, read its rejected lines again under these options "
-                        "(e.g. a larger --max-record-bytes) and take in those that now parse")
+    parser.add_argument(
+        "--retry-rejects",
+        action="store_true",
+        help="for a file already ingested, read its rejected lines again under these options "
+        "(e.g. a larger --max-record-bytes) and take in those that now parse",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_debug(parser)
     parser.set_defaults(func=run)

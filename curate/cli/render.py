@@ -13,9 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "render",
         help="print trajectories as the chat messages the student sees (JSON lines)",
-        description="Print one JSON line per trajectory, {\"trajectory_id\", \"messages\"}: the chat "
+        description='Print one JSON line per trajectory, {"trajectory_id", "messages"}: the chat '
         "messages after the role mapping, exactly as scoring and training feed them to the chat "
-        "template. With --student, also \"text\": the template's rendering.",
+        'template. With --student, also "text": the template\'s rendering.',
     )
     add_db(parser)
     parser.add_argument("--trajectory", nargs="+", metavar="ID", help="these trajectories (default: all)")

@@ -24,15 +24,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_db(parser)
     add_run(parser)
     parser.add_argument("--out", required=True, help="output folder: new, empty, or an earlier report (replaced)")
-    parser.add_argument("--selection", action="append", default=[], metavar="NAME",
-                        help="a stored selection to show (repeatable; default: every selection of the run)")
-    parser.add_argument("--questions", type=at_least(0), default=d.questions, metavar="N",
-                        help=f"viewer: questions per data set, drawn by a seeded hash (default: {d.questions})")
-    parser.add_argument("--samples", type=at_least(0), default=d.samples, metavar="M",
-                        help=f"viewer: samples per question with token NLLs (default: {d.samples})")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"viewer: which questions are drawn (default: {d.seed})")
-    parser.add_argument("--model", metavar="PATH", help="viewer: model folder for token NLLs when the run's student is not "
-                        "available here (default: the run's student)")
+    parser.add_argument(
+        "--selection",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a stored selection to show (repeatable; default: every selection of the run)",
+    )
+    parser.add_argument(
+        "--questions",
+        type=at_least(0),
+        default=d.questions,
+        metavar="N",
+        help=f"viewer: questions per data set, drawn by a seeded hash (default: {d.questions})",
+    )
+    parser.add_argument(
+        "--samples",
+        type=at_least(0),
+        default=d.samples,
+        metavar="M",
+        help=f"viewer: samples per question with token NLLs (default: {d.samples})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=d.seed, help=f"viewer: which questions are drawn (default: {d.seed})"
+    )
+    parser.add_argument(
+        "--model",
+        metavar="PATH",
+        help="viewer: model folder for token NLLs when the run's student is not "
+        "available here (default: the run's student)",
+    )
     parser.add_argument("--device", default=d.device, help=f"viewer: device for token NLLs (default: {d.device})")
     add_rule(parser, "bucketing rule of the tables and Fig 4 (default: quantile)")
     add_debug(parser)
@@ -42,11 +63,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..report.report import ReportConfig, write_report
 
-    result = write_report(ReportConfig(
-        db=args.db, out=args.out, run=args.run, student=args.student, selections=tuple(args.selection),
-        questions=args.questions, samples=args.samples, seed=args.seed, model=args.model, device=args.device,
-        rule=args.rule,
-    ))
+    result = write_report(
+        ReportConfig(
+            db=args.db,
+            out=args.out,
+            run=args.run,
+            student=args.student,
+            selections=tuple(args.selection),
+            questions=args.questions,
+            samples=args.samples,
+            seed=args.seed,
+            model=args.model,
+            device=args.device,
+            rule=args.rule,
+        )
+    )
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     shaded = "" if result.shaded else "; token NLLs not shown"
     print(f"report: {result.questions} questions, {result.detailed} trajectories to open{shaded} ({parts})")

@@ -24,17 +24,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", type=NAME, help="score only this data set")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--max-length", type=int, help="tokens per trajectory; longer ones are scored over "
-                        "what fits and flagged truncated (default: the model's context length)")
-    parser.add_argument("--batch-tokens", type=int, help="tokens per forward pass, padding included (default: "
-                        "2048 on CPU, 16384 on GPU; activation memory grows with it)")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        help="tokens per trajectory; longer ones are scored over "
+        "what fits and flagged truncated (default: the model's context length)",
+    )
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        help="tokens per forward pass, padding included (default: "
+        "2048 on CPU, 16384 on GPU; activation memory grows with it)",
+    )
     parser.add_argument("--shard", default="0/1", help="I/N: score only shard I of N (0-based)")
     parser.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
-    parser.add_argument("--pack", action="store_true", help="on a GPU, pack sequences into one row with "
-                        "position ids restarting per sequence (padding-free; pays off with varlen flash attention; "
-                        "on a CPU every batch is packed already)")
-    parser.add_argument("--no-prefix-reuse", action="store_true", help="re-encode shared prefixes (system "
-                        "prompt, task) for every trajectory instead of scoring against their cached keys/values")
+    parser.add_argument(
+        "--pack",
+        action="store_true",
+        help="on a GPU, pack sequences into one row with "
+        "position ids restarting per sequence (padding-free; pays off with varlen flash attention; "
+        "on a CPU every batch is packed already)",
+    )
+    parser.add_argument(
+        "--no-prefix-reuse",
+        action="store_true",
+        help="re-encode shared prefixes (system "
+        "prompt, task) for every trajectory instead of scoring against their cached keys/values",
+    )
     parser.add_argument("--part-size", type=int, default=256, help="trajectories per parquet part")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug(parser)
@@ -44,10 +60,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..score import ScoreConfig, parse_shard, score
 
-    score(ScoreConfig(
-        db=args.db, student=args.student, dataset=args.dataset, device=args.device, dtype=args.dtype,
-        max_length=args.max_length, batch_tokens=args.batch_tokens, shard=parse_shard(args.shard),
-        backend=args.backend, pack=args.pack, part_size=args.part_size, prefix_reuse=not args.no_prefix_reuse,
-        progress=not args.no_progress,
-    ))
+    score(
+        ScoreConfig(
+            db=args.db,
+            student=args.student,
+            dataset=args.dataset,
+            device=args.device,
+            dtype=args.dtype,
+            max_length=args.max_length,
+            batch_tokens=args.batch_tokens,
+            shard=parse_shard(args.shard),
+            backend=args.backend,
+            pack=args.pack,
+            part_size=args.part_size,
+            prefix_reuse=not args.no_prefix_reuse,
+            progress=not args.no_progress,
+        )
+    )
     return 0

@@ -17,16 +17,26 @@ def add_selection_args(parser: argparse.ArgumentParser, policy_required: bool = 
     parser.add_argument("--dataset", type=NAME, help="only this data set (default: all)")
     parser.add_argument("--k", type=COUNT, help="only samples with sample_idx < K (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed for policies that draw (random); default 0")
-    parser.add_argument("--name", help="selection id (default: POLICY:RUN[:DATASET][:kK][:seedS]); an existing "
-                        "selection of that name is replaced")
+    parser.add_argument(
+        "--name",
+        help="selection id (default: POLICY:RUN[:DATASET][:kK][:seedS]); an existing "
+        "selection of that name is replaced",
+    )
 
 
 def selection_config(args: argparse.Namespace):
     """The SelectConfig the parsed options describe."""
     from ..select import SelectConfig
 
-    return SelectConfig(policy=args.policy, run=args.run, student=args.student, dataset=args.dataset,
-                        k=args.k, seed=args.seed, name=args.name)
+    return SelectConfig(
+        policy=args.policy,
+        run=args.run,
+        student=args.student,
+        dataset=args.dataset,
+        k=args.k,
+        seed=args.seed,
+        name=args.name,
+    )
 
 
 def open_store(db: str, read_only: bool = False):

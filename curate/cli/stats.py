@@ -8,11 +8,15 @@ from .common import add_db, add_debug
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("stats", help="per data set: questions, trajectories, correct %%, clean %%, flags",
-                            description="Per data set statistics of the store (SQL: sql/stats.sql).")
+    parser = sub.add_parser(
+        "stats",
+        help="per data set: questions, trajectories, correct %%, clean %%, flags",
+        description="Per data set statistics of the store (SQL: sql/stats.sql).",
+    )
     add_db(parser)
-    parser.add_argument("--format", default="table", choices=["table", "json"],
-                        help="json: a list with one object per data set")
+    parser.add_argument(
+        "--format", default="table", choices=["table", "json"], help="json: a list with one object per data set"
+    )
     add_debug(parser)
     parser.set_defaults(func=run)
 

@@ -20,11 +20,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--questions", type=COUNT, required=True, help="number of questions N")
     parser.add_argument("--k", type=COUNT, required=True, help="runs per question K")
     parser.add_argument("--out", required=True, help="output JSONL (.jsonl, .jsonl.gz, .jsonl.zst)")
-    parser.add_argument("--source", default="hotpotqa", choices=["hotpotqa", "math", "math_medium"],
-                        help="question set: HotPotQA (retrieval runs) or MATH (code runs)")
+    parser.add_argument(
+        "--source",
+        default="hotpotqa",
+        choices=["hotpotqa", "math", "math_medium"],
+        help="question set: HotPotQA (retrieval runs) or MATH (code runs)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--log-data-string", action="store_true",
-                        help="store log_data as a JSON string, as the Hub's dumps do")
+    parser.add_argument(
+        "--log-data-string", action="store_true", help="store log_data as a JSON string, as the Hub's dumps do"
+    )
     add_debug(parser)
     parser.set_defaults(func=run)
 
@@ -32,9 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..ingest.synth import SynthConfig, write
 
-    cfg = SynthConfig(questions=args.questions, k=args.k, source=args.source, seed=args.seed,
-                      log_data_as_string=args.log_data_string)
+    cfg = SynthConfig(
+        questions=args.questions, k=args.k, source=args.source, seed=args.seed, log_data_as_string=args.log_data_string
+    )
     resolved = write(cfg, args.out)
-    print(f"{args.out}: {resolved['records']} synthetic runs ({args.questions} questions x {args.k}) "
-          f"from {resolved['questions_from']}")
+    print(
+        f"{args.out}: {resolved['records']} synthetic runs ({args.questions} questions x {args.k}) "
+        f"from {resolved['questions_from']}"
+    )
     return 0

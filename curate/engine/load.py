@@ -89,12 +89,16 @@ def plain_head(model: Any) -> bool:
     """Whether the logits are the output embedding of the final hidden states and nothing more
     (no bias, no soft-capping), over full-attention layers only."""
     config, head = model.config, model.get_output_embeddings()
-    return (head.bias is None and getattr(config, "final_logit_softcapping", None) is None
-            and set(getattr(config, "layer_types", None) or ["full_attention"]) == {"full_attention"})
+    return (
+        head.bias is None
+        and getattr(config, "final_logit_softcapping", None) is None
+        and set(getattr(config, "layer_types", None) or ["full_attention"]) == {"full_attention"}
+    )
 
 
-def load_causal_lm(path: Any, device: str, dtype: str, role: str, adapter: str | None = None,
-                   fast: bool = True) -> Engine:
+def load_causal_lm(
+    path: Any, device: str, dtype: str, role: str, adapter: str | None = None, fast: bool = True
+) -> Engine:
     """A causal LM from a local folder, on `device` in `dtype`, set up for `role` (score, generate,
     train); `adapter`: a PEFT LoRA folder merged into the weights; `fast=False`: the stock model
     even where CPU kernels would apply."""

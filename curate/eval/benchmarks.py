@@ -28,8 +28,9 @@ BENCHMARKS: dict[str, str | None] = {
     "GSM-hard": "math/test/gsm_hard_*.json",
 }
 IN_DOMAIN = ("HotpotQA", "MATH-500")
-MISSING_NOTE = ("AMC23 and Gaokao (in the paper's Table 2) are not in the shared data; pass their "
-                "question files as paths")
+MISSING_NOTE = (
+    "AMC23 and Gaokao (in the paper's Table 2) are not in the shared data; pass their question files as paths"
+)
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,10 @@ def _name(item: str) -> str:
     by_key = {_key(n): n for n in BENCHMARKS}
     name = by_key.get(_key(item))
     if name is None:
-        raise ValueError(f"--benchmarks {item}: no such benchmark or file (names: "
-                         f"{', '.join(n for n, p in BENCHMARKS.items() if p)}, all; or a question file path)")
+        raise ValueError(
+            f"--benchmarks {item}: no such benchmark or file (names: "
+            f"{', '.join(n for n, p in BENCHMARKS.items() if p)}, all; or a question file path)"
+        )
     if BENCHMARKS[name] is None:
         raise ValueError(f"--benchmarks {item}: {MISSING_NOTE}")
     return name
@@ -109,6 +112,7 @@ def trained_prompt(model: str, adapter: str | None) -> TrainedPrompt:
         profile = trained.get("config", {}).get("profile") or (max(profiles, key=profiles.get) if profiles else None)
         if data.get("system_prompt"):
             return TrainedPrompt(data["system_prompt"], f"trained: {record}", profile)
-        return TrainedPrompt(None, f"packaged ({record} records no system prompt: trained before curate "
-                                   "recorded it)", profile)
+        return TrainedPrompt(
+            None, f"packaged ({record} records no system prompt: trained before curate recorded it)", profile
+        )
     return TrainedPrompt(None, "packaged")

@@ -102,10 +102,21 @@ class EvalResult:
     def results_json(self) -> dict[str, Any]:
         """The results.json document."""
         return {
-            "eval_run": self.eval_run, "name": self.name, "model": self.model, "adapter": self.adapter,
+            "eval_run": self.eval_run,
+            "name": self.name,
+            "model": self.model,
+            "adapter": self.adapter,
             "system_prompt": self.prompt.source,
-            "benchmarks": {b.name: {"n": b.n, "correct": b.correct, "pass@1": round(b.pass_at_1, 4),
-                                    "grader": b.grader, "generation_run": b.generation_run} for b in self.benchmarks},
+            "benchmarks": {
+                b.name: {
+                    "n": b.n,
+                    "correct": b.correct,
+                    "pass@1": round(b.pass_at_1, 4),
+                    "grader": b.grader,
+                    "generation_run": b.generation_run,
+                }
+                for b in self.benchmarks
+            },
             "average": round(self.average, 4),
         }
 
@@ -126,8 +137,9 @@ class _Lazy:
             self._made.close()
 
 
-def evaluate(db: str | Path, cfg: EvalConfig, progress: bool = True, backend: Backend | None = None,
-             judge: Backend | None = None) -> EvalResult:
+def evaluate(
+    db: str | Path, cfg: EvalConfig, progress: bool = True, backend: Backend | None = None, judge: Backend | None = None
+) -> EvalResult:
     """Evaluate the model on every benchmark (resuming what the store holds); `backend` / `judge`
     replace the ones cfg names (they are then not closed here)."""
     from ..agent.backends import endpoint_options, make_backend
@@ -145,9 +157,13 @@ def evaluate(db: str | Path, cfg: EvalConfig, progress: bool = True, backend: Ba
     model = backend or _Lazy(lambda: make_backend(cfg.backend, cfg.model, **_options(template)))
     grader_judge = judge
     if grader_judge is None and cfg.grader == "judge":
-        grader_judge = _Lazy(lambda: make_backend(cfg.judge_backend, cfg.judge_model,
-                                                  **endpoint_options(cfg.judge_backend, cfg.judge_endpoint,
-                                                                     cfg.request_timeout)))
+        grader_judge = _Lazy(
+            lambda: make_backend(
+                cfg.judge_backend,
+                cfg.judge_model,
+                **endpoint_options(cfg.judge_backend, cfg.judge_endpoint, cfg.request_timeout),
+            )
+        )
     results = []
     try:
         for bench in benchmarks:
@@ -187,16 +203,34 @@ def _generate_config(cfg: EvalConfig, prompt: TrainedPrompt):
 
     search = "web_search" in cfg.tools
     return GenerateConfig(
-        questions="", dataset="", model=cfg.model, k=1, backend=cfg.backend, endpoint=cfg.endpoint,
-        temperature=cfg.temperature, top_p=cfg.top_p, max_steps=cfg.max_steps, max_new_tokens=cfg.max_new_tokens,
-        seed=cfg.seed, limit=cfg.limit, tools=cfg.tools,
+        questions="",
+        dataset="",
+        model=cfg.model,
+        k=1,
+        backend=cfg.backend,
+        endpoint=cfg.endpoint,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_steps=cfg.max_steps,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed,
+        limit=cfg.limit,
+        tools=cfg.tools,
         corpus=(cfg.corpus or (None if cfg.retriever_url else DEFAULT_CORPUS)) if search else None,
-        retriever_url=cfg.retriever_url if search else None, profile=prompt.profile or "smolagents",
-        system_prompt=cfg.system_prompt, system_text=prompt.text, slots=cfg.slots, write_every=cfg.write_every,
-        device=cfg.device, dtype=cfg.dtype, request_timeout=cfg.request_timeout,
+        retriever_url=cfg.retriever_url if search else None,
+        profile=prompt.profile or "smolagents",
+        system_prompt=cfg.system_prompt,
+        system_text=prompt.text,
+        slots=cfg.slots,
+        write_every=cfg.write_every,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        request_timeout=cfg.request_timeout,
         # openai: the server applies the adapter (served under --model); the folder gives prompt and hash
         adapter=cfg.adapter if cfg.backend != "openai" else None,
-        self_consistency=cfg.self_consistency, shared=True, unsafe_local_executor=cfg.unsafe_local_executor,
+        self_consistency=cfg.self_consistency,
+        shared=True,
+        unsafe_local_executor=cfg.unsafe_local_executor,
     )
 
 
@@ -221,24 +255,37 @@ def _identity(cfg: EvalConfig, prompt: TrainedPrompt) -> tuple[str, dict[str, An
     identity = {
         "model": student_key(cfg.model) if cfg.backend != "openai" else cfg.model,
         "adapter": adapter_hash(cfg.adapter) if cfg.adapter else None,
-        "backend": cfg.backend, "temperature": cfg.temperature, "top_p": cfg.top_p, "max_steps": cfg.max_steps,
-        "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "self_consistency": cfg.self_consistency,
-        "tools": list(cfg.tools), "corpus": cfg.corpus, "retriever_url": cfg.retriever_url,
-        "system_prompt": _prompt_hash(cfg, prompt), "profile": prompt.profile or "smolagents",
-        "grader": cfg.grader, "judge": cfg.judge_model,
+        "backend": cfg.backend,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "max_steps": cfg.max_steps,
+        "max_new_tokens": cfg.max_new_tokens,
+        "seed": cfg.seed,
+        "self_consistency": cfg.self_consistency,
+        "tools": list(cfg.tools),
+        "corpus": cfg.corpus,
+        "retriever_url": cfg.retriever_url,
+        "system_prompt": _prompt_hash(cfg, prompt),
+        "profile": prompt.profile or "smolagents",
+        "grader": cfg.grader,
+        "judge": cfg.judge_model,
     }
     digest = hashlib.blake2b(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS), digest_size=6).hexdigest()
     return f"eval-{digest}", identity
 
 
 def _prompt_hash(cfg: EvalConfig, prompt: TrainedPrompt) -> str:
-    text = prompt.text if prompt.text is not None else (
-        Path(cfg.system_prompt).read_text(encoding="utf-8") if cfg.system_prompt else "packaged")
+    text = (
+        prompt.text
+        if prompt.text is not None
+        else (Path(cfg.system_prompt).read_text(encoding="utf-8") if cfg.system_prompt else "packaged")
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _grade(db: str | Path, bench: Benchmark, gen, generation_run: str, cfg: EvalConfig,
-           judge: Backend | None) -> BenchmarkResult:
+def _grade(
+    db: str | Path, bench: Benchmark, gen, generation_run: str, cfg: EvalConfig, judge: Backend | None
+) -> BenchmarkResult:
     """Grade what the benchmark's grader has not graded yet; the per-question verdicts of the run."""
     from ..agent.questions import load_questions
     from ..grade import grade_answers, resolve_grader
@@ -254,37 +301,82 @@ def _grade(db: str | Path, bench: Benchmark, gen, generation_run: str, cfg: Eval
     with Store(db, read_only=True) as store:
         todo = queries.run(store.con, "eval/ungraded", run=generation_run, grader=name, questions=ids)
     if todo.height:
-        grades = grade_answers(grader, todo["question"].to_list(), todo["gold_answer"].to_list(),
-                               todo["generated_answer"].to_list(), judge=judge)
+        grades = grade_answers(
+            grader,
+            todo["question"].to_list(),
+            todo["gold_answer"].to_list(),
+            todo["generated_answer"].to_list(),
+            judge=judge,
+        )
         with Store(db) as store, store.transaction() as con:
             record_grades(con, todo["trajectory_id"].to_list(), grades)
     with Store(db, read_only=True) as store:
         verdicts = queries.run(store.con, "eval/verdicts", run=generation_run, grader=name, questions=ids)
     if verdicts.height != len(ids):
-        raise RuntimeError(f"{bench.name}: {verdicts.height} of {len(ids)} questions have a trajectory "
-                           f"in generation run {generation_run}")
-    predictions = [{"benchmark": bench.name, "question_id": row["question_id"], "final_answer": row["final_answer"],
-                    "correct": row["correct"], "steps": row["steps"], "trajectory_id": row["trajectory_id"],
-                    "grader": name} for row in verdicts.iter_rows(named=True)]
-    return BenchmarkResult(bench.name, len(ids), sum(p["correct"] for p in predictions), name, generation_run,
-                           predictions)
+        raise RuntimeError(
+            f"{bench.name}: {verdicts.height} of {len(ids)} questions have a trajectory "
+            f"in generation run {generation_run}"
+        )
+    predictions = [
+        {
+            "benchmark": bench.name,
+            "question_id": row["question_id"],
+            "final_answer": row["final_answer"],
+            "correct": row["correct"],
+            "steps": row["steps"],
+            "trajectory_id": row["trajectory_id"],
+            "grader": name,
+        }
+        for row in verdicts.iter_rows(named=True)
+    ]
+    return BenchmarkResult(
+        bench.name, len(ids), sum(p["correct"] for p in predictions), name, generation_run, predictions
+    )
 
 
-def _record(db: str | Path, eval_run: str, bench: Benchmark, gen, result: BenchmarkResult, cfg: EvalConfig,
-            identity: dict[str, Any], prompt: TrainedPrompt, started: datetime) -> None:
+def _record(
+    db: str | Path,
+    eval_run: str,
+    bench: Benchmark,
+    gen,
+    result: BenchmarkResult,
+    cfg: EvalConfig,
+    identity: dict[str, Any],
+    prompt: TrainedPrompt,
+    started: datetime,
+) -> None:
     from ..agent.generate import AGENT_CODE
     from ..versions import code_version
 
-    protocol = {k: identity[k] for k in ("temperature", "top_p", "max_steps", "max_new_tokens", "seed",
-                                         "self_consistency", "tools", "profile")}
+    protocol = {
+        k: identity[k]
+        for k in ("temperature", "top_p", "max_steps", "max_new_tokens", "seed", "self_consistency", "tools", "profile")
+    }
     protocol["search"] = gen.retriever_url or gen.corpus
     with Store(db) as store, store.transaction() as con:
-        con.execute(queries.sql_text("eval/record"), {
-            "eval_run": eval_run, "benchmark": bench.name, "dataset": gen.dataset,
-            "generation_run": result.generation_run, "name": cfg.name or _label(cfg), "model": identity["model"],
-            "adapter": str(Path(cfg.adapter).resolve()) if cfg.adapter else None, "adapter_hash": identity["adapter"],
-            "backend": cfg.backend, "protocol": orjson.dumps(protocol).decode(), "prompt_source": prompt.source,
-            "prompt_hash": identity["system_prompt"], "grader": result.grader, "questions_file": str(bench.path),
-            "questions": result.n, "correct": result.correct, "pass_at_1": result.pass_at_1,
-            "code_version": code_version(*AGENT_CODE), "config": orjson.dumps(asdict(cfg)).decode(), "started": started,
-            "finished": datetime.now()}).fetchall()
+        con.execute(
+            queries.sql_text("eval/record"),
+            {
+                "eval_run": eval_run,
+                "benchmark": bench.name,
+                "dataset": gen.dataset,
+                "generation_run": result.generation_run,
+                "name": cfg.name or _label(cfg),
+                "model": identity["model"],
+                "adapter": str(Path(cfg.adapter).resolve()) if cfg.adapter else None,
+                "adapter_hash": identity["adapter"],
+                "backend": cfg.backend,
+                "protocol": orjson.dumps(protocol).decode(),
+                "prompt_source": prompt.source,
+                "prompt_hash": identity["system_prompt"],
+                "grader": result.grader,
+                "questions_file": str(bench.path),
+                "questions": result.n,
+                "correct": result.correct,
+                "pass_at_1": result.pass_at_1,
+                "code_version": code_version(*AGENT_CODE),
+                "config": orjson.dumps(asdict(cfg)).decode(),
+                "started": started,
+                "finished": datetime.now(),
+            },
+        ).fetchall()

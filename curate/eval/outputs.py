@@ -18,8 +18,10 @@ def check_out(out: str | Path) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: a file, not a folder")
     if out.is_dir() and (other := sorted(p.name for p in out.iterdir() if p.name not in FILES)):
-        raise ValueError(f"--out {out}: holds {', '.join(other[:3])}{' ...' if len(other) > 3 else ''}, not an "
-                         "earlier evaluation's files; give a new or empty folder")
+        raise ValueError(
+            f"--out {out}: holds {', '.join(other[:3])}{' ...' if len(other) > 3 else ''}, not an "
+            "earlier evaluation's files; give a new or empty folder"
+        )
 
 
 def write_outputs(db: str | Path, result: EvalResult, out: str | Path) -> str:
@@ -47,10 +49,18 @@ def demo(db: str | Path, out: str | Path, student: str, adapter: str, questions:
 
     from .evaluate import EvalConfig, evaluate
 
-    common = dict(model=student, benchmarks=str(resources.files("curate").joinpath("assets", "math_sample.json")),
-                  limit=questions, max_steps=2, max_new_tokens=32, tools=("python",))
-    runs = [evaluate(db, EvalConfig(**common, name=f"{student} (base)"), progress=False),
-            evaluate(db, EvalConfig(**common, adapter=adapter, name=f"{student} + adapter"), progress=False)]
+    common = dict(
+        model=student,
+        benchmarks=str(resources.files("curate").joinpath("assets", "math_sample.json")),
+        limit=questions,
+        max_steps=2,
+        max_new_tokens=32,
+        tools=("python",),
+    )
+    runs = [
+        evaluate(db, EvalConfig(**common, name=f"{student} (base)"), progress=False),
+        evaluate(db, EvalConfig(**common, adapter=adapter, name=f"{student} + adapter"), progress=False),
+    ]
     with Store(db, read_only=True) as store:
         rows = load_rows(store.con, [run.eval_run for run in runs])
     return write_tables(rows, Path(out))

@@ -47,13 +47,21 @@ def load_rows(con, runs: Sequence[str] = ()) -> list[Row]:
     frame = queries.run(con, "eval/table", runs=list(runs))
     if runs and (missing := sorted(set(runs) - set(frame["eval_run"]) - set(frame["name"]))):
         known = queries.frame(con, "SELECT DISTINCT eval_run, name FROM eval_runs ORDER BY 1").rows()
-        raise ValueError(f"no eval run {', '.join(missing)} in the store (eval runs: "
-                         f"{', '.join(f'{r} ({n})' for r, n in known) or 'none'})")
+        raise ValueError(
+            f"no eval run {', '.join(missing)} in the store (eval runs: "
+            f"{', '.join(f'{r} ({n})' for r, n in known) or 'none'})"
+        )
     rows: dict[str, Row] = {}
     for r in frame.iter_rows(named=True):
         adapter = f", adapter {r['adapter']} (sha256 {r['adapter_hash'][:12]})" if r["adapter"] else ""
-        row = rows.setdefault(r["eval_run"], Row(r["eval_run"], r["name"], f"model {r['model']}{adapter}; "
-                                                 f"system prompt {r['system_prompt_source']}; {_protocol(r['protocol'])}"))
+        row = rows.setdefault(
+            r["eval_run"],
+            Row(
+                r["eval_run"],
+                r["name"],
+                f"model {r['model']}{adapter}; system prompt {r['system_prompt_source']}; {_protocol(r['protocol'])}",
+            ),
+        )
         row.cells[r["benchmark"]] = Cell(r["pass_at_1"], r["questions"], r["grader"])
     if runs:
         order = {key: i for i, key in enumerate(runs)}
@@ -64,9 +72,12 @@ def load_rows(con, runs: Sequence[str] = ()) -> list[Row]:
 def _protocol(text: str) -> str:
     p = json.loads(text)
     candidates = f", self-consistency {p['self_consistency']}" if p["self_consistency"] > 1 else ""
-    return (f"temperature {p['temperature']:g}, top-p {p['top_p']:g}{candidates}, at most {p['max_steps']} steps "
-            f"of {p['max_new_tokens']} tokens, tools {', '.join(p['tools'])}"
-            + (f" (search: {p['search']})" if p.get("search") else "") + f", seed {p['seed']}, {p['profile']} markers")
+    return (
+        f"temperature {p['temperature']:g}, top-p {p['top_p']:g}{candidates}, at most {p['max_steps']} steps "
+        f"of {p['max_new_tokens']} tokens, tools {', '.join(p['tools'])}"
+        + (f" (search: {p['search']})" if p.get("search") else "")
+        + f", seed {p['seed']}, {p['profile']} markers"
+    )
 
 
 def columns(rows: Sequence[Row]) -> list[str]:
@@ -116,9 +127,14 @@ def markdown(rows: Sequence[Row]) -> str:
         "",
         "pass@1 (%) at the protocol below; Average = the mean over a run's own benchmarks"
         + (f" (runs without every column: {', '.join(partial)})" if partial else "")
-        + ("; bold: the best per column (every tied value)" if len(rows) > 1 else "") + ".",
-        (f"In-domain (the paper's training sets): {', '.join(c for c in IN_DOMAIN if c in cols) or 'none'}; "
-         "its other benchmarks out-of-domain. " if any(c in BENCHMARKS for c in cols) else "")
+        + ("; bold: the best per column (every tied value)" if len(rows) > 1 else "")
+        + ".",
+        (
+            f"In-domain (the paper's training sets): {', '.join(c for c in IN_DOMAIN if c in cols) or 'none'}; "
+            "its other benchmarks out-of-domain. "
+            if any(c in BENCHMARKS for c in cols)
+            else ""
+        )
         + f"{MISSING_NOTE}.",
         "Questions: " + "; ".join(_n_note(rows, c) for c in cols) + ".",
         "Graders: " + "; ".join(_grader_note(rows, c) for c in cols) + ".",
@@ -148,8 +164,12 @@ def latex(rows: Sequence[Row]) -> str:
     """Table 2 as a LaTeX booktabs tabular."""
     cols = columns(rows)
     best = _best(rows, cols)
-    lines = [r"\begin{tabular}{l" + "r" * (len(cols) + 1) + "}", r"\toprule",
-             "Run & " + " & ".join(_tex(c) for c in cols) + r" & Average \\", r"\midrule"]
+    lines = [
+        r"\begin{tabular}{l" + "r" * (len(cols) + 1) + "}",
+        r"\toprule",
+        "Run & " + " & ".join(_tex(c) for c in cols) + r" & Average \\",
+        r"\midrule",
+    ]
     for row in rows:
         cells = [_fmt(v, b, (r"\textbf{", "}")) for v, b in zip(_values(row, cols), best)]
         lines.append(_tex(row.name) + " & " + " & ".join(cells) + r" \\")

@@ -23,8 +23,7 @@ def prompt_template() -> Template:
 
 def judge_prompt(question: str, golds: Sequence[str], answer: str) -> str:
     """The judge's prompt for one answer (aliases joined with ' / ')."""
-    return prompt_template().substitute(question=question, gold=" / ".join(golds),
-                                        answer=answer[:MAX_ANSWER_CHARS])
+    return prompt_template().substitute(question=question, gold=" / ".join(golds), answer=answer[:MAX_ANSWER_CHARS])
 
 
 def judge_name(backend: Backend) -> str:
@@ -47,8 +46,12 @@ def read_verdict(completion: Completion) -> tuple[bool | None, str]:
 def grade_judge(backend: Backend, items: Sequence[tuple[str, Sequence[str], str]]) -> list[tuple[bool | None, str]]:
     """(verdict, explanation) per (question, gold aliases, answer), in one batched generation call."""
     requests = [
-        GenRequest(messages=({"role": "user", "content": judge_prompt(q, golds, answer)},),
-                   max_new_tokens=MAX_NEW_TOKENS, temperature=0.0, seed=0)
+        GenRequest(
+            messages=({"role": "user", "content": judge_prompt(q, golds, answer)},),
+            max_new_tokens=MAX_NEW_TOKENS,
+            temperature=0.0,
+            seed=0,
+        )
         for q, golds, answer in items
     ]
     return [read_verdict(c) for c in backend.generate(requests)] if requests else []

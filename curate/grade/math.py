@@ -28,8 +28,28 @@ _DELIMITERS = ("\\boxed", "$", "\\(", "\\[")
 # must not be read as one LaTeX product of letters; these are the words bare math uses.
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
 # Function and constant names of plain (sympy-printed) math, spelled with a backslash in LaTeX.
-_LATEX_NAMES = ("sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "pi", "alpha", "beta", "gamma",
-                "delta", "theta", "lambda", "sigma", "omega", "phi", "psi")
+_LATEX_NAMES = (
+    "sin",
+    "cos",
+    "tan",
+    "cot",
+    "sec",
+    "csc",
+    "log",
+    "ln",
+    "exp",
+    "pi",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "theta",
+    "lambda",
+    "sigma",
+    "omega",
+    "phi",
+    "psi",
+)
 _MATH_WORDS = {*_LATEX_NAMES, "sqrt", "inf", "infty", "infinity"}
 # sympy's log is the natural one (LaTeX \log is base 10 to latex2sympy); oo is sympy's infinity.
 _LATEX_SPELLING = {"log": "\\ln", "oo": "\\infty", "inf": "\\infty", "infinity": "\\infty"}
@@ -141,8 +161,9 @@ def _pool(workers: int) -> ProcessPool:
         pool = None
     if pool is None:
         # spawn: the caller may hold threads (torch, a DuckDB connection) that fork would copy mid-state.
-        pool = _pools[workers] = ProcessPool(max_workers=workers, initializer=_start_worker,
-                                             context=multiprocessing.get_context("spawn"))
+        pool = _pools[workers] = ProcessPool(
+            max_workers=workers, initializer=_start_worker, context=multiprocessing.get_context("spawn")
+        )
     return pool
 
 
@@ -169,8 +190,10 @@ def verify_all(pairs: Sequence[Pair], workers: int, timeout: float) -> list[tupl
     if lost:
         lost = _verify(lost, workers, timeout)
     if lost:
-        raise RuntimeError(f"math grading: the math-verify worker pool broke twice in a row ({len(lost)} answers "
-                           "not graded); run the same command again")
+        raise RuntimeError(
+            f"math grading: the math-verify worker pool broke twice in a row ({len(lost)} answers "
+            "not graded); run the same command again"
+        )
     return [_verdicts[pair] for pair in pairs]
 
 

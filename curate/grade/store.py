@@ -50,11 +50,17 @@ class GradeSummary:
     def line(self) -> str:
         """One human-readable summary line."""
         share = f"{100 * self.correct / self.trajectories:.1f}%" if self.trajectories else "-"
-        agree = (f"; agrees with the logs' own verdict on {self.agree_source}/{self.with_source} "
-                 f"({100 * self.agree_source / self.with_source:.1f}%)" if self.with_source else "")
-        return (f"{self.dataset}: {self.grader} graded {self.graded}, kept {self.kept} earlier grades, "
-                f"{self.no_gold} without a gold answer left as they were; {self.correct}/{self.trajectories} "
-                f"correct ({share}), {self.clean} clean{agree} (grading_run={self.grading_run})")
+        agree = (
+            f"; agrees with the logs' own verdict on {self.agree_source}/{self.with_source} "
+            f"({100 * self.agree_source / self.with_source:.1f}%)"
+            if self.with_source
+            else ""
+        )
+        return (
+            f"{self.dataset}: {self.grader} graded {self.graded}, kept {self.kept} earlier grades, "
+            f"{self.no_gold} without a gold answer left as they were; {self.correct}/{self.trajectories} "
+            f"correct ({share}), {self.clean} clean{agree} (grading_run={self.grading_run})"
+        )
 
 
 def grader_version() -> str:
@@ -62,20 +68,26 @@ def grader_version() -> str:
     return f"{code_version('grade')} math-verify {version('math-verify')}"
 
 
-def record_grades(con: duckdb.DuckDBPyConnection, trajectory_ids: Sequence[str], grades: Sequence[Grade],
-                  grading_run: int | None = None) -> None:
+def record_grades(
+    con: duckdb.DuckDBPyConnection,
+    trajectory_ids: Sequence[str],
+    grades: Sequence[Grade],
+    grading_run: int | None = None,
+) -> None:
     """Write grades (replacing a grader's earlier row) and set those trajectories' correct, clean and
     graded_by; call it inside the transaction that writes the trajectories (or grades them)."""
     if not trajectory_ids:
         return
-    rows = pa.table({
-        "trajectory_id": list(trajectory_ids),
-        "grader": [g.grader for g in grades],
-        "correct": [g.correct for g in grades],
-        "score": pa.array([g.score for g in grades], pa.float64()),
-        "explanation": pa.array([storable(g.explanation) for g in grades], pa.string()),  # a judge's own text
-        "grading_run": pa.array([grading_run] * len(grades), pa.int32()),
-    })
+    rows = pa.table(
+        {
+            "trajectory_id": list(trajectory_ids),
+            "grader": [g.grader for g in grades],
+            "correct": [g.correct for g in grades],
+            "score": pa.array([g.score for g in grades], pa.float64()),
+            "explanation": pa.array([storable(g.explanation) for g in grades], pa.string()),  # a judge's own text
+            "grading_run": pa.array([grading_run] * len(grades), pa.int32()),
+        }
+    )
     _with(con, "_grades_new", rows, "INSERT OR REPLACE INTO grades BY NAME SELECT * FROM _grades_new")
     _apply(con, {t: (g.correct, g.grader) for t, g in zip(trajectory_ids, grades)})
 
@@ -95,23 +107,37 @@ def _apply(con: duckdb.DuckDBPyConnection, verdicts: dict[str, tuple[bool, str]]
     flags = queries.frame(con, queries.sql_text("grade/flags"), {"ids": list(verdicts)})
     ids = flags["trajectory_id"].to_list()
     correct = [verdicts[t][0] for t in ids]
-    clean = [is_clean(c, m, p, s) for c, m, p, s in zip(
-        correct, flags["has_messages"], flags["parse_error"], flags["max_steps"])]
-    table = pa.table({"trajectory_id": ids, "correct": correct, "clean": clean,
-                      "graded_by": [verdicts[t][1] for t in ids]})
+    clean = [
+        is_clean(c, m, p, s)
+        for c, m, p, s in zip(correct, flags["has_messages"], flags["parse_error"], flags["max_steps"])
+    ]
+    table = pa.table(
+        {"trajectory_id": ids, "correct": correct, "clean": clean, "graded_by": [verdicts[t][1] for t in ids]}
+    )
     _with(con, "_grade_apply", table, queries.sql_text("grade/apply"))
 
 
-def grade_store(store: Store, dataset: str | None = None, grader: str = "auto", *, judge: Backend | None = None,
-                regrade: bool = False, workers: int = 2, timeout: float = 20.0,
-                options: dict | None = None, progress: bool = True) -> list[GradeSummary]:
+def grade_store(
+    store: Store,
+    dataset: str | None = None,
+    grader: str = "auto",
+    *,
+    judge: Backend | None = None,
+    regrade: bool = False,
+    workers: int = 2,
+    timeout: float = 20.0,
+    options: dict | None = None,
+    progress: bool = True,
+) -> list[GradeSummary]:
     """Grade every trajectory's final answer of one data set (or of each) and set correct / clean."""
-    datasets = [dataset] if dataset else store.sql("SELECT DISTINCT dataset FROM trajectories ORDER BY 1")[
-        "dataset"].to_list()
+    datasets = (
+        [dataset] if dataset else store.sql("SELECT DISTINCT dataset FROM trajectories ORDER BY 1")["dataset"].to_list()
+    )
     if dataset and not store.sql("SELECT 1 FROM trajectories WHERE dataset = $d LIMIT 1", d=dataset).height:
         raise ValueError(f"{store.path}: no trajectories in data set {dataset!r}")
-    return [_grade_dataset(store, d, grader, judge, regrade, workers, timeout, options or {}, progress)
-            for d in datasets]
+    return [
+        _grade_dataset(store, d, grader, judge, regrade, workers, timeout, options or {}, progress) for d in datasets
+    ]
 
 
 def _grader_name(store: Store, dataset: str, grader: str, judge: Backend | None) -> str:
@@ -127,28 +153,55 @@ def _grader_name(store: Store, dataset: str, grader: str, judge: Backend | None)
     return grader
 
 
-def _grade_dataset(store: Store, dataset: str, requested: str, judge: Backend | None, regrade: bool, workers: int,
-                   timeout: float, options: dict, progress: bool) -> GradeSummary:
+def _grade_dataset(
+    store: Store,
+    dataset: str,
+    requested: str,
+    judge: Backend | None,
+    regrade: bool,
+    workers: int,
+    timeout: float,
+    options: dict,
+    progress: bool,
+) -> GradeSummary:
     from tqdm import tqdm
 
     name = _grader_name(store, dataset, requested, judge)
     kind = "judge" if name.startswith("judge:") else name
     with store.transaction() as con:
         con.execute(queries.sql_text("grade/keep_source"), {"dataset": dataset, "source": SOURCE}).fetchall()
-        run = con.execute(queries.sql_text("grade/register_run"), {
-            "dataset": dataset, "grader": name, "requested": requested, "code_version": grader_version(),
-            "options": orjson.dumps({**options, "workers": workers, "timeout": timeout, "regrade": regrade}).decode(),
-        }).fetchall()[0][0]
+        run = con.execute(
+            queries.sql_text("grade/register_run"),
+            {
+                "dataset": dataset,
+                "grader": name,
+                "requested": requested,
+                "code_version": grader_version(),
+                "options": orjson.dumps(
+                    {**options, "workers": workers, "timeout": timeout, "regrade": regrade}
+                ).decode(),
+            },
+        ).fetchall()[0][0]
     pending = store.run("grade/pending", dataset=dataset, grader=name, regrade=regrade)
     with_gold = store.sql(
         "SELECT count(*) FROM trajectories t JOIN questions q USING (dataset, question_id) "
-        "WHERE t.dataset = $d AND nullif(trim(q.gold_answer), '') IS NOT NULL", d=dataset).item()
-    bar = tqdm(total=pending.height, desc=f"grade {dataset} ({name})", unit=" answers", disable=not progress,
-               leave=False)
+        "WHERE t.dataset = $d AND nullif(trim(q.gold_answer), '') IS NOT NULL",
+        d=dataset,
+    ).item()
+    bar = tqdm(
+        total=pending.height, desc=f"grade {dataset} ({name})", unit=" answers", disable=not progress, leave=False
+    )
     for start in range(0, pending.height, CHUNK):
         chunk = pending.slice(start, CHUNK)
-        grades = grade_answers(kind, chunk["question"].to_list(), chunk["gold_answer"].to_list(),
-                               chunk["generated_answer"].to_list(), judge=judge, workers=workers, timeout=timeout)
+        grades = grade_answers(
+            kind,
+            chunk["question"].to_list(),
+            chunk["gold_answer"].to_list(),
+            chunk["generated_answer"].to_list(),
+            judge=judge,
+            workers=workers,
+            timeout=timeout,
+        )
         with store.transaction() as con:
             record_grades(con, chunk["trajectory_id"].to_list(), grades, run)
         bar.update(chunk.height)
@@ -156,11 +209,17 @@ def _grade_dataset(store: Store, dataset: str, requested: str, judge: Backend | 
     with store.transaction() as con:
         stale = queries.frame(con, queries.sql_text("grade/stale"), {"dataset": dataset, "grader": name})
         _apply(con, {t: (c, name) for t, c in stale.iter_rows()})
-        counts = queries.frame(con, queries.sql_text("grade/counts"), {"dataset": dataset, "grader": name,
-                                                                       "source": SOURCE}).row(
-            0, named=True)
-        con.execute(queries.sql_text("grade/finish_run"), {
-            "grading_run": run, "graded": pending.height, "kept": with_gold - pending.height,
-            "no_gold": counts["no_gold"], "correct": counts["correct"]}).fetchall()
+        counts = queries.frame(
+            con, queries.sql_text("grade/counts"), {"dataset": dataset, "grader": name, "source": SOURCE}
+        ).row(0, named=True)
+        con.execute(
+            queries.sql_text("grade/finish_run"),
+            {
+                "grading_run": run,
+                "graded": pending.height,
+                "kept": with_gold - pending.height,
+                "no_gold": counts["no_gold"],
+                "correct": counts["correct"],
+            },
+        ).fetchall()
     return GradeSummary(dataset, name, run, pending.height, with_gold - pending.height, **counts)
-

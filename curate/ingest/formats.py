@@ -63,18 +63,40 @@ class Spec:
 
 
 SMOLAGENTS = Spec(
-    name="smolagents", messages="log_data.messages", question="question", question_id="question_id",
-    correct="score", model="model_id", answer="generated_answer", gold="true_answer", cost="cost",
-    error="error", failed_when_null="log_data",
+    name="smolagents",
+    messages="log_data.messages",
+    question="question",
+    question_id="question_id",
+    correct="score",
+    model="model_id",
+    answer="generated_answer",
+    gold="true_answer",
+    cost="cost",
+    error="error",
+    failed_when_null="log_data",
 )
 CHAT = Spec(
-    name="chat", messages="messages", question="question", question_id="question_id",
-    correct="correct", model="model", answer="answer", gold="gold",
+    name="chat",
+    messages="messages",
+    question="question",
+    question_id="question_id",
+    correct="correct",
+    model="model",
+    answer="answer",
+    gold="gold",
 )
 MINT = Spec(
-    name="mint", messages="state.history", question="task.prompt", question_id="task.task_id",
-    correct="state.success", model="model", gold="task.reference", error="state.error", profile="mint",
-    question_after="Task:", observation_roles=("user",),
+    name="mint",
+    messages="state.history",
+    question="task.prompt",
+    question_id="task.task_id",
+    correct="state.success",
+    model="model",
+    gold="task.reference",
+    error="state.error",
+    profile="mint",
+    question_after="Task:",
+    observation_roles=("user",),
     # MINT answers an unparseable action with "I don't understand your input" and shows
     # tracebacks / SyntaxErrors for failed code; it stops a run at its step budget.
     flag_markers=(
@@ -85,8 +107,7 @@ MINT = Spec(
     meta=("task.task_name", "task.metadata"),
 )
 PRESETS = {s.name: s for s in (SMOLAGENTS, CHAT, MINT)}
-PATH_OPTIONS = ("messages", "question", "question_id", "correct", "model", "answer", "gold",
-                "role_key", "content_key")
+PATH_OPTIONS = ("messages", "question", "question_id", "correct", "model", "answer", "gold", "role_key", "content_key")
 
 
 def spec_for(name: str, profile: str | None = None, **paths: str | None) -> Spec:
@@ -317,8 +338,15 @@ def parse(record: Any, spec: Spec, cache: dict[str, str]) -> Parsed:
             raise RecordError(f"{spec.failed_when_null}: missing")
         if log is None:
             question = _question(record, spec, None)
-            return Parsed(_question_id(record, spec, question), question,
-                          _optional_text(record, spec.gold), None, model, error, failed=True)
+            return Parsed(
+                _question_id(record, spec, question),
+                question,
+                _optional_text(record, spec.gold),
+                None,
+                model,
+                error,
+                failed=True,
+            )
     messages = _messages(get(record, spec.messages), spec, cache)
     question = _question(record, spec, messages)
     question_id = _question_id(record, spec, question)
@@ -341,14 +369,21 @@ def parse(record: Any, spec: Spec, cache: dict[str, str]) -> Parsed:
         "tool_calls": markers.tool_calls(assistant, prof),
         "assistant_chars": sum(map(len, assistant)),
         "profile": spec.profile,
-        "content_hash": hashlib.blake2b(
-            orjson.dumps([(r, t) for r, _n, t in messages]), digest_size=16
-        ).hexdigest(),
+        "content_hash": hashlib.blake2b(orjson.dumps([(r, t) for r, _n, t in messages]), digest_size=16).hexdigest(),
         "cost": _cost(record, spec),
         "error": error,
     }
-    return Parsed(question_id, question, _optional_text(record, spec.gold), _meta(record, spec), model, error,
-                  failed=False, row=row, messages=messages)
+    return Parsed(
+        question_id,
+        question,
+        _optional_text(record, spec.gold),
+        _meta(record, spec),
+        model,
+        error,
+        failed=False,
+        row=row,
+        messages=messages,
+    )
 
 
 def _meta(record: Any, spec: Spec) -> str | None:
@@ -358,4 +393,3 @@ def _meta(record: Any, spec: Spec) -> str | None:
         return None
     # Written field by field so that a field too deep to store is named.
     return "{" + ",".join(f"{to_json(p.rsplit('.', 1)[-1], p)}:{to_json(v, p)}" for p, v in found) + "}"
-

@@ -69,17 +69,22 @@ class IngestSummary:
     def line(self) -> str:
         """One human-readable summary line."""
         if self.already_ingested:
-            return (f"{self.source_file}: already ingested into {self.dataset!r} "
-                    f"(ingest {self.ingest_id}), nothing to do")
+            return (
+                f"{self.source_file}: already ingested into {self.dataset!r} (ingest {self.ingest_id}), nothing to do"
+            )
         if self.retried:
-            return (f"{self.source_file}: retried {self.records} rejected records of ingest {self.ingest_id} in "
-                    f"{self.dataset!r}: {self.trajectories} trajectories, {self.failed_runs} failed runs taken in, "
-                    f"{self.rejects} still rejected")
+            return (
+                f"{self.source_file}: retried {self.records} rejected records of ingest {self.ingest_id} in "
+                f"{self.dataset!r}: {self.trajectories} trajectories, {self.failed_runs} failed runs taken in, "
+                f"{self.rejects} still rejected"
+            )
         flags = ", ".join(f"{f} {getattr(self, f)}" for f in FLAGS)
-        return (f"{self.source_file} -> {self.dataset!r} [{self.format}]: {self.records} records, "
-                f"{self.trajectories} trajectories, {self.failed_runs} failed runs, {self.questions} questions, "
-                f"{self.correct} correct, {self.clean} clean, {flags}, {self.rejects} rejects "
-                f"({self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s)")
+        return (
+            f"{self.source_file} -> {self.dataset!r} [{self.format}]: {self.records} records, "
+            f"{self.trajectories} trajectories, {self.failed_runs} failed runs, {self.questions} questions, "
+            f"{self.correct} correct, {self.clean} clean, {flags}, {self.rejects} rejects "
+            f"({self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s)"
+        )
 
 
 def ingest(
@@ -100,14 +105,23 @@ def ingest(
     summaries = []
     for named in sources.expand(paths):
         with sources.readable(named, spool) as (source, file_hash):
-            done = store.sql("SELECT ingest_id, format FROM ingest_runs WHERE file_hash = $h AND dataset = $d",
-                             h=file_hash, d=dataset)
+            done = store.sql(
+                "SELECT ingest_id, format FROM ingest_runs WHERE file_hash = $h AND dataset = $d",
+                h=file_hash,
+                d=dataset,
+            )
             if not done.height:
-                summaries.append(_write(store, source, lambda con: _ingest_source(
-                    con, source, file_hash, dataset, format, options)))
+                summaries.append(
+                    _write(store, source, lambda con: _ingest_source(con, source, file_hash, dataset, format, options))
+                )
             elif options.retry_rejects:
-                summaries.append(_write(store, source, lambda con, done=done: _retry_rejects(
-                    con, source, file_hash, done.row(0)[0], format, options)))
+                summaries.append(
+                    _write(
+                        store,
+                        source,
+                        lambda con, done=done: _retry_rejects(con, source, file_hash, done.row(0)[0], format, options),
+                    )
+                )
             else:
                 ingest_id, recorded = done.row(0)
                 summaries.append(IngestSummary(str(source.path), dataset, recorded, ingest_id, already_ingested=True))
@@ -118,8 +132,9 @@ class IngestError(RuntimeError):
     """A file that could not be written into the store (which is left as it was)."""
 
 
-def _write(store: Store, source: sources.Source, work: Callable[[duckdb.DuckDBPyConnection], IngestSummary]
-           ) -> IngestSummary:
+def _write(
+    store: Store, source: sources.Source, work: Callable[[duckdb.DuckDBPyConnection], IngestSummary]
+) -> IngestSummary:
     """Run `work` in one transaction; a store error (disk full, lock) becomes one line naming the file."""
     try:
         with store.transaction() as con:
@@ -151,9 +166,14 @@ def _record_stream(source: sources.Source, options: IngestOptions) -> Iterator[t
 def _jsonl_records(stream: Any, options: IngestOptions) -> Iterator[tuple[int, bytes, Any]]:
     for line in sources.lines(stream, options.max_record_bytes):
         if line.oversized:
-            yield line.number, line.data, RecordError(
-                f"record: {line.size} bytes, over the {options.max_record_bytes}-byte limit "
-                f"(max_record_bytes); its first {len(line.data)} bytes are kept")
+            yield (
+                line.number,
+                line.data,
+                RecordError(
+                    f"record: {line.size} bytes, over the {options.max_record_bytes}-byte limit "
+                    f"(max_record_bytes); its first {len(line.data)} bytes are kept"
+                ),
+            )
             continue
         try:
             yield line.number, line.data, orjson.loads(line.data)
@@ -188,7 +208,8 @@ def _resolve_spec(source: sources.Source, format: str, options: IngestOptions) -
         if record_format is None and keys:
             raise ValueError(
                 f"{source.path}: cannot tell the record format from the keys of its first records "
-                f"({', '.join(sorted(keys)[:12])}); give --format, or --messages-path and the other path options")
+                f"({', '.join(sorted(keys)[:12])}); give --format, or --messages-path and the other path options"
+            )
         # No readable record at all: every record is rejected whatever the format.
         record_format = record_format or "smolagents"
     recorded = "hf" if source.kind != "jsonl" else record_format
@@ -209,7 +230,8 @@ class _Batch:
         self.trajectories: dict[str, list] = {}
         self.messages: dict[str, list] = {k: [] for k in ("trajectory_id", "position", "role", "norm_role", "text")}
         self.questions: dict[str, list] = {
-            k: [] for k in ("question_id", "text", "gold_answer", "words", "source_meta")}
+            k: [] for k in ("question_id", "text", "gold_answer", "words", "source_meta")
+        }
         self.failed: dict[str, list] = {k: [] for k in ("question_id", "teacher_model", "source_line", "error")}
         self.rejects: dict[str, list] = {k: [] for k in ("source_line", "reason", "raw")}
         self.records = 0
@@ -232,12 +254,22 @@ class _Batch:
         n = len(self.trajectories.get("trajectory_id", ()))
         _insert(con, "trajectories", {**self.trajectories, **_repeat(fixed, n, "dataset", "ingest_id", "source_file")})
         _insert(con, "messages", self.messages)
-        _insert(con, "questions", {**self.questions, **_repeat(fixed, len(self.questions["text"]), "dataset")},
-                conflict="ON CONFLICT DO NOTHING")
-        _insert(con, "failed_runs", {**self.failed, **_repeat(fixed, len(self.failed["error"]), "ingest_id",
-                                                                "dataset", "source_file")})
-        _insert(con, "ingest_rejects", {**self.rejects, **_repeat(fixed, len(self.rejects["reason"]), "ingest_id",
-                                                                   "source_file")})
+        _insert(
+            con,
+            "questions",
+            {**self.questions, **_repeat(fixed, len(self.questions["text"]), "dataset")},
+            conflict="ON CONFLICT DO NOTHING",
+        )
+        _insert(
+            con,
+            "failed_runs",
+            {**self.failed, **_repeat(fixed, len(self.failed["error"]), "ingest_id", "dataset", "source_file")},
+        )
+        _insert(
+            con,
+            "ingest_rejects",
+            {**self.rejects, **_repeat(fixed, len(self.rejects["reason"]), "ingest_id", "source_file")},
+        )
 
 
 def _repeat(fixed: dict[str, Any], n: int, *keys: str) -> dict[str, list]:
@@ -258,18 +290,32 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, list]
 class _Records:
     """Turns the records of one file into batched rows, with the file's sample and question state."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, summary: IngestSummary, spec: formats.Spec, file_hash: str,
-                 options: IngestOptions, source_file: str | None = None) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        summary: IngestSummary,
+        spec: formats.Spec,
+        file_hash: str,
+        options: IngestOptions,
+        source_file: str | None = None,
+    ) -> None:
         self.con, self.summary, self.spec, self.file_hash, self.options = con, summary, spec, file_hash, options
         dataset = summary.dataset
-        self.fixed = {"dataset": dataset, "ingest_id": summary.ingest_id,
-                      "source_file": source_file or summary.source_file}
+        self.fixed = {
+            "dataset": dataset,
+            "ingest_id": summary.ingest_id,
+            "source_file": source_file or summary.source_file,
+        }
         self.lines: set[int] = set()
-        self.next_sample = dict(con.execute(
-            "SELECT question_id, max(sample_idx) + 1 FROM trajectories WHERE dataset = $d GROUP BY 1", {"d": dataset}
-        ).fetchall())
-        self.stored_questions = {q for (q,) in con.execute(
-            "SELECT question_id FROM questions WHERE dataset = $d", {"d": dataset}).fetchall()}
+        self.next_sample = dict(
+            con.execute(
+                "SELECT question_id, max(sample_idx) + 1 FROM trajectories WHERE dataset = $d GROUP BY 1",
+                {"d": dataset},
+            ).fetchall()
+        )
+        self.stored_questions = {
+            q for (q,) in con.execute("SELECT question_id FROM questions WHERE dataset = $d", {"d": dataset}).fetchall()
+        }
         self.file_questions: set[str] = set()
         self.role_cache: dict[str, str] = {}
         self.batch = _Batch()
@@ -308,8 +354,12 @@ class _Records:
             q["source_meta"].append(parsed.meta)
         if parsed.failed:
             summary.failed_runs += 1
-            for key, value in (("question_id", qid), ("teacher_model", parsed.model),
-                               ("source_line", number), ("error", parsed.error)):
+            for key, value in (
+                ("question_id", qid),
+                ("teacher_model", parsed.model),
+                ("source_line", number),
+                ("error", parsed.error),
+            ):
                 batch.failed[key].append(value)
             return
         sample = self.next_sample.get(qid, 0)
@@ -318,8 +368,10 @@ class _Records:
         # The id depends on the file's content and the line alone: a retried record gets the id it
         # would have had, and re-ingesting the same bytes gives the same ids.
         tid = hashlib.blake2b(f"{summary.dataset}\0{self.file_hash}\0{number}".encode(), digest_size=10).hexdigest()
-        batch.add_trajectory({"trajectory_id": tid, "question_id": qid, "sample_idx": sample,
-                              "source_line": number, **row}, parsed.messages)
+        batch.add_trajectory(
+            {"trajectory_id": tid, "question_id": qid, "sample_idx": sample, "source_line": number, **row},
+            parsed.messages,
+        )
         _count(summary, row)
 
     def flush(self) -> None:
@@ -346,7 +398,11 @@ def _raw_row(record: Any) -> bytes:
 
 
 def _ingest_source(
-    con: duckdb.DuckDBPyConnection, source: sources.Source, file_hash: str, dataset: str, format: str,
+    con: duckdb.DuckDBPyConnection,
+    source: sources.Source,
+    file_hash: str,
+    dataset: str,
+    format: str,
     options: IngestOptions,
 ) -> IngestSummary:
     started, clock = datetime.now(), time.perf_counter()
@@ -359,15 +415,28 @@ def _ingest_source(
     records.close()
     if summary.records == 0:
         summary.rejects += 1
-        _insert(con, "ingest_rejects", {"ingest_id": [ingest_id], "source_file": [str(source.path)],
-                                        "source_line": [0], "reason": ["file: empty, no records"], "raw": [b""]})
+        _insert(
+            con,
+            "ingest_rejects",
+            {
+                "ingest_id": [ingest_id],
+                "source_file": [str(source.path)],
+                "source_line": [0],
+                "reason": ["file: empty, no records"],
+                "raw": [b""],
+            },
+        )
     summary.seconds = time.perf_counter() - clock
     _record_run(con, summary, file_hash, spec, options, started)
     return summary
 
 
 def _retry_rejects(
-    con: duckdb.DuckDBPyConnection, source: sources.Source, file_hash: str, ingest_id: int, format: str,
+    con: duckdb.DuckDBPyConnection,
+    source: sources.Source,
+    file_hash: str,
+    ingest_id: int,
+    format: str,
     options: IngestOptions,
 ) -> IngestSummary:
     """Read the rejected lines of an ingested file again under `options`; what parses now goes in.
@@ -399,18 +468,33 @@ def _retry_rejects(
     records.close()
     # A rejected line that is no record now (all blanks under a larger size limit) keeps its reject.
     kept = [row for row in before if row[0] not in records.lines]
-    _insert(con, "ingest_rejects", {"ingest_id": [ingest_id] * len(kept), "source_file": [first_file] * len(kept),
-                                    "source_line": [r[0] for r in kept], "reason": [r[1] for r in kept],
-                                    "raw": [r[2] for r in kept]})
+    _insert(
+        con,
+        "ingest_rejects",
+        {
+            "ingest_id": [ingest_id] * len(kept),
+            "source_file": [first_file] * len(kept),
+            "source_line": [r[0] for r in kept],
+            "reason": [r[1] for r in kept],
+            "raw": [r[2] for r in kept],
+        },
+    )
     summary.seconds = time.perf_counter() - clock
     if sorted(con.execute(rejected, {"i": ingest_id}).fetchall()) != before:
-        used.setdefault("retries", []).append({
-            "at": datetime.now().isoformat(timespec="seconds"), "lines": summary.records,
-            "taken_in": summary.records - summary.rejects, "spec": spec.options(),
-            "max_record_bytes": options.max_record_bytes})
+        used.setdefault("retries", []).append(
+            {
+                "at": datetime.now().isoformat(timespec="seconds"),
+                "lines": summary.records,
+                "taken_in": summary.records - summary.rejects,
+                "spec": spec.options(),
+                "max_record_bytes": options.max_record_bytes,
+            }
+        )
         counts = {k: getattr(summary, k) for k in ("trajectories", "failed_runs", "correct", "clean", *FLAGS)}
-        con.execute(queries.sql_text("ingest/retried_run"),
-                    {"ingest_id": ingest_id, "options": orjson.dumps(used).decode(), **counts})
+        con.execute(
+            queries.sql_text("ingest/retried_run"),
+            {"ingest_id": ingest_id, "options": orjson.dumps(used).decode(), **counts},
+        )
     return summary
 
 
@@ -433,23 +517,41 @@ def _count(summary: IngestSummary, row: dict[str, Any]) -> None:
 def _progress(summary: IngestSummary, options: IngestOptions) -> Any:
     from tqdm import tqdm
 
-    return tqdm(desc=f"ingest {Path(summary.source_file).name} ({summary.bytes / 1e6:.1f} MB)", unit=" records",
-                disable=not options.progress, leave=False)
+    return tqdm(
+        desc=f"ingest {Path(summary.source_file).name} ({summary.bytes / 1e6:.1f} MB)",
+        unit=" records",
+        disable=not options.progress,
+        leave=False,
+    )
 
 
-def _record_run(con, summary: IngestSummary, file_hash: str, spec: formats.Spec, options: IngestOptions,
-                started: datetime) -> None:
+def _record_run(
+    con, summary: IngestSummary, file_hash: str, spec: formats.Spec, options: IngestOptions, started: datetime
+) -> None:
     stored = asdict(summary)
-    counts = {k: stored[k] for k in ("records", "trajectories", "failed_runs", "questions", "correct", "clean",
-                                     *FLAGS, "rejects")}
-    used = {"spec": spec.options(), "batch_records": options.batch_records,
-            "max_record_bytes": options.max_record_bytes}
+    counts = {
+        k: stored[k]
+        for k in ("records", "trajectories", "failed_runs", "questions", "correct", "clean", *FLAGS, "rejects")
+    }
+    used = {
+        "spec": spec.options(),
+        "batch_records": options.batch_records,
+        "max_record_bytes": options.max_record_bytes,
+    }
     con.execute(
         "INSERT INTO ingest_runs BY NAME SELECT $ingest_id AS ingest_id, $source_file AS source_file, "
         "$file_hash AS file_hash, $format AS format, $dataset AS dataset, "
         + ", ".join(f"${k} AS {k}" for k in counts)
         + ", $options::JSON AS options, $started AS started_at, $finished AS finished_at",
-        {"ingest_id": summary.ingest_id, "source_file": summary.source_file, "file_hash": file_hash,
-         "format": summary.format, "dataset": summary.dataset, **counts,
-         "options": orjson.dumps(used).decode(), "started": started, "finished": datetime.now()},
+        {
+            "ingest_id": summary.ingest_id,
+            "source_file": summary.source_file,
+            "file_hash": file_hash,
+            "format": summary.format,
+            "dataset": summary.dataset,
+            **counts,
+            "options": orjson.dumps(used).decode(),
+            "started": started,
+            "finished": datetime.now(),
+        },
     ).fetchall()

@@ -135,8 +135,9 @@ def readable(source: Source, folder: Path | None) -> Iterator[tuple[Source, str]
                     out.write(chunk)
                 out.flush()
             except OSError as error:  # most likely a full disk
-                raise OSError(f"{source.path}: cannot copy the piped data to {spool} "
-                              f"({error.strerror or error})") from None
+                raise OSError(
+                    f"{source.path}: cannot copy the piped data to {spool} ({error.strerror or error})"
+                ) from None
         yield replace(source, spool=spool), digest.hexdigest()
     finally:
         spool.unlink(missing_ok=True)
@@ -165,7 +166,7 @@ class _ZstdFrames(io.RawIOBase):
                 return 0
             self.out, self.at = self._feed(chunk), 0
         n = min(len(buffer), len(self.out) - self.at)
-        buffer[:n] = self.out[self.at:self.at + n]
+        buffer[:n] = self.out[self.at : self.at + n]
         self.at += n
         return n
 
@@ -225,7 +226,7 @@ def lines(stream: BinaryIO, max_bytes: int) -> Iterator[Line]:
         if not data:
             return
         if number == 0 and data.startswith(BOM):
-            data = data[len(BOM):]
+            data = data[len(BOM) :]
             if not data.endswith(b"\n"):  # read the bytes the mark took from the piece
                 data += _readline(stream, len(BOM), number)
         number += 1

@@ -129,8 +129,10 @@ _PARSE_ERROR = (
     "pattern, for instance:\nThoughts: Your thoughts\nCode:\n```py\n# Your python code here\n```<end_code>\n"
     "Make sure to provide correct code blobs."
 )
-_RETRY = ("Now let's retry: take care not to repeat previous errors! If you have retried several times, "
-          "try a completely different approach.")
+_RETRY = (
+    "Now let's retry: take care not to repeat previous errors! If you have retried several times, "
+    "try a completely different approach."
+)
 
 
 def _part(text: str) -> list[dict[str, str]]:
@@ -185,13 +187,18 @@ class _Run:
             query = self.entity if first else f"{self.entity} {aspect}"
             fact = f"Related: {found}." if found else " ".join(self.rng.sample(_FILLERS, 2))
             link = f"https://en.wikipedia.org/wiki/{query.replace(' ', '_')}"
-            return (f'results = web_search(query="{query}")\nprint(results)',
-                    f"## Search Results\n\n[{query} - Wikipedia]({link})\n{query} is discussed in several sources. {fact}")
+            return (
+                f'results = web_search(query="{query}")\nprint(results)',
+                f"## Search Results\n\n[{query} - Wikipedia]({link})\n{query} is discussed in several sources. {fact}",
+            )
         if found:
             return "result = simplify(expr)\nprint(result)", found
         a, b = self.rng.randint(2, 40), self.rng.randint(2, 40)
-        return (f"from sympy import symbols, solve, simplify\nx = symbols('x')\nexpr = x**2 - {a + b}*x + {a * b}\n"
-                "print(solve(expr, x))", f"[{min(a, b)}, {max(a, b)}]" if a != b else f"[{a}]")
+        return (
+            f"from sympy import symbols, solve, simplify\nx = symbols('x')\nexpr = x**2 - {a + b}*x + {a * b}\n"
+            "print(solve(expr, x))",
+            f"[{min(a, b)}, {max(a, b)}]" if a != b else f"[{a}]",
+        )
 
     def exec_error(self) -> None:
         """A code action that fails (the run goes on and recovers)."""
@@ -206,7 +213,8 @@ class _Run:
         """The final_answer call and its observation."""
         self.step(f"final_answer({answer!r})", "", first=False)
         self.messages[-1]["content"] = _part(
-            f"Call id: call_{self.calls}\nObservation:\nExecution logs:\nLast output from code snippet:\n{answer}")
+            f"Call id: call_{self.calls}\nObservation:\nExecution logs:\nLast output from code snippet:\n{answer}"
+        )
 
 
 def _entity(question: str) -> str:
@@ -219,19 +227,37 @@ def _wrong(answer: str, pool: list[dict[str, Any]], rng: random.Random) -> str:
     digits = re.search(r"\d+", answer)
     if digits:
         n = int(digits.group()) + rng.choice([-2, -1, 1, 3])
-        return answer[: digits.start()] + str(n) + answer[digits.end():]
+        return answer[: digits.start()] + str(n) + answer[digits.end() :]
     other = rng.choice(pool)["answer"]
     return other if other != answer else f"not {answer}"
 
 
-def _record(cfg: SynthConfig, src: SourceSet, example: dict, qid: str, p_correct: float,
-            rng: random.Random, pool: list[dict[str, Any]]) -> dict[str, Any]:
+def _record(
+    cfg: SynthConfig,
+    src: SourceSet,
+    example: dict,
+    qid: str,
+    p_correct: float,
+    rng: random.Random,
+    pool: list[dict[str, Any]],
+) -> dict[str, Any]:
     gold = str(example["answer"])
-    head = {"question_id": qid, "question": example["question"], "true_answer": gold, "model_id": MODEL_ID,
-            "synthetic": True}
+    head = {
+        "question_id": qid,
+        "question": example["question"],
+        "true_answer": gold,
+        "model_id": MODEL_ID,
+        "synthetic": True,
+    }
     if rng.random() < cfg.p_failed:
-        return {**head, "generated_answer": None, "score": 0, "cost": None,
-                "error": "AgentGenerationError: synthetic generation failure", "log_data": None}
+        return {
+            **head,
+            "generated_answer": None,
+            "score": 0,
+            "cost": None,
+            "error": "AgentGenerationError: synthetic generation failure",
+            "log_data": None,
+        }
     run = _Run(rng, src.style, example["question"])
     max_steps = rng.random() < cfg.p_max_steps
     steps = 5 if max_steps else rng.randint(1, 5)
@@ -253,8 +279,14 @@ def _record(cfg: SynthConfig, src: SourceSet, example: dict, qid: str, p_correct
     log_data: Any = {"messages": run.messages}
     if cfg.log_data_as_string:
         log_data = json.dumps(log_data)
-    return {**head, "generated_answer": answer, "score": int(correct),
-            "cost": round(0.002 * len(run.messages), 4), "error": None, "log_data": log_data}
+    return {
+        **head,
+        "generated_answer": answer,
+        "score": int(correct),
+        "cost": round(0.002 * len(run.messages), 4),
+        "error": None,
+        "log_data": log_data,
+    }
 
 
 def runs(cfg: SynthConfig) -> Iterator[dict[str, Any]]:
@@ -296,8 +328,7 @@ def write(cfg: SynthConfig, out: str | Path) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     _pool, where = load_questions(cfg.source)
     with _open_out(out) as fh:
-        for record in tqdm(runs(cfg), total=cfg.questions * cfg.k, desc=f"synth {out.name}", unit=" runs",
-                           leave=False):
+        for record in tqdm(runs(cfg), total=cfg.questions * cfg.k, desc=f"synth {out.name}", unit=" runs", leave=False):
             fh.write(orjson.dumps(record) + b"\n")
     resolved = {**asdict(cfg), "questions_from": where, "records": cfg.questions * cfg.k, "synthetic": True}
     Path(f"{out}.synth.json").write_text(json.dumps(resolved, indent=2) + "\n")

@@ -13,8 +13,16 @@ from pathlib import Path
 from .files import INSTALL_HINT, cache_dir, materialise, package_file
 
 __all__ = [
-    "BUILTIN", "INSTALL_HINT", "TINY", "cache_dir", "check_student", "is_tiny_random", "materialise",
-    "package_file", "resolve_student", "student_key",
+    "BUILTIN",
+    "INSTALL_HINT",
+    "TINY",
+    "cache_dir",
+    "check_student",
+    "is_tiny_random",
+    "materialise",
+    "package_file",
+    "resolve_student",
+    "student_key",
 ]
 
 

@@ -19,10 +19,10 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 _CORPUS = [
     "New task:\nWhat is the capital of France? Answer with one word.",
     "Thought: I need to search for the answer, then return it with final_answer.",
-    "Code:\n```py\nresult = web_search(query=\"capital of France\")\nprint(result)\n```<end_code>",
+    'Code:\n```py\nresult = web_search(query="capital of France")\nprint(result)\n```<end_code>',
     "Call id: call_1\nObservation:\nParis is the capital and largest city of France.",
     "Thought: The observation says Paris. I will return the final answer.",
-    "Code:\n```py\nfinal_answer(\"Paris\")\n```<end_code>",
+    'Code:\n```py\nfinal_answer("Paris")\n```<end_code>',
     "Error: Code execution failed at line 'x = 1 / 0' due to: ZeroDivisionError",
     "Error in code parsing: the code blob is invalid. Reached max steps.",
     "<execute>\nimport math\nprint(math.sqrt(16))\n</execute> <solution> 4 </solution>",
@@ -105,6 +105,8 @@ def write_tiny_model(out: str | Path, seed: int = 0, tokenizer: str = "small") -
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    (out / MARKER).write_text(json.dumps({"built_by": "curate.models.tiny.write_tiny_model", "seed": seed,
-                                          "tokenizer": tokenizer}, indent=2) + "\n")
+    (out / MARKER).write_text(
+        json.dumps({"built_by": "curate.models.tiny.write_tiny_model", "seed": seed, "tokenizer": tokenizer}, indent=2)
+        + "\n"
+    )
     return out

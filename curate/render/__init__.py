@@ -16,5 +16,15 @@ from .chat import (
     turn_spans,
 )
 
-__all__ = ["ROLES", "Rendering", "TemplateError", "chat_messages", "normalise_role", "prefix_consistent", "render",
-           "render_last_turn", "stored_chats", "turn_spans"]
+__all__ = [
+    "ROLES",
+    "Rendering",
+    "TemplateError",
+    "chat_messages",
+    "normalise_role",
+    "prefix_consistent",
+    "render",
+    "render_last_turn",
+    "stored_chats",
+    "turn_spans",
+]

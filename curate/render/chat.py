@@ -88,9 +88,7 @@ class Rendering:
 
 
 def _template(tokenizer: Any, messages: Sequence[dict[str, str]], generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(
-        list(messages), tokenize=False, add_generation_prompt=generation_prompt
-    )
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
 
 
 def _turn_span(tokenizer: Any, messages: Sequence[dict[str, str]], i: int, text: str) -> tuple[tuple, tuple]:
@@ -155,8 +153,12 @@ def _spans_in_one_pass(
     spans = []
     for i in turns:
         begin, finish = contents[i - 1][1] + len(lead), contents[i][1] + len(tail)
-        if not (messages[i - 1]["role"] == role and text.startswith(lead, contents[i - 1][1])
-                and text.startswith(tail, contents[i][1]) and begin <= contents[i][0]):
+        if not (
+            messages[i - 1]["role"] == role
+            and text.startswith(lead, contents[i - 1][1])
+            and text.startswith(tail, contents[i][1])
+            and begin <= contents[i][0]
+        ):
             return None
         spans.append((begin, finish))
     return spans, [contents[i] for i in turns]

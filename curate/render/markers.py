@@ -41,16 +41,33 @@ PROFILES = {
     p.name: p
     for p in (
         # smolagents 1.13 (the agent-distillation release): its parse_code_blobs pattern and stop sequences.
-        MarkerProfile("smolagents", ("Code:", "<end_code>"), code=r"```(?:py|python)?\n(.*?)\n```",
-                      stop=("<end_code>", "Observation:", "Calling tools:"), bare_code=True,
-                      after_fence="<end_code>", example="Code:\n```py\n# your Python code\n```<end_code>"),
-        MarkerProfile("smolagents_new", ("<code>", "</code>"), code=r"<code>(.*?)</code>",
-                      stop=("</code>", "Observation:", "Calling tools:"), bare_code=True,
-                      example="<code>\n# your Python code\n</code>"),
-        MarkerProfile("mint", ("<execute>", "</execute>"), ("<solution>", "</solution>"),
-                      code=r"<execute>(.*?)</execute>", stop=("</execute>", "</solution>"), join="\n",
-                      answer_wins=True,
-                      example="<execute>\n# your Python code\n</execute>"),
+        MarkerProfile(
+            "smolagents",
+            ("Code:", "<end_code>"),
+            code=r"```(?:py|python)?\n(.*?)\n```",
+            stop=("<end_code>", "Observation:", "Calling tools:"),
+            bare_code=True,
+            after_fence="<end_code>",
+            example="Code:\n```py\n# your Python code\n```<end_code>",
+        ),
+        MarkerProfile(
+            "smolagents_new",
+            ("<code>", "</code>"),
+            code=r"<code>(.*?)</code>",
+            stop=("</code>", "Observation:", "Calling tools:"),
+            bare_code=True,
+            example="<code>\n# your Python code\n</code>",
+        ),
+        MarkerProfile(
+            "mint",
+            ("<execute>", "</execute>"),
+            ("<solution>", "</solution>"),
+            code=r"<execute>(.*?)</execute>",
+            stop=("</execute>", "</solution>"),
+            join="\n",
+            answer_wins=True,
+            example="<execute>\n# your Python code\n</execute>",
+        ),
     )
 }
 
@@ -129,7 +146,7 @@ def answer_text(text: str, prof: MarkerProfile) -> str | None:
     if start < 0:
         return None
     end = text.find(closing, start)
-    return text[start + len(opening): end if end >= 0 else len(text)].strip()
+    return text[start + len(opening) : end if end >= 0 else len(text)].strip()
 
 
 def step_text(text: str, prof: MarkerProfile) -> str:

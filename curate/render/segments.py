@@ -52,9 +52,7 @@ def label_segments(tokenizer: Any, messages: Sequence[dict[str, str]], prof: Mar
     """Render a chat (roles already mapped) and label each token reason/action/final or -1."""
     r = render(tokenizer, messages)
     marked = [
-        (start + s.start, start + s.end)
-        for start, end in r.content_spans
-        for s in spans(r.text[start:end], prof)
+        (start + s.start, start + s.end) for start, end in r.content_spans for s in spans(r.text[start:end], prof)
     ]
     final = marked[-1] if marked else None
     segments = [UNSUPERVISED] * len(r.input_ids)

@@ -26,8 +26,14 @@ from .config import ReportConfig
 HERE = Path(__file__).parent
 FIGURES = ("fig3", "fig4")
 CONFIG_NAME = "report_config.json"
-DECIMALS = {"correct_pct": 1, "clean_pct": 1, "mean_turns": 2, "mean_tool_calls": 2, "mean_nll": 3,
-            "mean_assistant_chars": 0}
+DECIMALS = {
+    "correct_pct": 1,
+    "clean_pct": 1,
+    "mean_turns": 2,
+    "mean_tool_calls": 2,
+    "mean_nll": 3,
+    "mean_assistant_chars": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -110,33 +116,44 @@ def selection_tables(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str
     listing = listing.sort(pl.col("selection_id").replace_strict(order)).drop("created_at")
     agree = queries.run(con, "report/selection_agreement", ids=ids)["same_trajectory"].to_list()
     rows = [[a] + [str(n) for n in agree[i * len(ids) : (i + 1) * len(ids)]] for i, a in enumerate(ids)]
-    reasons = pl.concat([
-        queries.run(con, "selection/reasons", selection_id=s).select(pl.lit(s).alias("selection_id"), pl.all())
-        for s in ids
-    ])
-    return {"listing": frame_table(listing),
-            "means": frame_table(queries.run(con, "report/selection_means", ids=ids)),
-            "agree": Table(["same choice"] + ids, rows, [False] + [True] * len(ids)),
-            "reasons": frame_table(reasons)}
+    reasons = pl.concat(
+        [
+            queries.run(con, "selection/reasons", selection_id=s).select(pl.lit(s).alias("selection_id"), pl.all())
+            for s in ids
+        ]
+    )
+    return {
+        "listing": frame_table(listing),
+        "means": frame_table(queries.run(con, "report/selection_means", ids=ids)),
+        "agree": Table(["same choice"] + ids, rows, [False] + [True] * len(ids)),
+        "reasons": frame_table(reasons),
+    }
 
 
-def viewer_student(con: duckdb.DuckDBPyConnection, run_id: str, config: ReportConfig) -> tuple[viewer.Student | None, str | None]:
+def viewer_student(
+    con: duckdb.DuckDBPyConnection, run_id: str, config: ReportConfig
+) -> tuple[viewer.Student | None, str | None]:
     """The run's student (or --model) loaded for token NLLs, or None and why not."""
     from curate.models import resolve_student
     from curate.score import tokenizer_hash
 
-    run = queries.frame(con, "SELECT student, dtype, max_length, tokenizer_hash FROM scoring_runs WHERE run_id = $r",
-                        {"r": run_id}).row(0, named=True)
+    run = queries.frame(
+        con, "SELECT student, dtype, max_length, tokenizer_hash FROM scoring_runs WHERE run_id = $r", {"r": run_id}
+    ).row(0, named=True)
     name = config.model or run["student"]
     try:
         path = resolve_student(name)
     except (FileNotFoundError, ValueError) as error:
-        return None, (f"Token NLLs are not shown: the run's student {name!r} cannot be loaded here ({error}). "
-                      "Pass --model PATH to shade tokens with a local copy.")
+        return None, (
+            f"Token NLLs are not shown: the run's student {name!r} cannot be loaded here ({error}). "
+            "Pass --model PATH to shade tokens with a local copy."
+        )
     student = viewer.load_student(path, run["dtype"], run["max_length"], config.device)
     if tokenizer_hash(student.tokenizer) != run["tokenizer_hash"]:
-        return student, (f"The tokenizer of {name} differs from the one the run scored with: token NLLs and "
-                         "turn means may differ from the stored scores.")
+        return student, (
+            f"The tokenizer of {name} differs from the one the run scored with: token NLLs and "
+            "turn means may differ from the stored scores."
+        )
     return student, None
 
 
@@ -150,8 +167,12 @@ def prepare_out(out: Path) -> None:
 def _environment():
     import jinja2
 
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 def write_report(config: ReportConfig) -> ReportResult:
@@ -185,22 +206,45 @@ def write_report(config: ReportConfig) -> ReportResult:
     mark = time.perf_counter()
     data = figures.data
     stats = data.stats[data.rule]
-    datasets = [{
-        "name": d,
-        "stem": file_stem(d),
-        "table": paper_table(analysis.paper_table(stats, d)),
-        "confounds": paper_table(analysis.paper_table(stats, d, metrics=analysis.CONFOUND_METRICS)),
-        "spearman": spearman_line(data.spearman, d),
-        "model_rho": model_rho(data.models.filter(pl.col("dataset") == d)),
-    } for d in data.datasets]
-    page = _environment().get_template("index.html.j2").render(
-        db=config.db, run_id=run_id, student=data.student, rule_text=RULE_TEXT[data.rule],
-        tiny_note=TINY_NOTE if "tiny" in Path(data.student).name else None, figure_notes=figures.notes,
-        summary=summary, rejects=rejects, datasets=datasets,
-        figures=[{"stem": s, "caption": CAPTIONS[s]} for s in FIGURES], models_caption=CAPTIONS["fig_models"],
-        selections=chosen, viewer=shown, config=config,
-        viewer_index=json.dumps({"questions": shown.index, "scale": shown.nll_scale, "note": shown.note,
-                                 "segments": viewer.SEGMENT_CODES}, ensure_ascii=False).replace("</", "<\\/"),
+    datasets = [
+        {
+            "name": d,
+            "stem": file_stem(d),
+            "table": paper_table(analysis.paper_table(stats, d)),
+            "confounds": paper_table(analysis.paper_table(stats, d, metrics=analysis.CONFOUND_METRICS)),
+            "spearman": spearman_line(data.spearman, d),
+            "model_rho": model_rho(data.models.filter(pl.col("dataset") == d)),
+        }
+        for d in data.datasets
+    ]
+    page = (
+        _environment()
+        .get_template("index.html.j2")
+        .render(
+            db=config.db,
+            run_id=run_id,
+            student=data.student,
+            rule_text=RULE_TEXT[data.rule],
+            tiny_note=TINY_NOTE if "tiny" in Path(data.student).name else None,
+            figure_notes=figures.notes,
+            summary=summary,
+            rejects=rejects,
+            datasets=datasets,
+            figures=[{"stem": s, "caption": CAPTIONS[s]} for s in FIGURES],
+            models_caption=CAPTIONS["fig_models"],
+            selections=chosen,
+            viewer=shown,
+            config=config,
+            viewer_index=json.dumps(
+                {
+                    "questions": shown.index,
+                    "scale": shown.nll_scale,
+                    "note": shown.note,
+                    "segments": viewer.SEGMENT_CODES,
+                },
+                ensure_ascii=False,
+            ).replace("</", "<\\/"),
+        )
     )
     assets = out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
@@ -209,5 +253,6 @@ def write_report(config: ReportConfig) -> ReportResult:
     (out / "index.html").write_text(page, encoding="utf-8")
     (out / CONFIG_NAME).write_text(json.dumps({**asdict(config), "run": run_id}, indent=2) + "\n")
     seconds["page"] = time.perf_counter() - mark
-    return ReportResult(out / "index.html", seconds, len(shown.index), shown.detailed, student is not None, note,
-                        tuple(figures.notes))
+    return ReportResult(
+        out / "index.html", seconds, len(shown.index), shown.detailed, student is not None, note, tuple(figures.notes)
+    )

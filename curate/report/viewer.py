@@ -154,8 +154,17 @@ class Viewer:
     note: str | None
 
 
-def build(con: duckdb.DuckDBPyConnection, run_id: str, out: Path, selection_ids: Sequence[str],
-          questions: int, samples: int, seed: int, student: Student | None, note: str | None) -> Viewer:
+def build(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    out: Path,
+    selection_ids: Sequence[str],
+    questions: int,
+    samples: int,
+    seed: int,
+    student: Student | None,
+    note: str | None,
+) -> Viewer:
     """Draw the questions, score the detailed samples' tokens, write one script file per question."""
     from curate.render import stored_chats
 
@@ -171,8 +180,11 @@ def build(con: duckdb.DuckDBPyConnection, run_id: str, out: Path, selection_ids:
     detail: list[str] = []
     for group in groups:
         key = (group["dataset"][0], group["question_id"][0])
-        picked = set(chosen.filter((pl.col("dataset") == key[0]) & (pl.col("question_id") == key[1]))
-                     ["trajectory_id"].drop_nulls())
+        picked = set(
+            chosen.filter((pl.col("dataset") == key[0]) & (pl.col("question_id") == key[1]))[
+                "trajectory_id"
+            ].drop_nulls()
+        )
         detail += detail_order(group, picked, samples)
     chats = stored_chats(con, detail)
     profiles = dict(rows.select("trajectory_id", "profile").iter_rows())
@@ -195,21 +207,38 @@ def build(con: duckdb.DuckDBPyConnection, run_id: str, out: Path, selection_ids:
             row["detail"] = tid in chats
             sample_rows.append(row)
         trajectories = {
-            tid: {"messages": _messages(chats[tid], tokens.get(tid)),
-                  "stored_turns": [stored_turns.get(tid, {}).get(m) for m in range(_assistant_turns(chats[tid]))]}
-            for tid in group["trajectory_id"] if tid in chats
+            tid: {
+                "messages": _messages(chats[tid], tokens.get(tid)),
+                "stored_turns": [stored_turns.get(tid, {}).get(m) for m in range(_assistant_turns(chats[tid]))],
+            }
+            for tid in group["trajectory_id"]
+            if tid in chats
         }
-        payload = {"dataset": dataset, "question_id": question_id, "question": group["question"][0],
-                   "gold_answer": group["gold_answer"][0], "samples": sample_rows,
-                   "selections": by_selection, "trajectories": trajectories}
+        payload = {
+            "dataset": dataset,
+            "question_id": question_id,
+            "question": group["question"][0],
+            "gold_answer": group["gold_answer"][0],
+            "samples": sample_rows,
+            "selections": by_selection,
+            "trajectories": trajectories,
+        }
         name = f"q{i:04d}.js"
         # A script (not JSON fetched at run time): browsers refuse fetch() on file:// pages.
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
         (folder / name).write_text(f"curateViewer.loaded({i}, {text});\n", encoding="utf-8")
         files.append(folder / name)
-        index.append({"i": i, "file": f"viewer/{name}", "dataset": dataset, "question_id": question_id,
-                      "question": group["question"][0][:160], "samples": group.height,
-                      "detailed": len(trajectories)})
+        index.append(
+            {
+                "i": i,
+                "file": f"viewer/{name}",
+                "dataset": dataset,
+                "question_id": question_id,
+                "question": group["question"][0][:160],
+                "samples": group.height,
+                "detailed": len(trajectories),
+            }
+        )
     return Viewer(index, files, len(chats), scale, note)
 
 

@@ -22,5 +22,19 @@ from .job import (
     weights_hash,
 )
 
-__all__ = ["PROBE", "ScoreConfig", "identify", "nll_extremes", "parse_shard", "parts_dir", "rendered_chats",
-           "renderings", "score", "score_store", "shard_of", "take_in", "tokenizer_hash", "weights_hash"]
+__all__ = [
+    "PROBE",
+    "ScoreConfig",
+    "identify",
+    "nll_extremes",
+    "parse_shard",
+    "parts_dir",
+    "rendered_chats",
+    "renderings",
+    "score",
+    "score_store",
+    "shard_of",
+    "take_in",
+    "tokenizer_hash",
+    "weights_hash",
+]

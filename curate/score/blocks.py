@@ -67,8 +67,14 @@ def _digest(ids: Sequence[int], turn: Sequence[int]) -> bytes:
 
 
 def score_block(
-    backend: Any, tokenizer: Any, chats: dict[str, list], ids: Sequence[str], single_pass: bool,
-    max_length: int, on_batch: Any = None, counts: dict | None = None,
+    backend: Any,
+    tokenizer: Any,
+    chats: dict[str, list],
+    ids: Sequence[str],
+    single_pass: bool,
+    max_length: int,
+    on_batch: Any = None,
+    counts: dict | None = None,
 ) -> pl.DataFrame:
     """Score trajectories and return part rows: one per scored turn (turn null for none).
 
@@ -103,8 +109,13 @@ def score_block(
     for tid in ids:
         uses, truncated, fallback, sequence_hash = plans[tid]
         scored = sorted((offset + m, total) for offset, k in uses for m, total in totals[k].items())
-        base = {"trajectory_id": tid, "traj_tokens": sum(n for _, (n, _) in scored), "truncated": truncated,
-                "fallback": fallback, "sequence_hash": sequence_hash}
+        base = {
+            "trajectory_id": tid,
+            "traj_tokens": sum(n for _, (n, _) in scored),
+            "truncated": truncated,
+            "fallback": fallback,
+            "sequence_hash": sequence_hash,
+        }
         rows += [{**base, "turn": m, "tokens": n, "nll_sum": s, "nll_mean": s / n} for m, (n, s) in scored]
         if not scored:
             rows.append({**base, "turn": None, "tokens": None, "nll_sum": None, "nll_mean": None})
@@ -112,8 +123,14 @@ def score_block(
 
 
 PART_SCHEMA = {
-    "trajectory_id": pl.Utf8, "turn": pl.Int32, "tokens": pl.Int32, "nll_sum": pl.Float64,
-    "nll_mean": pl.Float64, "traj_tokens": pl.Int32, "truncated": pl.Boolean, "fallback": pl.Utf8,
+    "trajectory_id": pl.Utf8,
+    "turn": pl.Int32,
+    "tokens": pl.Int32,
+    "nll_sum": pl.Float64,
+    "nll_mean": pl.Float64,
+    "traj_tokens": pl.Int32,
+    "truncated": pl.Boolean,
+    "fallback": pl.Utf8,
     "sequence_hash": pl.Utf8,
 }
 
@@ -149,12 +166,15 @@ def rendered_chats(
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_student(student))
     with Store(db, read_only=True) as store:
-        found = store.run("score/trajectory_ids", dataset=dataset, ids=list(ids) if ids else None,
-                          unscored_in=None)["trajectory_id"].to_list()
+        found = store.run("score/trajectory_ids", dataset=dataset, ids=list(ids) if ids else None, unscored_in=None)[
+            "trajectory_id"
+        ].to_list()
         missing = sorted(set(ids or ()) - set(found))
         if missing:
-            raise ValueError(f"{db}: no trajectory {', '.join(map(repr, missing))}"
-                             + (f" in data set {dataset!r}" if dataset else ""))
+            raise ValueError(
+                f"{db}: no trajectory {', '.join(map(repr, missing))}"
+                + (f" in data set {dataset!r}" if dataset else "")
+            )
         for i in range(0, len(found), 256):
             block = found[i : i + 256]
             chats = stored_chats(store.con, block)

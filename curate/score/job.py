@@ -51,15 +51,17 @@ LOCK_WAIT_S = 600.0
 
 # A chat exercising what agent logs hold (code, unicode, observations, several turns): the
 # prefix property and the LM head are checked on it once per run.
-PROBE = chat_messages([
-    ("system", "You are an expert assistant who can solve any task using code blobs."),
-    ("user", "New task:\nWhich city hosts the Louvre? Café, naïve, 東京, 🙂."),
-    ("assistant", "Thought: search.\nCode:\n```py\nprint(web_search(query=\"Louvre\"))\n```<end_code>"),
-    ("tool-response", "Call id: call_1\nObservation:\nThe Louvre is in Paris.\n\n"),
-    ("assistant", "Thought: Paris.  \nCode:\n```py\nfinal_answer(\"Paris\")\n```<end_code>  "),
-    ("tool-response", "Call id: call_2\nObservation:\nParis"),
-    ("assistant", "Paris 🙂"),
-])
+PROBE = chat_messages(
+    [
+        ("system", "You are an expert assistant who can solve any task using code blobs."),
+        ("user", "New task:\nWhich city hosts the Louvre? Café, naïve, 東京, 🙂."),
+        ("assistant", 'Thought: search.\nCode:\n```py\nprint(web_search(query="Louvre"))\n```<end_code>'),
+        ("tool-response", "Call id: call_1\nObservation:\nThe Louvre is in Paris.\n\n"),
+        ("assistant", 'Thought: Paris.  \nCode:\n```py\nfinal_answer("Paris")\n```<end_code>  '),
+        ("tool-response", "Call id: call_2\nObservation:\nParis"),
+        ("assistant", "Paris 🙂"),
+    ]
+)
 
 # The backend's check scores this much of the probe: a scaled head or a misplaced prefix shows in
 # 64 tokens as in the probe's 168, and each token of it is start-up time (0.8 s less on SmolLM2).
@@ -90,8 +92,12 @@ class ScoreConfig:
         # batches only add allocation churn (page faults) and padding (bench/score_real.py).
         if self.batch_tokens is None:
             object.__setattr__(self, "batch_tokens", 16384 if self.device.startswith("cuda") else 2048)
-        for option, value, least in (("--max-length", self.max_length, 2), ("--batch-tokens", self.batch_tokens, 1),
-                                     ("--part-size", self.part_size, 1), ("--chunk-bytes", self.chunk_bytes, 1)):
+        for option, value, least in (
+            ("--max-length", self.max_length, 2),
+            ("--batch-tokens", self.batch_tokens, 1),
+            ("--part-size", self.part_size, 1),
+            ("--chunk-bytes", self.chunk_bytes, 1),
+        ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
                 raise ValueError(f"{option} {value!r}: need a whole number of at least {least}")
         index, count = self.shard
@@ -115,8 +121,15 @@ class RunIdentity:
     run_id: str = field(init=False)
 
     def __post_init__(self) -> None:
-        key = [self.student, self.weights_hash, self.tokenizer_hash, self.dtype, self.max_length, self.backend,
-               self.code_version]
+        key = [
+            self.student,
+            self.weights_hash,
+            self.tokenizer_hash,
+            self.dtype,
+            self.max_length,
+            self.backend,
+            self.code_version,
+        ]
         object.__setattr__(self, "run_id", _sha(json.dumps(key).encode())[:16])
 
 
@@ -209,8 +222,15 @@ def identify(config: ScoreConfig, path: Path, tokenizer: Any) -> RunIdentity:
         max_length = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
         if max_length is None:
             raise ValueError(f"{path}: the config has no max_position_embeddings; pass --max-length")
-    return RunIdentity(student_key(config.student), weights_hash(path), tokenizer_hash(tokenizer),
-                       config.dtype, max_length, config.backend, code_version("score", "render", "engine"))
+    return RunIdentity(
+        student_key(config.student),
+        weights_hash(path),
+        tokenizer_hash(tokenizer),
+        config.dtype,
+        max_length,
+        config.backend,
+        code_version("score", "render", "engine"),
+    )
 
 
 def _manifest(run_dir: Path, ident: RunIdentity, config: ScoreConfig, single_pass: bool) -> dict:
@@ -219,8 +239,10 @@ def _manifest(run_dir: Path, ident: RunIdentity, config: ScoreConfig, single_pas
     if file.exists():
         return json.loads(file.read_text())
     manifest = {
-        **asdict(ident), "single_pass": single_pass,
-        "config": {**asdict(config), "max_length": ident.max_length}, "started_at": datetime.now().isoformat(),
+        **asdict(ident),
+        "single_pass": single_pass,
+        "config": {**asdict(config), "max_length": ident.max_length},
+        "started_at": datetime.now().isoformat(),
     }
     _write_atomically(file, json.dumps(manifest, indent=2))
     return manifest
@@ -232,8 +254,11 @@ def pending(config: ScoreConfig, run_id: str, run_dir: Path) -> list[str]:
     with open_store(config.db, read_only=True) as store:
         ids = store.run("score/trajectory_ids", dataset=config.dataset, unscored_in=run_id, ids=None)
     index, count = config.shard
-    return [t for t, dataset, question in ids.select("trajectory_id", "dataset", "question_id").iter_rows()
-            if t not in in_parts and shard_of(dataset, question, count) == index]
+    return [
+        t
+        for t, dataset, question in ids.select("trajectory_id", "dataset", "question_id").iter_rows()
+        if t not in in_parts and shard_of(dataset, question, count) == index
+    ]
 
 
 def take_in(config: ScoreConfig, manifest: dict) -> dict:
@@ -253,20 +278,38 @@ def take_in(config: ScoreConfig, manifest: dict) -> dict:
 def _take_in(store: Store, config: ScoreConfig, manifest: dict, parts: list[str]) -> tuple[dict, int]:
     run_id = manifest["run_id"]
     with store.transaction() as con:
-        run_row = {k: manifest[k] for k in ("run_id", "student", "weights_hash", "tokenizer_hash", "backend",
-                                            "dtype", "max_length", "single_pass", "code_version")}
-        con.execute(queries.sql_text("score/register_run"), {
-            **run_row, "config": json.dumps(manifest["config"]),
-            "started_at": datetime.fromisoformat(manifest["started_at"]),
-        })
+        run_row = {
+            k: manifest[k]
+            for k in (
+                "run_id",
+                "student",
+                "weights_hash",
+                "tokenizer_hash",
+                "backend",
+                "dtype",
+                "max_length",
+                "single_pass",
+                "code_version",
+            )
+        }
+        con.execute(
+            queries.sql_text("score/register_run"),
+            {
+                **run_row,
+                "config": json.dumps(manifest["config"]),
+                "started_at": datetime.fromisoformat(manifest["started_at"]),
+            },
+        )
         if parts:
             con.execute(queries.sql_text("score/take_in_turns"), {"run_id": run_id, "files": parts})
             con.execute(queries.sql_text("score/take_in_trajectories"), {"run_id": run_id, "files": parts})
         left = queries.run(con, "score/trajectory_ids", dataset=config.dataset, unscored_in=run_id, ids=None).height
-        con.execute(queries.sql_text("score/finish_run"), {"run_id": run_id, "complete": left == 0,
-                                                           "now": datetime.now()})
-        counts = queries.frame(con, "SELECT trajectories, tokens, finished_at FROM scoring_runs WHERE run_id = $r",
-                               {"r": run_id}).row(0, named=True)
+        con.execute(
+            queries.sql_text("score/finish_run"), {"run_id": run_id, "complete": left == 0, "now": datetime.now()}
+        )
+        counts = queries.frame(
+            con, "SELECT trajectories, tokens, finished_at FROM scoring_runs WHERE run_id = $r", {"r": run_id}
+        ).row(0, named=True)
     return counts, left
 
 
@@ -276,8 +319,15 @@ def make_backend(config: ScoreConfig, path: Path, max_length: int) -> Any:
         from .vllm import VllmBackend
 
         return VllmBackend(str(path), config.dtype, max_length)
-    return TransformersBackend(str(path), config.device, config.dtype, config.batch_tokens,
-                               config.chunk_bytes, config.pack, config.prefix_reuse)
+    return TransformersBackend(
+        str(path),
+        config.device,
+        config.dtype,
+        config.batch_tokens,
+        config.chunk_bytes,
+        config.pack,
+        config.prefix_reuse,
+    )
 
 
 def score(config: ScoreConfig) -> str:
@@ -304,19 +354,22 @@ def score(config: ScoreConfig) -> str:
         prefixes = _score_all(config, path, tokenizer, ident, single_pass, todo, stats)
     result = take_in(config, manifest)
     rate = stats["rendered"] / stats["seconds"] if stats["seconds"] else 0.0
-    print(f"scored {len(todo)} trajectories of shard {config.shard[0]}/{config.shard[1]} under {ident.student}: "
-          f"{stats['rendered']:,} tokens ({rate:,.0f} tokens/s), {stats['forwarded']:,} tokens forwarded "
-          f"(prefix reuse: {prefixes}; repeated sequences scored once: {stats['repeats']}); single pass: "
-          f"{'yes' if single_pass else 'no (template fails the prefix check)'}; turn by turn: {stats['fallback']}; "
-          f"truncated at {ident.max_length} tokens: {stats['truncated']} ({stats['empty']} with no turn left)")
+    print(
+        f"scored {len(todo)} trajectories of shard {config.shard[0]}/{config.shard[1]} under {ident.student}: "
+        f"{stats['rendered']:,} tokens ({rate:,.0f} tokens/s), {stats['forwarded']:,} tokens forwarded "
+        f"(prefix reuse: {prefixes}; repeated sequences scored once: {stats['repeats']}); single pass: "
+        f"{'yes' if single_pass else 'no (template fails the prefix check)'}; turn by turn: {stats['fallback']}; "
+        f"truncated at {ident.max_length} tokens: {stats['truncated']} ({stats['empty']} with no turn left)"
+    )
     state = "finished" if result["unscored"] == 0 else f"{result['unscored']} trajectories still unscored"
     print(f"run {ident.run_id}: {result['trajectories']} trajectories, {result['tokens']} supervised tokens; {state}")
     print(f"run_id={ident.run_id}")
     return ident.run_id
 
 
-def _score_all(config: ScoreConfig, path: Path, tokenizer: Any, ident: RunIdentity, single_pass: bool,
-               todo: list[str], stats: dict) -> str:
+def _score_all(
+    config: ScoreConfig, path: Path, tokenizer: Any, ident: RunIdentity, single_pass: bool, todo: list[str], stats: dict
+) -> str:
     """Score `todo` block by block into parts; returns whether prefixes were reused (and why not)."""
     from tqdm import tqdm
 
@@ -328,8 +381,15 @@ def _score_all(config: ScoreConfig, path: Path, tokenizer: Any, ident: RunIdenti
         run_dir = parts_dir(config.db, ident.run_id)
         label = f"{config.shard[0]}of{config.shard[1]}"
         start = time.perf_counter()
-        with tqdm(total=len(todo), unit="traj", desc=f"score {ident.run_id}", disable=not config.progress,
-                  file=sys.stderr, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=len(todo),
+            unit="traj",
+            desc=f"score {ident.run_id}",
+            disable=not config.progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        ) as bar:
+
             def on_batch(tokens: int) -> None:
                 stats["forwarded"] += tokens
                 bar.set_postfix_str(f"{stats['forwarded'] / (time.perf_counter() - start):,.0f} tok/s", refresh=True)
@@ -360,5 +420,3 @@ def score_store(db: str | Path, student: str, **settings: Any) -> str:
 def nll_extremes(con: duckdb.DuckDBPyConnection, run_id: str, n: int = 5) -> pl.DataFrame:
     """The n lowest- and n highest-NLL trajectories of a scoring run."""
     return queries.run(con, "runs/nll_extremes", run_id=run_id, n=n)
-
-

@@ -116,8 +116,10 @@ def _prefix_cache_class() -> type:
                 return key_states, value_states
             keys, values = self.prefix[layer_idx]
             rows = (key_states.shape[0], -1, -1, -1)
-            return (torch.cat([keys.expand(rows), key_states], dim=-2),
-                    torch.cat([values.expand(rows), value_states], dim=-2))
+            return (
+                torch.cat([keys.expand(rows), key_states], dim=-2),
+                torch.cat([values.expand(rows), value_states], dim=-2),
+            )
 
     return PrefixCache
 
@@ -148,12 +150,12 @@ def extend_prefix(engine: Engine, prefix: Prefix, ids: Sequence[int]) -> Prefix:
 
     cache, extra = prefix_arguments(engine, prefix, record=True)
     with torch.inference_mode():
-        engine.model.get_decoder()(input_ids=torch.tensor([list(ids)], device=engine.device), use_cache=False,
-                                   **extra)
+        engine.model.get_decoder()(input_ids=torch.tensor([list(ids)], device=engine.device), use_cache=False, **extra)
     if not prefix:
         return list(cache.recorded)
-    return [(torch.cat([k, nk], dim=-2), torch.cat([v, nv], dim=-2))
-            for (k, v), (nk, nv) in zip(prefix, cache.recorded)]
+    return [
+        (torch.cat([k, nk], dim=-2), torch.cat([v, nv], dim=-2)) for (k, v), (nk, nv) in zip(prefix, cache.recorded)
+    ]
 
 
 def supervised_nll(
@@ -291,8 +293,12 @@ class TransformersBackend:
         self.model = self.engine.model
         self.batch_tokens, self.chunk_bytes, self.pack = batch_tokens, chunk_bytes, pack
         # On stock attention, packed rows restart positions per sequence, which a prefix cannot follow.
-        self.no_prefix_reason = ("off (--no-prefix-reuse)" if not prefix_reuse else prefix_support(self.model.config)
-                                 or ("off (--pack)" if pack and not self.engine.reads_prefix else None))
+        self.no_prefix_reason = (
+            "off (--no-prefix-reuse)"
+            if not prefix_reuse
+            else prefix_support(self.model.config)
+            or ("off (--pack)" if pack and not self.engine.reads_prefix else None)
+        )
         self.prefix_reuse = self.no_prefix_reason is None
 
     def nll(
@@ -300,8 +306,9 @@ class TransformersBackend:
     ) -> list[np.ndarray]:
         """Supervised-token NLLs of each sequence, in input order; `on_batch(tokens)` after each
         forward pass, with the tokens it ran."""
-        return score_sequences(self.engine, seqs, self.batch_tokens, self.chunk_bytes, self.pack, self.prefix_reuse,
-                               on_batch)
+        return score_sequences(
+            self.engine, seqs, self.batch_tokens, self.chunk_bytes, self.pack, self.prefix_reuse, on_batch
+        )
 
     def check(self, ids: Sequence[int]) -> None:
         """Fail when hidden states through the output embeddings do not give the model's own
@@ -325,8 +332,13 @@ class TransformersBackend:
         if self.prefix_reuse:
             half = len(ids) // 2
             prefix = extend_prefix(self.engine, [], ids[:half])
-            (cached,) = supervised_nll(self.engine, [(ids[half:], whole[half:])], self.chunk_bytes,
-                                       packs(self.engine, self.pack, prefix), prefix)
+            (cached,) = supervised_nll(
+                self.engine,
+                [(ids[half:], whole[half:])],
+                self.chunk_bytes,
+                packs(self.engine, self.pack, prefix),
+                prefix,
+            )
             if np.max(np.abs(cached - ours[half:])) > tolerance:
                 raise RuntimeError(
                     f"{type(self.model).__name__}: scoring after a cached prefix differs from scoring the whole "

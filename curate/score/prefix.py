@@ -49,9 +49,7 @@ def _common(a: Sequence[int], b: Sequence[int], cap: int) -> int:
     return n
 
 
-def plan_prefixes(
-    seqs: Sequence[tuple[Sequence[int], Sequence[int]]], min_saved: int = MIN_SAVED_TOKENS
-) -> PrefixNode:
+def plan_prefixes(seqs: Sequence[tuple[Sequence[int], Sequence[int]]], min_saved: int = MIN_SAVED_TOKENS) -> PrefixNode:
     """The prefix tree of `seqs` ((ids, turn) pairs): every index is a leaf of exactly one node."""
     caps = [shareable(ids, turn) for ids, turn in seqs]
     order = sorted(range(len(seqs)), key=lambda i: list(seqs[i][0][: caps[i]]))

@@ -20,9 +20,15 @@ def backend(tiny_model_dir):
 def _reference_greedy(backend, request: GenRequest, n: int) -> list[int]:
     """Greedy token ids from plain `generate` on the request alone (no padding, no custom processors)."""
     ids = backend.tokenizer(backend.prompt(request), add_special_tokens=False, return_tensors="pt")["input_ids"]
-    out = backend.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=n,
-                                 min_new_tokens=n, pad_token_id=min(backend.eos))
-    return out[0, ids.shape[1]:].tolist()
+    out = backend.model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=False,
+        max_new_tokens=n,
+        min_new_tokens=n,
+        pad_token_id=min(backend.eos),
+    )
+    return out[0, ids.shape[1] :].tolist()
 
 
 def test_unknown_backend_and_option_are_named() -> None:
@@ -50,7 +56,9 @@ def test_stop_string_ends_the_row_where_it_completes(backend) -> None:
         return backend.generate([GenRequest(CHAT, max_new_tokens=n, seed=5, stop=stop)])[0]
 
     text = sample(24).text
-    stop = next(text[i:i + 3] for i in range(8, 20) if text[i:i + 3].strip() and text[i:i + 3] not in text[:i + 2])
+    stop = next(
+        text[i : i + 3] for i in range(8, 20) if text[i : i + 3].strip() and text[i : i + 3] not in text[: i + 2]
+    )
     # The reference count: the fewest tokens (same seed, same draws) whose text holds the stop string.
     count = next(n for n in range(1, 25) if stop in sample(n).text)
     done = sample(24, (stop,))
@@ -118,8 +126,10 @@ def test_a_draw_follows_the_distribution_and_its_seed(top_p: float, expected: li
 def test_a_row_draws_in_a_batch_what_it_draws_alone() -> None:
     from curate.agent.backends.transformers import _draws
 
-    requests = [GenRequest(CHAT, temperature=t, top_p=p, seed=s)
-                for t, p, s in [(1.0, 1.0, 1), (0.0, 1.0, 2), (0.7, 0.9, 3), (1.3, 1.0, 4), (1.0, 1.0, 1)]]
+    requests = [
+        GenRequest(CHAT, temperature=t, top_p=p, seed=s)
+        for t, p, s in [(1.0, 1.0, 1), (0.0, 1.0, 2), (0.7, 0.9, 3), (1.3, 1.0, 4), (1.0, 1.0, 1)]
+    ]
     logits = torch.randn(len(requests), 49_152, generator=torch.Generator().manual_seed(0)) * 3
 
     def draws(rows: list[int], steps: int = 50) -> list[list[int]]:
@@ -151,10 +161,12 @@ def test_a_model_that_is_not_plain_prefills_its_rows_apart_to_the_same_texts(bac
     apart = make_backend("transformers", str(backend.model.name_or_path))
     apart.model.set_attn_implementation("sdpa")
     apart.plain = False
-    requests = [GenRequest(CHAT, max_new_tokens=9, seed=4), GenRequest(OTHER, max_new_tokens=6, seed=5),
-                GenRequest(CHAT, max_new_tokens=12, temperature=0)]
-    for batch in (requests, [GenRequest((*CHAT, {"role": "assistant", "content": "4"}, *OTHER), 7, seed=6),
-                             *requests]):
+    requests = [
+        GenRequest(CHAT, max_new_tokens=9, seed=4),
+        GenRequest(OTHER, max_new_tokens=6, seed=5),
+        GenRequest(CHAT, max_new_tokens=12, temperature=0),
+    ]
+    for batch in (requests, [GenRequest((*CHAT, {"role": "assistant", "content": "4"}, *OTHER), 7, seed=6), *requests]):
         assert apart.generate(batch) == backend.generate(batch)
 
 
@@ -178,9 +190,19 @@ def test_kept_caches_change_nothing_but_the_work(tiny_model_dir) -> None:
     assert shared > 500 and plain.prefilled == sum(map(len, ids))
     assert backend.prefilled == sum(map(len, ids)) - shared  # the shared system prompt once, then each task
     # Each run's next step extends its last prompt and completion: only what it adds is computed.
-    steps = [GenRequest((system, *t, {"role": "assistant", "content": d.text},
-                         {"role": "user", "content": "Observation: " + "4" * (1 + 9 * i)}), max_new_tokens=8, seed=i)
-             for i, (t, d) in enumerate(zip(tasks, done))]
+    steps = [
+        GenRequest(
+            (
+                system,
+                *t,
+                {"role": "assistant", "content": d.text},
+                {"role": "user", "content": "Observation: " + "4" * (1 + 9 * i)},
+            ),
+            max_new_tokens=8,
+            seed=i,
+        )
+        for i, (t, d) in enumerate(zip(tasks, done))
+    ]
     generated = [_reference_greedy(backend, r, 8) for r in first]
     new = [tokens(backend, r) for r in steps]
     reuse = [min(len(commonprefix([n, x + g[:-1]])), len(n) - 1) for n, x, g in zip(new, ids, generated)]

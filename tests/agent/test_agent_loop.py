@@ -28,8 +28,11 @@ def _run(model, sandbox, tasks, slots=8, **config):
 
 
 def _flags(run) -> dict:
-    record = {"question": run.task.question, "score": 1, "log_data": {"messages": [
-        {"role": r, "content": t} for r, t in run.messages]}}
+    record = {
+        "question": run.task.question,
+        "score": 1,
+        "log_data": {"messages": [{"role": r, "content": t} for r, t in run.messages]},
+    }
     row = formats.parse(record, formats.SMOLAGENTS, {}).row
     return {k: row[k] for k in ("parse_error", "max_steps", "exec_error", "clean", "tool_calls", "assistant_turns")}
 
@@ -41,19 +44,33 @@ def test_a_run_is_the_release_transcript(sandbox) -> None:
         ("system", PROMPTS.system),
         ("user", PROMPTS.task_message("Q1")),
         ("assistant", code_step("x = 6 * 7\nprint(x)")),
-        ("tool-call", "Calling tools:\n[{'id': 'call_1', 'type': 'function', 'function': "
-                      "{'name': 'python_interpreter', 'arguments': 'x = 6 * 7\\nprint(x)'}}]"),
+        (
+            "tool-call",
+            "Calling tools:\n[{'id': 'call_1', 'type': 'function', 'function': "
+            "{'name': 'python_interpreter', 'arguments': 'x = 6 * 7\\nprint(x)'}}]",
+        ),
         ("tool-response", "Call id: call_1\nObservation:\nExecution logs:\n42\nLast output from code snippet:\nNone"),
         ("assistant", code_step("final_answer(x)", "Done.")),
-        ("tool-call", "Calling tools:\n[{'id': 'call_2', 'type': 'function', 'function': "
-                      "{'name': 'python_interpreter', 'arguments': 'final_answer(x)'}}]"),
+        (
+            "tool-call",
+            "Calling tools:\n[{'id': 'call_2', 'type': 'function', 'function': "
+            "{'name': 'python_interpreter', 'arguments': 'final_answer(x)'}}]",
+        ),
         ("tool-response", "Call id: call_2\nObservation:\nExecution logs:\nLast output from code snippet:\n42"),
     ]
     assert (run.final_answer, run.steps, run.stop_reason) == ("42", 2, "final_answer")
-    assert run.tokens == sum(len(code_step(c, t).split()) for c, t in
-                             [("x = 6 * 7\nprint(x)", "I will compute it."), ("final_answer(x)", "Done.")])
-    assert _flags(run) == {"parse_error": False, "max_steps": False, "exec_error": False, "clean": True,
-                           "tool_calls": 2, "assistant_turns": 2}
+    assert run.tokens == sum(
+        len(code_step(c, t).split())
+        for c, t in [("x = 6 * 7\nprint(x)", "I will compute it."), ("final_answer(x)", "Done.")]
+    )
+    assert _flags(run) == {
+        "parse_error": False,
+        "max_steps": False,
+        "exec_error": False,
+        "clean": True,
+        "tool_calls": 2,
+        "assistant_turns": 2,
+    }
     # The model saw the chat view: tool calls dropped, observations as user turns.
     second = model.batches[1][0]
     assert [m["role"] for m in second.messages] == ["system", "user", "assistant", "user"]
@@ -63,21 +80,36 @@ def test_a_run_is_the_release_transcript(sandbox) -> None:
 
 
 def test_parse_error_execution_error_and_step_limit_give_ingest_flags(sandbox) -> None:
-    model = ScriptedModel({
-        "P": ["I think the answer is 4.", code_step("final_answer(4)")],
-        "E": [code_step("print('before')\n1 / 0"), code_step("final_answer('ok')")],
-        "M": [code_step("print(1)")],
-    }, after_limit="5, I suppose")
+    model = ScriptedModel(
+        {
+            "P": ["I think the answer is 4.", code_step("final_answer(4)")],
+            "E": [code_step("print('before')\n1 / 0"), code_step("final_answer('ok')")],
+            "M": [code_step("print(1)")],
+        },
+        after_limit="5, I suppose",
+    )
     runs = _run(model, sandbox, [Task("p", "P", 1), Task("e", "E", 2), Task("m", "M", 3)], max_steps=2)
     p, e, m = runs["p"], runs["e"], runs["m"]
     assert p.messages[3][0] == "tool-response" and p.messages[3][1].startswith("Error:\nError in code parsing:\n")
     assert p.messages[3][1].endswith(RETRY) and p.final_answer == "4"
-    assert _flags(p) == {"parse_error": True, "max_steps": False, "exec_error": False, "clean": False,
-                         "tool_calls": 1, "assistant_turns": 2}
+    assert _flags(p) == {
+        "parse_error": True,
+        "max_steps": False,
+        "exec_error": False,
+        "clean": False,
+        "tool_calls": 1,
+        "assistant_turns": 2,
+    }
     assert e.messages[4] == ("tool-response", "Call id: call_1\nObservation:\nExecution logs:\nbefore\n")
     assert e.messages[5][1].startswith("Call id: call_1\nError:\nCode execution failed at line '1 / 0'")
-    assert _flags(e) == {"parse_error": False, "max_steps": False, "exec_error": True, "clean": True,
-                         "tool_calls": 2, "assistant_turns": 2}
+    assert _flags(e) == {
+        "parse_error": False,
+        "max_steps": False,
+        "exec_error": True,
+        "clean": True,
+        "tool_calls": 2,
+        "assistant_turns": 2,
+    }
     assert m.messages[-1] == ("tool-response", MAX_STEPS_ERROR)
     assert (m.steps, m.stop_reason, m.final_answer) == (2, "max_steps", "5, I suppose")
     assert _flags(m)["max_steps"] and not _flags(m)["clean"]
@@ -105,17 +137,20 @@ def test_one_generation_per_round_and_slots_refill(sandbox) -> None:
     for run in run_agents(tasks, model, sandbox, AgentConfig(PROMPTS), slots=2):
         order.append(run.task.key)
     # Round 1: A, B. A ends, C takes its slot; round 2: B, C; round 3: D; round 4: D.
-    assert [[task_question(r) for r in batch] for batch in model.batches] == [
-        ["A", "B"], ["B", "C"], ["D"], ["D"]]
+    assert [[task_question(r) for r in batch] for batch in model.batches] == [["A", "B"], ["B", "C"], ["D"], ["D"]]
     assert order == ["A", "B", "C", "D"]
 
 
 def test_state_is_per_run_and_prefix_starts_the_first_thought(sandbox) -> None:
-    model = ScriptedModel({
-        "S": [code_step("secret = 7\nprint(secret)"), code_step("final_answer(secret)")],
-        "T": ["Thought: I recall it.\n" + code_step("print(secret)").removeprefix("Thought: I will compute it.\n"),
-              code_step("final_answer('none')")],
-    })
+    model = ScriptedModel(
+        {
+            "S": [code_step("secret = 7\nprint(secret)"), code_step("final_answer(secret)")],
+            "T": [
+                "Thought: I recall it.\n" + code_step("print(secret)").removeprefix("Thought: I will compute it.\n"),
+                code_step("final_answer('none')"),
+            ],
+        }
+    )
     runs = _run(model, sandbox, [Task("s", "S", 1), Task("t", "T", 2, prefix="Thought: I recall it.\n")])
     assert runs["s"].final_answer == "7"
     assert runs["t"].messages[4][1].startswith("Call id: call_1\nError:\nCode execution failed")
@@ -129,8 +164,10 @@ def test_state_is_per_run_and_prefix_starts_the_first_thought(sandbox) -> None:
 def test_mint_profile_ends_at_a_solution(sandbox) -> None:
     model = ScriptedModel({"Q": ["<execute>print(3 * 3)</execute>", "The answer is <solution> 9 </solution>"]})
     run = _run(model, sandbox, [Task("q", "Q", 1)], profile="mint")["q"]
-    assert run.messages[4] == ("tool-response", "Call id: call_1\nObservation:\nExecution logs:\n9\n"
-                                                 "Last output from code snippet:\nNone")
+    assert run.messages[4] == (
+        "tool-response",
+        "Call id: call_1\nObservation:\nExecution logs:\n9\nLast output from code snippet:\nNone",
+    )
     assert (run.final_answer, run.stop_reason, run.steps) == ("9", "answer", 2)
     assert model.batches[0][0].stop == ("</execute>", "</solution>")
 

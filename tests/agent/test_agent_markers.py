@@ -11,7 +11,10 @@ def test_smolagents_code_blocks_are_joined_as_smolagents_runs_them() -> None:
     text = "Thought: two blocks\nCode:\n```py\nx = 1\n```\nand\n```python\nprint(x)\n```<end_code>"
     assert action_code(text, SMOL) == "x = 1\n\nprint(x)"
     # smolagents 1.13 runs a fenced block wherever it sits, and an unclosed span's fence.
-    assert action_code("Thought: maybe ```py\nfirst()\n```\nCode:\n```py\nx = 1\n```<end_code>", SMOL) == "first()\n\nx = 1"
+    assert (
+        action_code("Thought: maybe ```py\nfirst()\n```\nCode:\n```py\nx = 1\n```<end_code>", SMOL)
+        == "first()\n\nx = 1"
+    )
     assert action_code("Thought: a\nCode:\n```python\ny = 2\n```", SMOL) == "y = 2"
     assert [s.kind for s in spans(text, SMOL)] == ["action"]
 
@@ -37,9 +40,15 @@ def test_new_smolagents_and_mint_tags() -> None:
 
 def test_step_text_cuts_foreign_stops_and_closes_a_fence() -> None:
     # Stopped at "Observation:" after the fence: cut, then smolagents' <end_code> added.
-    assert step_text("Thought: t\nCode:\n```py\nx=1\n```\nObservation:", SMOL) == "Thought: t\nCode:\n```py\nx=1\n```<end_code>"
+    assert (
+        step_text("Thought: t\nCode:\n```py\nx=1\n```\nObservation:", SMOL)
+        == "Thought: t\nCode:\n```py\nx=1\n```<end_code>"
+    )
     # Stopped at the closing marker: kept as is.
-    assert step_text(" Thought: t\nCode:\n```py\nx=1\n```<end_code>", SMOL) == "Thought: t\nCode:\n```py\nx=1\n```<end_code>"
+    assert (
+        step_text(" Thought: t\nCode:\n```py\nx=1\n```<end_code>", SMOL)
+        == "Thought: t\nCode:\n```py\nx=1\n```<end_code>"
+    )
     assert step_text("Thought: t\n<code>\nx=1\n</code>", NEW) == "Thought: t\n<code>\nx=1\n</code>"
     assert step_text("<execute>x</execute>", MINT) == "<execute>x</execute>"
     assert step_text("I think it is 4.\nCalling tools:", SMOL) == "I think it is 4."

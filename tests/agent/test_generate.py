@@ -30,8 +30,21 @@ QUESTIONS = [
     {"id": "q2", "question": "What is 2 plus 3?", "answer": "5"},
     {"id": "q3", "question": "What is 10 minus 1?", "answer": "9"},
 ]
-COMPARED = ("question_id", "sample_idx", "content_hash", "correct", "clean", "parse_error", "max_steps",
-            "exec_error", "generated_answer", "assistant_turns", "tool_calls", "assistant_chars", "teacher_model")
+COMPARED = (
+    "question_id",
+    "sample_idx",
+    "content_hash",
+    "correct",
+    "clean",
+    "parse_error",
+    "max_steps",
+    "exec_error",
+    "generated_answer",
+    "assistant_turns",
+    "tool_calls",
+    "assistant_chars",
+    "teacher_model",
+)
 
 
 @pytest.fixture
@@ -50,23 +63,28 @@ def _model(base_seed: int = 0) -> ScriptedModel:
             return code_step("x = 6 * 7\nprint(x)")
         return code_step("final_answer(x - 1)" if request.seed == wrong else "final_answer(x)")
 
-    return ScriptedModel({
-        "What is 6 times 7?": q1,
-        "What is 2 plus 3?": [code_step("final_answer(2 + 3)")],
-        "What is 10 minus 1?": ["It is nine.", code_step("final_answer(9)")],
-    })
+    return ScriptedModel(
+        {
+            "What is 6 times 7?": q1,
+            "What is 2 plus 3?": [code_step("final_answer(2 + 3)")],
+            "What is 10 minus 1?": ["It is nine.", code_step("final_answer(9)")],
+        }
+    )
 
 
 def _config(questions: Path, **changes) -> GenerateConfig:
-    base = dict(questions=str(questions), dataset="gen", model="scripted", k=2, tools=("python",), max_steps=3,
-                write_every=2)
+    base = dict(
+        questions=str(questions), dataset="gen", model="scripted", k=2, tools=("python",), max_steps=3, write_every=2
+    )
     return GenerateConfig(**{**base, **changes})
 
 
 def _rows(db: Path, dataset: str):
     with Store(db, read_only=True) as store:
-        return store.sql(f"SELECT {', '.join(COMPARED)} FROM trajectories WHERE dataset = $d "
-                         "ORDER BY question_id, sample_idx", d=dataset)
+        return store.sql(
+            f"SELECT {', '.join(COMPARED)} FROM trajectories WHERE dataset = $d ORDER BY question_id, sample_idx",
+            d=dataset,
+        )
 
 
 def test_generated_runs_are_graded_store_rows_with_their_seeds(tmp_path: Path, questions: Path) -> None:
@@ -74,12 +92,20 @@ def test_generated_runs_are_graded_store_rows_with_their_seeds(tmp_path: Path, q
     summary = generate(db, _config(questions), progress=False, backend=_model())
     assert (summary.written, summary.skipped, summary.counts["trajectories"]) == (6, 0, 6)
     with Store(db, read_only=True) as store:
-        rows = store.sql("SELECT question_id, sample_idx, seed, correct, clean, parse_error, generated_answer, steps, "
-                         "stop_reason, teacher_model, generation_run FROM trajectories ORDER BY 1, 2").rows()
+        rows = store.sql(
+            "SELECT question_id, sample_idx, seed, correct, clean, parse_error, generated_answer, steps, "
+            "stop_reason, teacher_model, generation_run FROM trajectories ORDER BY 1, 2"
+        ).rows()
         grades = store.sql("SELECT grader, count(*), count(*) FILTER (WHERE correct) FROM grades GROUP BY 1").rows()
         run = store.sql("SELECT * FROM generation_runs").row(0, named=True)
-        roles = store.sql("SELECT list(role ORDER BY position) FROM messages m JOIN trajectories t "
-                          "USING (trajectory_id) WHERE question_id = 'q3' AND sample_idx = 0").item().to_list()
+        roles = (
+            store.sql(
+                "SELECT list(role ORDER BY position) FROM messages m JOIN trajectories t "
+                "USING (trajectory_id) WHERE question_id = 'q3' AND sample_idx = 0"
+            )
+            .item()
+            .to_list()
+        )
         meta = store.sql("SELECT source_meta FROM questions WHERE question_id = 'q1'").item()
     gid = summary.generation_run
     assert rows == [
@@ -93,8 +119,15 @@ def test_generated_runs_are_graded_store_rows_with_their_seeds(tmp_path: Path, q
     assert grades == [("math", 6, 5)]
     assert roles == ["system", "user", "assistant", "tool-response", "assistant", "tool-call", "tool-response"]
     assert json.loads(meta) == {"level": "1"}
-    assert (run["k"], run["base_seed"], run["tools"], run["grader"], run["trajectories"], run["correct"],
-            run["clean"]) == (2, 0, "python", "math", 6, 5, 3)
+    assert (
+        run["k"],
+        run["base_seed"],
+        run["tools"],
+        run["grader"],
+        run["trajectories"],
+        run["correct"],
+        run["clean"],
+    ) == (2, 0, "python", "math", 6, 5, 3)
     assert run["system_prompt"].startswith("You are an expert problem solver") and run["finished_at"] is not None
 
 
@@ -106,11 +139,15 @@ def test_rerun_resumes_grows_and_refuses_other_settings(tmp_path: Path, question
     more = generate(db, _config(questions, k=3), progress=False, backend=_model())
     assert (more.generation_run, more.written, more.skipped) == (first.generation_run, 5, 4)
     with Store(db, read_only=True) as store:
-        counts = store.sql("SELECT question_id, list(sample_idx ORDER BY sample_idx) FROM trajectories "
-                           "GROUP BY 1 ORDER BY 1").rows()
+        counts = store.sql(
+            "SELECT question_id, list(sample_idx ORDER BY sample_idx) FROM trajectories GROUP BY 1 ORDER BY 1"
+        ).rows()
     assert counts == [("q1", [0, 1, 2]), ("q2", [0, 1, 2]), ("q3", [0, 1, 2])]
-    with pytest.raises(ValueError, match=f"data set 'gen' already holds trajectories from generation run "
-                                         f"{first.generation_run}, generated or ingested with other settings"):
+    with pytest.raises(
+        ValueError,
+        match=f"data set 'gen' already holds trajectories from generation run "
+        f"{first.generation_run}, generated or ingested with other settings",
+    ):
         generate(db, _config(questions, temperature=0.5), progress=False, backend=_model())
 
 
@@ -119,7 +156,13 @@ def test_log_out_ingests_back_into_the_same_trajectories(tmp_path: Path, questio
     generate(db, _config(questions, log_out=str(log)), progress=False, backend=_model())
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["question_id"], r["sample_idx"]) for r in records] == [
-        ("q1", 0), ("q1", 1), ("q2", 0), ("q2", 1), ("q3", 0), ("q3", 1)]
+        ("q1", 0),
+        ("q1", 1),
+        ("q2", 0),
+        ("q2", 1),
+        ("q3", 0),
+        ("q3", 1),
+    ]
     assert records[0]["log_data"]["messages"][2]["content"][0]["text"] == code_step("x = 6 * 7\nprint(x)")
     other = tmp_path / "other.duckdb"
     with Store(other) as store:
@@ -136,8 +179,14 @@ def _surrogates(tmp_path: Path) -> tuple[Path, ScriptedModel]:
     """A question whose run prints a lone surrogate, thinks one and answers with one."""
     questions = tmp_path / "surrogate.jsonl"
     questions.write_text(json.dumps({"id": "s1", "question": SURROGATE, "answer": "7"}) + "\n")
-    return questions, ScriptedModel({SURROGATE: [code_step("print(chr(0xD800))", thought="I print \ud800 first."),
-                                                 code_step("final_answer('7' + chr(0xDFFF))")]})
+    return questions, ScriptedModel(
+        {
+            SURROGATE: [
+                code_step("print(chr(0xD800))", thought="I print \ud800 first."),
+                code_step("final_answer('7' + chr(0xDFFF))"),
+            ]
+        }
+    )
 
 
 def test_a_lone_surrogate_is_stored_as_a_replacement_character(tmp_path: Path) -> None:
@@ -149,8 +198,10 @@ def test_a_lone_surrogate_is_stored_as_a_replacement_character(tmp_path: Path) -
         texts = store.sql("SELECT text FROM messages WHERE position IN (2, 4) ORDER BY position")["text"].to_list()
         answer = store.sql("SELECT generated_answer FROM trajectories").item()
         grade = store.sql("SELECT correct, explanation FROM grades").row(0)
-    assert texts == ["Thought: I print \ufffd first.\nCode:\n```py\nprint(chr(0xD800))\n```<end_code>",
-                     "Call id: call_1\nObservation:\nExecution logs:\n\ufffd\nLast output from code snippet:\nNone"]
+    assert texts == [
+        "Thought: I print \ufffd first.\nCode:\n```py\nprint(chr(0xD800))\n```<end_code>",
+        "Call id: call_1\nObservation:\nExecution logs:\n\ufffd\nLast output from code snippet:\nNone",
+    ]
     assert answer == "7\ufffd"
     assert grade == (True, "math-verify: 7 = 7")
     assert json.loads(log.read_text())["generated_answer"] == "7\ufffd"
@@ -169,10 +220,14 @@ def test_a_failed_write_names_its_runs(tmp_path: Path) -> None:
     db = tmp_path / "gen.duckdb"
     questions, model = _surrogates(tmp_path)
     with Store(db) as store:  # another data set's row holds the id the run will get
-        add_trajectories(store, [{"dataset": "other", "question_id": "s1",
-                                  "trajectory_id": trajectory_id("gen", "s1", 0)}])
-    with pytest.raises(RuntimeError, match="^could not write the runs of data set 'gen' \\(question s1 sample 0\\) "
-                                           "into the store: Constraint Error: Duplicate key "):
+        add_trajectories(
+            store, [{"dataset": "other", "question_id": "s1", "trajectory_id": trajectory_id("gen", "s1", 0)}]
+        )
+    with pytest.raises(
+        RuntimeError,
+        match="^could not write the runs of data set 'gen' \\(question s1 sample 0\\) "
+        "into the store: Constraint Error: Duplicate key ",
+    ):
         generate(db, _config(questions, k=1), progress=False, backend=model)
 
 
@@ -184,8 +239,10 @@ def test_first_thought_prefix_starts_every_sample_and_is_recorded(tmp_path: Path
     assert cot.messages[1] == {"role": "user", "content": "What is 6 times 7?"} and cot.temperature == 0
     with Store(db, read_only=True) as store:
         stored = store.sql("SELECT prefix FROM generation_prefixes").item()
-        rows = store.sql("SELECT t.first_thought, m.text FROM trajectories t JOIN messages m USING (trajectory_id) "
-                         "WHERE m.position = 2 ORDER BY t.sample_idx").rows()
+        rows = store.sql(
+            "SELECT t.first_thought, m.text FROM trajectories t JOIN messages m USING (trajectory_id) "
+            "WHERE m.position = 2 ORDER BY t.sample_idx"
+        ).rows()
     assert stored == "Thought: Let me think.\n\n"
     assert rows == [(stored, stored + code_step("x = 6 * 7\nprint(x)"))] * 2
     assert [r.prefix for batch in model.batches for r in batch if r.stop and r.stop != ("\n\n",)].count(stored) == 2
@@ -215,19 +272,52 @@ def test_question_files_and_their_errors(tmp_path: Path, shared_data: Path) -> N
 def test_cli_names_a_bad_question_file(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": 1, "question": "ok?"}\nnot json\n')
-    code = main(["generate", "--db", str(tmp_path / "x.duckdb"), "--questions", str(bad), "--dataset", "d",
-                 "--model", "tiny", "--k", "1", "--tools", "python"])
+    code = main(
+        [
+            "generate",
+            "--db",
+            str(tmp_path / "x.duckdb"),
+            "--questions",
+            str(bad),
+            "--dataset",
+            "d",
+            "--model",
+            "tiny",
+            "--k",
+            "1",
+            "--tools",
+            "python",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert err[0].startswith(f"curate generate: error: {bad}: line 2: not valid JSON")
 
 
 def test_cli_refuses_a_corpus_without_web_search(tmp_path: Path, questions: Path, capsys) -> None:
-    code = main(["generate", "--db", str(tmp_path / "x.duckdb"), "--questions", str(questions), "--dataset", "d",
-                 "--model", "tiny", "--k", "1", "--tools", "python", "--retriever-url", "http://127.0.0.1:9/"])
+    code = main(
+        [
+            "generate",
+            "--db",
+            str(tmp_path / "x.duckdb"),
+            "--questions",
+            str(questions),
+            "--dataset",
+            "d",
+            "--model",
+            "tiny",
+            "--k",
+            "1",
+            "--tools",
+            "python",
+            "--retriever-url",
+            "http://127.0.0.1:9/",
+        ]
+    )
     assert code == 2
-    assert capsys.readouterr().err == ("curate generate: error: --corpus and --retriever-url serve web_search, "
-                                       "which --tools leaves out\n")
+    assert capsys.readouterr().err == (
+        "curate generate: error: --corpus and --retriever-url serve web_search, which --tools leaves out\n"
+    )
     assert not (tmp_path / "x.duckdb").exists()
 
 
@@ -255,15 +345,43 @@ sys.exit(main())
 """
 
 
-def _command(db: Path, questions: Path, model: Path, script: str = "import sys; from curate.cli import main; "
-             "sys.exit(main())") -> list[str]:
-    return [sys.executable, "-c", script, "generate", "--db", str(db), "--questions", str(questions),
-            "--dataset", "tiny-gen", "--model", str(model), "--k", "3", "--tools", "python", "--max-steps", "2",
-            "--max-new-tokens", "12", "--slots", "2", "--write-every", "1", "--seed", "7", "--quiet"]
+def _command(
+    db: Path, questions: Path, model: Path, script: str = "import sys; from curate.cli import main; sys.exit(main())"
+) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        script,
+        "generate",
+        "--db",
+        str(db),
+        "--questions",
+        str(questions),
+        "--dataset",
+        "tiny-gen",
+        "--model",
+        str(model),
+        "--k",
+        "3",
+        "--tools",
+        "python",
+        "--max-steps",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--slots",
+        "2",
+        "--write-every",
+        "1",
+        "--seed",
+        "7",
+        "--quiet",
+    ]
 
 
-def test_kill_minus_9_then_rerun_gives_exactly_k_per_question(tmp_path: Path, questions: Path,
-                                                             tiny_model_dir: Path) -> None:
+def test_kill_minus_9_then_rerun_gives_exactly_k_per_question(
+    tmp_path: Path, questions: Path, tiny_model_dir: Path
+) -> None:
     db = tmp_path / "killed.duckdb"
     kill_when_paused(_command(db, questions, tiny_model_dir, PAUSING), PAUSED)
     with Store(db, read_only=True) as store:  # the killed transaction left nothing; the committed one is whole
@@ -275,10 +393,13 @@ def test_kill_minus_9_then_rerun_gives_exactly_k_per_question(tmp_path: Path, qu
     assert done.stdout.strip().splitlines()[-1].startswith("generation_run=gen-")
     assert "8 runs generated, 1 already stored" in done.stdout
     with Store(db, read_only=True) as store:
-        per_question = store.sql("SELECT question_id, list(sample_idx ORDER BY sample_idx) AS samples, "
-                                 "count(DISTINCT trajectory_id) AS n FROM trajectories GROUP BY 1 ORDER BY 1").rows()
-        orphans = store.sql("SELECT count(*) FROM messages WHERE trajectory_id NOT IN "
-                            "(SELECT trajectory_id FROM trajectories)").item()
+        per_question = store.sql(
+            "SELECT question_id, list(sample_idx ORDER BY sample_idx) AS samples, "
+            "count(DISTINCT trajectory_id) AS n FROM trajectories GROUP BY 1 ORDER BY 1"
+        ).rows()
+        orphans = store.sql(
+            "SELECT count(*) FROM messages WHERE trajectory_id NOT IN (SELECT trajectory_id FROM trajectories)"
+        ).item()
         grades = store.sql("SELECT count(*) FROM grades").item()
     assert per_question == [(q, [0, 1, 2], 3) for q in ("q1", "q2", "q3")] and (orphans, grades) == (0, 9)
     # Each sample is its own: an uninterrupted run writes the same transcripts, and its log (a real
@@ -296,15 +417,25 @@ def test_kill_minus_9_then_rerun_gives_exactly_k_per_question(tmp_path: Path, qu
 def test_a_reader_holding_the_store_makes_generate_wait_not_fail(tmp_path: Path, questions: Path, capsys) -> None:
     db = tmp_path / "gen.duckdb"
     Store(db).close()
-    reader = subprocess.Popen([sys.executable, "-c", "import sys, duckdb; con = duckdb.connect(sys.argv[1], "
-                               "read_only=True); print('open', flush=True); sys.stdin.read()", str(db)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb; con = duckdb.connect(sys.argv[1], "
+            "read_only=True); print('open', flush=True); sys.stdin.read()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert reader.stdout.readline() == "open\n"
     threading.Timer(2.5, reader.communicate, [""]).start()
     summary = generate(db, _config(questions), progress=False, backend=_model())
     assert (summary.written, summary.counts["trajectories"]) == (6, 6)
-    assert capsys.readouterr().err == (f"curate: {db}: a reader (PID {reader.pid}) has this store open; "
-                                       "waiting up to 30 s for it\n")
+    assert capsys.readouterr().err == (
+        f"curate: {db}: a reader (PID {reader.pid}) has this store open; waiting up to 30 s for it\n"
+    )
 
 
 # `curate generate` that stops after its first write (the store closed, the run still going) until told to go on.
@@ -328,11 +459,15 @@ sys.exit(main())
 """
 
 
-def test_a_second_identical_generate_refuses_in_one_line(tmp_path: Path, questions: Path,
-                                                         tiny_model_dir: Path) -> None:
+def test_a_second_identical_generate_refuses_in_one_line(tmp_path: Path, questions: Path, tiny_model_dir: Path) -> None:
     db = tmp_path / "gen.duckdb"
-    first = subprocess.Popen(_command(db, questions, tiny_model_dir, HOLDING), stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        _command(db, questions, tiny_model_dir, HOLDING),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen: list[str] = []
     wrote = threading.Event()
 
@@ -348,15 +483,18 @@ def test_a_second_identical_generate_refuses_in_one_line(tmp_path: Path, questio
         run = store.sql("SELECT generation_run FROM generation_runs").item()
     second = subprocess.run(_command(db, questions, tiny_model_dir), capture_output=True, text=True, timeout=600)
     assert (second.returncode, second.stdout) == (2, "")
-    assert second.stderr == (f"curate generate: error: {db}: generation run {run} is being generated by another "
-                             f"process (PID {first.pid}); wait for it to finish, or stop it, then run the same "
-                             "command again\n")
+    assert second.stderr == (
+        f"curate generate: error: {db}: generation run {run} is being generated by another "
+        f"process (PID {first.pid}); wait for it to finish, or stop it, then run the same "
+        "command again\n"
+    )
     out, _ = first.communicate("\n", timeout=600)
     assert first.returncode == 0, "".join(seen)[-2000:]
     assert "9 runs generated, 0 already stored" in out
     with Store(db, read_only=True) as store:
-        per_question = store.sql("SELECT question_id, list(sample_idx ORDER BY sample_idx) FROM trajectories "
-                                 "GROUP BY 1 ORDER BY 1").rows()
+        per_question = store.sql(
+            "SELECT question_id, list(sample_idx ORDER BY sample_idx) FROM trajectories GROUP BY 1 ORDER BY 1"
+        ).rows()
         grades = store.sql("SELECT count(*) FROM grades").item()
     assert per_question == [(q, [0, 1, 2]) for q in ("q1", "q2", "q3")] and grades == 9
 
@@ -394,9 +532,31 @@ sys.exit(main())
 
 def test_ctrl_c_is_one_line_exit_130_and_the_rerun_resumes(tmp_path: Path, questions: Path) -> None:
     db = tmp_path / "gen.duckdb"
-    argv = [sys.executable, "-c", INTERRUPTIBLE, "generate", "--db", str(db), "--questions", str(questions),
-            "--dataset", "gen", "--model", "scripted", "--k", "3", "--tools", "python", "--max-steps", "3",
-            "--write-every", "1", "--slots", "2", "--quiet"]
+    argv = [
+        sys.executable,
+        "-c",
+        INTERRUPTIBLE,
+        "generate",
+        "--db",
+        str(db),
+        "--questions",
+        str(questions),
+        "--dataset",
+        "gen",
+        "--model",
+        "scripted",
+        "--k",
+        "3",
+        "--tools",
+        "python",
+        "--max-steps",
+        "3",
+        "--write-every",
+        "1",
+        "--slots",
+        "2",
+        "--quiet",
+    ]
     job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert job.stdout.readline() == "wrote\n"
     os.killpg(job.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
@@ -404,8 +564,9 @@ def test_ctrl_c_is_one_line_exit_130_and_the_rerun_resumes(tmp_path: Path, quest
     assert (job.returncode, err) == (130, "curate generate: interrupted; run the same command again to resume\n")
     with Store(db, read_only=True) as store:
         written = store.sql("SELECT count(*) FROM trajectories").item()
-        orphans = store.sql("SELECT count(*) FROM messages WHERE trajectory_id NOT IN "
-                            "(SELECT trajectory_id FROM trajectories)").item()
+        orphans = store.sql(
+            "SELECT count(*) FROM messages WHERE trajectory_id NOT IN (SELECT trajectory_id FROM trajectories)"
+        ).item()
     assert 1 <= written < 9 and orphans == 0
     again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]

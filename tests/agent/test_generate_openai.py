@@ -29,10 +29,21 @@ def solves(path: str, body: dict) -> dict:
     question = body["messages"][1]["content"].split("New task:\n", 1)[-1].split("\n", 1)[0]
     n = int(question.split()[2])
     text = f"Thought: I add.\nCode:\n```py\nfinal_answer({n} + 1)\n```"
-    return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 9, "total_tokens": 10},
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
-                         "stop_reason": "<end_code>"}]}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 9, "total_tokens": 10},
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+                "stop_reason": "<end_code>",
+            }
+        ],
+    }
 
 
 class Server(ThreadingHTTPServer):
@@ -65,9 +76,33 @@ def questions(tmp_path: Path) -> Path:
 def generate(api, questions: Path, db: Path, *extra: str) -> tuple[int, str, str]:
     """Run `curate generate` against the server: (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    argv = ["generate", "--db", str(db), "--questions", str(questions), "--dataset", "d", "--model", "served",
-            "--k", "2", "--tools", "python", "--max-steps", "1", "--backend", "openai", "--endpoint", api.url,
-            "--slots", "2", "--write-every", "1", "--quiet", *extra]
+    argv = [
+        "generate",
+        "--db",
+        str(db),
+        "--questions",
+        str(questions),
+        "--dataset",
+        "d",
+        "--model",
+        "served",
+        "--k",
+        "2",
+        "--tools",
+        "python",
+        "--max-steps",
+        "1",
+        "--backend",
+        "openai",
+        "--endpoint",
+        api.url,
+        "--slots",
+        "2",
+        "--write-every",
+        "1",
+        "--quiet",
+        *extra,
+    ]
     with redirect_stdout(out), redirect_stderr(err):
         code = main(argv)
     return code, out.getvalue(), err.getvalue()
@@ -83,22 +118,26 @@ def test_a_reply_without_choices_ends_the_job_in_one_line_and_a_rerun_resumes(ap
     api.answer = lambda path, body: solves(path, body) if len(api.calls) <= 2 else {"choices": [], "object": "x"}
     code, out, err = generate(api, questions, db)
     assert (code, out) == (2, "")
-    assert err == (f"curate generate: error: {api.url}: the server answered without a completion (no choices): "
-                   '{"choices":[],"object":"x"}\n')
+    assert err == (
+        f"curate generate: error: {api.url}: the server answered without a completion (no choices): "
+        '{"choices":[],"object":"x"}\n'
+    )
     assert stored(db) == [("q0", 0, True, False), ("q0", 1, True, False)]
     api.answer = solves
     code, out, err = generate(api, questions, db)
     assert (code, err) == (0, "")
-    assert out.splitlines()[0].startswith("d: 3 questions x 2: 4 runs generated, 2 already stored; the run holds 6 "
-                                          "trajectories, 6 correct")
+    assert out.splitlines()[0].startswith(
+        "d: 3 questions x 2: 4 runs generated, 2 already stored; the run holds 6 trajectories, 6 correct"
+    )
     assert len(stored(db)) == 6
 
 
 def test_a_slow_endpoint_is_retried_past_request_timeout_and_said(api, questions, tmp_path) -> None:
     api.delay = lambda n: 3.0 if n == 1 else 0.0
     start = time.perf_counter()
-    code, out, err = generate(api, questions, tmp_path / "gen.duckdb", "--request-timeout", "0.5", "--limit", "1",
-                              "--slots", "1")
+    code, out, err = generate(
+        api, questions, tmp_path / "gen.duckdb", "--request-timeout", "0.5", "--limit", "1", "--slots", "1"
+    )
     assert code == 0 and time.perf_counter() - start < 30
     assert err == f"note: {api.url}: no answer within 0.5 s; retrying the request (retry 1 of 4)\n"
     assert len(stored(tmp_path / "gen.duckdb")) == 2

@@ -16,18 +16,32 @@ MAX_NEW = 40
 
 def test_smollm2_teacher_runs_are_stored_graded_and_reproducible(tmp_path: Path, shared_data: Path) -> None:
     questions = shared_data / "questions/qa/train/hotpotqa_1000_20250402.json"
-    cfg = GenerateConfig(questions=str(questions), dataset="hotpotqa", model="smollm2", k=2, limit=1,
-                         corpus="wiki-summaries", max_steps=2, max_new_tokens=MAX_NEW, seed=3, first_thought_prefix=True)
+    cfg = GenerateConfig(
+        questions=str(questions),
+        dataset="hotpotqa",
+        model="smollm2",
+        k=2,
+        limit=1,
+        corpus="wiki-summaries",
+        max_steps=2,
+        max_new_tokens=MAX_NEW,
+        seed=3,
+        first_thought_prefix=True,
+    )
     db = tmp_path / "teacher.duckdb"
     summary = generate(db, cfg, progress=False)
     assert (summary.written, summary.counts["trajectories"]) == (2, 2)
     with Store(db, read_only=True) as store:
-        runs = store.sql("SELECT t.trajectory_id, t.seed, t.steps, t.generated_tokens, t.stop_reason, t.correct, "
-                         "t.clean, t.parse_error, t.max_steps, t.generated_answer, t.content_hash, t.teacher_model, t.first_thought, "
-                         "q.text AS question, q.gold_answer FROM trajectories t JOIN questions q "
-                         "USING (dataset, question_id) ORDER BY sample_idx").to_dicts()
-        messages = store.sql("SELECT trajectory_id, list(role ORDER BY position) AS roles, "
-                             "list(text ORDER BY position) AS texts FROM messages GROUP BY 1").rows()
+        runs = store.sql(
+            "SELECT t.trajectory_id, t.seed, t.steps, t.generated_tokens, t.stop_reason, t.correct, "
+            "t.clean, t.parse_error, t.max_steps, t.generated_answer, t.content_hash, t.teacher_model, t.first_thought, "
+            "q.text AS question, q.gold_answer FROM trajectories t JOIN questions q "
+            "USING (dataset, question_id) ORDER BY sample_idx"
+        ).to_dicts()
+        messages = store.sql(
+            "SELECT trajectory_id, list(role ORDER BY position) AS roles, "
+            "list(text ORDER BY position) AS texts FROM messages GROUP BY 1"
+        ).rows()
         grades = dict(store.sql("SELECT trajectory_id, correct FROM grades WHERE grader = 'qa'").rows())
         prompt = store.sql("SELECT system_prompt, corpus_hash FROM generation_runs").row(0)
         [(prefix, prefix_tokens)] = store.sql("SELECT prefix, tokens FROM generation_prefixes").rows()

@@ -27,7 +27,9 @@ def listener():
     server.close()
 
 
-def curate(args: list[str], env: dict[str, str], script: str = "from curate.cli import main") -> subprocess.CompletedProcess:
+def curate(
+    args: list[str], env: dict[str, str], script: str = "from curate.cli import main"
+) -> subprocess.CompletedProcess:
     """A curate command in its own process; it must end (no survivor may hold its pipes)."""
     code = f"import sys\n{script}\nsys.exit(main())"
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=600)
@@ -36,8 +38,12 @@ def curate(args: list[str], env: dict[str, str], script: str = "from curate.cli 
 def assert_nothing_leaked(db: Path, *files: Path) -> None:
     """No secret value in any text column of any table of the store, nor in the files."""
     con = duckdb.connect(str(db), read_only=True)
-    tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables "
-                                        "WHERE table_type = 'BASE TABLE'").fetchall()]
+    tables = [
+        t
+        for (t,) in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+        ).fetchall()
+    ]
     texts = 0
     for table in tables:
         for row in con.execute(f'SELECT * FROM "{table}"').fetchall():
@@ -59,14 +65,27 @@ def test_replay_of_a_crafted_log_finishes_and_nothing_escapes(tmp_path: Path, li
     records = []
     for name, steps in attacks(tmp_path / "home", outside, listener.getsockname()[1]).items():
         for route, code in zip(ROUTES, steps):
-            messages = [{"role": "system", "content": "You are an agent."},
-                        {"role": "user", "content": f"New task:\n{name} ({route})"},
-                        {"role": "assistant", "content": f"Thought: now.\nCode:\n```py\n{code}\n```<end_code>"},
-                        {"role": "tool-call", "content": "Calling tools:\n[{'id': 'call_1'}]"},
-                        {"role": "tool-response", "content": "Call id: call_1\nObservation:\nExecution logs:\n"
-                         "Last output from code snippet:\nNone"}]
-            records.append({"question": f"{name} ({route})", "question_id": f"{name}-{route}", "true_answer": "1",
-                            "generated_answer": "1", "score": 1, "model_id": "hostile", "log_data": {"messages": messages}})
+            messages = [
+                {"role": "system", "content": "You are an agent."},
+                {"role": "user", "content": f"New task:\n{name} ({route})"},
+                {"role": "assistant", "content": f"Thought: now.\nCode:\n```py\n{code}\n```<end_code>"},
+                {"role": "tool-call", "content": "Calling tools:\n[{'id': 'call_1'}]"},
+                {
+                    "role": "tool-response",
+                    "content": "Call id: call_1\nObservation:\nExecution logs:\nLast output from code snippet:\nNone",
+                },
+            ]
+            records.append(
+                {
+                    "question": f"{name} ({route})",
+                    "question_id": f"{name}-{route}",
+                    "true_answer": "1",
+                    "generated_answer": "1",
+                    "score": 1,
+                    "model_id": "hostile",
+                    "log_data": {"messages": messages},
+                }
+            )
     log = tmp_path / "crafted.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
     db = tmp_path / "store.duckdb"
@@ -75,8 +94,10 @@ def test_replay_of_a_crafted_log_finishes_and_nothing_escapes(tmp_path: Path, li
     done = curate(["replay", "--db", str(db), "--seconds", "3", "--workers", "2"], env)
     assert done.returncode == 0, done.stderr  # curate was neither killed (-9) nor crashed
     assert done.stdout.splitlines()[-1].startswith(f"crafted: {len(records)} trajectories, {len(records)} code steps")
-    assert done.stdout.splitlines()[0] == ("python tool: bubblewrap jail, no network, no secrets, 256 processes, "
-                                           "1024 MiB each; 0 secret values redacted from observations")
+    assert done.stdout.splitlines()[0] == (
+        "python tool: bubblewrap jail, no network, no secrets, 256 processes, "
+        "1024 MiB each; 0 secret values redacted from observations"
+    )
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT trajectory_id) FROM replays").fetchone() == (18, 18)
     assert_nothing_leaked(db)
@@ -95,8 +116,9 @@ job.make_backend = lambda *args, **kwargs: model
 """
 
 
-def test_generate_with_a_hostile_teacher_stores_and_exports_nothing_secret(tmp_path: Path, listener,
-                                                                           tiny_model_dir: Path) -> None:
+def test_generate_with_a_hostile_teacher_stores_and_exports_nothing_secret(
+    tmp_path: Path, listener, tiny_model_dir: Path
+) -> None:
     env = {**environment_with_secrets(tmp_path / "home"), "PYTHONPATH": str(Path(__file__).parents[1])}
     outside = tmp_path / "outside"
     steps, questions = {}, []
@@ -109,9 +131,33 @@ def test_generate_with_a_hostile_teacher_stores_and_exports_nothing_secret(tmp_p
     qfile.write_text("".join(json.dumps(q) + "\n" for q in questions))
     db, logs = tmp_path / "gen.duckdb", tmp_path / "logs.jsonl"
     script = "import json\n" + textwrap.dedent(GENERATE)
-    done = curate([json.dumps(steps), "generate", "--db", str(db), "--questions", str(qfile), "--dataset", "gen",
-                   "--model", "scripted", "--k", "1", "--tools", "python", "--max-steps", "2", "--slots", "6",
-                   "--log-out", str(logs), "--quiet"], env, script)
+    done = curate(
+        [
+            json.dumps(steps),
+            "generate",
+            "--db",
+            str(db),
+            "--questions",
+            str(qfile),
+            "--dataset",
+            "gen",
+            "--model",
+            "scripted",
+            "--k",
+            "1",
+            "--tools",
+            "python",
+            "--max-steps",
+            "2",
+            "--slots",
+            "6",
+            "--log-out",
+            str(logs),
+            "--quiet",
+        ],
+        env,
+        script,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"gen: {len(questions)} questions x 1: {len(questions)} runs generated")

@@ -30,7 +30,10 @@ def test_retries_exhausted_fail_in_one_line_naming_the_endpoint(api) -> None:
     api.failures = 2
     with pytest.raises(RuntimeError) as failed:
         OpenAIBackend("m", endpoint=api.url, max_retries=1).generate([GenRequest(CHAT)])
-    assert str(failed.value) == f"{api.url}: request failed after 1 retries: InternalServerError: Error code: 500 - overloaded (2)"
+    assert (
+        str(failed.value)
+        == f"{api.url}: request failed after 1 retries: InternalServerError: Error code: 500 - overloaded (2)"
+    )
     assert len(api.calls) == 2
 
 
@@ -44,10 +47,14 @@ def test_a_request_past_its_timeout_is_retried(api) -> None:
 
 
 NO_CHOICES = [
-    ({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []},
-     '{"id":"x","choices":[],"created":0,"model":"m","object":"chat.completion"}'),
-    ({"object": "error", "message": "The model `m` does not exist."},
-     '{"object":"error","message":"The model `m` does not exist."}'),
+    (
+        {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []},
+        '{"id":"x","choices":[],"created":0,"model":"m","object":"chat.completion"}',
+    ),
+    (
+        {"object": "error", "message": "The model `m` does not exist."},
+        '{"object":"error","message":"The model `m` does not exist."}',
+    ),
     ({"id": "x", "choices": None}, '{"id":"x"}'),
 ]
 
@@ -64,14 +71,18 @@ def test_a_reply_without_choices_is_shown_cut(api) -> None:
     api.answer = lambda path, body: {"choices": [], "detail": "x" * 1000}
     with pytest.raises(RuntimeError) as failed:
         OpenAIBackend("m", endpoint=api.url).generate([GenRequest(CHAT)])
-    assert str(failed.value) == f"{api.url}: the server answered without a completion (no choices): " \
-                                f'{{"choices":[],"detail":"{"x" * 176}...'
+    assert (
+        str(failed.value) == f"{api.url}: the server answered without a completion (no choices): "
+        f'{{"choices":[],"detail":"{"x" * 176}...'
+    )
 
 
 def test_each_retry_is_said_on_stderr_with_its_cause(api, capsys) -> None:
     api.failures = 1
     OpenAIBackend("m", endpoint=api.url, max_retries=2).generate([GenRequest(CHAT)])
-    assert capsys.readouterr().err == f"note: {api.url}: HTTP 500 from the server; retrying the request (retry 1 of 2)\n"
+    assert (
+        capsys.readouterr().err == f"note: {api.url}: HTTP 500 from the server; retrying the request (retry 1 of 2)\n"
+    )
     api.calls.clear()
     api.failures, api.delay = 0, lambda n: 3.0 if n == 1 else 0.0
     OpenAIBackend("m", endpoint=api.url, timeout=0.5, max_retries=1).generate([GenRequest(CHAT)])
@@ -85,7 +96,9 @@ def test_an_endpoint_that_refuses_connections_is_said_on_stderr(capsys) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.server_close()  # nothing listens there now
-    with pytest.raises(RuntimeError, match=r": request failed after 1 retries: APIConnectionError: Connection error\.$"):
+    with pytest.raises(
+        RuntimeError, match=r": request failed after 1 retries: APIConnectionError: Connection error\.$"
+    ):
         OpenAIBackend("m", endpoint=url, max_retries=1).generate([GenRequest(CHAT)])
     assert capsys.readouterr().err == f"note: {url}: cannot connect; retrying the request (retry 1 of 1)\n"
 
@@ -99,12 +112,21 @@ def test_concurrency_is_bounded_and_order_kept(api) -> None:
 
 
 def test_what_a_request_sends_and_how_the_stop_string_comes_back(api) -> None:
-    request = GenRequest(CHAT, max_new_tokens=64, temperature=0.7, top_p=0.9, seed=3, stop=("<end_code>", "Observation:"))
+    request = GenRequest(
+        CHAT, max_new_tokens=64, temperature=0.7, top_p=0.9, seed=3, stop=("<end_code>", "Observation:")
+    )
     [done] = OpenAIBackend("served-name", endpoint=api.url).generate([request])
     [(path, body)] = api.calls
     assert path == "/v1/chat/completions"
-    assert body == {"model": "served-name", "messages": list(CHAT), "max_tokens": 64, "temperature": 0.7,
-                    "top_p": 0.9, "seed": 3, "stop": ["<end_code>", "Observation:"]}
+    assert body == {
+        "model": "served-name",
+        "messages": list(CHAT),
+        "max_tokens": 64,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "seed": 3,
+        "stop": ["<end_code>", "Observation:"],
+    }
     # The server left "<end_code>" out and named it; the completion keeps it, like the other backends.
     assert (done.text, done.tokens, done.finish) == ("seed=3 t=0.7 <end_code>", 13, "stop")
     [short] = OpenAIBackend("m", endpoint=api.url).generate([GenRequest(CHAT, max_new_tokens=4, temperature=0)])

@@ -153,7 +153,9 @@ def test_hostile_steps_end_as_errors_and_spare_the_batch(sandbox, tmp_path):
         listener.accept()
     listener.close()
     # the other runs keep their state; a killed step's changes are gone, its run goes on
-    after = sandbox.run([(keep1, "(values, total)"), (keep2, "m.shape"), (runs["gone = 1\nsum(range(10**12))"], "gone")])
+    after = sandbox.run(
+        [(keep1, "(values, total)"), (keep2, "m.shape"), (runs["gone = 1\nsum(range(10**12))"], "gone")]
+    )
     assert after[0].value == "([1, 2, 3], 6)" and after[1].value == "(3, 3)"
     assert "The variable `gone` is not defined" in after[2].error
 
@@ -173,14 +175,31 @@ def test_workers_are_isolated_and_reproducible(sandbox):
     assert sandbox.isolation["hash_seed"] == "0"
     assert sandbox.isolation["processes"].startswith(f"at most {LIMITS.processes} processes and threads")
     assert sandbox.authorized_imports == [
-        "collections", "datetime", "itertools", "math", "numpy.*", "queue", "random", "re", "stat",
-        "statistics", "sympy.*", "time", "unicodedata"]
+        "collections",
+        "datetime",
+        "itertools",
+        "math",
+        "numpy.*",
+        "queue",
+        "random",
+        "re",
+        "stat",
+        "statistics",
+        "sympy.*",
+        "time",
+        "unicodedata",
+    ]
     # the list smolagents names when it refuses an import is the same one
     [r] = sandbox.run([(sandbox.open(), "import os")])
     assert r.error.endswith(f"Authorized imports are: {sandbox.authorized_imports}")
     code = "print(list(set(['apple', 'pear', 'fig', 'kiwi', 'plum', 'lime', 'date'])))"
-    reference = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": "0"},
-                               capture_output=True, text=True, check=True).stdout
+    reference = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert sandbox.run([(sandbox.open(), code)])[0].logs == reference
 
 
@@ -197,4 +216,6 @@ def test_closed_sandbox_refuses_work(tmp_path):
 
 def test_step_result_constructors():
     r = StepResult.failure("boom")
-    assert r.observation == f"Error:\nboom\n{RETRY}" and r.tool_responses("call_1") == [f"Call id: call_1\nError:\nboom\n{RETRY}"]
+    assert r.observation == f"Error:\nboom\n{RETRY}" and r.tool_responses("call_1") == [
+        f"Call id: call_1\nError:\nboom\n{RETRY}"
+    ]

@@ -71,7 +71,7 @@ def test_hostile_steps_do_not_escape_leak_or_survive(route: str, tmp_path: Path,
     port = listener.getsockname()[1]
     expected = {  # what each step shows: the jail's answer, never the host's
         ("sympy", "environment secrets"): "value: ['HOME', 'LANG', 'MKL_NUM_THREADS', 'OMP_NUM_THREADS', "
-                                          "'OPENBLAS_NUM_THREADS', 'PATH', 'PWD', 'PYTHONHASHSEED']",
+        "'OPENBLAS_NUM_THREADS', 'PATH', 'PWD', 'PYTHONHASHSEED']",
         ("sympy", "token file in home"): "error: No such file or directory",
         ("sympy", "proc environ"): "error: Permission denied",
         ("sympy", "write outside"): "error: No such file or directory",
@@ -162,8 +162,16 @@ def test_results_are_scrubbed_of_the_parents_secrets(secrets_env: Path) -> None:
 
 
 def test_secrets_are_the_secret_looking_names_with_long_values() -> None:
-    secrets = Secrets({"HF_TOKEN": "hf_abcdefgh", "MY_API_KEY": "k" * 20, "SHORT_KEY": "1234567", "HOME": "/root",
-                       "db_password": "hunter2hunter2", "PATH": "/usr/bin"})
+    secrets = Secrets(
+        {
+            "HF_TOKEN": "hf_abcdefgh",
+            "MY_API_KEY": "k" * 20,
+            "SHORT_KEY": "1234567",
+            "HOME": "/root",
+            "db_password": "hunter2hunter2",
+            "PATH": "/usr/bin",
+        }
+    )
     assert len(secrets) == 3
     assert secrets.scrub("a hf_abcdefgh b hunter2hunter2") == ("a [redacted $HF_TOKEN] b [redacted $db_password]", 2)
     assert secrets.scrub("1234567 /root") == ("1234567 /root", 0)
@@ -190,10 +198,12 @@ def test_the_channel_refuses_oversized_and_malformed_messages() -> None:
 
 def test_replies_of_the_wrong_shape_or_size_are_the_steps_error() -> None:
     # a well-formed frame whose result prints more than the limit allows
-    forged = via_sympy("import os, json, struct\nbody = json.dumps({'done': {'logs': 'x' * 20000, 'value': None, "
-                       "'value_repr': None, 'final': False, 'error': None}}).encode()\n"
-                       "for fd in range(3, 16):\n    try:\n        os.write(fd, struct.pack('>I', len(body)) + body)\n"
-                       "    except OSError:\n        pass\n")
+    forged = via_sympy(
+        "import os, json, struct\nbody = json.dumps({'done': {'logs': 'x' * 20000, 'value': None, "
+        "'value_repr': None, 'final': False, 'error': None}}).encode()\n"
+        "for fd in range(3, 16):\n    try:\n        os.write(fd, struct.pack('>I', len(body)) + body)\n"
+        "    except OSError:\n        pass\n"
+    )
     with PythonSandbox(LIMITS) as sandbox:
         h = sandbox.open()
         [r] = sandbox.run([(h, forged)])
@@ -204,8 +214,10 @@ def test_replies_of_the_wrong_shape_or_size_are_the_steps_error() -> None:
 def test_a_machine_without_a_jail_refuses_model_code_unless_told(tmp_path: Path, monkeypatch) -> None:
     fake = tmp_path / "bin" / "bwrap"  # what bwrap says where the kernel allows no user namespaces
     fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace, likely because the "
-                    "kernel does not allow non-privileged user namespaces.' >&2\nexit 1\n")
+    fake.write_text(
+        "#!/bin/sh\necho 'bwrap: No permissions to creating new namespace, likely because the "
+        "kernel does not allow non-privileged user namespaces.' >&2\nexit 1\n"
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
     with pytest.raises(JailUnavailable) as refused:
@@ -214,7 +226,8 @@ def test_a_machine_without_a_jail_refuses_model_code_unless_told(tmp_path: Path,
         "model-written code runs only in a jail, and bubblewrap cannot make one on this machine (bwrap: No "
         "permissions to creating new namespace, likely because the kernel does not allow non-privileged user "
         "namespaces.): allow unprivileged user namespaces, or run curate as root; or pass --unsafe-local-executor "
-        "to run it without one (it can then read your files and use your network)")
+        "to run it without one (it can then read your files and use your network)"
+    )
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     with pytest.raises(JailUnavailable, match="bubblewrap is not installed: install it"):
         PythonSandbox(LIMITS)
@@ -233,8 +246,10 @@ def test_a_fork_bomb_stops_neither_the_jail_nor_the_steps_beside_it() -> None:
         # the other steps' forks are refused while the bomb holds every process it may: they wait
         # for a step to end and its processes to be killed, then run as if nothing had happened
         results = sandbox.run([(bomber, bomb), *((h, "x + 10") for h in others)])
-        assert results[0].error == ("Code execution failed: the step exceeded the time limit of 3 s; the step was "
-                                    "stopped and its changes to the variables discarded")
+        assert results[0].error == (
+            "Code execution failed: the step exceeded the time limit of 3 s; the step was "
+            "stopped and its changes to the variables discarded"
+        )
         assert [r.value for r in results[1:]] == [str(n + 10) for n in range(6)]
         assert len(settle(sandbox, 8)) == 8  # PID 1 and the seven runs
         assert sandbox.run([(sandbox.open(), "1 + 1")])[0].value == "2"

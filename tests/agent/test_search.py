@@ -31,6 +31,7 @@ def _write(path, docs):
 def _bm25(query: str, docs: list[dict], k1: float = 1.5, b: float = 0.75) -> list[float]:
     """Lucene's BM25 (since Lucene 8 without the constant (k1 + 1) factor) of title + text, tokens
     as \\w\\w+ lower-cased without English stopwords."""
+
     def tokens(text):
         return [t for t in re.findall(r"\b\w\w+\b", text.lower()) if t not in STOPWORDS_EN]
 
@@ -58,8 +59,8 @@ def test_local_corpus_ranks_by_bm25_and_formats_like_the_release(tmp_path):
     text = WebSearch(corpus, k=2)("Eiffel tower Paris")
     assert text == (
         "\nRetrieved documents:"
-        f"\n\n===== Document 0, similarity: {expected[0]:.2f} =====\n\"Eiffel Tower\"\n{DOCS[0]['text']}"
-        f"\n\n===== Document 1, similarity: {expected[1]:.2f} =====\n\"Gustave Eiffel\"\n{DOCS[1]['text']}"
+        f'\n\n===== Document 0, similarity: {expected[0]:.2f} =====\n"Eiffel Tower"\n{DOCS[0]["text"]}'
+        f'\n\n===== Document 1, similarity: {expected[1]:.2f} =====\n"Gustave Eiffel"\n{DOCS[1]["text"]}'
     )
     assert corpus.source == f"corpus:c.jsonl:sha256:{file_hash(tmp_path / 'c.jsonl')}"
     search = make_search(corpus=str(tmp_path / "c.jsonl"), k=2)
@@ -83,14 +84,24 @@ def _stamps(index_dir):
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(index_dir.iterdir())}
 
 
-@pytest.mark.parametrize(("damage", "why"), [
-    (lambda d: (d / "data.csc.index.npy").write_bytes((d / "data.csc.index.npy").read_bytes()[:100]),
-     "data.csc.index.npy is 100 bytes, not {size}"),
-    (lambda d: (d / "params.index.json").unlink(), "params.index.json is missing"),
-    (lambda d: (d / "vocab.index.json").write_text((d / "vocab.index.json").read_text().replace("eiffel", "eiffle")),
-     "vocab.index.json does not match its sha256"),
-    (lambda d: (d / MANIFEST).unlink(), f"{MANIFEST} is missing (written by an older curate, or cut short)"),
-], ids=["truncated", "no-params", "changed", "no-manifest"])
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (
+            lambda d: (d / "data.csc.index.npy").write_bytes((d / "data.csc.index.npy").read_bytes()[:100]),
+            "data.csc.index.npy is 100 bytes, not {size}",
+        ),
+        (lambda d: (d / "params.index.json").unlink(), "params.index.json is missing"),
+        (
+            lambda d: (d / "vocab.index.json").write_text(
+                (d / "vocab.index.json").read_text().replace("eiffel", "eiffle")
+            ),
+            "vocab.index.json does not match its sha256",
+        ),
+        (lambda d: (d / MANIFEST).unlink(), f"{MANIFEST} is missing (written by an older curate, or cut short)"),
+    ],
+    ids=["truncated", "no-params", "changed", "no-manifest"],
+)
 def test_a_damaged_index_cache_is_rebuilt_once_and_said(tmp_path, capfd, damage, why):
     path = _write(tmp_path / "c.jsonl", DOCS)
     index_dir = tmp_path / f"c.jsonl.bm25s-{LocalCorpus(path).hash[:16]}"
@@ -99,8 +110,7 @@ def test_a_damaged_index_cache_is_rebuilt_once_and_said(tmp_path, capfd, damage,
     damage(index_dir)
     capfd.readouterr()
     assert LocalCorpus(path).search(["Eiffel tower Paris"], 3) == expected
-    assert capfd.readouterr().err == (f"note: bm25s index cache {index_dir}: {why.format(size=size)}; "
-                                      "rebuilding it\n")
+    assert capfd.readouterr().err == (f"note: bm25s index cache {index_dir}: {why.format(size=size)}; rebuilding it\n")
     stamps = _stamps(index_dir)
     assert "params.index.json" in stamps
     assert LocalCorpus(path).search(["Eiffel tower Paris"], 3) == expected
@@ -134,9 +144,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(500, "index offline")
             return
         results = self.server.corpus.search(request["queries"], request["topk"])
-        body = {"result": [
-            [{"document": {"id": p.id, "contents": p.contents}, "score": p.score} for p in hits] for hits in results
-        ]}
+        body = {
+            "result": [
+                [{"document": {"id": p.id, "contents": p.contents}, "score": p.score} for p in hits] for hits in results
+            ]
+        }
         data = json.dumps(body).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

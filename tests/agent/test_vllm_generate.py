@@ -25,8 +25,10 @@ from curate.cli import main
 from curate.models import student_key
 from curate.store import Store
 
-CHAT = ({"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "What is 12 times 7? Think step by step."})
+CHAT = (
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "What is 12 times 7? Think step by step."},
+)
 OTHER = ({"role": "user", "content": "Name three colours."},)
 SAMPLE = GenRequest(CHAT, max_new_tokens=24, temperature=1.0, seed=1)
 PREFIXED = GenRequest(CHAT, max_new_tokens=16, temperature=0, prefix="Thought: 12 times 7")
@@ -34,25 +36,34 @@ PREFIXED = GenRequest(CHAT, max_new_tokens=16, temperature=0, prefix="Thought: 1
 
 @pytest.mark.vllm
 def test_openai_backend_against_a_vllm_server(vllm_server) -> None:
-    requests = [SAMPLE, SAMPLE, replace(SAMPLE, seed=2), replace(SAMPLE, stop=(".",)),
-                GenRequest(OTHER, max_new_tokens=16, temperature=0)]
-    first, again, other, stopped, greedy = OpenAIBackend(vllm_server.name, endpoint=vllm_server.url,
-                                                         max_concurrency=3).generate(requests)
+    requests = [
+        SAMPLE,
+        SAMPLE,
+        replace(SAMPLE, seed=2),
+        replace(SAMPLE, stop=(".",)),
+        GenRequest(OTHER, max_new_tokens=16, temperature=0),
+    ]
+    first, again, other, stopped, greedy = OpenAIBackend(
+        vllm_server.name, endpoint=vllm_server.url, max_concurrency=3
+    ).generate(requests)
     assert first == again and first.text != other.text
     assert (first.tokens, first.finish) == (24, "length")
     assert "." in first.text  # SmolLM2 with seed 1 writes a sentence (checked, so the next line means something)
     # The same draws, ended at the first full stop, which the text keeps.
     assert stopped.text == first.text[: first.text.index(".") + 1]
     assert stopped.finish == "stop" and stopped.tokens < first.tokens
-    assert greedy.tokens > 0 and greedy.text == OpenAIBackend(vllm_server.name, endpoint=vllm_server.url).generate(
-        [requests[-1]])[0].text
+    assert (
+        greedy.tokens > 0
+        and greedy.text == OpenAIBackend(vllm_server.name, endpoint=vllm_server.url).generate([requests[-1]])[0].text
+    )
 
 
 @pytest.mark.vllm
 def test_prefix_over_chat_and_completions_endpoints_agree(vllm_server, smollm2_cached) -> None:
     chat = OpenAIBackend(vllm_server.name, endpoint=vllm_server.url).generate([PREFIXED])
-    completions = OpenAIBackend(vllm_server.name, endpoint=vllm_server.url,
-                                tokenizer=str(smollm2_cached)).generate([PREFIXED])
+    completions = OpenAIBackend(vllm_server.name, endpoint=vllm_server.url, tokenizer=str(smollm2_cached)).generate(
+        [PREFIXED]
+    )
     assert chat == completions and chat[0].tokens == 16
     assert not chat[0].text.startswith("Thought")  # the prefix is continued, not repeated
 
@@ -60,24 +71,69 @@ def test_prefix_over_chat_and_completions_endpoints_agree(vllm_server, smollm2_c
 def generated(db: Path) -> dict[tuple[str, int], dict]:
     """(question, sample) -> a generated run: its seed, backend, steps, first thought and messages."""
     with Store(db, read_only=True) as store:
-        rows = store.sql("SELECT question_id, sample_idx, seed, backend, steps, stop_reason, first_thought, "
-                         "(SELECT list(text ORDER BY position) FROM messages m WHERE m.trajectory_id = t.trajectory_id) "
-                         "AS texts FROM trajectories t JOIN generation_runs USING (generation_run)").to_dicts()
+        rows = store.sql(
+            "SELECT question_id, sample_idx, seed, backend, steps, stop_reason, first_thought, "
+            "(SELECT list(text ORDER BY position) FROM messages m WHERE m.trajectory_id = t.trajectory_id) "
+            "AS texts FROM trajectories t JOIN generation_runs USING (generation_run)"
+        ).to_dicts()
     return {(r["question_id"], r["sample_idx"]): r for r in rows}
 
 
 @pytest.mark.vllm
 def test_curate_generate_with_vllm_and_with_its_openai_server_writes_the_same_runs(
-        tmp_path, shared_data, smollm2_cached, vllm_server, capsys) -> None:
+    tmp_path, shared_data, smollm2_cached, vllm_server, capsys
+) -> None:
     questions = shared_data / "questions" / "math" / "train" / "math_1000_20250414.json"
-    args = ["generate", "--questions", str(questions), "--dataset", "math", "--k", "2", "--limit", "2",
-            "--tools", "python", "--max-steps", "2", "--max-new-tokens", "48", "--seed", "3",
-            "--first-thought-prefix", "--quiet"]
-    offline = run("curate", *args, "--db", str(tmp_path / "vllm.duckdb"), "--backend", "vllm", "--device", "cpu",
-                  "--model", str(smollm2_cached))
+    args = [
+        "generate",
+        "--questions",
+        str(questions),
+        "--dataset",
+        "math",
+        "--k",
+        "2",
+        "--limit",
+        "2",
+        "--tools",
+        "python",
+        "--max-steps",
+        "2",
+        "--max-new-tokens",
+        "48",
+        "--seed",
+        "3",
+        "--first-thought-prefix",
+        "--quiet",
+    ]
+    offline = run(
+        "curate",
+        *args,
+        "--db",
+        str(tmp_path / "vllm.duckdb"),
+        "--backend",
+        "vllm",
+        "--device",
+        "cpu",
+        "--model",
+        str(smollm2_cached),
+    )
     assert offline.stdout.splitlines()[-1].startswith("generation_run=")
-    assert main([*args, "--db", str(tmp_path / "openai.duckdb"), "--backend", "openai",
-                 "--endpoint", vllm_server.url, "--model", vllm_server.name]) == 0
+    assert (
+        main(
+            [
+                *args,
+                "--db",
+                str(tmp_path / "openai.duckdb"),
+                "--backend",
+                "openai",
+                "--endpoint",
+                vllm_server.url,
+                "--model",
+                vllm_server.name,
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.splitlines()[-1].startswith("generation_run=")
     by_vllm, by_server = generated(tmp_path / "vllm.duckdb"), generated(tmp_path / "openai.duckdb")
     for backend, runs in (("vllm", by_vllm), ("openai", by_server)):
@@ -91,11 +147,14 @@ def test_curate_generate_with_vllm_and_with_its_openai_server_writes_the_same_ru
             first, second = runs[(q, 0)], runs[(q, 1)]
             assert first["texts"][:2] == second["texts"][:2] and first["texts"][2] != second["texts"][2]
             assert first["first_thought"] == second["first_thought"]
-            assert first["texts"][2].startswith(first["first_thought"]) and len(first["first_thought"]) > len("Thought: ")
+            assert first["texts"][2].startswith(first["first_thought"]) and len(first["first_thought"]) > len(
+                "Thought: "
+            )
     # Same model in float32, same prompts, same seeds: the server's runs are the offline engine's,
     # message for message (prefix continuations, stop strings and code outputs included).
     assert {k: (r["seed"], r["first_thought"], r["texts"]) for k, r in by_server.items()} == {
-        k: (r["seed"], r["first_thought"], r["texts"]) for k, r in by_vllm.items()}
+        k: (r["seed"], r["first_thought"], r["texts"]) for k, r in by_vllm.items()
+    }
 
 
 # In `.venv-vllm`: a missing adapter's error, then one greedy completion with the adapter.
@@ -125,14 +184,17 @@ def test_offline_vllm_backend_applies_a_lora_adapter_as_peft_does(tmp_path, smol
     base = AutoModelForCausalLM.from_pretrained(smollm2_cached, dtype=torch.float32).eval()
     lora = LoraConfig(r=8, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(AutoModelForCausalLM.from_pretrained(smollm2_cached, dtype=torch.float32), lora).save_pretrained(
-        tmp_path / "adapter")
+        tmp_path / "adapter"
+    )
     tokenizer = AutoTokenizer.from_pretrained(smollm2_cached)
-    ids = tokenizer(chat_prompt(tokenizer, GenRequest(CHAT)), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    ids = tokenizer(chat_prompt(tokenizer, GenRequest(CHAT)), add_special_tokens=False, return_tensors="pt")[
+        "input_ids"
+    ]
 
     def greedy(model) -> str:
         with torch.no_grad():
             out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False)
-        return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
     without = greedy(base)
     expected = greedy(PeftModel.from_pretrained(base, tmp_path / "adapter").eval())

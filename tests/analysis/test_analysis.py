@@ -20,8 +20,18 @@ from curate.cli import main
 # The hand-built store: question q10 has 10 samples with tied NLLs, q2 two, q1 one.
 # sample_idx -> (NLL turn means, correct, teacher)
 HAND = {
-    "q10": [([2], True, "A"), ([1], False, "A"), ([1], False, "A"), ([5], True, "A"), ([1], False, "A"),
-            ([3], True, "B"), ([2], True, "B"), ([5, 7], True, "B"), ([4], False, "B"), ([5], False, "B")],
+    "q10": [
+        ([2], True, "A"),
+        ([1], False, "A"),
+        ([1], False, "A"),
+        ([5], True, "A"),
+        ([1], False, "A"),
+        ([3], True, "B"),
+        ([2], True, "B"),
+        ([5, 7], True, "B"),
+        ([4], False, "B"),
+        ([5], False, "B"),
+    ],
     "q2": [([1], True, "A"), ([0.5], False, "A")],
     "q1": [([1], True, "B")],
 }
@@ -32,8 +42,17 @@ def hand_store(path=":memory:"):
     rows, scores = [], []
     for qid, samples in HAND.items():
         for idx, (means, correct, teacher) in enumerate(samples):
-            rows.append({"dataset": "hand", "question_id": qid, "sample_idx": idx, "correct": correct,
-                         "teacher_model": teacher, "tool_calls": idx % 3, "assistant_chars": 100 + 10 * idx})
+            rows.append(
+                {
+                    "dataset": "hand",
+                    "question_id": qid,
+                    "sample_idx": idx,
+                    "correct": correct,
+                    "teacher_model": teacher,
+                    "tool_calls": idx % 3,
+                    "assistant_chars": 100 + 10 * idx,
+                }
+            )
             scores.append(means)
     ids = add_trajectories(store, rows)
     add_scores(store, "run", dict(zip(ids, scores)))
@@ -85,8 +104,9 @@ def test_hand_buckets_by_model():
     assert got[("per_question", "A", "HARD")] == "q2:0 q10:0 q10:3"
     assert got[("global", "B", "EASY")] == "q1:0 q10:6"
     stats = analysis.bucket_stats(hand_store().con, AnalysisConfig("run", by_model=True))
-    empty = stats.filter((pl.col("teacher_model") == "A") & (pl.col("scope") == "per_question")
-                         & (pl.col("bucket") == "MEDIUM"))
+    empty = stats.filter(
+        (pl.col("teacher_model") == "A") & (pl.col("scope") == "per_question") & (pl.col("bucket") == "MEDIUM")
+    )
     assert empty.select("n_traj", "n_q", "mean_nll", "acc").row(0) == (0, 0, None, None)
 
 
@@ -123,20 +143,27 @@ def test_quantile_rule_ten_distinct_values_split_4_3_3():
     assert frame.group_by("bucket").len().sort("bucket").rows() == [("EASY", 4), ("HARD", 3), ("MEDIUM", 3)]
 
 
-@pytest.mark.parametrize("rule,counts", [
-    # linear-interpolation thresholds: HARD never smaller than MEDIUM on distinct values (the paper's
-    # per-question counts, 2190 MEDIUM < 2237 HARD, have this shape; inverse-CDF quantiles would not)
-    ("quantile", {2: (1, 0, 1), 3: (1, 1, 1), 4: (2, 1, 1), 5: (2, 1, 2), 7: (3, 2, 2), 8: (3, 2, 3)}),
-    ("rank", {2: (1, 1, 0), 3: (1, 1, 1), 4: (2, 1, 1), 5: (2, 2, 1), 7: (3, 2, 2), 8: (3, 3, 2)}),
-])
+@pytest.mark.parametrize(
+    "rule,counts",
+    [
+        # linear-interpolation thresholds: HARD never smaller than MEDIUM on distinct values (the paper's
+        # per-question counts, 2190 MEDIUM < 2237 HARD, have this shape; inverse-CDF quantiles would not)
+        ("quantile", {2: (1, 0, 1), 3: (1, 1, 1), 4: (2, 1, 1), 5: (2, 1, 2), 7: (3, 2, 2), 8: (3, 2, 3)}),
+        ("rank", {2: (1, 1, 0), 3: (1, 1, 1), 4: (2, 1, 1), 5: (2, 2, 1), 7: (3, 2, 2), 8: (3, 3, 2)}),
+    ],
+)
 def test_per_question_counts_for_small_n(rule, counts):
     store = new_store()
     samples = {f"n{n}": n for n in counts}
     ids = add_trajectories(store, [{"question_id": q} for q, n in samples.items() for _ in range(n)])
     add_scores(store, "run", {t: [0.1 * (i + 1)] for i, t in enumerate(ids)})
     frame = analysis.buckets(store.con, AnalysisConfig("run", rule=rule)).filter(pl.col("scope") == "per_question")
-    got = {n: tuple(frame.filter((pl.col("question_id") == f"n{n}") & (pl.col("bucket_idx") == b)).height
-                    for b in range(3)) for n in counts}
+    got = {
+        n: tuple(
+            frame.filter((pl.col("question_id") == f"n{n}") & (pl.col("bucket_idx") == b)).height for b in range(3)
+        )
+        for n in counts
+    }
     assert got == counts
 
 
@@ -157,15 +184,25 @@ def synthetic_store():
             question = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 20)))
             for s in range(rng.randint(1, 12)):
                 period = rng.randint(2, len(WORDS))
-                turns = [" ".join(WORDS[(i * 7 + s) % period] for i in range(rng.randint(0, 30)))
-                         for _ in range(rng.randint(1, 3))]
+                turns = [
+                    " ".join(WORDS[(i * 7 + s) % period] for i in range(rng.randint(0, 30)))
+                    for _ in range(rng.randint(1, 3))
+                ]
                 messages = [("system", "sys"), ("user", question)]
                 for turn in turns:
                     messages += [("assistant", "\n " + turn), ("tool-response", "Observation: ok")]
-                rows.append({"dataset": dataset, "question_id": qid, "question_text": question,
-                             "correct": rng.random() < 0.5, "teacher_model": f"m{rng.randint(0, 3)}",
-                             "messages": messages, "tool_calls": rng.randint(0, 5),
-                             "assistant_chars": rng.randint(10, 900)})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "question_id": qid,
+                        "question_text": question,
+                        "correct": rng.random() < 0.5,
+                        "teacher_model": f"m{rng.randint(0, 3)}",
+                        "messages": messages,
+                        "tool_calls": rng.randint(0, 5),
+                        "assistant_chars": rng.randint(10, 900),
+                    }
+                )
                 texts[len(rows) - 1] = turns
     ids = add_trajectories(store, rows)
     for tid in ids:
@@ -185,7 +222,7 @@ def synthetic():
 
 def repetition(turns: list[str]) -> float | None:
     words = [w for turn in turns for w in re.findall(r"\S+", turn.lower())]
-    grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
+    grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
     return 1 - len(set(grams)) / len(grams) if grams else None
 
 
@@ -198,13 +235,22 @@ def reference_pool(ids, rows, scores, texts) -> pl.DataFrame:
         samples[key] = samples.get(key, -1) + 1
         if tid not in scores:
             continue
-        records.append({
-            "dataset": row["dataset"], "model": row["teacher_model"], "question_id": row["question_id"],
-            "trajectory_id": tid, "sample_idx": samples[key],
-            "nll": sum(scores[tid]) / len(scores[tid]), "tokens": 7.0 * len(scores[tid]),
-            "correct": row["correct"], "assistant_chars": row["assistant_chars"], "tool_calls": row["tool_calls"],
-            "q_words": len(row["question_text"].split()), "repetition": repetition(texts[i]),
-        })
+        records.append(
+            {
+                "dataset": row["dataset"],
+                "model": row["teacher_model"],
+                "question_id": row["question_id"],
+                "trajectory_id": tid,
+                "sample_idx": samples[key],
+                "nll": sum(scores[tid]) / len(scores[tid]),
+                "tokens": 7.0 * len(scores[tid]),
+                "correct": row["correct"],
+                "assistant_chars": row["assistant_chars"],
+                "tool_calls": row["tool_calls"],
+                "q_words": len(row["question_text"].split()),
+                "repetition": repetition(texts[i]),
+            }
+        )
     return pl.DataFrame(records)
 
 
@@ -220,10 +266,13 @@ def reference_buckets(pool: pl.DataFrame, rule: str, by_model: bool) -> pl.DataF
     group = pl.col("model") if by_model else pl.lit("(all)")
     pool = pool.with_columns(group.alias("teacher_model"))
     parts = []
-    for scope, keys in (("global", ["dataset", "teacher_model"]),
-                        ("per_question", ["dataset", "teacher_model", "question_id"])):
+    for scope, keys in (
+        ("global", ["dataset", "teacher_model"]),
+        ("per_question", ["dataset", "teacher_model", "question_id"]),
+    ):
         ordered = pool.sort("nll", "sample_idx", "trajectory_id").with_columns(
-            pl.int_range(pl.len()).over(keys).alias("pos"), pl.len().over(keys).alias("n"))
+            pl.int_range(pl.len()).over(keys).alias("pos"), pl.len().over(keys).alias("n")
+        )
         if rule == "rank":
             bucketed = ordered.with_columns(((3 * pl.col("pos")) // pl.col("n")).alias("bucket_idx"))
         else:
@@ -231,8 +280,10 @@ def reference_buckets(pool: pl.DataFrame, rule: str, by_model: bool) -> pl.DataF
             for key, frame in ordered.group_by(keys):
                 values = frame["nll"].to_list()
                 cuts[key] = (interpolated(values, Fraction(1, 3)), interpolated(values, Fraction(2, 3)))
-            bucket = [0 if Fraction(v) <= cuts[k][0] else 1 if Fraction(v) <= cuts[k][1] else 2
-                      for k, v in zip(ordered.select(keys).iter_rows(), ordered["nll"])]
+            bucket = [
+                0 if Fraction(v) <= cuts[k][0] else 1 if Fraction(v) <= cuts[k][1] else 2
+                for k, v in zip(ordered.select(keys).iter_rows(), ordered["nll"])
+            ]
             bucketed = ordered.with_columns(pl.Series("bucket_idx", bucket))
         parts.append(bucketed.with_columns(pl.lit(scope).alias("scope")))
     return pl.concat(parts)
@@ -241,25 +292,52 @@ def reference_buckets(pool: pl.DataFrame, rule: str, by_model: bool) -> pl.DataF
 def reference_stats(pool: pl.DataFrame, rule: str, by_model: bool) -> pl.DataFrame:
     bucketed = reference_buckets(pool, rule, by_model)
     stats = bucketed.group_by("dataset", "teacher_model", "scope", "bucket_idx").agg(
-        pl.len().alias("n_traj"), pl.col("question_id").n_unique().alias("n_q"),
-        pl.col("nll").mean().alias("mean_nll"), pl.col("assistant_chars").mean().alias("traj_chars"),
-        pl.col("tool_calls").mean().alias("tool_calls"), (100 * pl.col("correct").mean()).alias("acc"),
-        pl.col("q_words").mean().alias("q_words"), pl.col("tokens").mean().alias("tokens"),
-        pl.col("repetition").mean().alias("repetition"))
-    grid = bucketed.select("dataset", "teacher_model", "scope").unique().join(
-        pl.DataFrame({"bucket_idx": [0, 1, 2]}), how="cross")
+        pl.len().alias("n_traj"),
+        pl.col("question_id").n_unique().alias("n_q"),
+        pl.col("nll").mean().alias("mean_nll"),
+        pl.col("assistant_chars").mean().alias("traj_chars"),
+        pl.col("tool_calls").mean().alias("tool_calls"),
+        (100 * pl.col("correct").mean()).alias("acc"),
+        pl.col("q_words").mean().alias("q_words"),
+        pl.col("tokens").mean().alias("tokens"),
+        pl.col("repetition").mean().alias("repetition"),
+    )
+    grid = (
+        bucketed.select("dataset", "teacher_model", "scope")
+        .unique()
+        .join(pl.DataFrame({"bucket_idx": [0, 1, 2]}), how="cross")
+    )
     return grid.join(stats, on=["dataset", "teacher_model", "scope", "bucket_idx"], how="left").with_columns(
-        pl.col("n_traj", "n_q").fill_null(0))
+        pl.col("n_traj", "n_q").fill_null(0)
+    )
 
 
-STAT_COLUMNS = ["dataset", "teacher_model", "scope", "bucket_idx", "n_traj", "n_q", "mean_nll", "traj_chars",
-                "tool_calls", "acc", "q_words", "tokens", "repetition"]
+STAT_COLUMNS = [
+    "dataset",
+    "teacher_model",
+    "scope",
+    "bucket_idx",
+    "n_traj",
+    "n_q",
+    "mean_nll",
+    "traj_chars",
+    "tool_calls",
+    "acc",
+    "q_words",
+    "tokens",
+    "repetition",
+]
 KEYS = ["dataset", "teacher_model", "scope", "bucket_idx"]
 
 
 def normalised(frame: pl.DataFrame, columns: list[str], keys: list[str]) -> pl.DataFrame:
-    return frame.select(columns).sort(keys).with_columns(
-        pl.col(c).cast(pl.Float64) for c in columns if c not in ("dataset", "teacher_model", "scope", "metric"))
+    return (
+        frame.select(columns)
+        .sort(keys)
+        .with_columns(
+            pl.col(c).cast(pl.Float64) for c in columns if c not in ("dataset", "teacher_model", "scope", "metric")
+        )
+    )
 
 
 @pytest.mark.parametrize("rule", ["quantile", "rank"])
@@ -271,8 +349,10 @@ def test_bucket_stats_match_polars(synthetic, rule, by_model):
     assert got.height == want.height == (8 if by_model else 2) * 2 * 3
     assert_frame_equal(normalised(got, STAT_COLUMNS, KEYS), normalised(want, STAT_COLUMNS, KEYS), rel_tol=1e-9)
     # the two rules really differ on this store (ties), else the test would not tell them apart
-    assert analysis.bucket_stats(store.con, AnalysisConfig("run", rule="rank"))["n_traj"].to_list() != \
-        analysis.bucket_stats(store.con, AnalysisConfig("run", rule="quantile"))["n_traj"].to_list()
+    assert (
+        analysis.bucket_stats(store.con, AnalysisConfig("run", rule="rank"))["n_traj"].to_list()
+        != analysis.bucket_stats(store.con, AnalysisConfig("run", rule="quantile"))["n_traj"].to_list()
+    )
 
 
 @pytest.mark.parametrize("by_model", [False, True])
@@ -282,9 +362,11 @@ def test_deltas_match_polars(synthetic, by_model):
     stats = reference_stats(pool, "quantile", by_model)
     metrics = ["mean_nll", "traj_chars", "tool_calls", "acc", "q_words", "tokens", "repetition"]
     long = stats.unpivot(index=KEYS, on=metrics, variable_name="metric", value_name="value")
-    want = long.filter(pl.col("bucket_idx") == 2).join(
-        long.filter(pl.col("bucket_idx") == 0), on=["dataset", "teacher_model", "scope", "metric"], suffix="_e"
-    ).select("dataset", "teacher_model", "scope", "metric", (pl.col("value") - pl.col("value_e")).alias("delta"))
+    want = (
+        long.filter(pl.col("bucket_idx") == 2)
+        .join(long.filter(pl.col("bucket_idx") == 0), on=["dataset", "teacher_model", "scope", "metric"], suffix="_e")
+        .select("dataset", "teacher_model", "scope", "metric", (pl.col("value") - pl.col("value_e")).alias("delta"))
+    )
     # UNPIVOT drops NULLs: a group whose HARD bucket is empty has no delta rows
     want = want.filter(pl.col("delta").is_not_null())
     keys = ["dataset", "teacher_model", "scope", "metric"]
@@ -299,11 +381,15 @@ def test_spearman_matches_polars(synthetic, by_model):
     pool = pool.with_columns(group.alias("teacher_model"))
     per_question = pool.group_by("dataset", "teacher_model", "question_id").agg(
         (pl.col("correct").any() & ~pl.col("correct").all()).alias("mixed"),
-        pl.corr(pl.col("nll").rank("average"), pl.col("correct").cast(pl.Int8).rank("average")).alias("rho"))
+        pl.corr(pl.col("nll").rank("average"), pl.col("correct").cast(pl.Int8).rank("average")).alias("rho"),
+    )
     usable = pl.col("mixed") & pl.col("rho").is_not_nan() & pl.col("rho").is_not_null()
     want = per_question.group_by("dataset", "teacher_model").agg(
-        pl.len().alias("questions"), pl.col("mixed").sum().alias("mixed_q"), usable.sum().alias("rho_q"),
-        pl.col("rho").filter(usable).mean().alias("mean_rho"))
+        pl.len().alias("questions"),
+        pl.col("mixed").sum().alias("mixed_q"),
+        usable.sum().alias("rho_q"),
+        pl.col("rho").filter(usable).mean().alias("mean_rho"),
+    )
     got = analysis.spearman(store.con, AnalysisConfig("run", by_model=by_model))
     columns = ["dataset", "teacher_model", "questions", "mixed_q", "rho_q", "mean_rho"]
     assert_frame_equal(normalised(got, columns, columns[:2]), normalised(want, columns, columns[:2]), rel_tol=1e-9)
@@ -313,9 +399,12 @@ def test_spearman_matches_polars(synthetic, by_model):
 def test_model_stats_match_polars(synthetic):
     store, pool = synthetic
     want = pool.group_by("dataset", pl.col("model").alias("teacher_model")).agg(
-        pl.len().alias("n_traj"), pl.col("question_id").n_unique().alias("n_q"),
-        pl.col("nll").mean().alias("mean_nll"), (100 * pl.col("correct").mean()).alias("acc"),
-        pl.col("repetition").mean().alias("repetition"))
+        pl.len().alias("n_traj"),
+        pl.col("question_id").n_unique().alias("n_q"),
+        pl.col("nll").mean().alias("mean_nll"),
+        (100 * pl.col("correct").mean()).alias("acc"),
+        pl.col("repetition").mean().alias("repetition"),
+    )
     got = analysis.model_stats(store.con, "run")
     columns = ["dataset", "teacher_model", "n_traj", "n_q", "mean_nll", "acc", "repetition"]
     assert_frame_equal(normalised(got, columns, columns[:2]), normalised(want, columns, columns[:2]), rel_tol=1e-9)

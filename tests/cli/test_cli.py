@@ -22,6 +22,8 @@ def test_every_subcommand_help_renders(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_help_does_not_import_torch() -> None:
-    code = "import sys; from curate.cli import build_parser; build_parser().format_help(); print('torch' in sys.modules)"
+    code = (
+        "import sys; from curate.cli import build_parser; build_parser().format_help(); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -40,7 +40,7 @@ def error_of(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     assert err.count("\n") == 1 and "Traceback" not in err, err
     prefix = f"curate {argv[0]}: error: "
     assert err.startswith(prefix), err
-    return err[len(prefix):-1]
+    return err[len(prefix) : -1]
 
 
 def test_sql_errors_are_one_line_with_what_to_do(db: Path, capsys) -> None:
@@ -51,17 +51,22 @@ def test_sql_errors_are_one_line_with_what_to_do(db: Path, capsys) -> None:
     unknown = sql("SELECT * FROM nope")
     assert unknown.startswith(f"{db}: Catalog Error: Table with name nope does not exist!")
     assert unknown.endswith('; list the tables with: curate sql "SHOW TABLES"')
-    assert sql("SELECT $x") == (f"{db}: Invalid Input Error: Values were not provided for the following "
-                                "parameters: x; bind each parameter with --param NAME=VALUE")
+    assert sql("SELECT $x") == (
+        f"{db}: Invalid Input Error: Values were not provided for the following "
+        "parameters: x; bind each parameter with --param NAME=VALUE"
+    )
     assert sql("SELECT $x", "--param", "x=1", "--param", "y=2") == (
         f"{db}: Invalid Input Error: Parameter argument/count mismatch, identifiers of the excess parameters: y; "
-        "drop that --param or use $NAME for it in the SQL")
+        "drop that --param or use $NAME for it in the SQL"
+    )
     assert sql("SELECT 1", "--param", "y=1") == (
         f"{db}: Binder Error: Parameter/argument count mismatch for prepared statement. Expected 0, got 1; "
-        "the SQL uses no $NAME parameter: drop the --param options")
+        "the SQL uses no $NAME parameter: drop the --param options"
+    )
     assert sql("DELETE FROM trajectories") == (
         f'{db}: Invalid Input Error: Cannot execute statement of type "DELETE" on database "s" which is attached '
-        "in read-only mode!; this command opened the store read-only (curate sql: add --write to change it)")
+        "in read-only mode!; this command opened the store read-only (curate sql: add --write to change it)"
+    )
     assert sql("SELECT 'a'::INTEGER") == f"{db}: Conversion Error: Could not convert string 'a' to INT32"
     with Store(db, read_only=True) as store:
         assert store.sql("SELECT count(*) FROM trajectories").item() == 2
@@ -77,8 +82,11 @@ def not_stores(folder: Path) -> dict[str, Path]:
     with sqlite3.connect(folder / "app.sqlite") as con:
         con.execute("CREATE TABLE t (x)")
     return {
-        "text": folder / "notes.txt", "empty": folder / "empty.duckdb", "folder": folder / "a-folder",
-        "sqlite": folder / "app.sqlite", "missing folder": folder / "nowhere" / "s.duckdb",
+        "text": folder / "notes.txt",
+        "empty": folder / "empty.duckdb",
+        "folder": folder / "a-folder",
+        "sqlite": folder / "app.sqlite",
+        "missing folder": folder / "nowhere" / "s.duckdb",
     }
 
 
@@ -91,8 +99,15 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("argv", [["ingest", str(SMALL_RUNS), "--dataset", "d", "--quiet"], ["stats"],
-                                  ["sql", "SELECT 1"], ["sql", "SELECT 1", "--write"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ingest", str(SMALL_RUNS), "--dataset", "d", "--quiet"],
+        ["stats"],
+        ["sql", "SELECT 1"],
+        ["sql", "SELECT 1", "--write"],
+    ],
+)
 def test_a_db_that_is_no_store_is_named(argv: list[str], tmp_path: Path, capsys) -> None:
     for kind, path in not_stores(tmp_path).items():
         if kind == "missing folder" and "--write" not in argv and argv[0] != "ingest":
@@ -106,21 +121,34 @@ def test_a_db_that_is_no_store_is_named(argv: list[str], tmp_path: Path, capsys)
 
 def test_stores_open_without_extension_autoloading() -> None:
     with Store(":memory:") as store:
-        settings = store.sql("SELECT current_setting('autoinstall_known_extensions') AS i,"
-                             " current_setting('autoload_known_extensions') AS l").row(0)
+        settings = store.sql(
+            "SELECT current_setting('autoinstall_known_extensions') AS i,"
+            " current_setting('autoload_known_extensions') AS l"
+        ).row(0)
     assert settings == (False, False)
 
 
 def test_a_second_writer_is_told_who_holds_the_store(db: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("CURATE_LOCK_WAIT_S", "0.5")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from curate.store import Store; s = Store(sys.argv[1]); print('open', "
-         "flush=True); sys.stdin.read()", str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from curate.store import Store; s = Store(sys.argv[1]); print('open', "
+            "flush=True); sys.stdin.read()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline() == "open\n"
         message = error_of(capsys, ["ingest", str(SMALL_RUNS), "--db", str(db), "--dataset", "e", "--quiet"])
-        assert message == (f"{db}: another process (PID {holder.pid}) has this store open for writing; waited "
-                           "0.5 s; wait for it to finish (one writer at a time), then run the same command again")
+        assert message == (
+            f"{db}: another process (PID {holder.pid}) has this store open for writing; waited "
+            "0.5 s; wait for it to finish (one writer at a time), then run the same command again"
+        )
     finally:
         holder.communicate("")
     assert main(["stats", "--db", str(db)]) == 0
@@ -153,12 +181,14 @@ def test_unreadable_unwritable_and_in_the_way_files_are_named(db: Path, tmp_path
         query.write_text("SELECT 1")
         with without_rights(query, 0):
             assert error_of(capsys, ["sql", "--file", str(query), "--db", str(db)]) == (
-                f"{query}: Permission denied; check its permissions (and its folder's), or use another path")
+                f"{query}: Permission denied; check its permissions (and its folder's), or use another path"
+            )
         new = folder / "new.duckdb"
         with without_rights(folder, 0o555):
             assert error_of(capsys, ["ingest", str(SMALL_RUNS), "--db", str(new), "--dataset", "d", "--quiet"]) == (
                 f'{new}: cannot open the store for writing (IO Error: Cannot open file "{new}": Permission denied); '
-                "check the file and its folder's permissions, or give --db another path")
+                "check the file and its folder's permissions, or give --db another path"
+            )
         assert not new.exists()
     finally:
         shutil.rmtree(folder)
@@ -190,8 +220,14 @@ def test_a_full_disk_is_one_line_and_the_store_resumes(db: Path, tmp_path: Path,
     (tmp_path / "full").mkdir()
     cache = tmp_path / "cache"
     shutil.copytree(tiny_model_dir, cache / "tiny")  # the built-in `tiny`, already built
-    env = {**os.environ, "FULL": str(tmp_path / "full"), "STORE": str(db), "OUT": str(tmp_path),
-           "CURATE": str(Path(sys.executable).with_name("curate")), "CURATE_CACHE": str(cache)}
+    env = {
+        **os.environ,
+        "FULL": str(tmp_path / "full"),
+        "STORE": str(db),
+        "OUT": str(tmp_path),
+        "CURATE": str(Path(sys.executable).with_name("curate")),
+        "CURATE_CACHE": str(cache),
+    }
     subprocess.run(["unshare", "-rm", "sh", "-c", FULL_DISK], env=env, check=True, timeout=600)
 
     def outcome(name: str) -> tuple[int, str]:
@@ -200,8 +236,10 @@ def test_a_full_disk_is_one_line_and_the_store_resumes(db: Path, tmp_path: Path,
         return int((tmp_path / f"{name}.rc").read_text()), lines[-1] if lines else ""
 
     full = tmp_path / "full"
-    tail = ("no space left on the device; free some space or write elsewhere, then run the same command again "
-            "(what was being written is not kept half-done)")
+    tail = (
+        "no space left on the device; free some space or write elsewhere, then run the same command again "
+        "(what was being written is not kept half-done)"
+    )
     assert outcome("score") == (2, f"curate score: error: {full / 's.duckdb'}: {tail}")
     assert outcome("parquet") == (2, f"curate export: error: {full / 'x.parquet'}: {tail}")
     assert outcome("folder") == (2, f"curate export: error: {full / 'x'}: {tail}")
@@ -209,6 +247,8 @@ def test_a_full_disk_is_one_line_and_the_store_resumes(db: Path, tmp_path: Path,
     assert set((tmp_path / "left").read_text().split()) <= {"filler", "s.duckdb", "s.duckdb.wal", "s.duckdb.parts"}
     assert outcome("resumed")[0] == 0
     with Store(tmp_path / "after.duckdb", read_only=True) as store:
-        scored = store.sql("SELECT run_id, count(*) FROM trajectory_scores JOIN scoring_runs USING (run_id)"
-                           " WHERE student = 'tiny' AND run_id <> 'run1' AND finished_at IS NOT NULL GROUP BY 1")
+        scored = store.sql(
+            "SELECT run_id, count(*) FROM trajectory_scores JOIN scoring_runs USING (run_id)"
+            " WHERE student = 'tiny' AND run_id <> 'run1' AND finished_at IS NOT NULL GROUP BY 1"
+        )
     assert scored.height == 1 and scored.item(0, 1) == 2  # one finished run, both trajectories scored

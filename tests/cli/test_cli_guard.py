@@ -25,8 +25,19 @@ from curate.cli.bounds import Number, Text
 
 SMALL_RUNS = Path(__file__).parents[1] / "data" / "bad" / "score_yes.jsonl"
 # Dests that name an input file or folder (or a model, which is one): given a missing path each.
-INPUTS = {"paths", "data", "adapter", "file", "teacher", "base", "student", "train_student", "questions",
-          "benchmarks", "corpus"}
+INPUTS = {
+    "paths",
+    "data",
+    "adapter",
+    "file",
+    "teacher",
+    "base",
+    "student",
+    "train_student",
+    "questions",
+    "benchmarks",
+    "corpus",
+}
 
 
 def leaves() -> list[tuple[list[str], argparse.ArgumentParser]]:
@@ -72,19 +83,41 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     adapter = folder / "adapter"  # as far as `curate merge` looks before it needs --base
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
-    return {"folder": folder, "store": store, "text": folder / "notes.txt", "dir": folder / "a-folder",
-            "sqlite": folder / "app.sqlite", "missing": folder / "nowhere" / "s.duckdb", "export": export,
-            "adapter": adapter, "questions": folder / "questions.jsonl"}
+    return {
+        "folder": folder,
+        "store": store,
+        "text": folder / "notes.txt",
+        "dir": folder / "a-folder",
+        "sqlite": folder / "app.sqlite",
+        "missing": folder / "nowhere" / "s.duckdb",
+        "export": export,
+        "adapter": adapter,
+        "questions": folder / "questions.jsonl",
+    }
 
 
 def valid(action: argparse.Action, work: dict[str, Path]) -> list[str]:
     """A value a required argument accepts (outputs go to fresh paths that are never reached)."""
     out = str(work["folder"] / "out" / (action.dest + ".parquet" if action.dest == "to" else action.dest))
-    values = {"questions": str(work["questions"]) if action.type is None else "2",  # a file, or a count
-              "k": "2", "dataset": "d", "student": "tiny", "policy": "min_nll", "a": "x",
-              "query": "SELECT 1", "model": "tiny", "benchmarks": str(work["questions"]), "runs": "eval-0",
-              "b": "y", "paths": str(SMALL_RUNS), "data": str(work["export"]), "adapter": str(work["adapter"]),
-              "to": out, "out": out, "dir": out}
+    values = {
+        "questions": str(work["questions"]) if action.type is None else "2",  # a file, or a count
+        "k": "2",
+        "dataset": "d",
+        "student": "tiny",
+        "policy": "min_nll",
+        "a": "x",
+        "query": "SELECT 1",
+        "model": "tiny",
+        "benchmarks": str(work["questions"]),
+        "runs": "eval-0",
+        "b": "y",
+        "paths": str(SMALL_RUNS),
+        "data": str(work["export"]),
+        "adapter": str(work["adapter"]),
+        "to": out,
+        "out": out,
+        "dir": out,
+    }
     assert action.dest in values, f"add a valid value for the required argument {action.dest!r} to this test"
     return [*([flag(action)] if flag(action) else []), values[action.dest]]
 
@@ -92,8 +125,11 @@ def valid(action: argparse.Action, work: dict[str, Path]) -> list[str]:
 # One of two options a command needs (export: --policy or --selection), options an input of a command
 # needs beside it, and the argument a tested input takes the place of.
 ALSO = {"export": ["--policy", "min_nll"], "generate": ["--tools", "python"]}
-ALSO_WITH = {("train", "teacher"): ["--loss", "sad_kl"], ("generate", "corpus"): ["--tools", "python,web_search"],
-             ("eval", "corpus"): ["--tools", "python,web_search"]}
+ALSO_WITH = {
+    ("train", "teacher"): ["--loss", "sad_kl"],
+    ("generate", "corpus"): ["--tools", "python,web_search"],
+    ("eval", "corpus"): ["--tools", "python,web_search"],
+}
 REPLACES = {"file": "query"}
 
 
@@ -155,6 +191,7 @@ def test_a_missing_input(prefix, parser, work, monkeypatch, tmp_path) -> None:
 
 def junk(action: argparse.Action) -> st.SearchStrategy[str]:
     """Text the option's type or choices refuse."""
+
     def refused(text: str) -> bool:
         if action.choices is not None:
             return text not in action.choices
@@ -167,9 +204,14 @@ def junk(action: argparse.Action) -> st.SearchStrategy[str]:
     return st.text(max_size=12).filter(refused)
 
 
-TYPED = [(prefix, parser, a) for prefix, parser in LEAVES for a in options(parser)
-         if a.option_strings and a.nargs != 0 and (a.choices is not None or a.type in (int, float)
-                                                   or isinstance(a.type, (Number, Text)))]
+TYPED = [
+    (prefix, parser, a)
+    for prefix, parser in LEAVES
+    for a in options(parser)
+    if a.option_strings
+    and a.nargs != 0
+    and (a.choices is not None or a.type in (int, float) or isinstance(a.type, (Number, Text)))
+]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -191,11 +233,13 @@ def not_shard(text: str) -> bool:
 CHECKED = {
     ("sql", "--param"): st.text(max_size=10).filter(lambda t: not t.partition("=")[0].isidentifier() or "=" not in t),
     ("score", "--shard"): st.text(max_size=8).filter(not_shard),
-    ("train", "--loss"): st.text(max_size=12).filter(lambda t: t not in ("smartad", "uniform", "sad")
-                                                      and not t.startswith(("custom:", "sad_kl"))),
+    ("train", "--loss"): st.text(max_size=12).filter(
+        lambda t: t not in ("smartad", "uniform", "sad") and not t.startswith(("custom:", "sad_kl"))
+    ),
     ("train", "--truncation"): st.text(max_size=8).filter(lambda t: t not in ("end", "drop")),
-    ("train", "--profile"): st.text(min_size=1, max_size=8).filter(lambda t: t not in ("smolagents", "smolagents_new",
-                                                                                      "mint")),
+    ("train", "--profile"): st.text(min_size=1, max_size=8).filter(
+        lambda t: t not in ("smolagents", "smolagents_new", "mint")
+    ),
     ("train", "--epochs"): st.integers(max_value=0).map(str),
     ("score", "--max-length"): st.integers(max_value=1).map(str),
     ("score", "--batch-tokens"): st.integers(max_value=0).map(str),
@@ -209,23 +253,33 @@ CHECKED = {
 def test_a_bad_checked_parameter(case, data, work, monkeypatch, tmp_path) -> None:
     name, option = case
     parser = dict((tuple(p), parser) for p, parser in LEAVES)[(name,)]
-    base = [name, *required(parser, work), "--db", str(work["store"])] if name != "train" else \
-        [name, *required(parser, work)]
+    base = (
+        [name, *required(parser, work), "--db", str(work["store"])]
+        if name != "train"
+        else [name, *required(parser, work)]
+    )
     fails_in_one_line([*base, f"{option}={data.draw(CHECKED[case])}"], monkeypatch, tmp_path)
 
 
 def test_the_installed_command_fails_in_one_line(work) -> None:
     curate = Path(sys.executable).with_name("curate")
-    done = subprocess.run([str(curate), "stats", "--db", str(work["sqlite"])], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [str(curate), "stats", "--db", str(work["sqlite"])], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr == (f"curate stats: error: {work['sqlite']}: a SQLite database, not a DuckDB store; "
-                           "give --db a store curate wrote\n")
+    assert done.stderr == (
+        f"curate stats: error: {work['sqlite']}: a SQLite database, not a DuckDB store; "
+        "give --db a store curate wrote\n"
+    )
 
 
 def test_every_numeric_option_is_bounded() -> None:
-    free = [(" ".join(prefix), flag(a)) for prefix, parser in LEAVES for a in options(parser)
-            if a.type in (int, float) and a.dest != "seed" and (prefix[0], flag(a)) not in CHECKED]
+    free = [
+        (" ".join(prefix), flag(a))
+        for prefix, parser in LEAVES
+        for a in options(parser)
+        if a.type in (int, float) and a.dest != "seed" and (prefix[0], flag(a)) not in CHECKED
+    ]
     assert free == [], "give these options a curate.cli.bounds type (or a check of their command in CHECKED)"
 
 
@@ -246,7 +300,9 @@ def usage_line(prefix: list[str], action: argparse.Action, message: str) -> str:
     return f"{command}: error: argument {'/'.join(action.option_strings)}: {message} (see {command} --help)\n"
 
 
-@pytest.mark.parametrize(("prefix", "parser", "action"), BOUNDED, ids=[f"{' '.join(p)} {flag(a)}" for p, _, a in BOUNDED])
+@pytest.mark.parametrize(
+    ("prefix", "parser", "action"), BOUNDED, ids=[f"{' '.join(p)} {flag(a)}" for p, _, a in BOUNDED]
+)
 def test_a_value_out_of_bounds(prefix, parser, action, work, monkeypatch, tmp_path) -> None:
     kind = action.type
     assert action.default is None or kind.holds(action.default), (action.default, kind)
@@ -255,8 +311,9 @@ def test_a_value_out_of_bounds(prefix, parser, action, work, monkeypatch, tmp_pa
         assert line == usage_line(prefix, action, f"must be {kind.range()}, got {value}")
     if kind.kind is float:
         for value in ("nan", "inf", "-inf"):
-            line = fails_in_one_line([*prefix, *required(parser, work), f"{flag(action)}={value}"], monkeypatch,
-                                     tmp_path)
+            line = fails_in_one_line(
+                [*prefix, *required(parser, work), f"{flag(action)}={value}"], monkeypatch, tmp_path
+            )
             assert line == usage_line(prefix, action, f"must be a finite number, got {value}")
 
 

@@ -11,8 +11,20 @@ import pytest
 from curate.cli import main
 from curate.store import Store
 
-STATS_KEYS = {"dataset", "questions", "trajectories", "failed_runs", "correct", "clean", "parse_error",
-              "max_steps", "exec_error", "assistant_turns", "tool_calls", "rejects"}
+STATS_KEYS = {
+    "dataset",
+    "questions",
+    "trajectories",
+    "failed_runs",
+    "correct",
+    "clean",
+    "parse_error",
+    "max_steps",
+    "exec_error",
+    "assistant_turns",
+    "tool_calls",
+    "rejects",
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +59,10 @@ def test_stats_json_has_the_promised_keys(db: Path, capsys) -> None:
     for row in rows:
         assert STATS_KEYS <= set(row)
     with Store(db, read_only=True) as store:
-        counted = store.sql("SELECT count(*) AS n, count(*) FILTER (WHERE clean) AS c, sum(tool_calls) AS t "
-                            "FROM trajectories WHERE dataset = 'synth-math'").row(0)
+        counted = store.sql(
+            "SELECT count(*) AS n, count(*) FILTER (WHERE clean) AS c, sum(tool_calls) AS t "
+            "FROM trajectories WHERE dataset = 'synth-math'"
+        ).row(0)
         failed = store.sql("SELECT count(*) FROM failed_runs WHERE dataset = 'synth-math'").item()
     math = next(r for r in rows if r["dataset"] == "synth-math")
     assert (math["trajectories"], math["clean"], math["tool_calls"]) == counted
@@ -66,8 +80,20 @@ def test_stats_table_shows_rates_and_means(db: Path, capsys) -> None:
 def test_sql_binds_parameters_as_data(db: Path, capsys) -> None:
     hostile = "x'); DROP TABLE trajectories; --"
     query = "SELECT $label AS label, count(*) AS n FROM trajectories WHERE dataset = $d AND sample_idx < $k"
-    args = ["sql", "--db", str(db), query, "--param", f"label={hostile}", "--param", "d=synth-hotpotqa",
-            "--param", "k=2", "--format", "json"]
+    args = [
+        "sql",
+        "--db",
+        str(db),
+        query,
+        "--param",
+        f"label={hostile}",
+        "--param",
+        "d=synth-hotpotqa",
+        "--param",
+        "k=2",
+        "--format",
+        "json",
+    ]
     assert main(args) == 0
     printed = json.loads(capsys.readouterr().out)
     with Store(db, read_only=True) as store:
@@ -80,8 +106,24 @@ def test_sql_file_to_csv_and_parquet(db: Path, tmp_path: Path, capsys) -> None:
     sql = tmp_path / "per_question.sql"
     sql.write_text("SELECT question_id, count(*) AS n FROM trajectories WHERE dataset = $d GROUP BY 1 ORDER BY 1")
     csv = tmp_path / "out.csv"
-    assert main(["sql", "--db", str(db), "--file", str(sql), "--param", "d=synth-math", "--format", "csv",
-                 "--out", str(csv)]) == 0
+    assert (
+        main(
+            [
+                "sql",
+                "--db",
+                str(db),
+                "--file",
+                str(sql),
+                "--param",
+                "d=synth-math",
+                "--format",
+                "csv",
+                "--out",
+                str(csv),
+            ]
+        )
+        == 0
+    )
     frame = pl.read_csv(csv)
     assert frame.columns == ["question_id", "n"] and frame.height == 8
     parquet = tmp_path / "stats.parquet"
@@ -94,15 +136,47 @@ def test_sql_file_to_csv_and_parquet(db: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_ingest_cli_path_options(tmp_path: Path, capsys) -> None:
-    rows = [{"q": {"id": "a1", "text": "Add 1 and 1."}, "ok": 1,
-             "log": {"turns": [{"from": "human", "value": "Add 1 and 1."},
-                               {"from": "gpt", "value": "Code:\nprint(1+1)<end_code>"}]}}]
+    rows = [
+        {
+            "q": {"id": "a1", "text": "Add 1 and 1."},
+            "ok": 1,
+            "log": {
+                "turns": [
+                    {"from": "human", "value": "Add 1 and 1."},
+                    {"from": "gpt", "value": "Code:\nprint(1+1)<end_code>"},
+                ]
+            },
+        }
+    ]
     path = tmp_path / "custom.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     db = tmp_path / "c.duckdb"
-    assert main(["ingest", str(path), "--db", str(db), "--dataset", "c", "--quiet", "--messages-path", "log.turns",
-                 "--question-path", "q.text", "--question-id-path", "q.id", "--correct-path", "ok",
-                 "--role-key", "from", "--content-key", "value"]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                str(path),
+                "--db",
+                str(db),
+                "--dataset",
+                "c",
+                "--quiet",
+                "--messages-path",
+                "log.turns",
+                "--question-path",
+                "q.text",
+                "--question-id-path",
+                "q.id",
+                "--correct-path",
+                "ok",
+                "--role-key",
+                "from",
+                "--content-key",
+                "value",
+            ]
+        )
+        == 0
+    )
     assert "[jsonpath]: 1 records, 1 trajectories" in capsys.readouterr().out
     with Store(db, read_only=True) as store:
         assert store.sql("SELECT question_id, correct, tool_calls FROM trajectories").row(0) == ("a1", True, 1)

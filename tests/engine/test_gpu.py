@@ -62,8 +62,18 @@ def test_eval_on_a_gpu_scores_pass_at_1(tiny_model_dir, tmp_path) -> None:
 
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"id": "q1", "question": "What is 2 plus 3?", "answer": "5"}) + "\n")
-    result = evaluate(tmp_path / "eval.duckdb", EvalConfig(model=str(tiny_model_dir), benchmarks=str(questions),
-                                                           tools=("python",), max_steps=1, max_new_tokens=16,
-                                                           device="cuda", dtype="bfloat16"), progress=False)
+    result = evaluate(
+        tmp_path / "eval.duckdb",
+        EvalConfig(
+            model=str(tiny_model_dir),
+            benchmarks=str(questions),
+            tools=("python",),
+            max_steps=1,
+            max_new_tokens=16,
+            device="cuda",
+            dtype="bfloat16",
+        ),
+        progress=False,
+    )
     [bench] = result.benchmarks
     assert bench.n == 1 and 0 <= bench.correct <= 1 and len(bench.predictions) == 1

@@ -35,12 +35,16 @@ def test_backend_runs_every_linear_through_onednn_and_scores_as_the_plain_model(
     assert not [m for m in model.modules() if type(m) is nn.Linear]
     assert sum(isinstance(m, OneDNNLinear) for m in model.modules()) == 7 * layers + 1  # q k v o gate up down, head
     vocab = model.config.vocab_size
-    assert head_chunk(engine) == 24 * 2**20 // (4 * vocab) < head_chunk(Engine(tiny_model)) == 128 * 2**20 // (4 * vocab)
+    assert (
+        head_chunk(engine) == 24 * 2**20 // (4 * vocab) < head_chunk(Engine(tiny_model)) == 128 * 2**20 // (4 * vocab)
+    )
     # the tied input embedding is still the plain model's
     assert torch.equal(model.get_input_embeddings().weight, tiny_model.get_input_embeddings().weight)
     rng = random.Random(1)
-    seqs = [([rng.randrange(vocab) for _ in range(n)], [-1] * 5 + [rng.choice([-1, 0, 1]) for _ in range(n - 5)])
-            for n in (40, 300, 129)]
+    seqs = [
+        ([rng.randrange(vocab) for _ in range(n)], [-1] * 5 + [rng.choice([-1, 0, 1]) for _ in range(n - 5)])
+        for n in (40, 300, 129)
+    ]
     ours = TransformersBackend(str(tiny_model_dir)).nll(seqs)
     plain = [supervised_nll(Engine(tiny_model), [s])[0] for s in seqs]
     assert [len(x) for x in ours] == [len(x) for x in plain] == [sum(t >= 0 for t in turn[1:]) for _, turn in seqs]

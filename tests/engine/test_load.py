@@ -15,17 +15,25 @@ from curate.engine import load_causal_lm
 
 CURATE = Path(__file__).resolve().parents[2] / "curate"
 # Names of this machine's kernels; only curate/engine/ may say them.
-KERNELS = re.compile(r"OneDNN|onednn|mkldnn|_mkl_|PackedLinear|Packs\b|flash_attention_for_cpu|\bflash\(|"
-                     r"merged\(|scoring_attention|shared_prefix_attention|wait_policy|GOMP_|OMP_WAIT")
+KERNELS = re.compile(
+    r"OneDNN|onednn|mkldnn|_mkl_|PackedLinear|Packs\b|flash_attention_for_cpu|\bflash\(|"
+    r"merged\(|scoring_attention|shared_prefix_attention|wait_policy|GOMP_|OMP_WAIT"
+)
 
 
 def stock(engine) -> bool:
     """Plain transformers: every linear layer nn.Linear, sdpa attention, nothing of the engine's."""
     model = engine.model
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return (all(type(m) is nn.Linear for m in model.modules() if "Linear" in type(m).__name__) and bool(linears)
-            and model.config._attn_implementation == "sdpa" and not engine.reads_prefix
-            and engine.fresh_head_rows is None and engine.packs is None and engine.head is None)
+    return (
+        all(type(m) is nn.Linear for m in model.modules() if "Linear" in type(m).__name__)
+        and bool(linears)
+        and model.config._attn_implementation == "sdpa"
+        and not engine.reads_prefix
+        and engine.fresh_head_rows is None
+        and engine.packs is None
+        and engine.head is None
+    )
 
 
 @pytest.mark.parametrize("role", ["score", "generate", "train"])
@@ -59,7 +67,10 @@ def test_the_engine_refuses_what_it_cannot_load(tiny_model_dir) -> None:
 
 
 def test_no_kernel_is_named_outside_the_engine() -> None:
-    named = [f"{path.relative_to(CURATE)}: {match.group()}"
-             for path in sorted(CURATE.rglob("*.py")) if "engine" not in path.relative_to(CURATE).parts
-             for match in KERNELS.finditer(path.read_text())]
+    named = [
+        f"{path.relative_to(CURATE)}: {match.group()}"
+        for path in sorted(CURATE.rglob("*.py"))
+        if "engine" not in path.relative_to(CURATE).parts
+        for match in KERNELS.finditer(path.read_text())
+    ]
     assert named == []

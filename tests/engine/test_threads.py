@@ -11,8 +11,10 @@ import pytest
 
 from curate.engine.cpu.threads import SETTINGS, SPIN, others_running, set_wait_policy, wait_policy
 
-SHOW = ("from curate.engine.cpu.threads import set_wait_policy; set_wait_policy(); import os; "
-        "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
+SHOW = (
+    "from curate.engine.cpu.threads import set_wait_policy; set_wait_policy(); import os; "
+    "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
+)
 
 
 def _clean_env() -> dict[str, str]:
@@ -51,4 +53,6 @@ def test_a_users_own_setting_is_left_alone(setting, monkeypatch):
         monkeypatch.setenv(name, value)
     set_wait_policy()
     assert {k: os.environ.get(k) for k in SETTINGS} == {
-        "OMP_WAIT_POLICY": setting.get("OMP_WAIT_POLICY"), "GOMP_SPINCOUNT": setting.get("GOMP_SPINCOUNT")}
+        "OMP_WAIT_POLICY": setting.get("OMP_WAIT_POLICY"),
+        "GOMP_SPINCOUNT": setting.get("GOMP_SPINCOUNT"),
+    }

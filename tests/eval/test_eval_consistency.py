@@ -23,11 +23,13 @@ def sandbox():
 
 def _by_candidate(steps: list[list[str]]):
     """A script whose step n answers candidate j (told apart by its seed) with steps[n][j]."""
+
     def script(request, n):
         if len(steps[n]) == 1:
             return steps[n][0]
         j = next(j for j in range(len(steps[n])) if request.seed == derive_seed(SEED, n, j))
         return steps[n][j]
+
     return script
 
 
@@ -56,7 +58,10 @@ def test_candidates_run_in_isolated_states_and_the_majority_state_is_kept(sandbo
     # Candidate 0 appended to the list and set a variable: the others saw neither (each printed 0),
     # so 0 is the majority; the kept state is candidate 1's, where the list is still empty.
     assert _assistant(run) == [setup, look, answer]
-    assert _observations(run)[1] == "Call id: call_2\nObservation:\nExecution logs:\n0\nLast output from code snippet:\nNone"
+    assert (
+        _observations(run)[1]
+        == "Call id: call_2\nObservation:\nExecution logs:\n0\nLast output from code snippet:\nNone"
+    )
     assert (run.final_answer, run.stop_reason, run.steps) == ("0", "final_answer", 3)
     # One generation call per step holds every candidate, sampled as the release samples them.
     assert [len(b) for b in model.batches] == [3, 3, 3]
@@ -66,8 +71,15 @@ def test_candidates_run_in_isolated_states_and_the_majority_state_is_kept(sandbo
 
 
 def test_failing_candidates_are_dropped_before_the_vote(sandbox) -> None:
-    steps = [["I will not write code.", code_step("1 / 0"), code_step("final_answer(7)"),
-              code_step("print('x')\nfinal_answer(7)"), code_step("final_answer(8)")]]
+    steps = [
+        [
+            "I will not write code.",
+            code_step("1 / 0"),
+            code_step("final_answer(7)"),
+            code_step("print('x')\nfinal_answer(7)"),
+            code_step("final_answer(8)"),
+        ]
+    ]
     run, _ = _run(sandbox, steps, candidates=5)
     # Two answers of 7 (the printed line does not matter for a final answer) beat one 8; the parse
     # failure and the execution error do not vote.
@@ -83,8 +95,7 @@ def test_all_outcomes_different_keeps_the_first_passing_candidate(sandbox) -> No
 
 def test_with_no_passing_candidate_the_first_is_kept_with_its_error(sandbox) -> None:
     broken = code_step("value = 5\nprint('half')\n1 / 0", "First try.")
-    steps = [[broken, "No code here.", code_step("undefined_name + 1")],
-             [code_step("final_answer(value)")] * 3]
+    steps = [[broken, "No code here.", code_step("undefined_name + 1")], [code_step("final_answer(value)")] * 3]
     run, _ = _run(sandbox, steps)
     # The first candidate's failed execution is the step (its error observation, its state: value
     # was set before the error, as in a run without candidates), and the run goes on.

@@ -46,9 +46,16 @@ PLAIN = "import sys; from curate.cli import main; sys.exit(main())"
 
 def _questions(folder: Path) -> str:
     arith = [{"id": f"m{i}", "question": f"What is {i} times 6?", "answer": str(6 * i)} for i in range(1, 4)]
-    trivia = [{"id": f"t{i}", "question": q, "answer": a} for i, (q, a) in enumerate(
-        [("Who wrote Hamlet?", "Shakespeare"), ("What is the capital of France?", "Paris"),
-         ("What colour is the sky?", "blue")])]
+    trivia = [
+        {"id": f"t{i}", "question": q, "answer": a}
+        for i, (q, a) in enumerate(
+            [
+                ("Who wrote Hamlet?", "Shakespeare"),
+                ("What is the capital of France?", "Paris"),
+                ("What colour is the sky?", "blue"),
+            ]
+        )
+    ]
     paths = []
     for name, rows in (("arith", arith), ("trivia", trivia)):
         path = folder / f"{name}.jsonl"
@@ -58,20 +65,46 @@ def _questions(folder: Path) -> str:
 
 
 def _eval(script: str, db: Path, out: Path, model: Path, benchmarks: str) -> list[str]:
-    return [sys.executable, "-c", script, "eval", "--db", str(db), "--out", str(out), "--model", str(model),
-            "--benchmarks", benchmarks, "--tools", "python", "--max-steps", "2", "--max-new-tokens", "12",
-            "--slots", "1", "--write-every", "1", "--quiet"]
+    return [
+        sys.executable,
+        "-c",
+        script,
+        "eval",
+        "--db",
+        str(db),
+        "--out",
+        str(out),
+        "--model",
+        str(model),
+        "--benchmarks",
+        benchmarks,
+        "--tools",
+        "python",
+        "--max-steps",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--slots",
+        "1",
+        "--write-every",
+        "1",
+        "--quiet",
+    ]
 
 
 def _outputs(out: Path) -> dict[str, str]:
-    return {name: (out / name).read_text() for name in ("results.json", "predictions.jsonl", "table.md",
-                                                        "table.csv", "table.tex")}
+    return {
+        name: (out / name).read_text()
+        for name in ("results.json", "predictions.jsonl", "table.md", "table.csv", "table.tex")
+    }
 
 
 def _eval_rows(db: Path) -> list[tuple]:
     with Store(db, read_only=True) as store:
-        return store.sql("SELECT eval_run, benchmark, generation_run, questions, correct, pass_at_1, grader "
-                         "FROM eval_runs ORDER BY benchmark").rows()
+        return store.sql(
+            "SELECT eval_run, benchmark, generation_run, questions, correct, pass_at_1, grader "
+            "FROM eval_runs ORDER BY benchmark"
+        ).rows()
 
 
 def test_kill_minus_9_mid_eval_then_rerun_gives_the_uninterrupted_table(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -86,16 +119,18 @@ def test_kill_minus_9_mid_eval_then_rerun_gives_the_uninterrupted_table(tmp_path
     done = subprocess.run(_eval(PLAIN, db, out, tiny_model_dir, benchmarks), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     clean_db, clean_out = tmp_path / "clean.duckdb", tmp_path / "clean"
-    clean = subprocess.run(_eval(PLAIN, clean_db, clean_out, tiny_model_dir, benchmarks), capture_output=True,
-                           text=True)
+    clean = subprocess.run(
+        _eval(PLAIN, clean_db, clean_out, tiny_model_dir, benchmarks), capture_output=True, text=True
+    )
     assert clean.returncode == 0, clean.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == clean.stdout.splitlines()[-1]
     assert re.fullmatch(r"eval_run=eval-[0-9a-f]{12}", done.stdout.splitlines()[-1])
     assert _outputs(out) == _outputs(clean_out)
     assert _eval_rows(db) == _eval_rows(clean_db) and len(_eval_rows(db)) == 2
     with Store(db, read_only=True) as store:
-        per_question = store.sql("SELECT dataset, count(*), count(DISTINCT question_id) FROM trajectories "
-                                 "GROUP BY 1 ORDER BY 1").rows()
+        per_question = store.sql(
+            "SELECT dataset, count(*), count(DISTINCT question_id) FROM trajectories GROUP BY 1 ORDER BY 1"
+        ).rows()
     assert per_question == [("eval:arith", 3, 3), ("eval:trivia", 3, 3)]
 
 
@@ -117,14 +152,35 @@ def _regrade(benchmark: str, gold: str, answer: str | None) -> bool:
     return any(_squad(g) == _squad(answer) for g in golds)
 
 
-def test_smollm2_and_its_curate_train_adapter_on_two_real_benchmarks(tmp_path: Path, shared_data: Path,
-                                                                     capsys) -> None:
+def test_smollm2_and_its_curate_train_adapter_on_two_real_benchmarks(tmp_path: Path, shared_data: Path, capsys) -> None:
     from train_rows import export_rows
 
     export = write_export(tmp_path / "export", export_rows(2))
     adapter = tmp_path / "adapter"
-    assert main(["train", "--data", str(export), "--student", "smollm2", "--out", str(adapter), "--max-steps", "1",
-                 "--batch-size", "1", "--lora-r", "4", "--lora-alpha", "8", "--lr", "1e-3"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(export),
+                "--student",
+                "smollm2",
+                "--out",
+                str(adapter),
+                "--max-steps",
+                "1",
+                "--batch-size",
+                "1",
+                "--lora-r",
+                "4",
+                "--lora-alpha",
+                "8",
+                "--lr",
+                "1e-3",
+            ]
+        )
+        == 0
+    )
     db = tmp_path / "eval.duckdb"
     # Lean: python tool only, one step of 16 tokens; the base model gets a short prompt too (a packaged
     # prompt of ~2k tokens costs minutes of prefill on 2 cores), the adapter its training data's.
@@ -133,9 +189,34 @@ def test_smollm2_and_its_curate_train_adapter_on_two_real_benchmarks(tmp_path: P
     runs = {}
     for name, extra in (("base", ["--system-prompt", str(system)]), ("lora", ["--adapter", str(adapter)])):
         capsys.readouterr()
-        assert main(["eval", "--db", str(db), "--model", "smollm2", *extra, "--benchmarks", "math500,HotpotQA",
-                     "--limit", "2", "--max-steps", "1", "--max-new-tokens", "16", "--tools", "python",
-                     "--out", str(tmp_path / name), "--name", name, "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--db",
+                    str(db),
+                    "--model",
+                    "smollm2",
+                    *extra,
+                    "--benchmarks",
+                    "math500,HotpotQA",
+                    "--limit",
+                    "2",
+                    "--max-steps",
+                    "1",
+                    "--max-new-tokens",
+                    "16",
+                    "--tools",
+                    "python",
+                    "--out",
+                    str(tmp_path / name),
+                    "--name",
+                    name,
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         last = capsys.readouterr().out.splitlines()[-1]
         runs[name] = json.loads((tmp_path / name / "results.json").read_text())
         assert last == f"eval_run={runs[name]['eval_run']}"
@@ -144,11 +225,12 @@ def test_smollm2_and_its_curate_train_adapter_on_two_real_benchmarks(tmp_path: P
     assert runs["lora"]["adapter"] == str(adapter) and runs["base"]["adapter"] is None
 
     with Store(db, read_only=True) as store:
-        stored = store.sql("SELECT e.name, e.benchmark, t.question_id, t.generated_answer, t.correct, q.gold_answer, "
-                           "(SELECT text FROM messages m WHERE m.trajectory_id = t.trajectory_id AND position = 0) "
-                           "AS system FROM eval_runs e JOIN trajectories t USING (generation_run) JOIN questions q "
-                           "ON q.dataset = t.dataset AND q.question_id = t.question_id ORDER BY 1, 2, t.source_line"
-                           ).to_dicts()
+        stored = store.sql(
+            "SELECT e.name, e.benchmark, t.question_id, t.generated_answer, t.correct, q.gold_answer, "
+            "(SELECT text FROM messages m WHERE m.trajectory_id = t.trajectory_id AND position = 0) "
+            "AS system FROM eval_runs e JOIN trajectories t USING (generation_run) JOIN questions q "
+            "ON q.dataset = t.dataset AND q.question_id = t.question_id ORDER BY 1, 2, t.source_line"
+        ).to_dicts()
         hashes = dict(store.sql("SELECT DISTINCT name, adapter_hash FROM eval_runs").rows())
         sources = dict(store.sql("SELECT DISTINCT name, system_prompt_source FROM eval_runs").rows())
     assert len(stored) == 8  # 2 runs x 2 benchmarks x 2 questions, one trajectory each
@@ -156,8 +238,9 @@ def test_smollm2_and_its_curate_train_adapter_on_two_real_benchmarks(tmp_path: P
         for bench, numbers in result["benchmarks"].items():
             rows = [r for r in stored if (r["name"], r["benchmark"]) == (name, bench)]
             # Each stored verdict is the one an independent grading gives; pass@1 is their mean.
-            assert [r["correct"] for r in rows] == [_regrade(bench, r["gold_answer"], r["generated_answer"])
-                                                    for r in rows]
+            assert [r["correct"] for r in rows] == [
+                _regrade(bench, r["gold_answer"], r["generated_answer"]) for r in rows
+            ]
             assert (numbers["n"], numbers["correct"]) == (2, sum(r["correct"] for r in rows))
             assert numbers["pass@1"] == pytest.approx(100 * sum(r["correct"] for r in rows) / 2)
             assert numbers["grader"] == ("math" if bench == "MATH-500" else "qa")
@@ -202,8 +285,10 @@ def _adapter_that_answers_42(student: Path, out: Path) -> Path:
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(student)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32),
-                           LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear"))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32),
+        LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear"),
+    )
     task = load_prompts([], []).task_message
     rows = []
     for question in ("What is 1 plus 2?", "Name a colour.", "Who wrote Hamlet?", "What is 9 minus 4?"):
@@ -219,7 +304,7 @@ def _adapter_that_answers_42(student: Path, out: Path) -> Path:
             labels[0, :start] = -100
             out_ = model(input_ids=ids, labels=labels)
             losses.append(out_.loss)
-            learnt &= bool((out_.logits[0, start - 1:-1].argmax(-1) == ids[0, start:]).all())
+            learnt &= bool((out_.logits[0, start - 1 : -1].argmax(-1) == ids[0, start:]).all())
         loss = sum(losses) / len(losses)
         if learnt and loss.item() < 0.1:
             break
@@ -238,16 +323,22 @@ def test_an_adapter_trained_to_answer_42_is_applied(tmp_path: Path) -> None:
     student = _student(tmp_path / "student")
     adapter = _adapter_that_answers_42(student, tmp_path / "adapter")
     questions = tmp_path / "times.jsonl"
-    questions.write_text("".join(json.dumps({"id": f"x{i}", "question": f"What is {i} times 6?", "answer": str(6 * i)})
-                                 + "\n" for i in (3, 7, 11)))
+    questions.write_text(
+        "".join(
+            json.dumps({"id": f"x{i}", "question": f"What is {i} times 6?", "answer": str(6 * i)}) + "\n"
+            for i in (3, 7, 11)
+        )
+    )
     system = tmp_path / "system.txt"  # the base model sees the same prompt: only the adapter differs
     system.write_text(SYSTEM)
     db = tmp_path / "e.duckdb"
     common = dict(model=str(student), benchmarks=str(questions), tools=("python",), max_steps=1, max_new_tokens=40)
     base = evaluate(db, EvalConfig(**common, system_prompt=str(system)), progress=False)
     tuned = evaluate(db, EvalConfig(**common, adapter=str(adapter)), progress=False)
-    answers = {run: [(p["question_id"], p["final_answer"], p["correct"]) for p in result.benchmarks[0].predictions]
-               for run, result in (("base", base), ("tuned", tuned))}
+    answers = {
+        run: [(p["question_id"], p["final_answer"], p["correct"]) for p in result.benchmarks[0].predictions]
+        for run, result in (("base", base), ("tuned", tuned))
+    }
     assert answers["tuned"] == [("x3", "42", False), ("x7", "42", True), ("x11", "42", False)]
     assert all(answer != "42" and not correct for _, answer, correct in answers["base"]), answers["base"]
     assert (base.benchmarks[0].pass_at_1, tuned.benchmarks[0].pass_at_1) == (0.0, pytest.approx(100 / 3))

@@ -35,9 +35,16 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for q in range(6):
             for s in range(5):
                 k = d * 100 + q * 10 + s
-                rows.append({"dataset": dataset, "question_id": f"q{q}", "correct": (k * 7) % 3 != 0,
-                             "teacher_model": f"teacher-{k % 3}", "tool_calls": k % 4,
-                             "question_text": "word " * (3 + q)})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "question_id": f"q{q}",
+                        "correct": (k * 7) % 3 != 0,
+                        "teacher_model": f"teacher-{k % 3}",
+                        "tool_calls": k % 4,
+                        "question_text": "word " * (3 + q),
+                    }
+                )
                 # NLLs on a coarse grid, so that samples tie
                 scores.append([0.5 + ((k * 13) % 5) / 4, 1.0 + (k % 2)])
     ids = add_trajectories(store, rows)
@@ -78,8 +85,14 @@ def test_tiny_model_caveat_only_for_tiny_random_students(db: Path, tmp_path: Pat
     real = tmp_path / "real-student"  # any checkpoint folder not written by `curate tiny-model`
     real.mkdir()
     (real / "config.json").write_text("{}")
-    for student, caveat in (("tiny", True), ("tiny-qwen2.5", True), (str(tiny_model_dir), True),
-                            ("smollm2", False), ("smollm2-bf16", False), (str(real), False)):
+    for student, caveat in (
+        ("tiny", True),
+        ("tiny-qwen2.5", True),
+        (str(tiny_model_dir), True),
+        ("smollm2", False),
+        ("smollm2-bf16", False),
+        (str(real), False),
+    ):
         page = index.text(dataclasses.replace(data, student=student))
         assert ("> **Caveat.** This run scores with a tiny random model." in page) == caveat, student
         assert ("says little about learnability" in page) == caveat, student
@@ -105,9 +118,26 @@ def test_table_csv_holds_the_sql_statistics(db: Path, tmp_path: Path):
 
 def test_python_m_figures_from_the_repo_root(db: Path, tmp_path: Path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "figures", "--db", str(db), "--student", "tiny",
-                           "--out", str(tmp_path), "--rule", "rank"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "figures",
+            "--db",
+            str(db),
+            "--student",
+            "tiny",
+            "--out",
+            str(tmp_path),
+            "--rule",
+            "rank",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert {p.name for p in tmp_path.iterdir()} == expected_files()
     assert "rank rule" in (tmp_path / "index.md").read_text()
@@ -116,7 +146,6 @@ def test_python_m_figures_from_the_repo_root(db: Path, tmp_path: Path):
 def test_figures_errors(db: Path, tmp_path: Path, capsys):
     assert main(["figures", "--db", str(db), "--run", "nope", "--out", str(tmp_path)]) == 2
     assert "no scoring run 'nope'" in capsys.readouterr().err
-
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["K=1", "K=2"])
@@ -132,8 +161,10 @@ def few_samples(request, tmp_path_factory: pytest.TempPathFactory, tiny_model_di
 
 def few_samples_note(k: int) -> str:
     """What the commands say of a store of K <= 2: per-question tertiles leave 3 - K buckets empty."""
-    return (f"d, per question: {3 - k} of 3 buckets empty: questions have too few samples (a split within a "
-            "question needs 3 or more)")
+    return (
+        f"d, per question: {3 - k} of 3 buckets empty: questions have too few samples (a split within a "
+        "question needs 3 or more)"
+    )
 
 
 def test_figures_of_a_store_with_two_samples_or_fewer_per_question(few_samples, tiny_model_dir, tmp_path, capsys):
@@ -145,8 +176,9 @@ def test_figures_of_a_store_with_two_samples_or_fewer_per_question(few_samples, 
     assert f"> **Note.** {few_samples_note(k)}\n" in (tmp_path / "index.md").read_text()
     with Store(db, read_only=True) as store:
         stats = collect(store.con, store.sql("SELECT run_id FROM scoring_runs").item()).stats[analysis.DEFAULT_RULE]
-    empty = stats.filter((stats["scope"] == "per_question") & (stats["teacher_model"] == analysis.ALL_MODELS)
-                         & (stats["n_traj"] == 0))
+    empty = stats.filter(
+        (stats["scope"] == "per_question") & (stats["teacher_model"] == analysis.ALL_MODELS) & (stats["n_traj"] == 0)
+    )
     assert empty.height == 3 - k  # what the note says is what the SQL found
     for figure in FIGURES:
         assert (tmp_path / f"{figure}.png").read_bytes().startswith(b"\x89PNG")
@@ -156,8 +188,24 @@ def test_report_of_a_store_with_two_samples_or_fewer_per_question(few_samples, t
     k, db = few_samples
     capsys.readouterr()
     page = tmp_path / "page"
-    assert main(["report", "--db", str(db), "--student", str(tiny_model_dir), "--out", str(page),
-                 "--questions", "1", "--samples", "1"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--db",
+                str(db),
+                "--student",
+                str(tiny_model_dir),
+                "--out",
+                str(page),
+                "--questions",
+                "1",
+                "--samples",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[1:] == [f"note: {few_samples_note(k)}", str(page / "index.html")]
     assert f"<strong>Note.</strong> {few_samples_note(k)}</p>" in (page / "index.html").read_text()

@@ -67,8 +67,9 @@ MATH_PAIRS = [
 def test_math_verdicts_on_the_answer_table() -> None:
     golds, answers, expected = zip(*MATH_PAIRS)
     grades = grade_answers("math", ["q"] * len(golds), list(golds), list(answers))
-    wrong = [(g, a, e, grade.explanation) for g, a, e, grade in zip(golds, answers, expected, grades)
-             if grade.correct != e]
+    wrong = [
+        (g, a, e, grade.explanation) for g, a, e, grade in zip(golds, answers, expected, grades) if grade.correct != e
+    ]
     assert not wrong
     assert {g.grader for g in grades} == {"math"}
     assert [g.score for g in grades] == [float(e) for e in expected]
@@ -107,18 +108,22 @@ def test_a_broken_pool_is_replaced_and_the_grade_retried_on_the_new_one() -> Non
     assert not math._pools[2].active
     assert grade_answers("math", ["q", "q"], ["271828", "\\frac{3}{7}"], ["271828.0", "3/7"]) == [
         Grade(True, 1.0, "math-verify: 271828.000000000 = 271828", "math"),
-        Grade(True, 1.0, "math-verify: 3/7 = \\frac{3}{7}", "math")]
+        Grade(True, 1.0, "math-verify: 3/7 = \\frac{3}{7}", "math"),
+    ]
     # Killed just before a grade: the pool breaks under the pairs it was given; they go to a new one.
     _kill_pool_workers()
     assert grade_answers("math", ["q"], ["161803"], ["161803"]) == [
-        Grade(True, 1.0, "math-verify: 161803 = 161803", "math")]
+        Grade(True, 1.0, "math-verify: 161803 = 161803", "math")
+    ]
 
 
 def test_a_worker_memory_limit_over_the_hard_limit_is_lowered_to_it() -> None:
     # Under a hard RLIMIT_AS below the workers' 4 GiB, raising theirs failed in every worker's start.
-    script = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
-              "from curate.grade import grade_answers; "
-              "print(grade_answers('math', ['q'], ['12'], ['12.0'])[0].explanation)")
+    script = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+        "from curate.grade import grade_answers; "
+        "print(grade_answers('math', ['q'], ['12'], ['12.0'])[0].explanation)"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert (done.returncode, done.stdout, done.stderr) == (0, "math-verify: 12.0000000000000 = 12\n", "")
 
@@ -127,26 +132,33 @@ def test_a_new_workers_imports_do_not_count_against_the_time_limit() -> None:
     # math-verify and sympy load in a worker's start: a pair's limit is its own, even on a fresh pool.
     math.shutdown()
     assert grade_answers("math", ["q"], ["141421"], ["141421"], timeout=0.5) == [
-        Grade(True, 1.0, "math-verify: 141421 = 141421", "math")]
+        Grade(True, 1.0, "math-verify: 141421 = 141421", "math")
+    ]
 
 
 def test_missing_gold_or_answer_is_not_correct_with_a_reason() -> None:
     grades = grade_answers("qa", ["q1", "q2", "q3"], [None, "Paris", " "], ["Paris", None, "x"])
-    assert grades == [Grade(False, None, "no gold answer", "qa"), Grade(False, None, "no final answer", "qa"),
-                      Grade(False, None, "no gold answer", "qa")]
+    assert grades == [
+        Grade(False, None, "no gold answer", "qa"),
+        Grade(False, None, "no final answer", "qa"),
+        Grade(False, None, "no gold answer", "qa"),
+    ]
 
 
-@pytest.mark.parametrize(("gold", "answer", "correct", "score"), [
-    ("the Beatles", "Beatles", True, 1.0),
-    ("Coahuila, Mexico", "coahuila mexico.", True, 1.0),
-    ("Richard Nixon", "President Richard Nixon", False, 0.8),  # p 2/3, r 1
-    ('["USA", "United States", "America"]', "the United States", True, 1.0),
-    ('["USA", "United States of America"]', "United States", False, 2 / 3),  # best alias: p 1, r 2/4
-    ("yes", "Yes.", True, 1.0),
-    ("1999", "In 1999", False, 2 / 3),
-    ("Titan IIIE", "\\boxed{Titan IIIE}", True, 1.0),
-    ("Paris", "London", False, 0.0),
-])
+@pytest.mark.parametrize(
+    ("gold", "answer", "correct", "score"),
+    [
+        ("the Beatles", "Beatles", True, 1.0),
+        ("Coahuila, Mexico", "coahuila mexico.", True, 1.0),
+        ("Richard Nixon", "President Richard Nixon", False, 0.8),  # p 2/3, r 1
+        ('["USA", "United States", "America"]', "the United States", True, 1.0),
+        ('["USA", "United States of America"]', "United States", False, 2 / 3),  # best alias: p 1, r 2/4
+        ("yes", "Yes.", True, 1.0),
+        ("1999", "In 1999", False, 2 / 3),
+        ("Titan IIIE", "\\boxed{Titan IIIE}", True, 1.0),
+        ("Paris", "London", False, 0.0),
+    ],
+)
 def test_qa_exact_match_against_any_alias_and_best_f1(gold, answer, correct, score) -> None:
     (grade,) = grade_answers("qa", ["q"], [gold], [answer])
     assert (grade.correct, grade.grader) == (correct, "qa")

@@ -70,8 +70,10 @@ def assistant_texts(run: Run) -> list[str]:
 
 def record(run: Run) -> dict:
     """The smolagents log record of a run."""
-    messages = [_message(run, "system", "You solve tasks with code."),
-                _message(run, "user", f"New task:\n{run.question}<reference>hidden</reference>")]
+    messages = [
+        _message(run, "system", "You solve tasks with code."),
+        _message(run, "user", f"New task:\n{run.question}<reference>hidden</reference>"),
+    ]
     for text in assistant_texts(run):
         messages.append(_message(run, "assistant", text))
         if "Code:" not in text:
@@ -83,9 +85,15 @@ def record(run: Run) -> dict:
     if run.max_steps:
         messages.insert(-3, _message(run, "tool-response", "Error:\nReached max steps."))
     log_data = {"messages": messages}
-    return {"question": run.question, "true_answer": "4", "generated_answer": "4" if run.correct else "5",
-            "score": int(run.correct), "model_id": "teacher-32b", "cost": 0.5,
-            "log_data": json.dumps(log_data) if run.log_as_string else log_data}
+    return {
+        "question": run.question,
+        "true_answer": "4",
+        "generated_answer": "4" if run.correct else "5",
+        "score": int(run.correct),
+        "model_id": "teacher-32b",
+        "cost": 0.5,
+        "log_data": json.dumps(log_data) if run.log_as_string else log_data,
+    }
 
 
 RUNS = [
@@ -96,8 +104,14 @@ RUNS = [
     Run("Who wrote Hamlet?", 5, True, max_steps=True, roles="enum", parts=True),
     Run("Who wrote Hamlet?", 4, False, exec_error=True, parse=True, log_as_string=True),
 ]
-FAILED = {"question": "Who wrote Hamlet?", "true_answer": "Shakespeare", "score": 0, "model_id": "teacher-32b",
-          "error": "AgentGenerationError: context length exceeded", "log_data": None}
+FAILED = {
+    "question": "Who wrote Hamlet?",
+    "true_answer": "Shakespeare",
+    "score": 0,
+    "model_id": "teacher-32b",
+    "error": "AgentGenerationError: context length exceeded",
+    "log_data": None,
+}
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -127,8 +141,21 @@ def test_smolagents_counts_match_construction(tmp_path: Path) -> None:
     lines = [1, 2, 3, 5, 6, 7]
     qids, samples = [q1, q1, q1, q2, q2, q2], [0, 1, 2, 0, 1, 2]
     assert rows == [
-        (qid, s, r.correct, r.clean, r.parse, r.max_steps, r.exec_error, r.turns, r.tool_calls,
-         sum(map(len, assistant_texts(r))), "teacher-32b", "4" if r.correct else "5", line)
+        (
+            qid,
+            s,
+            r.correct,
+            r.clean,
+            r.parse,
+            r.max_steps,
+            r.exec_error,
+            r.turns,
+            r.tool_calls,
+            sum(map(len, assistant_texts(r))),
+            "teacher-32b",
+            "4" if r.correct else "5",
+            line,
+        )
         for qid, s, r, line in zip(qids, samples, RUNS, lines)
     ]
     failed = store.sql("SELECT question_id, teacher_model, source_line, error FROM failed_runs").rows()
@@ -169,7 +196,8 @@ def test_hf_dataset_folder_and_parquet(tmp_path: Path) -> None:
 
     # The Hub's dumps hold log_data as a JSON string; a failed run has none.
     records = [record(replace(r, log_as_string=True)) for r in RUNS] + [
-        {**FAILED, "generated_answer": None, "cost": None}]
+        {**FAILED, "generated_answer": None, "cost": None}
+    ]
     for r in records:
         r.setdefault("error", None)
     ds = datasets.Dataset.from_list(records)
@@ -190,8 +218,10 @@ def test_chat_format_with_tool_role(tmp_path: Path) -> None:
     def chat(qid: str, correct: bool, steps: int) -> dict:
         messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": f"Q{qid}"}]
         for i in range(steps):
-            messages += [{"role": "assistant", "content": f"Code:\n```py\nprint({i})\n```<end_code>"},
-                         {"role": "tool", "content": "Error: Code execution failed" if i == 0 else f"{i}"}]
+            messages += [
+                {"role": "assistant", "content": f"Code:\n```py\nprint({i})\n```<end_code>"},
+                {"role": "tool", "content": "Error: Code execution failed" if i == 0 else f"{i}"},
+            ]
         messages.append({"role": "assistant", "content": "The answer is 4."})
         return {"question_id": qid, "question": f"Q{qid}", "messages": messages, "correct": correct, "model": "m"}
 
@@ -199,16 +229,23 @@ def test_chat_format_with_tool_role(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.duckdb")
     (summary,) = ingest(store, [path], "chat", options=QUIET)
     assert summary.format == "chat"
-    rows = store.sql("SELECT question_id, sample_idx, correct, clean, exec_error, assistant_turns, tool_calls "
-                     "FROM trajectories ORDER BY source_line").rows()
-    assert rows == [("a", 0, True, True, True, 3, 2), ("a", 1, False, False, False, 1, 0),
-                    ("b", 0, True, True, True, 2, 1)]
+    rows = store.sql(
+        "SELECT question_id, sample_idx, correct, clean, exec_error, assistant_turns, tool_calls "
+        "FROM trajectories ORDER BY source_line"
+    ).rows()
+    assert rows == [
+        ("a", 0, True, True, True, 3, 2),
+        ("a", 1, False, False, False, 1, 0),
+        ("b", 0, True, True, True, 2, 1),
+    ]
     assert store.sql("SELECT DISTINCT norm_role FROM messages WHERE role = 'tool'").item() == "tool-response"
 
 
 def test_profile_override_counts_other_markers(tmp_path: Path) -> None:
-    messages = [{"role": "user", "content": "Q"},
-                {"role": "assistant", "content": "<code>print(1)</code> then <code>print(2)</code>"}]
+    messages = [
+        {"role": "user", "content": "Q"},
+        {"role": "assistant", "content": "<code>print(1)</code> then <code>print(2)</code>"},
+    ]
     path = write_jsonl(tmp_path / "new.jsonl", [{"question": "Q", "messages": messages, "correct": True}])
     store = Store(tmp_path / "s.duckdb")
     (default,) = ingest(store, [path], "a", options=QUIET)
@@ -218,20 +255,37 @@ def test_profile_override_counts_other_markers(tmp_path: Path) -> None:
 
 
 def test_jsonpath_options_read_any_schema(tmp_path: Path) -> None:
-    turns = [{"speaker": "human", "text": "Name a prime."},
-             {"speaker": "gpt", "text": "<execute>print(7)</execute>"},
-             {"speaker": "observation", "text": "7"},
-             {"speaker": "gpt", "text": "<solution>7</solution>"}]
-    rows = [{"meta": {"qid": 17, "q": "Name a prime.", "who": "big-model"},
-             "payload": json.dumps({"turns": turns}), "eval": {"ok": ok}} for ok in (True, False)]
+    turns = [
+        {"speaker": "human", "text": "Name a prime."},
+        {"speaker": "gpt", "text": "<execute>print(7)</execute>"},
+        {"speaker": "observation", "text": "7"},
+        {"speaker": "gpt", "text": "<solution>7</solution>"},
+    ]
+    rows = [
+        {
+            "meta": {"qid": 17, "q": "Name a prime.", "who": "big-model"},
+            "payload": json.dumps({"turns": turns}),
+            "eval": {"ok": ok},
+        }
+        for ok in (True, False)
+    ]
     path = write_jsonl(tmp_path / "custom.jsonl", rows)
     store = Store(tmp_path / "s.duckdb")
-    paths = (("messages", "payload.turns"), ("question", "meta.q"), ("question_id", "meta.qid"),
-             ("correct", "eval.ok"), ("model", "meta.who"), ("role_key", "speaker"), ("content_key", "text"))
+    paths = (
+        ("messages", "payload.turns"),
+        ("question", "meta.q"),
+        ("question_id", "meta.qid"),
+        ("correct", "eval.ok"),
+        ("model", "meta.who"),
+        ("role_key", "speaker"),
+        ("content_key", "text"),
+    )
     (summary,) = ingest(store, [path], "custom", options=IngestOptions(profile="mint", paths=paths, progress=False))
     assert (summary.format, summary.trajectories, summary.correct, summary.tool_calls) == ("jsonpath", 2, 1, 2)
-    got = store.sql("SELECT question_id, sample_idx, teacher_model, assistant_turns, generated_answer "
-                    "FROM trajectories ORDER BY sample_idx").rows()
+    got = store.sql(
+        "SELECT question_id, sample_idx, teacher_model, assistant_turns, generated_answer "
+        "FROM trajectories ORDER BY sample_idx"
+    ).rows()
     assert got == [("17", 0, "big-model", 2, "7"), ("17", 1, "big-model", 2, "7")]
 
 
@@ -248,11 +302,14 @@ def test_mint_runs_match_an_independent_count(tmp_path: Path, shared_data: Path)
         assert summary.max_steps == sum(r["state"]["terminate_reason"] == "max_steps" for r in source)
         per_question = store.sql(
             "SELECT question_id, count(*) AS n, sum(correct::INT) AS ok FROM trajectories "
-            "WHERE dataset = $d GROUP BY 1", d=name)
+            "WHERE dataset = $d GROUP BY 1",
+            d=name,
+        )
         expected_n = Counter(str(r["task"]["task_id"]) for r in source)
         expected_ok = Counter(str(r["task"]["task_id"]) for r in source if r["state"]["success"])
         assert {q: (n, ok) for q, n, ok in per_question.rows()} == {
-            q: (expected_n[q], expected_ok[q]) for q in expected_n}
+            q: (expected_n[q], expected_ok[q]) for q in expected_n
+        }
         texts = dict(store.sql("SELECT question_id, text FROM questions WHERE dataset = $d", d=name).rows())
         assert texts == {str(r["task"]["task_id"]): r["task"]["prompt"].strip() for r in source}
         # The answer is the innermost last <solution> text (checked where every such tag is closed).
@@ -274,10 +331,17 @@ def test_sample_idx_continues_across_files_and_duplicates_stay(tmp_path: Path) -
     second = write_jsonl(tmp_path / "b.jsonl", [record(RUNS[3]), record(RUNS[0]), record(RUNS[0])])
     store = Store(tmp_path / "s.duckdb")
     ingest(store, [first, second], "demo", options=QUIET)
-    rows = store.sql("SELECT source_file, source_line, sample_idx, content_hash FROM trajectories "
-                     "WHERE question_id = $q ORDER BY sample_idx", q=question_hash(RUNS[0].question)).rows()
+    rows = store.sql(
+        "SELECT source_file, source_line, sample_idx, content_hash FROM trajectories "
+        "WHERE question_id = $q ORDER BY sample_idx",
+        q=question_hash(RUNS[0].question),
+    ).rows()
     assert [(Path(f).name, line, s) for f, line, s, _h in rows] == [
-        ("a.jsonl", 1, 0), ("a.jsonl", 2, 1), ("b.jsonl", 2, 2), ("b.jsonl", 3, 3)]
+        ("a.jsonl", 1, 0),
+        ("a.jsonl", 2, 1),
+        ("b.jsonl", 2, 2),
+        ("b.jsonl", 3, 3),
+    ]
     assert len({h for *_x, h in rows}) == 1  # identical samples: one content, four trajectories
 
 
@@ -321,8 +385,13 @@ def test_sigkill_mid_file_leaves_the_store_as_before(tmp_path: Path) -> None:
     with Store(db) as store:
         ingest(store, [small], "demo", options=QUIET)
         before = {t: store.sql(f"SELECT * FROM {t} ORDER BY ALL").rows() for t in tables}
-    child = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, str(db), str(big)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_INGEST, str(db), str(big)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert child.stdout.readline().strip() == "40"
     child.stdin.write("\n")
     child.stdin.flush()

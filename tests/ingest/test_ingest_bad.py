@@ -117,6 +117,8 @@ def test_ten_megabyte_line_is_rejected_by_size(tmp_path: Path) -> None:
     assert (summary.records, summary.trajectories, summary.rejects) == (3, 2, 1)
     line, reason, kept = store.sql("SELECT source_line, reason, raw FROM ingest_rejects").row(0)
     assert line == 2
-    assert reason == (f"record: {len(raw)} bytes, over the {8 << 20}-byte limit (max_record_bytes); "
-                      f"its first {64 << 10} bytes are kept")
+    assert reason == (
+        f"record: {len(raw)} bytes, over the {8 << 20}-byte limit (max_record_bytes); "
+        f"its first {64 << 10} bytes are kept"
+    )
     assert kept == raw[: 64 << 10]

@@ -65,7 +65,9 @@ def test_piped_input_goes_in_once_and_blocks_nothing(tmp_path: Path) -> None:
     (piped,) = ingest(store, [tmp_path / "pipe"], "demo", options=QUIET)
     assert (piped.records, piped.trajectories, piped.rejects) == (6, 6, 0)
     assert store.sql("SELECT file_hash, source_file FROM ingest_runs").row(0) == (
-        hashlib.sha256(data).hexdigest(), str(tmp_path / "pipe"))
+        hashlib.sha256(data).hexdigest(),
+        str(tmp_path / "pipe"),
+    )
     # The same bytes from the real file are the same file: nothing more goes in.
     (real,) = ingest(store, [path], "demo", options=QUIET)
     assert real.already_ingested
@@ -104,8 +106,7 @@ def test_cut_zst_is_one_reject_after_the_records_read(tmp_path: Path, into_next:
     assert (summary.records, summary.trajectories, summary.rejects) == (22, 21, 1)
     line, reason = store.sql("SELECT source_line, reason FROM ingest_rejects").row(0)
     assert line == 22
-    assert reason == ("file: compressed stream is corrupt or cut short after line 21 "
-                      "(zstd stream ends inside a frame)")
+    assert reason == ("file: compressed stream is corrupt or cut short after line 21 (zstd stream ends inside a frame)")
 
 
 def test_whole_multi_frame_zst_reads_every_line(tmp_path: Path) -> None:
@@ -129,7 +130,9 @@ def test_deeply_nested_field_rejects_only_its_record(tmp_path: Path, field: str)
     (summary,) = ingest(store, [path], "d", options=QUIET)
     assert (summary.records, summary.trajectories, summary.rejects) == (3, 2, 1)
     assert store.sql("SELECT source_line, reason FROM ingest_rejects").row(0) == (
-        2, f"{field}: nested too deeply to store as JSON text (over 254 levels)")
+        2,
+        f"{field}: nested too deeply to store as JSON text (over 254 levels)",
+    )
 
 
 def test_byte_order_mark_is_stripped(tmp_path: Path) -> None:
@@ -172,7 +175,8 @@ def test_retry_rejects_takes_in_what_a_new_limit_allows(tmp_path: Path) -> None:
     assert store.sql(query).rows() == fresh.sql(query).rows()
     assert store.sql("SELECT source_line, sample_idx FROM trajectories ORDER BY 1").rows() == [(1, 0), (2, 1), (4, 0)]
     assert store.sql("SELECT source_line, reason FROM ingest_rejects").rows() == [
-        (3, "record: invalid JSON (unexpected character, expected a string key: line 1 column 2 (char 1))")]
+        (3, "record: invalid JSON (unexpected character, expected a string key: line 1 column 2 (char 1))")
+    ]
     runs = "SELECT records, trajectories, failed_runs, questions, rejects FROM ingest_runs"
     assert store.sql(runs).rows() == fresh.sql(runs).rows() == [(4, 3, 0, 2, 1)]
     retries = store.sql("SELECT options->'retries' FROM ingest_runs").item()
@@ -217,7 +221,8 @@ def test_failed_ingest_leaves_no_new_store_behind(tmp_path: Path, capsys: pytest
 
 
 def test_a_store_whose_connection_died_is_kept_and_the_first_error_reported(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def dies(store, *args, **kwargs):  # as after a fatal DuckDB error: the connection is unusable
         store.con.close()
         raise OSError(28, "No space left on device")
@@ -226,9 +231,11 @@ def test_a_store_whose_connection_died_is_kept_and_the_first_error_reported(
     monkeypatch.setattr("curate.ingest.ingest", dies)
     db = tmp_path / "new.duckdb"
     assert main(["ingest", str(oversize_file(tmp_path)), "--db", str(db), "--dataset", "d", "--quiet"]) == 2
-    assert capsys.readouterr().err == (f"curate ingest: error: {db}: no space left on the device; free some space "
-                                       "or write elsewhere, then run the same command again (what was being "
-                                       "written is not kept half-done)\n")
+    assert capsys.readouterr().err == (
+        f"curate ingest: error: {db}: no space left on the device; free some space "
+        "or write elsewhere, then run the same command again (what was being "
+        "written is not kept half-done)\n"
+    )
     assert db.exists()
 
 
@@ -287,14 +294,22 @@ def test_disk_full_names_the_cause_and_keeps_the_store(tmp_path: Path) -> None:
         ingest(store, [small], "d", options=QUIET)
         before = snapshot(store)
     # Over a row group of message rows in one insert: DuckDB writes them to the file mid-transaction.
-    many = [{"question": f"q{i}", "correct": True,
-             "messages": [{"role": "user", "content": f"q{i}"},
-                          *({"role": "assistant", "content": f"{i}.{j}"} for j in range(64))]}
-            for i in range(2000)]
+    many = [
+        {
+            "question": f"q{i}",
+            "correct": True,
+            "messages": [
+                {"role": "user", "content": f"q{i}"},
+                *({"role": "assistant", "content": f"{i}.{j}"} for j in range(64)),
+            ],
+        }
+        for i in range(2000)
+    ]
     big = write_jsonl(tmp_path / "big.jsonl", many)
     limit = db.stat().st_size + (256 << 10)
-    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(limit), str(big), str(db)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(limit), str(big), str(db)], capture_output=True, text=True
+    )
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert "File too large" in last and str(big) in last, done.stderr
@@ -314,4 +329,5 @@ def test_byte_order_mark_before_an_oversized_line(tmp_path: Path) -> None:
     assert (summary.records, summary.trajectories, summary.rejects) == (2, 1, 1)
     size = len(json.dumps(big))
     assert store.sql("SELECT source_line, reason FROM ingest_rejects").rows() == [
-        (1, f"record: {size} bytes, over the 2000-byte limit (max_record_bytes); its first 2002 bytes are kept")]
+        (1, f"record: {size} bytes, over the 2000-byte limit (max_record_bytes); its first 2002 bytes are kept")
+    ]

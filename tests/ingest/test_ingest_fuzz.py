@@ -33,23 +33,45 @@ TABLES = ("questions", "trajectories", "messages", "failed_runs", "ingest_runs",
 
 def chat(qid: str, correct: bool) -> dict:
     """A chat-format record with a tool turn."""
-    return {"question_id": qid, "question": f"Question {qid}?", "correct": correct, "model": "m",
-            "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": f"Question {qid}?"},
-                         {"role": "assistant", "content": "Code:\n```py\nprint(1)\n```<end_code>"},
-                         {"role": "tool", "content": "1"}, {"role": "assistant", "content": "It is 1."}]}
+    return {
+        "question_id": qid,
+        "question": f"Question {qid}?",
+        "correct": correct,
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": f"Question {qid}?"},
+            {"role": "assistant", "content": "Code:\n```py\nprint(1)\n```<end_code>"},
+            {"role": "tool", "content": "1"},
+            {"role": "assistant", "content": "It is 1."},
+        ],
+    }
 
 
 def mint(task_id: int, success: bool) -> dict:
     """A MINT record (CodeAct): few-shot prompt ending in the task, <execute> and <solution> turns."""
     prompt = f"What is {task_id} + 1?"
-    return {"model": "CodeActAgent", "task": {"task_name": "reasoning", "task_id": task_id, "prompt": prompt,
-                                              "reference": str(task_id + 1), "metadata": {"level": 1}},
-            "state": {"history": [{"role": "user", "content": f"Solve with code.\nTask:\n{prompt}"},
-                                  {"role": "assistant", "content": f"<execute>print({task_id} + 1)</execute>"},
-                                  {"role": "user", "content": f"Observation:\n{task_id + 1}"},
-                                  {"role": "assistant", "content": f"<solution>{task_id + 1}</solution>"}],
-                      "success": success, "terminate_reason": "max_steps" if not success else "done",
-                      "error": None}}
+    return {
+        "model": "CodeActAgent",
+        "task": {
+            "task_name": "reasoning",
+            "task_id": task_id,
+            "prompt": prompt,
+            "reference": str(task_id + 1),
+            "metadata": {"level": 1},
+        },
+        "state": {
+            "history": [
+                {"role": "user", "content": f"Solve with code.\nTask:\n{prompt}"},
+                {"role": "assistant", "content": f"<execute>print({task_id} + 1)</execute>"},
+                {"role": "user", "content": f"Observation:\n{task_id + 1}"},
+                {"role": "assistant", "content": f"<solution>{task_id + 1}</solution>"},
+            ],
+            "success": success,
+            "terminate_reason": "max_steps" if not success else "done",
+            "error": None,
+        },
+    }
 
 
 # Valid records per format, and the format a file of them is read with.
@@ -61,10 +83,19 @@ VALID = {
 }
 READ_AS = {"smolagents": "smolagents", "smolagents-string": "smolagents", "chat": "chat", "mint": "mint"}
 
-scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats()
-           | st.text(max_size=12) | st.sampled_from(["", "  ", "MessageRole.WIZARD", "{", "[1, 2]", "42"]))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["", "  ", "MessageRole.WIZARD", "{", "[1, 2]", "42"])
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
 odd_chars = st.sampled_from(["\x00", "\x01", "\x1f", "\x7f", "\u2028", "\ufeff", "\ud800", "é", "\U0001f600"])
 
 
@@ -151,19 +182,42 @@ def snapshot(store: Store) -> dict[str, list[tuple]]:
 
 def field_roots(spec: formats.Spec) -> set[str]:
     """First steps of every path the spec reads, plus the record and file themselves."""
-    paths = [spec.messages, spec.question, spec.question_id, spec.correct, spec.model, spec.answer, spec.gold,
-             spec.cost, spec.error, spec.failed_when_null, *spec.meta, *(p for _f, p, _v in spec.flag_fields)]
+    paths = [
+        spec.messages,
+        spec.question,
+        spec.question_id,
+        spec.correct,
+        spec.model,
+        spec.answer,
+        spec.gold,
+        spec.cost,
+        spec.error,
+        spec.failed_when_null,
+        *spec.meta,
+        *(p for _f, p, _v in spec.flag_fields),
+    ]
     return {p.split(".")[0] for p in paths if p} | {"record", "file"}
 
 
-COUNTS = ("trajectories", "failed_runs", "rejects", "correct", "clean", "parse_error", "max_steps", "exec_error",
-          "questions")
+COUNTS = (
+    "trajectories",
+    "failed_runs",
+    "rejects",
+    "correct",
+    "clean",
+    "parse_error",
+    "max_steps",
+    "exec_error",
+    "questions",
+)
 
 
 def check_counts(store: Store) -> None:
     """ingest_runs counters match the rows each run put in; every row's question and trajectory exist."""
     runs = rows(store, f"SELECT ingest_id, records, {', '.join(COUNTS)} FROM ingest_runs ORDER BY 1")
-    counted = rows(store, """
+    counted = rows(
+        store,
+        """
         WITH t AS (SELECT ingest_id, count(*) AS trajectories, count(*) FILTER (correct) AS correct,
                           count(*) FILTER (clean) AS clean, count(*) FILTER (parse_error) AS parse_error,
                           count(*) FILTER (max_steps) AS max_steps, count(*) FILTER (exec_error) AS exec_error
@@ -177,25 +231,36 @@ def check_counts(store: Store) -> None:
                coalesce(t.correct, 0), coalesce(t.clean, 0), coalesce(t.parse_error, 0), coalesce(t.max_steps, 0),
                coalesce(t.exec_error, 0), coalesce(q.questions, 0)
         FROM ingest_runs i LEFT JOIN t USING (ingest_id) LEFT JOIN f USING (ingest_id)
-             LEFT JOIN r USING (ingest_id) LEFT JOIN q USING (ingest_id) ORDER BY 1""")
+             LEFT JOIN r USING (ingest_id) LEFT JOIN q USING (ingest_id) ORDER BY 1""",
+    )
     assert [(i, *c) for i, _records, *c in runs] == counted
     for _i, records, trajectories, failed, rejects, *_rest in runs:
         assert records == (trajectories + failed + rejects if records else 0)
-    orphans = rows(store, """
+    orphans = rows(
+        store,
+        """
         SELECT (SELECT count(*) FROM (SELECT dataset, question_id FROM trajectories UNION ALL
                                       SELECT dataset, question_id FROM failed_runs) ANTI JOIN questions
                                       USING (dataset, question_id)),
-               (SELECT count(*) FROM messages ANTI JOIN trajectories USING (trajectory_id))""")
+               (SELECT count(*) FROM messages ANTI JOIN trajectories USING (trajectory_id))""",
+    )
     assert orphans == [(0, 0)]
 
 
-@settings(max_examples=EXAMPLES or 100, derandomize=not EXAMPLES, database=None, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES or 100,
+    derandomize=not EXAMPLES,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(st.data())
 def test_broken_inputs_never_break_the_store(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
     kind = data.draw(st.sampled_from(sorted(VALID)), label="format")
-    records = [json.loads(json.dumps(r)) for r in data.draw(
-        st.lists(st.sampled_from(VALID[kind]), min_size=0, max_size=5), label="records")]
+    records = [
+        json.loads(json.dumps(r))
+        for r in data.draw(st.lists(st.sampled_from(VALID[kind]), min_size=0, max_size=5), label="records")
+    ]
     for i, rec in enumerate(records):
         for _ in range(data.draw(st.integers(0, 2), label="mutations")):
             rec = mutate_value(data, rec)
@@ -260,5 +325,11 @@ def _check(path: Path, body: bytes, read_as: str) -> None:
 
 def ended_lines(store: Store) -> list[int]:
     """The source line of every trajectory, failed run and reject, in order."""
-    return [line for (line,) in rows(store, "SELECT source_line FROM trajectories UNION ALL SELECT source_line "
-                                            "FROM failed_runs UNION ALL SELECT source_line FROM ingest_rejects ORDER BY 1")]
+    return [
+        line
+        for (line,) in rows(
+            store,
+            "SELECT source_line FROM trajectories UNION ALL SELECT source_line "
+            "FROM failed_runs UNION ALL SELECT source_line FROM ingest_rejects ORDER BY 1",
+        )
+    ]

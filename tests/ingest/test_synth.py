@@ -50,13 +50,22 @@ def _independent_counts(records: list[dict]) -> dict[str, int]:
     def said(r: dict, role: str) -> list[str]:
         return [m["content"][0]["text"] for m in r["log_data"]["messages"] if m["role"] == role]
 
-    flags = {f: sum(any(marker in t for t in said(r, "tool-response")) for r in runs)
-             for f, marker in (("parse_error", "Error in code parsing"), ("max_steps", "Reached max steps"),
-                               ("exec_error", "Code execution failed"))}
-    return {"trajectories": len(runs), "failed_runs": len(records) - len(runs),
-            "correct": sum(r["score"] for r in runs), **flags,
-            "assistant_turns": sum(len(said(r, "assistant")) for r in runs),
-            "tool_calls": sum(t.count("Code:") for r in runs for t in said(r, "assistant"))}
+    flags = {
+        f: sum(any(marker in t for t in said(r, "tool-response")) for r in runs)
+        for f, marker in (
+            ("parse_error", "Error in code parsing"),
+            ("max_steps", "Reached max steps"),
+            ("exec_error", "Code execution failed"),
+        )
+    }
+    return {
+        "trajectories": len(runs),
+        "failed_runs": len(records) - len(runs),
+        "correct": sum(r["score"] for r in runs),
+        **flags,
+        "assistant_turns": sum(len(said(r, "assistant")) for r in runs),
+        "tool_calls": sum(t.count("Code:") for r in runs for t in said(r, "assistant")),
+    }
 
 
 @pytest.mark.parametrize("source", ["hotpotqa", "math"])
@@ -75,8 +84,10 @@ def test_ingested_runs_match_the_file(tmp_path: Path, source: str) -> None:
     assert abs(summary.correct / summary.trajectories - SOURCES[source].accuracy) < 0.12
     per_question = store.sql("SELECT avg(correct::INT) AS rate FROM trajectories GROUP BY question_id")["rate"]
     assert per_question.min() < 0.3 and per_question.max() > 0.8
-    steps = store.sql("SELECT max_steps, min(tool_calls), max(tool_calls) FROM trajectories WHERE NOT parse_error "
-                      "GROUP BY 1 ORDER BY 1").rows()
+    steps = store.sql(
+        "SELECT max_steps, min(tool_calls), max(tool_calls) FROM trajectories WHERE NOT parse_error "
+        "GROUP BY 1 ORDER BY 1"
+    ).rows()
     assert steps == [(False, 1, 5), (True, 6, 6)]  # 1-5 steps; at the limit, 5 and a forced final answer
     duplicates = store.sql("SELECT count(*) - count(DISTINCT content_hash) FROM trajectories").item()
     assert duplicates > 0

@@ -12,13 +12,28 @@ from curate.render import prefix_consistent, render
 
 # Qwen2.5's added tokens and ids, written out independently of curate.models.qwen_tokenizer.
 SPECIAL_IDS = {
-    "<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
-    "<|object_ref_start|>": 151646, "<|object_ref_end|>": 151647, "<|box_start|>": 151648,
-    "<|box_end|>": 151649, "<|quad_start|>": 151650, "<|quad_end|>": 151651,
-    "<|vision_start|>": 151652, "<|vision_end|>": 151653, "<|vision_pad|>": 151654,
-    "<|image_pad|>": 151655, "<|video_pad|>": 151656, "<tool_call>": 151657, "</tool_call>": 151658,
-    "<|fim_prefix|>": 151659, "<|fim_middle|>": 151660, "<|fim_suffix|>": 151661,
-    "<|fim_pad|>": 151662, "<|repo_name|>": 151663, "<|file_sep|>": 151664,
+    "<|endoftext|>": 151643,
+    "<|im_start|>": 151644,
+    "<|im_end|>": 151645,
+    "<|object_ref_start|>": 151646,
+    "<|object_ref_end|>": 151647,
+    "<|box_start|>": 151648,
+    "<|box_end|>": 151649,
+    "<|quad_start|>": 151650,
+    "<|quad_end|>": 151651,
+    "<|vision_start|>": 151652,
+    "<|vision_end|>": 151653,
+    "<|vision_pad|>": 151654,
+    "<|image_pad|>": 151655,
+    "<|video_pad|>": 151656,
+    "<tool_call>": 151657,
+    "</tool_call>": 151658,
+    "<|fim_prefix|>": 151659,
+    "<|fim_middle|>": 151660,
+    "<|fim_suffix|>": 151661,
+    "<|fim_pad|>": 151662,
+    "<|repo_name|>": 151663,
+    "<|file_sep|>": 151664,
 }
 
 CORPUS = [
@@ -29,7 +44,7 @@ CORPUS = [
     "Emoji: 👩🏽‍💻 🚀🔥 ❤️ 🇫🇷 and a flag; math: ∑ x² ≤ ∞, ½ ≠ ⅓",
     "中文分词测试：今天天气很好。日本語のテキスト、한국어 문장입니다。",
     "<|im_start|>user\nWhat's 2+2? I'LL check.<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n<|endoftext|>",
-    "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call><|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>",
+    '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call><|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>',
     "numbers 1234567890 3.14159 -42 1e-5   spaces   and\n\n\nnewlines\r\n   trailing   ",
 ]
 
@@ -58,7 +73,9 @@ def reference():
     from curate.models.qwen_tokenizer import ranks_path
 
     return tiktoken.Encoding(
-        "qwen2.5-reference", pat_str=PAT_STR, mergeable_ranks=load_tiktoken_bpe(str(ranks_path())),
+        "qwen2.5-reference",
+        pat_str=PAT_STR,
+        mergeable_ranks=load_tiktoken_bpe(str(ranks_path())),
         special_tokens=SPECIAL_IDS,
     )
 
@@ -192,13 +209,19 @@ def test_scoring_16k_tokens_stays_far_below_full_logits(tiny_qwen_dir: Path):
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT, str(tiny_qwen_dir)], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False,
+        [sys.executable, "-c", MEMORY_SCRIPT, str(tiny_qwen_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     full_logits = got["tokens"] * 151_936 * 4
-    print(f"{got['tokens']} tokens: full logits {full_logits / 2**30:.1f} GiB, scoring added {got['added'] / 2**20:.0f} MiB")
+    print(
+        f"{got['tokens']} tokens: full logits {full_logits / 2**30:.1f} GiB, scoring added {got['added'] / 2**20:.0f} MiB"
+    )
     assert got["tokens"] >= 16_384 and full_logits > 9.5e9
     assert got["scored"] == got["supervised"] and got["turns"] == 120
     assert got["turn0"] == pytest.approx(got["turn0_full"], abs=1e-4)

@@ -48,7 +48,10 @@ def test_materialised_folder_is_an_ordinary_checkpoint(smollm2_dir: Path):
     config = json.loads((smollm2_dir / "config.json").read_text())
     assert "quantization_config" not in config
     assert (config["model_type"], config["num_hidden_layers"], config["hidden_size"], config["vocab_size"]) == (
-        "llama", 30, 576, 49152,
+        "llama",
+        30,
+        576,
+        49152,
     )
     assert json.loads((smollm2_dir / "curate_source.json").read_text())["dtype"] == "float32"
     assert not [p for p in smollm2_dir.parent.iterdir() if ".partial-" in p.name]

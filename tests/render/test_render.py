@@ -81,8 +81,10 @@ def per_turn_spans(tokenizer, chat) -> list[tuple[int, int]]:
 def long_chat(turns: int) -> list[dict[str, str]]:
     chat = [{"role": "system", "content": "Solve."}, {"role": "user", "content": "New task:\n2+2? é"}]
     for m in range(turns):
-        chat += [{"role": "assistant", "content": f"Thought: step {m} 🙂\nCode:\n```py\nprint({m})\n```<end_code>"},
-                 {"role": "user", "content": f"Observation:\n{m}  "}]
+        chat += [
+            {"role": "assistant", "content": f"Thought: step {m} 🙂\nCode:\n```py\nprint({m})\n```<end_code>"},
+            {"role": "user", "content": f"Observation:\n{m}  "},
+        ]
     return chat[:-1]
 
 
@@ -106,8 +108,12 @@ def test_turn_spans_match_the_per_turn_renderings(tiny_tokenizer, template) -> N
     tokenizer = tiny_tokenizer.__class__.from_pretrained(tiny_tokenizer.name_or_path)
     if template:
         tokenizer.chat_template = TEMPLATES[template]
-    for chat in (chat_messages(RAW), long_chat(7), long_chat(7)[1:], [{"role": "user", "content": "\ue000 hi"},
-                                                                     {"role": "assistant", "content": "\ue0001\ue001"}]):
+    for chat in (
+        chat_messages(RAW),
+        long_chat(7),
+        long_chat(7)[1:],
+        [{"role": "user", "content": "\ue000 hi"}, {"role": "assistant", "content": "\ue0001\ue001"}],
+    ):
         r = render(tokenizer, chat)
         assert r.turn_spans == per_turn_spans(tokenizer, chat)
         contents = [m["content"] for m in chat if m["role"] == "assistant"]
@@ -119,8 +125,11 @@ def test_rendering_is_linear_in_turns(tiny_tokenizer, monkeypatch) -> None:
     """The template renders a chat a fixed number of times, whatever its number of turns."""
     calls = []
     original = tiny_tokenizer.apply_chat_template
-    monkeypatch.setattr(tiny_tokenizer, "apply_chat_template",
-                        lambda messages, **kw: calls.append(len(messages)) or original(messages, **kw))
+    monkeypatch.setattr(
+        tiny_tokenizer,
+        "apply_chat_template",
+        lambda messages, **kw: calls.append(len(messages)) or original(messages, **kw),
+    )
     for turns in (3, 300):
         calls.clear()
         r = render(tiny_tokenizer, long_chat(turns))

@@ -31,7 +31,10 @@ SMOLAGENTS = chat(
     ("user", "Call id: call_1\nObservation:\nCode:\n```py\nnot mine\n```<end_code>"),
     ("assistant", "Thought: retry 🙂\nCode:\n```py\ny = 1"),
     ("user", "Observation:\nok"),
-    ("assistant", "Thought: two blocks.\nCode:\n```py\na = 1\n```<end_code>\nCode:\n```py\nfinal_answer(4)\n```<end_code>\nDone."),
+    (
+        "assistant",
+        "Thought: two blocks.\nCode:\n```py\na = 1\n```<end_code>\nCode:\n```py\nfinal_answer(4)\n```<end_code>\nDone.",
+    ),
 )
 
 
@@ -40,10 +43,17 @@ def test_smolagents_segments(tiny_tokenizer) -> None:
     # the unclosed `Code:` is an action to its turn's end; the last of two blocks is final;
     # end-of-turn tokens follow their turn's last content token; unicode stays whole.
     assert runs(tiny_tokenizer, SMOLAGENTS, "smolagents") == [
-        ("-", "<|im_start|>system\nYou solve tasks with code.<|im_end|>\n<|im_start|>user\nNew task:\nWhat is 2+2?<|im_end|>\n" + HEAD),
+        (
+            "-",
+            "<|im_start|>system\nYou solve tasks with code.<|im_end|>\n<|im_start|>user\nNew task:\nWhat is 2+2?<|im_end|>\n"
+            + HEAD,
+        ),
         ("reason", "Thought: first look."),
         ("action", " Code:\n```py\nx = search('é')\n```<end_code><|im_end|>\n"),
-        ("-", "<|im_start|>user\nCall id: call_1\nObservation:\nCode:\n```py\nnot mine\n```<end_code><|im_end|>\n" + HEAD),
+        (
+            "-",
+            "<|im_start|>user\nCall id: call_1\nObservation:\nCode:\n```py\nnot mine\n```<end_code><|im_end|>\n" + HEAD,
+        ),
         ("reason", "Thought: retry 🙂\n"),
         ("action", "Code:\n```py\ny = 1<|im_end|>\n"),
         ("-", "<|im_start|>user\nObservation:\nok<|im_end|>\n" + HEAD),

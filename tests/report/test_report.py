@@ -22,8 +22,15 @@ from curate.store import Store
 
 MAX_LENGTH = 3000  # synthetic runs fit; MINT runs (3-6k tiny-tokenizer tokens) end past the limit
 BAD_LINES = [b"{not json\n", b'{"question": "q", "true_answer": "1", "log_data": {"messages": 7}}\n']
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def mint_lines(shared_data: Path, tasks: set[int], per_task: int) -> list[bytes]:
@@ -60,8 +67,9 @@ def reported(tmp_path_factory, tiny_model_dir, shared_data):
         for policy in ("min_nll", "random"):
             select(store, SelectConfig(policy=policy, run=run_id, name=policy))
     out = root / "page"
-    assert main(["report", "--db", str(db), "--run", run_id, "--out", str(out), "--questions", "2",
-                 "--samples", "3"]) == 0
+    assert (
+        main(["report", "--db", str(db), "--run", run_id, "--out", str(out), "--questions", "2", "--samples", "3"]) == 0
+    )
     return db, run_id, out
 
 
@@ -89,8 +97,9 @@ def reference_tokens(model, tokenizer, chat: list[dict], max_length: int) -> dic
             with torch.no_grad():
                 logits = model(torch.tensor([ids[:max_length]])).logits[0]
             losses = torch.nn.functional.cross_entropy(
-                logits[start - 1 : -1], torch.tensor(ids[start:max_length]), reduction="none").tolist()
-        out[m] = (upto[len(head):], losses)
+                logits[start - 1 : -1], torch.tensor(ids[start:max_length]), reduction="none"
+            ).tolist()
+        out[m] = (upto[len(head) :], losses)
     return out
 
 
@@ -100,7 +109,9 @@ def test_viewer_token_nll_matches_an_independent_full_logits_pass(reported, tiny
     with Store(db, read_only=True) as store:
         for payload in viewer_files(out):
             for tid, trajectory in payload["trajectories"].items():
-                raw = store.sql("SELECT norm_role, text FROM messages WHERE trajectory_id = $t ORDER BY position", t=tid)
+                raw = store.sql(
+                    "SELECT norm_role, text FROM messages WHERE trajectory_id = $t ORDER BY position", t=tid
+                )
                 chat = chat_messages(raw.iter_rows())
                 turns = [m for m in trajectory["messages"] if m["kind"] == "assistant"]
                 reference = reference_tokens(tiny_model, tiny_tokenizer, chat, MAX_LENGTH)
@@ -111,9 +122,11 @@ def test_viewer_token_nll_matches_an_independent_full_logits_pass(reported, tiny
                     assert "".join(tokens["p"]) == text
                     scored = [x for x in tokens["n"] if x is not None]
                     assert scored == pytest.approx(losses, abs=2e-4)
-                    assert tokens["n"][len(scored):] == [None] * (len(tokens["n"]) - len(scored))
+                    assert tokens["n"][len(scored) :] == [None] * (len(tokens["n"]) - len(scored))
                     if scored:
-                        assert sum(scored) / len(scored) == pytest.approx(trajectory["stored_turns"][m["turn"]], abs=1e-4)
+                        assert sum(scored) / len(scored) == pytest.approx(
+                            trajectory["stored_turns"][m["turn"]], abs=1e-4
+                        )
                 detailed += 1
     assert detailed == 12  # 2 questions x 3 samples in each of the two data sets
 
@@ -129,8 +142,9 @@ def test_viewer_marks_segments_and_observations(reported):
             assert all(s in (1, 2, 3) for t in turns for s in t["s"])
     assert kinds == {"system", "task", "assistant", "observation"}
     synth_finals = [f for f in finals if "final_answer(" in f]
-    assert synth_finals and all(f.lstrip().startswith("Code:") and f.rstrip().endswith("<end_code><|im_end|>")
-                                for f in synth_finals)
+    assert synth_finals and all(
+        f.lstrip().startswith("Code:") and f.rstrip().endswith("<end_code><|im_end|>") for f in synth_finals
+    )
     assert any(f.lstrip().startswith("<solution>") for f in finals)  # MINT's answer span is the final one
 
 
@@ -138,8 +152,9 @@ def test_viewer_carries_only_the_drawn_questions(reported):
     db, run_id, out = reported
     payloads = viewer_files(out)
     with Store(db, read_only=True) as store:
-        per_question = dict(store.sql(
-            "SELECT dataset || '/' || question_id, count(*) FROM trajectories GROUP BY 1").iter_rows())
+        per_question = dict(
+            store.sql("SELECT dataset || '/' || question_id, count(*) FROM trajectories GROUP BY 1").iter_rows()
+        )
         chosen = store.sql("SELECT trajectory_id FROM selection_rows WHERE trajectory_id IS NOT NULL")
     assert sorted(p["dataset"] for p in payloads) == ["mint-gsm8k"] * 2 + ["synth-hotpotqa"] * 2
     for p in payloads:
@@ -171,8 +186,28 @@ def test_student_not_available_gives_text_and_a_note(reported, tmp_path, capsys)
     db, run_id, first = reported
     out = tmp_path / "page"
     shutil.copytree(first, out)  # an earlier report is replaced, its extra question files go
-    assert main(["report", "--db", str(db), "--run", run_id, "--out", str(out), "--questions", "1", "--samples", "1",
-                 "--model", str(tmp_path / "absent"), "--selection", "min_nll"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--db",
+                str(db),
+                "--run",
+                run_id,
+                "--out",
+                str(out),
+                "--questions",
+                "1",
+                "--samples",
+                "1",
+                "--model",
+                str(tmp_path / "absent"),
+                "--selection",
+                "min_nll",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     note = f"Token NLLs are not shown: the run's student '{tmp_path / 'absent'}' cannot be loaded here"
     assert "report: 2 questions, 2 trajectories to open; token NLLs not shown (" in printed
@@ -198,8 +233,10 @@ def test_report_in_a_headless_browser(reported, tmp_path_factory):
     db, run_id, out = reported
     shots = tmp_path_factory.mktemp("screenshots")
     with Store(db, read_only=True) as store:
-        counts = store.sql("SELECT dataset, count(*) AS n, round(100.0 * avg(correct::INT), 1) AS pct "
-                           "FROM trajectories GROUP BY 1 ORDER BY 1")
+        counts = store.sql(
+            "SELECT dataset, count(*) AS n, round(100.0 * avg(correct::INT), 1) AS pct "
+            "FROM trajectories GROUP BY 1 ORDER BY 1"
+        )
         rejects = store.sql("SELECT count(*) FROM ingest_rejects").item()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
@@ -211,8 +248,10 @@ def test_report_in_a_headless_browser(reported, tmp_path_factory):
         page.wait_for_selector("#trajectory .tok")
 
         header = page.locator("#store-summary thead th").all_inner_texts()
-        rows = {r[0]: dict(zip(header, r)) for r in
-                (row.locator("td").all_inner_texts() for row in page.locator("#store-summary tbody tr").all())}
+        rows = {
+            r[0]: dict(zip(header, r))
+            for r in (row.locator("td").all_inner_texts() for row in page.locator("#store-summary tbody tr").all())
+        }
         for dataset, n, pct in counts.iter_rows():
             assert rows[dataset]["trajectories"] == str(n)
             assert rows[dataset]["correct_pct"] == f"{pct:.1f}"
@@ -233,12 +272,16 @@ def test_report_in_a_headless_browser(reported, tmp_path_factory):
         row.click()
         page.wait_for_selector(f"#samples tbody tr.open[data-trajectory='{tid}']")
         with Store(db, read_only=True) as store:
-            tokens = store.sql("SELECT sum(tokens) FROM turn_scores WHERE run_id = $r AND trajectory_id = $t",
-                               r=run_id, t=tid).item()
+            tokens = store.sql(
+                "SELECT sum(tokens) FROM turn_scores WHERE run_id = $r AND trajectory_id = $t", r=run_id, t=tid
+            ).item()
         shaded = page.locator("#trajectory .tok[data-nll]")
         assert shaded.count() == tokens > 0
-        shades = set(page.evaluate("Array.from(document.querySelectorAll('#trajectory .tok[data-nll]'))"
-                                   ".map(t => t.style.backgroundColor)"))
+        shades = set(
+            page.evaluate(
+                "Array.from(document.querySelectorAll('#trajectory .tok[data-nll]')).map(t => t.style.backgroundColor)"
+            )
+        )
         assert len(shades) > 5
         assert page.locator("#trajectory .message.observation").count() > 0
         page.locator("#trajectory details summary").click()  # the system prompt opens
@@ -247,8 +290,10 @@ def test_report_in_a_headless_browser(reported, tmp_path_factory):
         # a MINT run longer than the scoring limit: its last tokens are marked unscored
         i, cut, unscored = next(
             (i, tid, sum(n is None for m in t["messages"] if "tokens" in m for n in m["tokens"]["n"]))
-            for i, payload in enumerate(viewer_files(out)) for tid, t in payload["trajectories"].items()
-            if any(n is None for m in t["messages"] if "tokens" in m for n in m["tokens"]["n"]))
+            for i, payload in enumerate(viewer_files(out))
+            for tid, t in payload["trajectories"].items()
+            if any(n is None for m in t["messages"] if "tokens" in m for n in m["tokens"]["n"])
+        )
         page.select_option("#question-select", value=str(i))
         page.locator(f"#samples tbody tr[data-trajectory='{cut}']").click()
         page.wait_for_selector(f"#samples tbody tr.open[data-trajectory='{cut}']")
@@ -277,9 +322,16 @@ def test_selection_tables_match_pairwise_compare(reported):
         pair = compare(store.con, "random", "min_nll")
     assert [row[0] for row in tables["means"].rows] == ["random", "min_nll"]
     for row, expected in zip(tables["means"].rows, pair.iter_rows(named=True)):
-        assert row[2:] == [str(expected["questions"]), str(expected["selected"]), f"{expected['mean_nll']:.3f}",
-                           f"{expected['mean_assistant_chars']:.0f}", f"{expected['mean_tool_calls']:.2f}",
-                           f"{expected['mean_turns']:.2f}"]
+        assert row[2:] == [
+            str(expected["questions"]),
+            str(expected["selected"]),
+            f"{expected['mean_nll']:.3f}",
+            f"{expected['mean_assistant_chars']:.0f}",
+            f"{expected['mean_tool_calls']:.2f}",
+            f"{expected['mean_turns']:.2f}",
+        ]
     same = str(pair["same_trajectory"][0])
-    assert tables["agree"].rows == [["random", str(pair["selected"][0]), same],
-                                    ["min_nll", same, str(pair["selected"][1])]]
+    assert tables["agree"].rows == [
+        ["random", str(pair["selected"][0]), same],
+        ["min_nll", same, str(pair["selected"][1])],
+    ]

@@ -41,11 +41,11 @@ def agent_rows(n: int, seed: int = 0, long_every: int = 7) -> list[dict]:
     rows = []
     for i in range(n):
         turns = 1 + i % 5
-        messages = [("system", SYSTEM),
-                    ("user", f"New task:\n{_text(rng, 8)}? <reference>{_text(rng, 3)}</reference>")]
+        messages = [("system", SYSTEM), ("user", f"New task:\n{_text(rng, 8)}? <reference>{_text(rng, 3)}</reference>")]
         for m in range(turns):
-            messages.append(("assistant", f"Thought: {_text(rng, rng.randint(1, 20))}\nCode:\n```py\n"
-                                          f"print({m})\n```<end_code>"))
+            messages.append(
+                ("assistant", f"Thought: {_text(rng, rng.randint(1, 20))}\nCode:\n```py\nprint({m})\n```<end_code>")
+            )
             messages.append(("tool-call", "Calling tools:\n[{'id': 'call_1'}]"))
             observation = _text(rng, 150 if i % long_every == 3 else rng.randint(0, 30))
             messages.append(("tool-response", f"Call id: call_{m}\nObservation:\n{observation}"))
@@ -75,8 +75,9 @@ def scored(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     rows = agent_rows(59)
     giant = agent_rows(1, seed=1)[0]
     giant["messages"] = [*giant["messages"][:2]] + [
-        msg for m in range(3) for msg in (("assistant", f"Thought: step {m} 🙂"),
-                                          ("tool-response", "Observation:\n" + "word " * 2500))
+        msg
+        for m in range(3)
+        for msg in (("assistant", f"Thought: step {m} 🙂"), ("tool-response", "Observation:\n" + "word " * 2500))
     ]
     rows.append({**giant, "question_id": "giant"})
     db = tmp_path_factory.mktemp("scored") / "store.duckdb"
@@ -89,8 +90,23 @@ def scored(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
 
 def test_matches_per_turn_reference(scored, tiny_model_dir, tiny_model, tiny_tokenizer, capsys) -> None:
     db, max_length = scored["db"], scored["max_length"]
-    assert main(["score", "--db", str(db), "--student", str(tiny_model_dir), "--max-length", str(max_length),
-                 "--batch-tokens", "4096", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--db",
+                str(db),
+                "--student",
+                str(tiny_model_dir),
+                "--max-length",
+                str(max_length),
+                "--batch-tokens",
+                "4096",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     run_id = capsys.readouterr().out.strip().splitlines()[-1].removeprefix("run_id=")
     got = stored_turns(db, run_id)
     checked_turns = 0
@@ -125,8 +141,9 @@ def test_matches_per_turn_reference(scored, tiny_model_dir, tiny_model, tiny_tok
 
 
 def test_rerun_resumes_same_run(scored, tiny_model_dir, capsys) -> None:
-    config = ScoreConfig(db=str(scored["db"]), student=str(tiny_model_dir), max_length=scored["max_length"],
-                         progress=False)
+    config = ScoreConfig(
+        db=str(scored["db"]), student=str(tiny_model_dir), max_length=scored["max_length"], progress=False
+    )
     run_id = score(config)
     assert "scored 0 trajectories" in capsys.readouterr().out
     assert stored_turns(scored["db"], run_id).keys() == set(scored["ids"])
@@ -166,11 +183,23 @@ def test_sigkill_then_rerun_gives_one_row_per_turn_and_same_values(tmp_path, tin
     rows = agent_rows(80, seed=5, long_every=1000)
     make_store(tmp_path / "killed.duckdb", rows)
     shutil.copy(tmp_path / "killed.duckdb", tmp_path / "whole.duckdb")
-    args = ["score", "--db", str(tmp_path / "killed.duckdb"), "--student", str(tiny_model_dir),
-            "--part-size", "4", "--no-progress"]
+    args = [
+        "score",
+        "--db",
+        str(tmp_path / "killed.duckdb"),
+        "--student",
+        str(tiny_model_dir),
+        "--part-size",
+        "4",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    worker = subprocess.Popen([sys.executable, "-c", "from curate.cli import main; raise SystemExit(main())", *args],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from curate.cli import main; raise SystemExit(main())", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     parts = tmp_path / "killed.duckdb.parts"
     deadline = time.monotonic() + 120
     while not list(parts.glob("*/part-*.parquet")) and worker.poll() is None and time.monotonic() < deadline:
@@ -185,8 +214,9 @@ def test_sigkill_then_rerun_gives_one_row_per_turn_and_same_values(tmp_path, tin
 
     config = ScoreConfig(db=str(tmp_path / "killed.duckdb"), student=str(tiny_model_dir), part_size=4, progress=False)
     resumed = score(config)
-    whole = score(ScoreConfig(db=str(tmp_path / "whole.duckdb"), student=str(tiny_model_dir), part_size=4,
-                              progress=False))
+    whole = score(
+        ScoreConfig(db=str(tmp_path / "whole.duckdb"), student=str(tiny_model_dir), part_size=4, progress=False)
+    )
     assert resumed == whole
     queries = "SELECT trajectory_id, turn, tokens, nll_sum, nll_mean FROM turn_scores ORDER BY trajectory_id, turn"
     with Store(tmp_path / "killed.duckdb", read_only=True) as a, Store(tmp_path / "whole.duckdb", read_only=True) as b:
@@ -201,8 +231,9 @@ def test_shards_are_disjoint_and_complete(tmp_path, tiny_model_dir) -> None:
     ids = make_store(tmp_path / "s.duckdb", agent_rows(30, seed=7, long_every=1000))
     seen: list[str] = []
     for index in range(3):
-        run_id = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), shard=(index, 3),
-                                   progress=False))
+        run_id = score(
+            ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), shard=(index, 3), progress=False)
+        )
         with Store(tmp_path / "s.duckdb", read_only=True) as store:
             now = store.sql("SELECT trajectory_id FROM trajectory_scores")["trajectory_id"].to_list()
             finished = store.sql("SELECT finished_at FROM scoring_runs").item()
@@ -217,16 +248,22 @@ def test_shards_are_disjoint_and_complete(tmp_path, tiny_model_dir) -> None:
 
 def test_run_without_assistant_turn_is_recorded_with_no_tokens(tmp_path, tiny_model_dir) -> None:
     store = new_store(tmp_path / "s.duckdb")
-    task_only, normal = add_trajectories(store, [
-        {"question_id": "q1", "correct": False, "messages": [("system", "Solve."), ("user", "New task:\n2+2?")]},
-        {"question_id": "q1"},
-    ])
+    task_only, normal = add_trajectories(
+        store,
+        [
+            {"question_id": "q1", "correct": False, "messages": [("system", "Solve."), ("user", "New task:\n2+2?")]},
+            {"question_id": "q1"},
+        ],
+    )
     store.close()
     run_id = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), progress=False))
     with Store(tmp_path / "s.duckdb", read_only=True) as store:
-        scores = dict(store.sql("SELECT trajectory_id, tokens FROM trajectory_scores WHERE run_id = $r", r=run_id).rows())
-        nll = store.sql("SELECT trajectory_id, nll, turns, truncated FROM trajectory_nll WHERE run_id = $r "
-                        "ORDER BY turns", r=run_id)
+        scores = dict(
+            store.sql("SELECT trajectory_id, tokens FROM trajectory_scores WHERE run_id = $r", r=run_id).rows()
+        )
+        nll = store.sql(
+            "SELECT trajectory_id, nll, turns, truncated FROM trajectory_nll WHERE run_id = $r ORDER BY turns", r=run_id
+        )
         finished = store.sql("SELECT finished_at FROM scoring_runs").item()
     assert scores[task_only] == 0 and scores[normal] > 0
     assert nll.rows()[0] == (task_only, None, 0, False) and nll["trajectory_id"][1] == normal
@@ -269,8 +306,14 @@ print(before, after, len(nll), float((full.double() - torch.from_numpy(nll[:255]
 
 def test_peak_memory_far_below_full_logits() -> None:
     n = 6144
-    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(n)], capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(n)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=True,
+    ).stdout.split()
     before, after, scored, gap = int(out[0]), int(out[1]), int(out[2]), float(out[3])
     full_logits = n * 151936 * 4
     assert scored == n - 1 and gap < 1e-4
@@ -290,8 +333,22 @@ def test_render_command_prints_the_mapped_chat(scored, capsys) -> None:
 
 def test_vllm_backend_says_how_to_install(scored, tiny_model_dir, capsys) -> None:
     assert importlib.util.find_spec("vllm") is None  # the message is for installs without the extra
-    assert main(["score", "--db", str(scored["db"]), "--student", str(tiny_model_dir), "--backend", "vllm",
-                 "--max-length", "100"]) == 2
+    assert (
+        main(
+            [
+                "score",
+                "--db",
+                str(scored["db"]),
+                "--student",
+                str(tiny_model_dir),
+                "--backend",
+                "vllm",
+                "--max-length",
+                "100",
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.strip() == (
         "curate score: error: --backend vllm needs vLLM, which is not installed: pip install 'curate[vllm]'"
     )
@@ -312,8 +369,10 @@ def _smollm2_with_template(folder: Path, template: str) -> Path:
 
 # Messages end with a newline and start with one: SmolLM2 merges the two into one token, which
 # crosses the end of each assistant turn (the run's probe finds it: every trajectory turn by turn).
-NEWLINE_TEMPLATE = ("{% for m in messages %}\n{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                    "{% if add_generation_prompt %}\nassistant: {% endif %}")
+NEWLINE_TEMPLATE = (
+    "{% for m in messages %}\n{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}\nassistant: {% endif %}"
+)
 
 
 def test_crossing_a_turn_end_and_not_its_start_needs_turn_passes() -> None:
@@ -336,10 +395,21 @@ def test_one_pass_unless_a_token_crosses_a_turn_end(tmp_path) -> None:
 
     # An assistant turn that starts with a newline: its first token also takes the newline that
     # ends the generation prompt (a token crossing the turn's start), the same in every pass.
-    rows = [{"question_id": "q", "messages": [("user", "2+2?"), ("assistant", "\n\nThought: add."),
-                                               ("user", "Observation: 4"), ("assistant", "4")]}]
-    for name, template, fallback in (("chatml", None, None),
-                                     ("newlines", NEWLINE_TEMPLATE, "template fails the prefix check")):
+    rows = [
+        {
+            "question_id": "q",
+            "messages": [
+                ("user", "2+2?"),
+                ("assistant", "\n\nThought: add."),
+                ("user", "Observation: 4"),
+                ("assistant", "4"),
+            ],
+        }
+    ]
+    for name, template, fallback in (
+        ("chatml", None, None),
+        ("newlines", NEWLINE_TEMPLATE, "template fails the prefix check"),
+    ):
         student = resolve_student("smollm2") if template is None else _smollm2_with_template(tmp_path / name, template)
         (tid,) = make_store(tmp_path / f"{name}.duckdb", rows)
         run_id = score(ScoreConfig(db=str(tmp_path / f"{name}.duckdb"), student=str(student), progress=False))
@@ -367,15 +437,20 @@ def test_take_in_lists_parts_only_under_the_write_lock(tmp_path, tiny_model_dir,
 
     db = tmp_path / "s.duckdb"
     make_store(db, agent_rows(6, seed=2, long_every=1000))
-    monkeypatch.setattr(curate.score.job, "take_in", lambda config, manifest: {"unscored": 6, "trajectories": 0,
-                                                                            "tokens": 0})
+    monkeypatch.setattr(
+        curate.score.job, "take_in", lambda config, manifest: {"unscored": 6, "trajectories": 0, "tokens": 0}
+    )
     run_id = score(ScoreConfig(db=str(db), student=str(tiny_model_dir), part_size=2, progress=False))
     monkeypatch.undo()
     manifest = json.loads((parts_dir(db, run_id) / "run.json").read_text())
     assert len(list(parts_dir(db, run_id).glob("part-*"))) == 3
     holder = Store(db)  # another worker holding the write lock
-    worker = subprocess.Popen([sys.executable, "-c", TAKE_IN_SCRIPT, str(db), str(tiny_model_dir), json.dumps(manifest)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", TAKE_IN_SCRIPT, str(db), str(tiny_model_dir), json.dumps(manifest)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert worker.stdout.readline() == "ready\n"
     time.sleep(1.0)  # the worker is now waiting for the lock
     curate.score.take_in(ScoreConfig(db=str(db), student=str(tiny_model_dir), progress=False), manifest)
@@ -425,23 +500,30 @@ def test_weights_hash_is_the_files_sha256_remembered_until_a_file_changes(tmp_pa
 def test_tiny_max_length_scores_every_trajectory_as_truncated(scored, tiny_model_dir, tmp_path, capsys) -> None:
     db = tmp_path / "s.duckdb"
     shutil.copy(scored["db"], db)
-    assert main(["score", "--db", str(db), "--student", str(tiny_model_dir), "--max-length", "12",
-                 "--no-progress"]) == 0
+    assert (
+        main(["score", "--db", str(db), "--student", str(tiny_model_dir), "--max-length", "12", "--no-progress"]) == 0
+    )
     out = capsys.readouterr().out
     assert "truncated at 12 tokens: 60 (60 with no turn left)" in out
     run_id = out.strip().splitlines()[-1].removeprefix("run_id=")
     with Store(db, read_only=True) as store:
-        view = store.sql("SELECT count(*) AS n, count(nll) AS nlls, sum(turns) AS turns, bool_and(truncated) AS cut "
-                         "FROM trajectory_nll WHERE run_id = $r", r=run_id)
+        view = store.sql(
+            "SELECT count(*) AS n, count(nll) AS nlls, sum(turns) AS turns, bool_and(truncated) AS cut "
+            "FROM trajectory_nll WHERE run_id = $r",
+            r=run_id,
+        )
     assert view.row(0) == (60, 0, 0, True)
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--part-size", "0", "--part-size 0: need a whole number of at least 1"),
-    ("--batch-tokens", "-5", "--batch-tokens -5: need a whole number of at least 1"),
-    ("--max-length", "1", "--max-length 1: need a whole number of at least 2"),
-    ("--shard", "3/3", "--shard '3/3': need 0 <= I < N"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--part-size", "0", "--part-size 0: need a whole number of at least 1"),
+        ("--batch-tokens", "-5", "--batch-tokens -5: need a whole number of at least 1"),
+        ("--max-length", "1", "--max-length 1: need a whole number of at least 2"),
+        ("--shard", "3/3", "--shard '3/3': need 0 <= I < N"),
+    ],
+)
 def test_numeric_options_are_checked(scored, tiny_model_dir, option, value, message, capsys) -> None:
     assert main(["score", "--db", str(scored["db"]), "--student", str(tiny_model_dir), option, value]) == 2
     assert capsys.readouterr().err.strip() == f"curate score: error: {message}"

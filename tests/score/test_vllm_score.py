@@ -35,7 +35,9 @@ def test_vllm_scores_real_mint_runs_like_transformers(tmp_path, shared_data, smo
     assert (summary.format, summary.trajectories) == ("mint", RUNS)
 
     reference = score_store(db, str(smollm2_cached), progress=False)
-    done = run("curate", "score", "--db", str(db), "--student", str(smollm2_cached), "--backend", "vllm", "--no-progress")
+    done = run(
+        "curate", "score", "--db", str(db), "--student", str(smollm2_cached), "--backend", "vllm", "--no-progress"
+    )
     run_id = done.stdout.strip().splitlines()[-1].removeprefix("run_id=")
 
     with Store(db, read_only=True) as store:

@@ -69,8 +69,11 @@ def test_training_halves_loss_writes_outputs_reloads_and_merges(export, student,
     assert record["resolved"]["loss"]["weights"] == [1.0, 1.5, 2.0]
     assert record["data"]["card_header"] == {"policy": "min_nll", "student": "tiny", "k": 10}
     # The prompt the rows open with (curate eval shows it to the student).
-    assert (record["data"]["system_prompt"], record["data"]["system_prompt_rows"], record["data"]["system_prompts"]) == (
-        "You solve tasks with code.", 4, 1)
+    assert (
+        record["data"]["system_prompt"],
+        record["data"]["system_prompt_rows"],
+        record["data"]["system_prompts"],
+    ) == ("You solve tasks with code.", 4, 1)
     assert (out / "data_card.md").read_text().startswith("---\npolicy: min_nll")
     assert (out / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 16
@@ -89,7 +92,10 @@ def _encoded(export: Path, student: Path) -> list[list[int]]:
     from transformers import AutoTokenizer
 
     rows, _ = load_export(str(export))
-    return [e.input_ids for e in encode(rows, AutoTokenizer.from_pretrained(student), "smolagents", 10240, "end", "x").examples]
+    return [
+        e.input_ids
+        for e in encode(rows, AutoTokenizer.from_pretrained(student), "smolagents", 10240, "end", "x").examples
+    ]
 
 
 def test_killed_run_resumes_to_the_same_adapter(export, student, tmp_path) -> None:
@@ -140,9 +146,26 @@ def test_cli_trains_from_parquet_with_per_row_profile(student, tmp_path, capsys)
     parquet = tmp_path / "sel.parquet"
     Dataset.from_list(rows).to_parquet(str(parquet))
     out = tmp_path / "cli"
-    argv = ["train", "--data", str(parquet), "--student", str(student), "--out", str(out), "--max-steps", "2",
-            "--lora-r", "4", "--lora-alpha", "8", "--loss", "custom:1,2,3", "--no-gradient-checkpointing",
-            "--micro-batch-size", "2"]
+    argv = [
+        "train",
+        "--data",
+        str(parquet),
+        "--student",
+        str(student),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--lora-r",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--loss",
+        "custom:1,2,3",
+        "--no-gradient-checkpointing",
+        "--micro-batch-size",
+        "2",
+    ]
     assert main(argv) == 0
     assert capsys.readouterr().out.strip().endswith(str(out))
     record = json.loads((out / "train_config.json").read_text())
@@ -158,8 +181,12 @@ def test_real_mint_export_trains_with_its_own_profile(shared_data, student, tmp_
     from transformers import AutoTokenizer
 
     store = Store(":memory:")
-    ingest(store, [shared_data / "trajectories" / "mint" / "mint_gsm8k.jsonl.gz"], "gsm8k",
-           options=IngestOptions(progress=False))
+    ingest(
+        store,
+        [shared_data / "trajectories" / "mint" / "mint_gsm8k.jsonl.gz"],
+        "gsm8k",
+        options=IngestOptions(progress=False),
+    )
     turns = store.sql("SELECT trajectory_id, assistant_turns FROM trajectories WHERE clean").rows()
     add_scores(store, "mint", {t: [float(n)] * n for t, n in turns})  # shortest runs win min_nll
     parquet = tmp_path / "mint.parquet"
@@ -178,8 +205,22 @@ def test_real_mint_export_trains_with_its_own_profile(shared_data, student, tmp_
     wrong = encode(rows, tokenizer, "smolagents", 10240, "end", "mint").stats
     assert wrong["tokens_action"] == wrong["tokens_final"] == 0
 
-    argv = ["train", "--data", str(parquet), "--student", str(student), "--max-steps", "1", "--batch-size", "1",
-            "--lora-r", "4", "--lora-alpha", "8", "--no-gradient-checkpointing"]
+    argv = [
+        "train",
+        "--data",
+        str(parquet),
+        "--student",
+        str(student),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--lora-r",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--no-gradient-checkpointing",
+    ]
     assert main([*argv, "--out", str(tmp_path / "own")]) == 0
     assert "warning" not in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "forced"), "--profile", "smolagents"]) == 0
@@ -217,15 +258,40 @@ def test_truncation_policies_count_lost_final_spans(tiny_tokenizer, tmp_path) ->
 
 def test_torchrun_two_ranks_match_one_process(export, student, tmp_path) -> None:
     # Without dropout, 2 ranks × 2 micro-batches and 1 rank × 4 see the same rows per step.
-    args = ["train", "--data", str(export), "--student", str(student), "--max-steps", "2",
-            "--lora-r", "4", "--lora-alpha", "8", "--lora-dropout", "0"]
+    args = [
+        "train",
+        "--data",
+        str(export),
+        "--student",
+        str(student),
+        "--max-steps",
+        "2",
+        "--lora-r",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--lora-dropout",
+        "0",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).with_name("torchrun")
     curate = Path(sys.executable).with_name("curate")
     done = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", "--no-python", str(curate), *args,
-         "--out", str(tmp_path / "ddp")],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "--no-python",
+            str(curate),
+            *args,
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0

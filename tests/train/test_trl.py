@@ -24,7 +24,10 @@ def chat(i: int) -> list[tuple[str, str]]:
         ("assistant", f"Thought: multiply.\nCode:\n```py\nx = {i} * {i + 2}\nprint(x)\n```<end_code>"),
         ("tool-call", "Calling tools:\n[{'id': 'call_1'}]"),
         ("tool-response", f"Call id: call_1\nObservation:\n{i * (i + 2)}"),
-        ("assistant", f"Thought: check it once more{' carefully' * i}.\nCode:\n```py\nprint(x == {i * (i + 2)})\n```<end_code>"),
+        (
+            "assistant",
+            f"Thought: check it once more{' carefully' * i}.\nCode:\n```py\nprint(x == {i * (i + 2)})\n```<end_code>",
+        ),
         ("tool-response", "Call id: call_2\nObservation:\nTrue"),
         ("assistant", f"Thought: done.\nCode:\n```py\nfinal_answer({i * (i + 2)})\n```<end_code>"),
     ]
@@ -40,8 +43,23 @@ def exported(tmp_path_factory, tiny_model_dir):
     run_id = score_store(db, str(tiny_model_dir), progress=False)
     out = root / "export"
     # --student picks the scoring run (its latest) and, with --tokenized, the tokenizer
-    assert main(["export", "--db", str(db), "--policy", "min_nll", "--student", str(tiny_model_dir), "--tokenized",
-                 "--to", str(out)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--db",
+                str(db),
+                "--policy",
+                "min_nll",
+                "--student",
+                str(tiny_model_dir),
+                "--tokenized",
+                "--to",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return db, run_id, out
 
 
@@ -54,7 +72,9 @@ def test_completion_mask_is_exactly_the_scored_tokens(exported, tiny_tokenizer):
     db, run_id, out = exported
     rows = load_from_disk(str(out))
     with Store(db, read_only=True) as store:
-        scored = dict(store.sql("SELECT trajectory_id, tokens FROM trajectory_scores WHERE run_id = $r", r=run_id).rows())
+        scored = dict(
+            store.sql("SELECT trajectory_id, tokens FROM trajectory_scores WHERE run_id = $r", r=run_id).rows()
+        )
     assert rows.num_rows == ROWS
     for row in rows:
         rendering = render(tiny_tokenizer, row["messages"])
@@ -86,15 +106,49 @@ def test_tokenized_export_of_a_stored_selection(exported, tiny_model_dir, tmp_pa
     assert f"| tokenized with | {tiny_model_dir} |" in card
     assert f"--name {selection} --to {again} --tokenized" in card
     capsys.readouterr()
-    assert main(["export", "--db", str(db), "--selection", selection, "--student", str(tiny_model_dir),
-                 "--to", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--db",
+                str(db),
+                "--selection",
+                selection,
+                "--student",
+                str(tiny_model_dir),
+                "--to",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "--student: only with --policy" in capsys.readouterr().err
 
 
 def curate_first_loss(export: Path, student: Path, out: Path, loss: str) -> float:
     """`curate train`'s first optimiser step loss on the export (micro-batches of 2, step of 4)."""
-    assert main(["train", "--data", str(export), "--student", str(student), "--out", str(out), "--loss", loss,
-                 "--max-steps", "2", "--batch-size", "4", "--micro-batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(export),
+                "--student",
+                str(student),
+                "--out",
+                str(out),
+                "--loss",
+                loss,
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--micro-batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     return json.loads((out / "train_log.jsonl").read_text().splitlines()[0])["loss"]
 
 
@@ -106,9 +160,21 @@ def trl_first_loss(export: Path, student: Path, out: Path, loss: str | None) -> 
 
     from curate.train.trl import SegmentWeightedSFTTrainer
 
-    args = SFTConfig(output_dir=str(out), completion_only_loss=True, max_length=None, per_device_train_batch_size=2,
-                     gradient_accumulation_steps=2, max_steps=2, logging_steps=1, learning_rate=1e-4,
-                     report_to=[], save_strategy="no", use_cpu=True, bf16=False, disable_tqdm=True)
+    args = SFTConfig(
+        output_dir=str(out),
+        completion_only_loss=True,
+        max_length=None,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=2,
+        max_steps=2,
+        logging_steps=1,
+        learning_rate=1e-4,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+        disable_tqdm=True,
+    )
     rows = load_from_disk(str(export))
     if loss is None:
         trainer = SFTTrainer(model=str(student), train_dataset=rows, args=args)
@@ -126,7 +192,9 @@ def test_trl_first_step_equals_curate_train(exported, tiny_model_dir, tmp_path):
     smartad = curate_first_loss(export, tiny_model_dir, tmp_path / "curate-smartad", "smartad")
     assert abs(uniform - smartad) > 1e-4  # the weights change the number, so the comparison below means something
     assert trl_first_loss(export, tiny_model_dir, tmp_path / "trl", None) == pytest.approx(uniform, abs=1e-5)
-    assert trl_first_loss(export, tiny_model_dir, tmp_path / "trl-smartad", "smartad") == pytest.approx(smartad, abs=1e-5)
+    assert trl_first_loss(export, tiny_model_dir, tmp_path / "trl-smartad", "smartad") == pytest.approx(
+        smartad, abs=1e-5
+    )
 
 
 def test_trl_helper_refuses_what_it_cannot_weight(exported, tiny_model_dir, tmp_path):

@@ -123,8 +123,15 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, model: str, endpoint: str = DEFAULT_ENDPOINT, max_concurrency: int = 64,
-                 timeout: float = DEFAULT_TIMEOUT, max_retries: int = 4, tokenizer: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        endpoint: str = DEFAULT_ENDPOINT,
+        max_concurrency: int = 64,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = 4,
+        tokenizer: str | None = None,
+    ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency {max_concurrency}: need at least 1")
         self.model_id = model
@@ -146,22 +153,32 @@ class OpenAIBackend:
             return asyncio.run(self._batch(requests))
         except openai.APIError as error:
             detail = " ".join(str(error).split())
-            raise RuntimeError(f"{self.endpoint}: request failed after {self.max_retries} retries: "
-                               f"{type(error).__name__}: {detail}") from None
+            raise RuntimeError(
+                f"{self.endpoint}: request failed after {self.max_retries} retries: {type(error).__name__}: {detail}"
+            ) from None
 
     async def _batch(self, requests: Sequence[GenRequest]) -> list[Completion]:
         import openai
 
         bound = asyncio.Semaphore(self.max_concurrency)
         transport = RetryNotes(self.endpoint, self.timeout, self.max_retries, self.max_concurrency)
-        async with openai.AsyncOpenAI(base_url=self.endpoint, api_key=os.environ.get("OPENAI_API_KEY") or "none",
-                                      timeout=self.timeout, max_retries=self.max_retries,
-                                      http_client=openai.DefaultAsyncHttpxClient(transport=transport)) as client:
+        async with openai.AsyncOpenAI(
+            base_url=self.endpoint,
+            api_key=os.environ.get("OPENAI_API_KEY") or "none",
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            http_client=openai.DefaultAsyncHttpxClient(transport=transport),
+        ) as client:
             return await asyncio.gather(*(self._one(client, bound, r) for r in requests))
 
     async def _one(self, client: Any, bound: asyncio.Semaphore, request: GenRequest) -> Completion:
-        sampling = {"max_tokens": request.max_new_tokens, "temperature": request.temperature,
-                    "top_p": request.top_p, "seed": request.seed, "stop": list(request.stop) or None}
+        sampling = {
+            "max_tokens": request.max_new_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "seed": request.seed,
+            "stop": list(request.stop) or None,
+        }
         sampling = {k: v for k, v in sampling.items() if v is not None}
         async with bound:
             if request.prefix and self.tokenizer is not None:
@@ -175,13 +192,17 @@ class OpenAIBackend:
                 if request.prefix:
                     messages.append({"role": "assistant", "content": request.prefix})
                     extra = {"add_generation_prompt": False, "continue_final_message": True}
-                reply = await client.chat.completions.create(model=self.model_id, messages=messages,
-                                                             extra_body=extra, **sampling)
+                reply = await client.chat.completions.create(
+                    model=self.model_id, messages=messages, extra_body=extra, **sampling
+                )
                 choice = first_choice(reply, self.endpoint)
                 text = choice.message.content or ""
         tokens = reply.usage.completion_tokens if reply.usage else 0
-        return Completion(text + kept_stop(choice, text, request.stop), tokens,
-                          "length" if choice.finish_reason == "length" else "stop")
+        return Completion(
+            text + kept_stop(choice, text, request.stop),
+            tokens,
+            "length" if choice.finish_reason == "length" else "stop",
+        )
 
     def close(self) -> None:
         """Nothing to free: each batch opens and closes its own connections."""

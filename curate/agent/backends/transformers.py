@@ -110,8 +110,16 @@ def _draws(requests: Sequence[GenRequest], generators: Sequence[torch.Generator]
     # float64 uniforms: its own exponential_ draws them ~3x slower. Only the uniforms come row by row
     # (each from its row's generator). A draw stays an argmax, so rounding moves it only at a near-tie
     # of two ratios.
-    race = torch.stack([torch.rand(logits.shape[-1], generator=generators[b], dtype=torch.float64,
-                                   device=logits.device) for b in sampled]).log_().neg_()
+    race = (
+        torch.stack(
+            [
+                torch.rand(logits.shape[-1], generator=generators[b], dtype=torch.float64, device=logits.device)
+                for b in sampled
+            ]
+        )
+        .log_()
+        .neg_()
+    )
     for b, token in zip(sampled, (torch.cat(warped).softmax(-1) / race).argmax(-1).tolist()):
         tokens[b] = token
     return tokens
@@ -136,8 +144,9 @@ class _Room(DynamicLayer):
     def _view(self) -> None:
         self.keys, self.values = (r[:, :, : self.length] for r in self.room)
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
-               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write the new tokens' keys and values after the last ones; the views grow, nothing is copied."""
         end = self.length + key_states.shape[-2]
         self.room[0][:, :, self.length : end], self.room[1][:, :, self.length : end] = key_states, value_states
@@ -161,8 +170,15 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model: str, device: str | None = None, dtype: str | None = None,
-                 batch_size: int | None = None, prefix_cache: bool = True, adapter: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int | None = None,
+        prefix_cache: bool = True,
+        adapter: str | None = None,
+    ) -> None:
         path = resolve_student(model)
         self.model_id = teacher_id(model, adapter)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -219,8 +235,13 @@ class TransformersBackend:
         cache = DynamicCache(config=self.model.config)
         for layer, (keys, values) in enumerate(layers):
             cache.update(keys[None], values[None], layer)
-        logits = self.model(input_ids=torch.tensor([ids[have:]], device=self.device), cache=cache, use_cache=True,
-                            position_ids=torch.arange(have, len(ids), device=self.device)[None], logits_to_keep=1).logits
+        logits = self.model(
+            input_ids=torch.tensor([ids[have:]], device=self.device),
+            cache=cache,
+            use_cache=True,
+            position_ids=torch.arange(have, len(ids), device=self.device)[None],
+            logits_to_keep=1,
+        ).logits
         self.prefilled += len(ids) - have
         return [(layer.keys[0], layer.values[0]) for layer in cache.layers], logits[0, -1:].float()
 
@@ -233,8 +254,9 @@ class TransformersBackend:
         return "length" if len(tokens) >= request.max_new_tokens else None
 
     @torch.inference_mode()
-    def _batch(self, requests: list[GenRequest], ids: list[list[int]],
-               found: list[tuple[int, Layers]]) -> list[tuple[Completion, _Kept | None]]:
+    def _batch(
+        self, requests: list[GenRequest], ids: list[list[int]], found: list[tuple[int, Layers]]
+    ) -> list[tuple[Completion, _Kept | None]]:
         room = max(r.max_new_tokens for r in requests)
         cache, mask, shared, logits = (self._prefill_together if self.plain else self._prefill_apart)(ids, found, room)
         positions = torch.tensor([[len(x)] for x in ids], device=self.device)
@@ -258,8 +280,10 @@ class TransformersBackend:
                 row = None
                 if self.caches is not None:
                     held = mask[b].bool()
-                    row = _Kept(ids[i] + tokens[i][:-1], [(layer.keys[b][:, held], layer.values[b][:, held])
-                                                          for layer in cache.layers])
+                    row = _Kept(
+                        ids[i] + tokens[i][:-1],
+                        [(layer.keys[b][:, held], layer.values[b][:, held]) for layer in cache.layers],
+                    )
                 done[i] = (Completion(text, len(tokens[i]), finish), row)
             if not stay:
                 return done  # type: ignore[return-value]
@@ -268,8 +292,13 @@ class TransformersBackend:
                 cache.batch_select_indices(index)
                 mask, positions, rows = mask[index], positions[index], [rows[b] for b in stay]
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-            step = {"input_ids": torch.tensor([[tokens[i][-1]] for i in rows], device=self.device),
-                    "attention_mask": mask, "position_ids": positions, "cache": cache, "use_cache": True}
+            step = {
+                "input_ids": torch.tensor([[tokens[i][-1]] for i in rows], device=self.device),
+                "attention_mask": mask,
+                "position_ids": positions,
+                "cache": cache,
+                "use_cache": True,
+            }
             if self.plain:
                 shares = {"shared": shared} if self.engine.reads_prefix else {}
                 logits = self.engine.logits(self.model.get_decoder()(**step, **shares).last_hidden_state[:, -1]).float()
@@ -277,8 +306,9 @@ class TransformersBackend:
                 logits = self.model(**step).logits[:, -1].float()
             positions = positions + 1
 
-    def _prefill_together(self, ids: list[list[int]], found: list[tuple[int, Layers]],
-                          room: int) -> tuple[Cache, torch.Tensor, int, torch.Tensor]:
+    def _prefill_together(
+        self, ids: list[list[int]], found: list[tuple[int, Layers]], room: int
+    ) -> tuple[Cache, torch.Tensor, int, torch.Tensor]:
         """Every row's new tokens in ONE forward, on the batch cache of what each row has kept (plain models).
 
         A few hundred tokens alone keep a CPU's cores far from their peak (126 tokens took 0.5 s, a
@@ -294,24 +324,30 @@ class TransformersBackend:
         cache, mask = self._batch_cache(pasts, have, shared, longest + room)
         mask = torch.cat([mask, torch.tensor([[1] * len(x) + [0] * (longest - len(x)) for x in new])], dim=1)
         mask = mask.to(self.device)
-        step = {"input_ids": torch.tensor([x + [0] * (longest - len(x)) for x in new], device=self.device),
-                "position_ids": torch.tensor([list(range(n, n + longest)) for n in have], device=self.device),
-                "attention_mask": mask, "cache": cache, "use_cache": True}
+        step = {
+            "input_ids": torch.tensor([x + [0] * (longest - len(x)) for x in new], device=self.device),
+            "position_ids": torch.tensor([list(range(n, n + longest)) for n in have], device=self.device),
+            "attention_mask": mask,
+            "cache": cache,
+            "use_cache": True,
+        }
         hidden = self.model.get_decoder()(**step).last_hidden_state
         self.prefilled += sum(map(len, new))
         last = hidden[torch.arange(len(new)), torch.tensor([len(x) - 1 for x in new])]
         return cache, mask, shared, self.engine.logits(last).float()
 
-    def _prefill_apart(self, ids: list[list[int]], found: list[tuple[int, Layers]],
-                       room: int) -> tuple[Cache, torch.Tensor, int, torch.Tensor]:
+    def _prefill_apart(
+        self, ids: list[list[int]], found: list[tuple[int, Layers]], room: int
+    ) -> tuple[Cache, torch.Tensor, int, torch.Tensor]:
         """Each row's new tokens alone, then the batch cache of all of them (models whose logits or attention
         are not plain: their own forward computes the logits, so rows cannot be padded at the end)."""
         prefilled = [self._prefill(x, n, layers) for x, (n, layers) in zip(ids, found)]
         cache, mask = self._batch_cache([layers for layers, _ in prefilled], list(map(len, ids)), 0, room)
         return cache, mask.to(self.device), 0, torch.cat([x for _, x in prefilled])
 
-    def _batch_cache(self, rows: list[Layers], lengths: list[int], shared: int,
-                     room: int) -> tuple[Cache, torch.Tensor]:
+    def _batch_cache(
+        self, rows: list[Layers], lengths: list[int], shared: int, room: int
+    ) -> tuple[Cache, torch.Tensor]:
         """The batch cache of the rows' caches with `room` more tokens, and its mask [rows, width]: the
         `shared` first tokens at the same positions in every row, then each row's own ending at one column."""
         cache = Cache(layers=[_Room([r[i] for r in rows], shared, room) for i in range(len(rows[0]))])
@@ -330,4 +366,3 @@ class TransformersBackend:
         self.model = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-

@@ -30,8 +30,14 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model: str, device: str | None = None, dtype: str | None = None,
-                 max_model_len: int | None = None, adapter: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        device: str | None = None,
+        dtype: str | None = None,
+        max_model_len: int | None = None,
+        adapter: str | None = None,
+    ) -> None:
         vllm = import_vllm()
         from vllm.platforms import current_platform
 
@@ -51,14 +57,30 @@ class VLLMBackend:
         """One completion per request, in request order (vLLM schedules the batch itself)."""
         from vllm.inputs import TokensPrompt
 
-        prompts = [TokensPrompt(prompt_token_ids=self.tokenizer(chat_prompt(self.tokenizer, r),
-                                                                add_special_tokens=False)["input_ids"]) for r in requests]
-        params = [self._sampling(n=1, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_new_tokens,
-                                 seed=r.seed, stop=list(r.stop), include_stop_str_in_output=True) for r in requests]
+        prompts = [
+            TokensPrompt(
+                prompt_token_ids=self.tokenizer(chat_prompt(self.tokenizer, r), add_special_tokens=False)["input_ids"]
+            )
+            for r in requests
+        ]
+        params = [
+            self._sampling(
+                n=1,
+                temperature=r.temperature,
+                top_p=r.top_p,
+                max_tokens=r.max_new_tokens,
+                seed=r.seed,
+                stop=list(r.stop),
+                include_stop_str_in_output=True,
+            )
+            for r in requests
+        ]
         completions = []
         for output in self.llm.generate(prompts, params, use_tqdm=False, lora_request=self._lora):
             out = output.outputs[0]
-            completions.append(Completion(out.text, len(out.token_ids), "length" if out.finish_reason == "length" else "stop"))
+            completions.append(
+                Completion(out.text, len(out.token_ids), "length" if out.finish_reason == "length" else "stop")
+            )
         return completions
 
     def close(self) -> None:

@@ -1,9 +1,9 @@
 """The agent's prompts, as text files in this folder (Jinja2 templates), and their provenance hash.
 
-    codeact_system.txt        system prompt: tools, the Thought/Code/<end_code> format, examples, rules
-    task.txt                  the task message (smolagents' `New task:` plus the release's format reminder)
-    final_answer_*.txt        the answer asked for when a run reaches its step limit (as smolagents does)
-    first_thought.txt         the tool-free chain-of-thought prompt behind the first-thought prefix
+codeact_system.txt        system prompt: tools, the Thought/Code/<end_code> format, examples, rules
+task.txt                  the task message (smolagents' `New task:` plus the release's format reminder)
+final_answer_*.txt        the answer asked for when a run reaches its step limit (as smolagents does)
+first_thought.txt         the tool-free chain-of-thought prompt behind the first-thought prefix
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ class Prompts:
         return hashlib.blake2b("\0".join(parts).encode(), digest_size=8).hexdigest()
 
 
-def load_prompts(tools: Sequence[str], imports: Sequence[str], system_file: str | Path | None = None,
-                 system_text: str | None = None) -> Prompts:
+def load_prompts(
+    tools: Sequence[str], imports: Sequence[str], system_file: str | Path | None = None, system_text: str | None = None
+) -> Prompts:
     """The packaged prompts rendered for these tools and import allow-list, or a system prompt of yours:
     a template file, or `system_text` used as it is (e.g. the one a student was trained with)."""
     if system_text is not None:

@@ -56,7 +56,7 @@ class Channel:
             raise ProtocolError(f"a message of {size:,} bytes (the limit is {self.limit:,})")
         if len(self._buffer) < _HEADER.size + size:
             return None
-        body = bytes(self._buffer[_HEADER.size: _HEADER.size + size])
+        body = bytes(self._buffer[_HEADER.size : _HEADER.size + size])
         del self._buffer[: _HEADER.size + size]
         try:
             message = json.loads(body.decode("utf-8"))

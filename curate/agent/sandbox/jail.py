@@ -35,7 +35,9 @@ _ENVIRONMENT = {
     "HOME": WORKDIR,
     "PYTHONHASHSEED": "0",  # set order and error texts the same on every run
     # One BLAS thread: a forked child must not inherit a half-initialised thread pool.
-    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
 }
 _SYSTEM = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
 _UIDS = itertools.count()
@@ -45,8 +47,10 @@ class JailUnavailable(RuntimeError):
     """This machine cannot build the jail; model code runs only with --unsafe-local-executor."""
 
     def __init__(self, why: str) -> None:
-        super().__init__(f"model-written code runs only in a jail, and {why}; or pass --unsafe-local-executor "
-                         "to run it without one (it can then read your files and use your network)")
+        super().__init__(
+            f"model-written code runs only in a jail, and {why}; or pass --unsafe-local-executor "
+            "to run it without one (it can then read your files and use your network)"
+        )
 
 
 def environment() -> dict[str, str]:
@@ -65,8 +69,11 @@ def import_paths(modules: Sequence[str]) -> list[str]:
     found = []
     for name in modules:
         spec = importlib.util.find_spec(name)
-        origin = spec and (spec.origin if spec.submodule_search_locations is None
-                           else next(iter(spec.submodule_search_locations), None))
+        origin = spec and (
+            spec.origin
+            if spec.submodule_search_locations is None
+            else next(iter(spec.submodule_search_locations), None)
+        )
         if not origin:
             continue
         for entry in sys.path:
@@ -98,8 +105,20 @@ def bwrap_command(workdir: str, folders: Sequence[str], uid: int | None) -> list
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise JailUnavailable("bubblewrap is not installed: install it (Debian, Ubuntu: apt-get install bubblewrap)")
-    argv = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--as-pid-1", "--hostname", "sandbox", "--clearenv"]
+    argv = [
+        bwrap,
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+        "--hostname",
+        "sandbox",
+        "--clearenv",
+    ]
     if uid is None:
         argv.append("--unshare-user")
     else:  # the worker drops to `uid` before anything else; it keeps no capability after that

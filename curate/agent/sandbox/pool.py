@@ -121,15 +121,27 @@ class PythonSandbox:
         ours, theirs = socket.socketpair()
         with tempfile.TemporaryFile() as log:
             self._process = subprocess.Popen(
-                [*argv, str(theirs.fileno())], pass_fds=[theirs.fileno()], env=environment(), cwd=self.workdir,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+                [*argv, str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                env=environment(),
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
             )
             theirs.close()
             channel = Channel(ours, self._reply_bytes)
-            config = {"seconds": self.limits.seconds, "memory_mb": self.limits.memory_mb,
-                      "output_chars": self.limits.output_chars, "imports": list(self._imports),
-                      "tools": sorted(self.tools), "uid": uid, "paths": paths,
-                      "processes": self.limits.processes if self.jailed else None}
+            config = {
+                "seconds": self.limits.seconds,
+                "memory_mb": self.limits.memory_mb,
+                "output_chars": self.limits.output_chars,
+                "imports": list(self._imports),
+                "tools": sorted(self.tools),
+                "uid": uid,
+                "paths": paths,
+                "processes": self.limits.processes if self.jailed else None,
+            }
             try:
                 channel.send(config)
                 message = channel.recv(_START_SECONDS)
@@ -141,8 +153,10 @@ class PythonSandbox:
                 log.seek(0)
                 said = (log.read().decode(errors="replace").strip().splitlines() or ["(nothing on stderr)"])[-1]
                 if self.jailed and said.startswith("bwrap:"):
-                    raise JailUnavailable(f"bubblewrap cannot make one on this machine ({said}): allow "
-                                          "unprivileged user namespaces, or run curate as root") from None
+                    raise JailUnavailable(
+                        f"bubblewrap cannot make one on this machine ({said}): allow "
+                        "unprivileged user namespaces, or run curate as root"
+                    ) from None
                 raise RuntimeError(f"the sandbox process exited at start (code {code}): {said}") from None
         if "failed" in message:
             self._process.kill()
@@ -152,10 +166,17 @@ class PythonSandbox:
     def _isolation(self, facts: dict[str, str]) -> dict[str, str]:
         secrets = f"{len(self.secrets)} secret-looking values of curate's environment replaced in every result"
         if not self.jailed:
-            return {"jail": "none (--unsafe-local-executor): model code runs as you, with your files, "
-                            "environment variables and network", "files": "yours", "network": "the host's",
-                    "processes": facts["processes"], "memory": facts["memory"], "survivors": "not tracked",
-                    "hash_seed": "0", "secrets": secrets}
+            return {
+                "jail": "none (--unsafe-local-executor): model code runs as you, with your files, "
+                "environment variables and network",
+                "files": "yours",
+                "network": "the host's",
+                "processes": facts["processes"],
+                "memory": facts["memory"],
+                "survivors": "not tracked",
+                "hash_seed": "0",
+                "secrets": secrets,
+            }
         return {
             "jail": f"{bwrap_version()}: own mount, PID, network, IPC and UTS namespaces; dies with curate",
             "files": "read-only: the interpreter and its libraries; writable: /sandbox only, files of 0 bytes",
@@ -172,8 +193,10 @@ class PythonSandbox:
         """The isolation in one line, for a command's summary."""
         if not self.jailed:
             return "python tool: NO JAIL (--unsafe-local-executor)"
-        return (f"python tool: bubblewrap jail, no network, no secrets, {self.limits.processes} processes, "
-                f"{self.limits.memory_mb} MiB each")
+        return (
+            f"python tool: bubblewrap jail, no network, no secrets, {self.limits.processes} processes, "
+            f"{self.limits.memory_mb} MiB each"
+        )
 
     def __enter__(self) -> PythonSandbox:
         return self
@@ -220,7 +243,9 @@ class PythonSandbox:
                     if active:
                         deferred.append(i)
                     else:
-                        results[i] = self._lost(f"{why}; the jail's limit of {self.limits.processes} processes is reached")
+                        results[i] = self._lost(
+                            f"{why}; the jail's limit of {self.limits.processes} processes is reached"
+                        )
                     continue
                 except (_Broken, OSError) as why:
                     results[i] = self._restart(handle, str(why))
@@ -293,8 +318,10 @@ class PythonSandbox:
         try:
             return self._fork(self._zygote, _PATIENCE_SECONDS)
         except _Refused as why:
-            raise RuntimeError(f"the sandbox could not start a run: {why}, the jail's limit of "
-                               f"{self.limits.processes} processes; run fewer at once (--slots)") from None
+            raise RuntimeError(
+                f"the sandbox could not start a run: {why}, the jail's limit of "
+                f"{self.limits.processes} processes; run fewer at once (--slots)"
+            ) from None
         except _Broken as why:
             raise RuntimeError(f"the sandbox's jail stopped answering ({why}); run the command again") from None
 
@@ -383,8 +410,12 @@ class PythonSandbox:
         value = _text(done["value"], VALUE_CHARS + _CUT_NOTE)
         if type(done["final"]) is not bool:
             raise ProtocolError("a result of the wrong shape")
-        return StepResult.success(logs, value, _text(done["value_repr"], VALUE_CHARS + _CUT_NOTE),
-                                  final_answer=value if done["final"] else None)
+        return StepResult.success(
+            logs,
+            value,
+            _text(done["value_repr"], VALUE_CHARS + _CUT_NOTE),
+            final_answer=value if done["final"] else None,
+        )
 
     def _scrubbed(self, result: StepResult) -> StepResult:
         result = self.secrets.scrub_result(result)

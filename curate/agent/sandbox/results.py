@@ -7,8 +7,10 @@ from dataclasses import dataclass
 # smolagents' truncate_content limit for "Last output from code snippet"; errors are cut the same way.
 VALUE_CHARS = 20_000
 ERROR_CHARS = 50_000
-RETRY = ("Now let's retry: take care not to repeat previous errors! If you have retried several "
-         "times, try a completely different approach.\n")
+RETRY = (
+    "Now let's retry: take care not to repeat previous errors! If you have retried several "
+    "times, try a completely different approach.\n"
+)
 
 
 @dataclass(frozen=True)

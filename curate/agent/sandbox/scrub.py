@@ -27,8 +27,11 @@ class Secrets:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
-        found = {value: name for name, value in sorted(environ.items())
-                 if SECRET_NAME.search(name) and len(value) >= MIN_CHARS}
+        found = {
+            value: name
+            for name, value in sorted(environ.items())
+            if SECRET_NAME.search(name) and len(value) >= MIN_CHARS
+        }
         # Longest first, so that a secret containing another is replaced whole.
         self.values = sorted(found, key=len, reverse=True)
         self.names = found
@@ -49,5 +52,7 @@ class Secrets:
         if not count:
             return result
         # The other texts are parts of the observation: scrubbed too, counted once, there.
-        changes = {field: self.scrub(getattr(result, field))[0] for field in _PARTS if getattr(result, field) is not None}
+        changes = {
+            field: self.scrub(getattr(result, field))[0] for field in _PARTS if getattr(result, field) is not None
+        }
         return dataclasses.replace(result, observation=observation, **changes, redacted=result.redacted + count)

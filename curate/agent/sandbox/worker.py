@@ -35,8 +35,19 @@ from .results import ERROR_CHARS, VALUE_CHARS
 
 # smolagents' BASE_BUILTIN_MODULES (the same list in 1.13, which the release ran, and today):
 # always authorized by LocalPythonExecutor, listed here so the zygote can pre-import them.
-BASE_MODULES = ("collections", "datetime", "itertools", "math", "queue", "random", "re", "stat",
-                "statistics", "time", "unicodedata")
+BASE_MODULES = (
+    "collections",
+    "datetime",
+    "itertools",
+    "math",
+    "queue",
+    "random",
+    "re",
+    "stat",
+    "statistics",
+    "time",
+    "unicodedata",
+)
 REQUEST_BYTES = 1 << 24  # the parent's requests (code, tool answers) are trusted and may be long
 _PR_SET_DUMPABLE = 4
 _channel: Channel | None = None  # this process's channel; tool calls travel over it
@@ -186,8 +197,11 @@ def sweep(keep: set[int], steps: set[int]) -> int:
         return 0
     killed: set[int] = set()
     while True:  # a process forking while it is killed is caught by the next pass
-        strays = [pid for pid, session in _processes()
-                  if pid != 1 and pid not in keep and session not in steps and pid not in killed]
+        strays = [
+            pid
+            for pid, session in _processes()
+            if pid != 1 and pid not in keep and session not in steps and pid not in killed
+        ]
         if not strays:  # what was killed may take a few ms more to unmap its memory: it cannot run
             return len(killed)
         for pid in strays:
@@ -261,8 +275,13 @@ def _run_step(executor: Any, code: str) -> dict[str, Any]:
     try:
         out = executor(code)
         value = _cut(str(out.output), VALUE_CHARS)
-        return {"logs": out.logs, "value": value, "value_repr": _cut(repr(out.output), VALUE_CHARS),
-                "final": bool(out.is_final_answer), "error": None}
+        return {
+            "logs": out.logs,
+            "value": value,
+            "value_repr": _cut(repr(out.output), VALUE_CHARS),
+            "final": bool(out.is_final_answer),
+            "error": None,
+        }
     except OutputLimitExceeded as error:
         message = f"Code execution failed: {error}"
     except Exception as error:  # noqa: BLE001 - every code error is an observation
@@ -277,4 +296,3 @@ def _cut(text: str, limit: int) -> str:
         return text
     half = limit // 2
     return f"{text[:half]}\n..._This content has been truncated to stay below {limit} characters_...\n{text[-half:]}"
-

@@ -20,7 +20,9 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu  # sdpa's CPU kernel: (output, log-sum-exp)
 
 
-def merged(first: torch.Tensor, first_lse: torch.Tensor, second: torch.Tensor, second_lse: torch.Tensor) -> torch.Tensor:
+def merged(
+    first: torch.Tensor, first_lse: torch.Tensor, second: torch.Tensor, second_lse: torch.Tensor
+) -> torch.Tensor:
     """Attention over both key sets, in float32, from each set's attention output [..., queries, dim]
     and log-sum-exp. A float32 `first` is overwritten with it (both outputs are a caller's temporaries:
     no new buffer as large as they are, which costs page faults and half the time on a CPU)."""
@@ -46,9 +48,18 @@ def scoring_attention() -> str:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
-    def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
-                  scaling: float | None = None, prefix: Any = None, segments: Sequence[int] | None = None,
-                  **kwargs: Any) -> tuple:
+    def attention(
+        module: Any,
+        query: Any,
+        key: Any,
+        value: Any,
+        attention_mask: Any,
+        dropout: float = 0.0,
+        scaling: float | None = None,
+        prefix: Any = None,
+        segments: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> tuple:
         if not prefix and segments is None:
             return sdpa_attention_forward(module, query, key, value, None, dropout, scaling, **kwargs)
         rows, heads, width, dim = query.shape
@@ -78,8 +89,15 @@ def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
 
 
-def _shared_prefix(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                   attention_mask: torch.Tensor | None, shared: int = 0, **kwargs: Any) -> tuple[torch.Tensor, None]:
+def _shared_prefix(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    shared: int = 0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """SDPA on a CPU in two flash passes merged by their log-sum-exp, where one masked pass wastes work.
 
     A prefill (several queries, after a cache): sdpa given the mask computes every query against
@@ -98,8 +116,9 @@ def _shared_prefix(module: Any, query: torch.Tensor, key: torch.Tensor, value: t
         out, lse = flash(query, key[:, :, cached:], value[:, :, cached:], is_causal=True, scale=scale)
         if cached:
             seen = attention_mask[:, :, :1, :cached]  # the same for every query: padding only
-            before, before_lse = flash(query, key[:, :, :cached], value[:, :, :cached],
-                                       attn_mask=_additive(seen, query.dtype), scale=scale)
+            before, before_lse = flash(
+                query, key[:, :, :cached], value[:, :, :cached], attn_mask=_additive(seen, query.dtype), scale=scale
+            )
             out = merged(out, lse, before, before_lse).to(query.dtype)
         return out.transpose(1, 2).contiguous(), None
     rows, heads, _, dim = query.shape

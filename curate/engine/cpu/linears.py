@@ -37,8 +37,12 @@ MOST = 64  # the largest pack (SmolLM2 body at 64 rows: 66 ms packed, 87 ms plai
 
 def swap(body: nn.Module, wrap: Callable[[nn.Linear], nn.Module]) -> list[nn.Module]:
     """Replace every `nn.Linear` under `body` with `wrap(linear)`; return the replacements."""
-    targets = [(parent, name, child) for parent in body.modules()
-               for name, child in parent.named_children() if type(child) is nn.Linear]
+    targets = [
+        (parent, name, child)
+        for parent in body.modules()
+        for name, child in parent.named_children()
+        if type(child) is nn.Linear
+    ]
     for parent, name, child in targets:
         setattr(parent, name, wrap(child))
     return [getattr(parent, name) for parent, name, _ in targets]
