@@ -67,8 +67,11 @@ def run_scores(db: Path, student: str, max_length: int) -> tuple[str, float]:
     """Score the store under one student; (run id, seconds including the model load)."""
     resolve_student(student)  # materialise first, so its time is not counted as scoring
     started = time.perf_counter()
-    run_id = score_store(db, student, dataset=DATASET, max_length=max_length, part_size=55)
-    return run_id, time.perf_counter() - started
+    scored = score_store(db, student, dataset=DATASET, max_length=max_length, part_size=55)
+    seconds = time.perf_counter() - started
+    for line in scored.lines():
+        print(line)
+    return scored.run_id, seconds
 
 
 def results(con, run_id: str) -> dict[str, pl.DataFrame]:

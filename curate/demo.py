@@ -118,10 +118,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
 
     _step(f"synthetic teacher runs (labelled synthetic) -> {db}")
     with Store(db) as store:
-        synth.demo_store(store, out / "runs", questions=cfg.questions, k=cfg.k, seed=cfg.seed)
+        for line in synth.demo_store(store, out / "runs", questions=cfg.questions, k=cfg.k, seed=cfg.seed).lines():
+            print(line)
 
     _step(f"score every trajectory under the student ({cfg.student})")
-    run_id = score_store(db, cfg.student)
+    scored = score_store(db, cfg.student)
+    for line in scored.lines():
+        print(line)
+    run_id = scored.run_id
     with Store(db, read_only=True) as store:
         extremes = nll_extremes(store.con, run_id).drop("trajectory_id", "truncated")
     print("lowest and highest trajectory NLL:")

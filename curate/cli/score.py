@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..score import ScoreConfig, parse_shard, score
 
-    score(
+    result = score(
         ScoreConfig(
             db=args.db,
             student=args.student,
@@ -77,4 +77,6 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     )
+    for line in result.lines():
+        print(line)
     return 0

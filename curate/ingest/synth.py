@@ -17,11 +17,17 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
 from ..shared_data import shared_data_dir
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from ..store import Store
+    from .job import IngestSummary
 
 MODEL_ID = "synthetic-teacher"
 BUNDLED = 64  # examples per set in curate/assets: the first 64 of the shared file
@@ -335,18 +341,29 @@ def write(cfg: SynthConfig, out: str | Path) -> dict[str, Any]:
     return resolved
 
 
-def demo_store(store: Any, folder: str | Path, questions: int = 12, k: int = 4, seed: int = 0) -> Any:
-    """Synthesise HotPotQA and MATH runs into folder, ingest them as synth-hotpotqa / synth-math,
-    print the ingest summaries and the stats table; returns the stats frame."""
-    from ..stats import stats, stats_table
+@dataclass(frozen=True)
+class DemoStore:
+    """What `demo_store` ingested (a summary per file) and the store's stats afterwards."""
+
+    summaries: list[IngestSummary]
+    stats: pl.DataFrame
+
+    def lines(self) -> list[str]:
+        """The ingest summaries, then the stats table."""
+        from ..stats import stats_table
+
+        return [summary.line() for summary in self.summaries] + [stats_table(self.stats)]
+
+
+def demo_store(store: Store, folder: str | Path, questions: int = 12, k: int = 4, seed: int = 0) -> DemoStore:
+    """Synthesise HotPotQA and MATH runs into folder and ingest them as synth-hotpotqa / synth-math."""
+    from ..stats import stats
     from .job import IngestOptions, ingest
 
     folder = Path(folder)
+    summaries: list[IngestSummary] = []
     for source in ("hotpotqa", "math"):
         path = folder / f"synth_{source}.jsonl"
         write(SynthConfig(questions=questions, k=k, source=source, seed=seed), path)
-        for summary in ingest(store, [path], f"synth-{source}", "smolagents", IngestOptions(progress=False)):
-            print(summary.line())
-    frame = stats(store)
-    print(stats_table(frame))
-    return frame
+        summaries += ingest(store, [path], f"synth-{source}", "smolagents", IngestOptions(progress=False))
+    return DemoStore(summaries, stats(store))

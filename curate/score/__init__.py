@@ -10,6 +10,7 @@ from .blocks import rendered_chats, renderings
 from .job import (
     PROBE,
     ScoreConfig,
+    ScoreResult,
     identify,
     nll_extremes,
     parse_shard,
@@ -25,6 +26,7 @@ from .job import (
 __all__ = [
     "PROBE",
     "ScoreConfig",
+    "ScoreResult",
     "identify",
     "nll_extremes",
     "parse_shard",

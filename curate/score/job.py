@@ -330,8 +330,51 @@ def make_backend(config: ScoreConfig, path: Path, max_length: int) -> Any:
     )
 
 
-def score(config: ScoreConfig) -> str:
-    """Score the store's pending trajectories under the student, take the results in, return the run id."""
+@dataclass(frozen=True)
+class ScoreResult:
+    """What one `score` invocation did (this shard) and where its run stands (all shards)."""
+
+    run_id: str
+    student: str
+    shard: tuple[int, int]
+    scored: int  # trajectories this invocation scored
+    tokens: int  # their rendered tokens
+    seconds: float
+    forwarded: int  # tokens through the model: prefixes shared by several trajectories count once
+    prefix_reuse: str  # on, off, why not, or "-" when nothing was scored
+    repeats: int  # repeated sequences scored once
+    single_pass: bool  # the template has the prefix property: one pass per trajectory
+    fallback: int  # trajectories scored turn by turn
+    max_length: int
+    truncated: int  # trajectories cut at max_length
+    empty: int  # of them, with no assistant turn left
+    run_trajectories: int  # the run's trajectories in the store, every shard so far
+    run_tokens: int  # their supervised tokens
+    unscored: int  # trajectories of the store the run has not scored yet
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Rendered tokens a second of scoring (0 when nothing was scored)."""
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def lines(self) -> list[str]:
+        """The summary `curate score` prints, `run_id=ID` last."""
+        index, count = self.shard
+        single = "yes" if self.single_pass else "no (template fails the prefix check)"
+        state = "finished" if self.unscored == 0 else f"{self.unscored} trajectories still unscored"
+        return [
+            f"scored {self.scored} trajectories of shard {index}/{count} under {self.student}: "
+            f"{self.tokens:,} tokens ({self.tokens_per_s:,.0f} tokens/s), {self.forwarded:,} tokens forwarded "
+            f"(prefix reuse: {self.prefix_reuse}; repeated sequences scored once: {self.repeats}); single pass: "
+            f"{single}; turn by turn: {self.fallback}; "
+            f"truncated at {self.max_length} tokens: {self.truncated} ({self.empty} with no turn left)",
+            f"run {self.run_id}: {self.run_trajectories} trajectories, {self.run_tokens} supervised tokens; {state}",
+            f"run_id={self.run_id}",
+        ]
+
+
+def score(config: ScoreConfig) -> ScoreResult:
+    """Score the store's pending trajectories under the student and take the results in."""
     from transformers import AutoTokenizer
 
     if config.backend not in BACKENDS:
@@ -352,19 +395,26 @@ def score(config: ScoreConfig) -> str:
     prefixes = "-"
     if todo:
         prefixes = _score_all(config, path, tokenizer, ident, single_pass, todo, stats)
-    result = take_in(config, manifest)
-    rate = stats["rendered"] / stats["seconds"] if stats["seconds"] else 0.0
-    print(
-        f"scored {len(todo)} trajectories of shard {config.shard[0]}/{config.shard[1]} under {ident.student}: "
-        f"{stats['rendered']:,} tokens ({rate:,.0f} tokens/s), {stats['forwarded']:,} tokens forwarded "
-        f"(prefix reuse: {prefixes}; repeated sequences scored once: {stats['repeats']}); single pass: "
-        f"{'yes' if single_pass else 'no (template fails the prefix check)'}; turn by turn: {stats['fallback']}; "
-        f"truncated at {ident.max_length} tokens: {stats['truncated']} ({stats['empty']} with no turn left)"
+    run = take_in(config, manifest)
+    return ScoreResult(
+        run_id=ident.run_id,
+        student=ident.student,
+        shard=config.shard,
+        scored=len(todo),
+        tokens=stats["rendered"],
+        seconds=stats["seconds"],
+        forwarded=stats["forwarded"],
+        prefix_reuse=prefixes,
+        repeats=stats["repeats"],
+        single_pass=single_pass,
+        fallback=stats["fallback"],
+        max_length=ident.max_length,
+        truncated=stats["truncated"],
+        empty=stats["empty"],
+        run_trajectories=run["trajectories"],
+        run_tokens=run["tokens"],
+        unscored=run["unscored"],
     )
-    state = "finished" if result["unscored"] == 0 else f"{result['unscored']} trajectories still unscored"
-    print(f"run {ident.run_id}: {result['trajectories']} trajectories, {result['tokens']} supervised tokens; {state}")
-    print(f"run_id={ident.run_id}")
-    return ident.run_id
 
 
 def _score_all(
@@ -412,8 +462,8 @@ def _score_all(
     return "on" if getattr(backend, "prefix_reuse", False) else getattr(backend, "no_prefix_reason", None) or "off"
 
 
-def score_store(db: str | Path, student: str, **settings: Any) -> str:
-    """Score a store under a student with default settings (overridable) and return the run id."""
+def score_store(db: str | Path, student: str, **settings: Any) -> ScoreResult:
+    """Score a store under a student with default settings (overridable); `.run_id` names the run."""
     return score(replace(ScoreConfig(db=str(db), student=student), **settings))
 
 

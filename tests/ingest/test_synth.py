@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from curate.ingest import IngestOptions, ingest
-from curate.ingest.synth import BUNDLED, MODEL_ID, SOURCES, SynthConfig, load_questions, write
+from curate.ingest.synth import BUNDLED, MODEL_ID, SOURCES, SynthConfig, demo_store, load_questions, write
 from curate.store import Store
 
 QUIET = IngestOptions(progress=False)
@@ -100,3 +100,17 @@ def test_log_data_as_string_reads_the_same(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.duckdb")
     a, b = (ingest(store, [tmp_path / f], f, options=QUIET)[0] for f in ("dict.jsonl", "str.jsonl"))
     assert (a.trajectories, a.clean, a.tool_calls) == (b.trajectories, b.clean, b.tool_calls)
+
+
+def test_demo_store_returns_its_summaries_and_stats(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.duckdb") as store:
+        done = demo_store(store, tmp_path / "runs", questions=3, k=2)
+        again = demo_store(store, tmp_path / "runs", questions=3, k=2)
+    assert [(s.dataset, s.records, s.already_ingested) for s in done.summaries] == [
+        ("synth-hotpotqa", 6, False),
+        ("synth-math", 6, False),
+    ]
+    assert all(s.already_ingested for s in again.summaries) and again.stats.equals(done.stats)
+    assert sorted(done.stats["dataset"]) == ["synth-hotpotqa", "synth-math"]
+    lines = done.lines()
+    assert lines[:2] == [s.line() for s in done.summaries] and "synth-math" in lines[2]

@@ -62,7 +62,7 @@ def reported(tmp_path_factory, tiny_model_dir, shared_data):
         quiet = IngestOptions(progress=False)
         ingest(store, [synth], "synth-hotpotqa", "smolagents", quiet)
         ingest(store, [mint], "mint-gsm8k", "mint", quiet)
-    run_id = score_store(db, str(tiny_model_dir), max_length=MAX_LENGTH, progress=False)
+    run_id = score_store(db, str(tiny_model_dir), max_length=MAX_LENGTH, progress=False).run_id
     with Store(db) as store:
         for policy in ("min_nll", "random"):
             select(store, SelectConfig(policy=policy, run=run_id, name=policy))

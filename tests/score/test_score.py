@@ -140,12 +140,14 @@ def test_matches_per_turn_reference(scored, tiny_model_dir, tiny_model, tiny_tok
     assert extremes.filter(extremes["side"] == "highest")["nll"].to_list() == sorted(nll.values())[::-1][:5]
 
 
-def test_rerun_resumes_same_run(scored, tiny_model_dir, capsys) -> None:
+def test_rerun_resumes_same_run(scored, tiny_model_dir) -> None:
     config = ScoreConfig(
         db=str(scored["db"]), student=str(tiny_model_dir), max_length=scored["max_length"], progress=False
     )
-    run_id = score(config)
-    assert "scored 0 trajectories" in capsys.readouterr().out
+    result = score(config)
+    run_id = result.run_id
+    assert (result.scored, result.tokens, result.prefix_reuse, result.unscored) == (0, 0, "-", 0)
+    assert result.lines()[0].startswith("scored 0 trajectories")
     assert stored_turns(scored["db"], run_id).keys() == set(scored["ids"])
     assert not list(parts_dir(scored["db"], run_id).glob("part-*"))
 
@@ -167,7 +169,7 @@ def test_template_that_rewrites_history_falls_back_to_turn_passes(tmp_path, tiny
     tokenizer.save_pretrained(student)
     rows = agent_rows(6, seed=3, long_every=100)
     ids = make_store(tmp_path / "s.duckdb", rows)
-    run_id = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(student), progress=False))
+    run_id = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(student), progress=False)).run_id
     got = stored_turns(tmp_path / "s.duckdb", run_id)
     for tid, row in zip(ids, rows):
         want = reference_turns(tiny_model, tokenizer, chat_messages(row["messages"]), 10**6)
@@ -217,7 +219,7 @@ def test_sigkill_then_rerun_gives_one_row_per_turn_and_same_values(tmp_path, tin
     whole = score(
         ScoreConfig(db=str(tmp_path / "whole.duckdb"), student=str(tiny_model_dir), part_size=4, progress=False)
     )
-    assert resumed == whole
+    assert resumed.run_id == whole.run_id and resumed.run_trajectories == whole.run_trajectories == 80
     queries = "SELECT trajectory_id, turn, tokens, nll_sum, nll_mean FROM turn_scores ORDER BY trajectory_id, turn"
     with Store(tmp_path / "killed.duckdb", read_only=True) as a, Store(tmp_path / "whole.duckdb", read_only=True) as b:
         got, want = a.sql(queries), b.sql(queries)
@@ -233,7 +235,7 @@ def test_shards_are_disjoint_and_complete(tmp_path, tiny_model_dir) -> None:
     for index in range(3):
         run_id = score(
             ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), shard=(index, 3), progress=False)
-        )
+        ).run_id
         with Store(tmp_path / "s.duckdb", read_only=True) as store:
             now = store.sql("SELECT trajectory_id FROM trajectory_scores")["trajectory_id"].to_list()
             finished = store.sql("SELECT finished_at FROM scoring_runs").item()
@@ -256,7 +258,7 @@ def test_run_without_assistant_turn_is_recorded_with_no_tokens(tmp_path, tiny_mo
         ],
     )
     store.close()
-    run_id = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), progress=False))
+    run_id = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), progress=False)).run_id
     with Store(tmp_path / "s.duckdb", read_only=True) as store:
         scores = dict(
             store.sql("SELECT trajectory_id, tokens FROM trajectory_scores WHERE run_id = $r", r=run_id).rows()
@@ -412,7 +414,7 @@ def test_one_pass_unless_a_token_crosses_a_turn_end(tmp_path) -> None:
     ):
         student = resolve_student("smollm2") if template is None else _smollm2_with_template(tmp_path / name, template)
         (tid,) = make_store(tmp_path / f"{name}.duckdb", rows)
-        run_id = score(ScoreConfig(db=str(tmp_path / f"{name}.duckdb"), student=str(student), progress=False))
+        run_id = score(ScoreConfig(db=str(tmp_path / f"{name}.duckdb"), student=str(student), progress=False)).run_id
         with Store(tmp_path / f"{name}.duckdb", read_only=True) as store:
             assert store.sql("SELECT fallback FROM trajectory_scores").item() == fallback
         model = AutoModelForCausalLM.from_pretrained(student).eval()
@@ -440,7 +442,7 @@ def test_take_in_lists_parts_only_under_the_write_lock(tmp_path, tiny_model_dir,
     monkeypatch.setattr(
         curate.score.job, "take_in", lambda config, manifest: {"unscored": 6, "trajectories": 0, "tokens": 0}
     )
-    run_id = score(ScoreConfig(db=str(db), student=str(tiny_model_dir), part_size=2, progress=False))
+    run_id = score(ScoreConfig(db=str(db), student=str(tiny_model_dir), part_size=2, progress=False)).run_id
     monkeypatch.undo()
     manifest = json.loads((parts_dir(db, run_id) / "run.json").read_text())
     assert len(list(parts_dir(db, run_id).glob("part-*"))) == 3

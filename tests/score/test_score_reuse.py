@@ -180,18 +180,15 @@ def test_scoring_attention_is_causal_attention_after_a_prefix_and_within_each_pa
 
 
 def test_scores_with_prefix_reuse_match_the_per_turn_reference(
-    tmp_path, tiny_model_dir, tiny_model, tiny_tokenizer, capsys
+    tmp_path, tiny_model_dir, tiny_model, tiny_tokenizer
 ) -> None:
     rows = agent_rows(24, seed=11, long_every=1000)
     ids = make_store(tmp_path / "s.duckdb", rows)
-    run_id = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), progress=False))
-    out = capsys.readouterr().out
-    assert "prefix reuse: on" in out
-    forwarded = int(out.split(" tokens forwarded")[0].rsplit("), ", 1)[1].replace(",", ""))
-    rendered = int(out.split(" tokens (")[0].rsplit(": ", 1)[1].replace(",", ""))
+    result = score(ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), progress=False))
+    assert result.prefix_reuse == "on"
     system_tokens = len(tiny_tokenizer(SYSTEM)["input_ids"])
-    assert forwarded < rendered - 20 * system_tokens
-    got = stored_turns(tmp_path / "s.duckdb", run_id)
+    assert result.forwarded < result.tokens - 20 * system_tokens
+    got = stored_turns(tmp_path / "s.duckdb", result.run_id)
     for tid, row in zip(ids, rows):
         want = reference_turns(tiny_model, tiny_tokenizer, chat_messages(row["messages"]), 10**6)
         assert {m: v[0] for m, v in got[tid].items()} == {m: n for m, (n, _) in want.items()}
@@ -216,26 +213,26 @@ def _nll(db, run_id) -> dict[str, float]:
 @pytest.mark.parametrize(
     "settings", [{"part_size": 1, "batch_tokens": 256}, {"part_size": 256}, {"part_size": 2, "prefix_reuse": False}]
 )
-def test_identical_samples_tie_exactly_and_the_earlier_wins(tmp_path, tiny_model_dir, settings, capsys) -> None:
+def test_identical_samples_tie_exactly_and_the_earlier_wins(tmp_path, tiny_model_dir, settings) -> None:
     rows = _with_repeats(agent_rows(9, seed=4, long_every=1000))
     store = new_store(tmp_path / "s.duckdb")
     ids = add_trajectories(store, rows) + add_trajectories(store, [{**r, "dataset": "again"} for r in rows])
     store.close()
     # one data set, then the other: the second's copies take the numbers already in the store
     for dataset in ("ds", "again"):
-        run_id = score(
+        result = score(
             ScoreConfig(
                 db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), dataset=dataset, progress=False, **settings
             )
         )
+    run_id = result.run_id
     nll = _nll(tmp_path / "s.duckdb", run_id)
     half = len(rows)
     for i, row in enumerate(rows):
         twin = next(j for j, r in enumerate(rows) if r["messages"] == row["messages"])
         assert nll[ids[i]] == nll[ids[twin]] == nll[ids[half + i]]  # bit for bit
-    repeats = int(capsys.readouterr().out.split("scored once: ")[-1].split(")")[0])
     # repeats met within one part: with parts of 2, only the 'pair' question's second sample
-    assert repeats == {1: 0, 2: 1, 256: 5}[settings["part_size"]]
+    assert result.repeats == {1: 0, 2: 1, 256: 5}[settings["part_size"]]
     with Store(tmp_path / "s.duckdb") as store:
         for policy in ("min_nll", "max_nll", "median_nll"):
             chosen = run_policy(store.con, policy, run_id, dataset="ds")
@@ -252,7 +249,7 @@ def test_selection_analysis_and_stats_report_trajectories_cut_to_nothing(tmp_pat
     ids = make_store(tmp_path / "s.duckdb", [long_task, short])
     run_id = score(
         ScoreConfig(db=str(tmp_path / "s.duckdb"), student=str(tiny_model_dir), max_length=300, progress=False)
-    )
+    ).run_id
     with Store(tmp_path / "s.duckdb") as store:
         view = store.sql("SELECT trajectory_id, nll, turns, tokens, truncated FROM trajectory_nll ORDER BY 1")
         chosen = run_policy(store.con, "min_nll", run_id)

@@ -34,7 +34,7 @@ def test_vllm_scores_real_mint_runs_like_transformers(tmp_path, shared_data, smo
         (summary,) = ingest(store, [source], "gsm8k", options=IngestOptions(progress=False))
     assert (summary.format, summary.trajectories) == ("mint", RUNS)
 
-    reference = score_store(db, str(smollm2_cached), progress=False)
+    reference = score_store(db, str(smollm2_cached), progress=False).run_id
     done = run(
         "curate", "score", "--db", str(db), "--student", str(smollm2_cached), "--backend", "vllm", "--no-progress"
     )

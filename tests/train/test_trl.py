@@ -40,7 +40,7 @@ def exported(tmp_path_factory, tiny_model_dir):
     db = root / "store.duckdb"
     with Store(db) as store:
         add_trajectories(store, [{"question_id": f"q{i}", "messages": chat(i)} for i in range(ROWS)])
-    run_id = score_store(db, str(tiny_model_dir), progress=False)
+    run_id = score_store(db, str(tiny_model_dir), progress=False).run_id
     out = root / "export"
     # --student picks the scoring run (its latest) and, with --tokenized, the tokenizer
     assert (
