@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,37 +112,3 @@ def save(fig: matplotlib.figure.Figure, out: Path, stem: str) -> list[Path]:
         fig.savefig(pdf, metadata=PDF_METADATA)
     matplotlib.pyplot.close(fig)
     return [png, pdf]
-
-
-def run_script(write: Callable[[FigureData, Path], list[Path]], doc: str) -> None:
-    """A figure script's main: parse its arguments, collect the data, write, print the files."""
-    for path in write(*script_data(script_args(doc.splitlines()[0]))):
-        print(path)
-
-
-def script_args(description: str) -> argparse.Namespace:
-    """The arguments every figure script takes: --db, --run or --student, --out, --rule."""
-    from curate.cli.analyze import add_rule
-    from curate.cli.common import add_run
-    from curate.cli.figures import FIGURES_RULE_HELP
-
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--db", required=True, help="DuckDB store")
-    add_run(parser)
-    parser.add_argument("--out", required=True, help="output folder")
-    add_rule(parser, FIGURES_RULE_HELP)
-    return parser.parse_args()
-
-
-def script_data(args: argparse.Namespace) -> tuple[FigureData, Path]:
-    """Open the store, fill the repetition cache, collect the data and make the output folder."""
-    from curate.runs import resolve_run
-    from curate.store import Store
-
-    with Store(args.db) as store:
-        run_id = resolve_run(store.con, run_id=args.run, student=args.student)
-        analysis.refresh_repetition(store.con)
-        data = collect(store.con, run_id, args.rule)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    return data, out

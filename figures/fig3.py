@@ -16,7 +16,7 @@ from matplotlib.patches import Patch
 
 from curate import analysis
 
-from .common import BUCKET_COLOURS, SCOPE_TITLES, STYLE, FigureData, run_script, save
+from .common import BUCKET_COLOURS, SCOPE_TITLES, STYLE, FigureData, save
 
 PANELS = [(rule, scope) for rule in analysis.RULES for scope in analysis.SCOPES]
 
@@ -99,4 +99,6 @@ def write(data: FigureData, out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    run_script(write, __doc__)
+    from curate.cli.figures import script_main
+
+    script_main(write, __doc__)

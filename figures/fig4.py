@@ -15,7 +15,7 @@ import polars as pl
 
 from curate import analysis
 
-from .common import SCOPE_TITLES, STYLE, FigureData, run_script, save
+from .common import SCOPE_TITLES, STYLE, FigureData, save
 
 METRICS = {
     "acc": ("accuracy", "percentage points", "{:+.1f}"),
@@ -71,4 +71,6 @@ def write(data: FigureData, out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    run_script(write, __doc__)
+    from curate.cli.figures import script_main
+
+    script_main(write, __doc__)

@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import polars as pl
 
-from .common import STYLE, FigureData, run_script, save
+from .common import STYLE, FigureData, save
 
 LABELLED = 3  # models named at each end of the NLL range; more would overlap
 
@@ -87,4 +87,6 @@ def write(data: FigureData, out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    run_script(write, __doc__)
+    from curate.cli.figures import script_main
+
+    script_main(write, __doc__)

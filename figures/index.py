@@ -13,7 +13,7 @@ from curate import analysis
 from curate.analysis.report import fmt, markdown, table_cells
 from curate.models import is_tiny_random
 
-from .common import TINY_NOTE, FigureData, file_stem, run_script
+from .common import TINY_NOTE, FigureData, file_stem
 from .fig_models import model_rho
 
 FIGURES = {
@@ -98,4 +98,6 @@ def write(data: FigureData, out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    run_script(write, __doc__)
+    from curate.cli.figures import script_main
+
+    script_main(write, __doc__)

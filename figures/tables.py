@@ -17,7 +17,7 @@ import polars as pl
 from curate import analysis
 from curate.analysis.report import frame_cells, markdown, table_cells
 
-from .common import FigureData, file_stem, run_script
+from .common import FigureData, file_stem
 
 TEX_LABELS = {
     "N_traj": r"$N_\mathrm{traj}$",
@@ -88,4 +88,6 @@ def write(data: FigureData, out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    run_script(write, __doc__)
+    from curate.cli.figures import script_main
+
+    script_main(write, __doc__)

@@ -77,6 +77,8 @@ class GenerateConfig:
     system_text: str | None = None  # a system prompt used as it is (e.g. the one a student was trained with)
     shared: bool = False  # the data set may hold other runs; this run's samples follow theirs
     unsafe_local_executor: bool = False  # run model code without a jail (where none can be made)
+    ray: str | None = None  # a Ray cluster's address (local, auto, host:port): run on its workers
+    workers: int | None = None  # Ray workers (default: one per GPU of the cluster, else one per node)
 
 
 @dataclass
@@ -93,6 +95,7 @@ class GenerateSummary:
     seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     sandbox: str = ""  # the python tool's isolation, in one line (PythonSandbox.describe)
+    workers: list[str] = field(default_factory=list)  # with --ray: one line per worker
     redacted: int = 0  # secret values of curate's environment replaced in observations
 
     def line(self) -> str:
@@ -334,21 +337,18 @@ def _run(
 
     from .sandbox import PythonSandbox
 
+    if cfg.ray:
+        from .cluster import generate_on_ray
+
+        generate_on_ray(db, cfg, run_id, prompts, todo, first, summary, progress)
+        return
     backend = given or make_backend(cfg.backend, cfg.model, **backend_options(cfg))
     try:
         unique = list({q.id: q for q, _ in todo}.values())
         prefixes = _first_thoughts(db, cfg, run_id, prompts, backend, unique) if cfg.first_thought_prefix else {}
-        config = AgentConfig(
-            prompts,
-            cfg.profile,
-            cfg.max_steps,
-            cfg.max_new_tokens,
-            cfg.temperature,
-            cfg.top_p,
-            candidates=cfg.self_consistency,
-        )
-        tasks = (Task((q, first + s), q.text, derive_seed(cfg.seed, q.id, s), prefixes.get(q.id, "")) for q, s in todo)
-        writer = _Writer(db, cfg, run_id, backend.model_id)
+        config = agent_config(cfg, prompts)
+        tasks = make_tasks(cfg, todo, first, prefixes)
+        writer = Writer(db, cfg, run_id, backend.model_id)
         bar = tqdm(total=len(todo), desc=f"generate {cfg.dataset}", unit=" runs", disable=not progress)
         clock = time.perf_counter()
         tools = {"web_search": search} if search else {}
@@ -373,7 +373,27 @@ def _run(
             backend.close()
 
 
-class _Writer:
+def agent_config(cfg: GenerateConfig, prompts: Prompts) -> AgentConfig:
+    """How this generation run's agents sample and are bounded."""
+    return AgentConfig(
+        prompts,
+        cfg.profile,
+        cfg.max_steps,
+        cfg.max_new_tokens,
+        cfg.temperature,
+        cfg.top_p,
+        candidates=cfg.self_consistency,
+    )
+
+
+def make_tasks(
+    cfg: GenerateConfig, todo: Sequence[tuple[Question, int]], first: int, prefixes: dict[str, str]
+) -> list[Task]:
+    """The runs to do: each (question, sample) with its own seed and its question's first thought."""
+    return [Task((q, first + s), q.text, derive_seed(cfg.seed, q.id, s), prefixes.get(q.id, "")) for q, s in todo]
+
+
+class Writer:
     """Grades finished runs and writes them a few at a time, each batch one short transaction."""
 
     def __init__(self, db: str | Path, cfg: GenerateConfig, run_id: str, model_id: str) -> None:
@@ -428,36 +448,50 @@ def _first_thoughts(
     db: str | Path, cfg: GenerateConfig, run_id: str, prompts: Prompts, backend: Backend, questions: list[Question]
 ) -> dict[str, str]:
     """Per question, the first paragraph of a tool-free greedy answer, as the start of the first Thought."""
-    with Store(db, read_only=True) as store:
-        stored = dict(
-            store.sql(
-                "SELECT question_id, prefix FROM generation_prefixes WHERE generation_run = $r", r=run_id
-            ).iter_rows()
-        )
+    stored = stored_first_thoughts(db, run_id)
     missing = [q for q in questions if q.id not in stored]
     for start in range(0, len(missing), cfg.slots):
-        chunk = missing[start : start + cfg.slots]
-        # Greedy, stopped at the first blank line: the same first paragraph as the whole answer's.
-        requests = [
-            GenRequest(
-                ({"role": "system", "content": prompts.first_thought}, {"role": "user", "content": q.text}),
-                cfg.max_new_tokens,
-                0.0,
-                1.0,
-                derive_seed(cfg.seed, q.id, "first_thought"),
-                ("\n\n",),
-            )
-            for q in chunk
-        ]
-        done = backend.generate(requests)
-        rows = [
-            (run_id, q.id, storable("Thought: " + c.text.split("\n\n")[0] + "\n\n"), c.tokens)
-            for q, c in zip(chunk, done)
-        ]
-        with Store(db) as store, store.transaction() as con:
-            con.executemany("INSERT INTO generation_prefixes VALUES ($1, $2, $3, $4)", rows)
+        rows = first_thought_rows(cfg, run_id, prompts, backend, missing[start : start + cfg.slots])
+        write_first_thoughts(db, rows)
         stored.update({qid: prefix for _r, qid, prefix, _t in rows})
     return stored
+
+
+def stored_first_thoughts(db: str | Path, run_id: str) -> dict[str, str]:
+    """The first thoughts a generation run has stored, by question id."""
+    with Store(db, read_only=True) as store:
+        sql = "SELECT question_id, prefix FROM generation_prefixes WHERE generation_run = $r"
+        return dict(store.sql(sql, r=run_id).iter_rows())
+
+
+def first_thought_rows(
+    cfg: GenerateConfig, run_id: str, prompts: Prompts, backend: Backend, questions: Sequence[Question]
+) -> list[tuple[str, str, str, int]]:
+    """generation_prefixes rows of these questions, from one batched call."""
+    # Greedy, stopped at the first blank line: the same first paragraph as the whole answer's.
+    requests = [
+        GenRequest(
+            ({"role": "system", "content": prompts.first_thought}, {"role": "user", "content": q.text}),
+            cfg.max_new_tokens,
+            0.0,
+            1.0,
+            derive_seed(cfg.seed, q.id, "first_thought"),
+            ("\n\n",),
+        )
+        for q in questions
+    ]
+    done = backend.generate(requests)
+    return [
+        (run_id, q.id, storable("Thought: " + c.text.split("\n\n")[0] + "\n\n"), c.tokens)
+        for q, c in zip(questions, done)
+    ]
+
+
+def write_first_thoughts(db: str | Path, rows: Sequence[tuple[str, str, str, int]]) -> None:
+    """Store first thoughts (one transaction)."""
+    if rows:
+        with Store(db) as store, store.transaction() as con:
+            con.executemany("INSERT INTO generation_prefixes VALUES ($1, $2, $3, $4)", rows)
 
 
 def write_log(db: str | Path, dataset: str, out: str | Path) -> int:

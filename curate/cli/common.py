@@ -33,10 +33,26 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--student", help="student path or built-in name: its latest finished scoring run")
 
 
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    """--ray ADDRESS and --workers N: the job's shards on a Ray cluster (docs/ray.md)."""
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: local (start one on this machine), auto (RAY_ADDRESS or a running cluster), "
+        "host:port, or ray://host:port; needs curate[ray]",
+    )
+    parser.add_argument(
+        "--workers",
+        type=COUNT,
+        help="with --ray: workers, each loading the model once (default: one per GPU, else one per node)",
+    )
+
+
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """The agent runtime's model backend and batching options (curate generate, curate eval)."""
     parser.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
     add_unsafe_executor(parser)
+    add_ray_options(parser)
     parser.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (openai)")
     parser.add_argument("--slots", type=COUNT, default=16, help="runs in flight: the batch of each generation call")
     parser.add_argument(

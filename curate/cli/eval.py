@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         request_timeout=args.request_timeout,
         unsafe_local_executor=args.unsafe_local_executor,
+        ray=args.ray,
+        workers=args.workers,
     )
     result = evaluate(args.db, cfg, progress=not args.quiet)
     print(write_outputs(args.db, result, args.out), end="")

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .analyze import add_rule
 from .common import add_db, add_debug, add_run
+
+if TYPE_CHECKING:
+    from ..figures.common import FigureData
 
 FIGURES_RULE_HELP = "bucketing rule of the tables and Fig 4 (Fig 3 shows both; default: quantile)"
 
@@ -38,3 +44,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(result.index)
     return 0
+
+
+def script_main(write: Callable[[FigureData, Path], list[Path]], doc: str) -> None:
+    """A figure script's main (`python -m figures.fig3 ...`): parse --db, --run or --student, --out
+    and --rule, collect the data, write the figure, print its files."""
+    from ..analysis import refresh_repetition
+    from ..figures.common import collect
+    from ..runs import resolve_run
+    from ..store import Store
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--db", required=True, help="DuckDB store")
+    add_run(parser)
+    parser.add_argument("--out", required=True, help="output folder")
+    add_rule(parser, FIGURES_RULE_HELP)
+    args = parser.parse_args()
+    with Store(args.db) as store:
+        run_id = resolve_run(store.con, run_id=args.run, student=args.student)
+        refresh_repetition(store.con)
+        data = collect(store.con, run_id, args.rule)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in write(data, out):
+        print(path)

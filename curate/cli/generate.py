@@ -90,11 +90,15 @@ def run(args: argparse.Namespace) -> int:
         request_timeout=args.request_timeout,
         log_out=args.log_out,
         unsafe_local_executor=args.unsafe_local_executor,
+        ray=args.ray,
+        workers=args.workers,
     )
     summary = generate(args.db, cfg, progress=not args.quiet)
     print(summary.line())
     if summary.sandbox:
         print(f"{summary.sandbox}; {summary.redacted} secret values redacted from observations")
+    for line in summary.workers:
+        print(line)
     if args.log_out:
         print(f"logs: {args.log_out}")
     print(f"generation_run={summary.generation_run}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .bounds import NAME
-from .common import add_db, add_debug
+from .common import add_db, add_debug, add_ray_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -53,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--part-size", type=int, default=256, help="trajectories per parquet part")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_ray_options(parser)
     add_debug(parser)
     parser.set_defaults(func=run, loads_model=True)
 
@@ -75,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
             part_size=args.part_size,
             prefix_reuse=not args.no_prefix_reuse,
             progress=not args.no_progress,
+            ray=args.ray,
+            workers=args.workers,
         )
     )
     for line in result.lines():

@@ -64,6 +64,8 @@ class EvalConfig:
     dtype: str | None = None
     request_timeout: float | None = None  # openai (model or judge): seconds per request before a retry
     unsafe_local_executor: bool = False  # run model code without a jail (where none can be made)
+    ray: str | None = None  # a Ray cluster's address: each benchmark's generation runs on its workers
+    workers: int | None = None
 
 
 @dataclass
@@ -231,6 +233,8 @@ def _generate_config(cfg: EvalConfig, prompt: TrainedPrompt):
         self_consistency=cfg.self_consistency,
         shared=True,
         unsafe_local_executor=cfg.unsafe_local_executor,
+        ray=cfg.ray,
+        workers=cfg.workers,
     )
 
 

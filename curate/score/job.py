@@ -42,7 +42,7 @@ from ..render import (
 )
 from ..store import Store
 from ..versions import code_version
-from .blocks import part_ids, score_block, write_part
+from .blocks import part_ids, prefix_reuse, score_block, write_part
 from .nll import DEFAULT_CHUNK_BYTES, TransformersBackend
 
 BACKENDS = ("transformers", "vllm")
@@ -86,6 +86,8 @@ class ScoreConfig:
     chunk_bytes: int = DEFAULT_CHUNK_BYTES  # float32 logits buffer of the chunked LM head
     prefix_reuse: bool = True  # score suffixes against the cache of shared prefixes
     progress: bool = True
+    ray: str | None = None  # a Ray cluster's address (local, auto, host:port): blocks scored on its workers
+    workers: int | None = None  # Ray workers (default: one per GPU of the cluster, else one per node)
 
     def __post_init__(self) -> None:
         # On CPU a batch of one ~2k-token trajectory already keeps the matrix units busy; bigger
@@ -351,6 +353,7 @@ class ScoreResult:
     run_trajectories: int  # the run's trajectories in the store, every shard so far
     run_tokens: int  # their supervised tokens
     unscored: int  # trajectories of the store the run has not scored yet
+    workers: tuple[str, ...] = ()  # with --ray: what each worker did, a line each
 
     @property
     def tokens_per_s(self) -> float:
@@ -368,6 +371,7 @@ class ScoreResult:
             f"(prefix reuse: {self.prefix_reuse}; repeated sequences scored once: {self.repeats}); single pass: "
             f"{single}; turn by turn: {self.fallback}; "
             f"truncated at {self.max_length} tokens: {self.truncated} ({self.empty} with no turn left)",
+            *self.workers,
             f"run {self.run_id}: {self.run_trajectories} trajectories, {self.run_tokens} supervised tokens; {state}",
             f"run_id={self.run_id}",
         ]
@@ -392,8 +396,10 @@ def score(config: ScoreConfig) -> ScoreResult:
     manifest = _manifest(run_dir, ident, config, single_pass)
     todo = pending(config, ident.run_id, run_dir)
     stats = dict.fromkeys(("rendered", "forwarded", "repeats", "fallback", "truncated", "empty", "seconds"), 0)
-    prefixes = "-"
-    if todo:
+    prefixes, workers = "-", ()
+    if todo and config.ray:
+        prefixes, workers = _score_on_ray(config, ident, single_pass, todo, run_dir, stats)
+    elif todo:
         prefixes = _score_all(config, path, tokenizer, ident, single_pass, todo, stats)
     run = take_in(config, manifest)
     return ScoreResult(
@@ -414,7 +420,26 @@ def score(config: ScoreConfig) -> ScoreResult:
         run_trajectories=run["trajectories"],
         run_tokens=run["tokens"],
         unscored=run["unscored"],
+        workers=workers,
     )
+
+
+def _score_on_ray(
+    config: ScoreConfig, ident: RunIdentity, single_pass: bool, todo: list[str], run_dir: Path, stats: dict
+) -> tuple[str, tuple[str, ...]]:
+    """Score `todo` on a Ray cluster's workers (`curate.score.cluster`); returns whether prefixes were
+    reused and a line per worker."""
+    from tqdm import tqdm
+
+    from .cluster import score_on_ray
+
+    start = time.perf_counter()
+    with tqdm(
+        total=len(todo), unit="traj", desc=f"score {ident.run_id} on ray", disable=not config.progress, file=sys.stderr
+    ) as bar:
+        done = score_on_ray(config, ident, single_pass, todo, run_dir, stats, open_store, bar.update)
+    stats["seconds"] = time.perf_counter() - start
+    return stats.pop("prefix_reuse", "-"), tuple(worker.line("tokens") for worker in done.workers)
 
 
 def _score_all(
@@ -459,7 +484,7 @@ def _score_all(
     finally:  # vLLM's engine processes stop now, also after an error, not at interpreter exit
         if hasattr(backend, "close"):
             backend.close()
-    return "on" if getattr(backend, "prefix_reuse", False) else getattr(backend, "no_prefix_reason", None) or "off"
+    return prefix_reuse(backend)
 
 
 def score_store(db: str | Path, student: str, **settings: Any) -> ScoreResult:

@@ -16,7 +16,7 @@ from curate import analysis
 from curate.analysis import AnalysisConfig
 from curate.cli import main
 from curate.figures import index
-from curate.figures.build import write_all
+from curate.figures.build import FiguresConfig, write_all, write_figures
 from curate.figures.common import collect
 from curate.store import Store
 
@@ -65,7 +65,9 @@ def expected_files() -> set[str]:
 def test_figures_command_writes_every_artefact_deterministically(db: Path, tmp_path: Path, capsys):
     first, second = tmp_path / "a", tmp_path / "b"
     assert main(["figures", "--db", str(db), "--run", "run", "--out", str(first)]) == 0
-    assert capsys.readouterr().out.strip().endswith(str(first / "index.md"))
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"wrote {len(expected_files())} files (SQL ")
+    assert printed[1:] == [str(first / "index.md")]  # no note: every bucket holds trajectories
     assert main(["figures", "--db", str(db), "--run", "run", "--out", str(second)]) == 0
     assert {p.name for p in first.iterdir()} == expected_files()
     for path in first.iterdir():
@@ -143,6 +145,20 @@ def test_python_m_figures_from_the_repo_root(db: Path, tmp_path: Path):
     assert "rank rule" in (tmp_path / "index.md").read_text()
 
 
+def test_a_figure_script_prints_the_files_it_writes(db: Path, tmp_path: Path):
+    done = subprocess.run(
+        [sys.executable, "-m", "figures.fig4", "--db", str(db), "--run", "run", "--out", str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(tmp_path / "fig4.png"), str(tmp_path / "fig4.pdf")]
+    assert (tmp_path / "fig4.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_figures_errors(db: Path, tmp_path: Path, capsys):
     assert main(["figures", "--db", str(db), "--run", "nope", "--out", str(tmp_path)]) == 2
     assert "no scoring run 'nope'" in capsys.readouterr().err
@@ -167,15 +183,15 @@ def few_samples_note(k: int) -> str:
     )
 
 
-def test_figures_of_a_store_with_two_samples_or_fewer_per_question(few_samples, tiny_model_dir, tmp_path, capsys):
+def test_figures_of_a_store_with_two_samples_or_fewer_per_question(few_samples, tmp_path):
     k, db = few_samples
-    capsys.readouterr()
-    assert main(["figures", "--db", str(db), "--student", str(tiny_model_dir), "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[1:] == [f"note: {few_samples_note(k)}", str(tmp_path / "index.md")]
-    assert f"> **Note.** {few_samples_note(k)}\n" in (tmp_path / "index.md").read_text()
+    with Store(db) as store:
+        run_id = store.sql("SELECT run_id FROM scoring_runs").item()
+        result = write_figures(store.con, FiguresConfig(str(db), run_id, str(tmp_path)))
+    assert result.notes == [few_samples_note(k)] and result.index == tmp_path / "index.md"
+    assert f"> **Note.** {few_samples_note(k)}\n" in result.index.read_text()
     with Store(db, read_only=True) as store:
-        stats = collect(store.con, store.sql("SELECT run_id FROM scoring_runs").item()).stats[analysis.DEFAULT_RULE]
+        stats = collect(store.con, run_id).stats[analysis.DEFAULT_RULE]
     empty = stats.filter(
         (stats["scope"] == "per_question") & (stats["teacher_model"] == analysis.ALL_MODELS) & (stats["n_traj"] == 0)
     )
