@@ -135,12 +135,12 @@ PART_SCHEMA = {
 }
 
 
-def write_part(run_dir: Path, label: str, frame: pl.DataFrame) -> Path:
 def prefix_reuse(backend: Any) -> str:
     """Whether a backend reuses shared prefixes: on, off, or why not."""
     return "on" if getattr(backend, "prefix_reuse", False) else getattr(backend, "no_prefix_reason", None) or "off"
 
 
+def write_part(run_dir: Path, label: str, frame: pl.DataFrame) -> Path:
     """Write a part under a temp name and rename it: a reader never sees half a part."""
     taken = [int(p.stem.rsplit("-", 1)[1]) for p in run_dir.glob(f"part-{label}-*.parquet")]
     final = run_dir / f"part-{label}-{max(taken, default=-1) + 1:06d}.parquet"
