@@ -156,7 +156,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
 
     # LoRA steps on a real student take minutes each on a CPU; the demo shows the loop on a tiny one.
     _step(f"train {cfg.train_student} {cfg.train_steps} steps with the smartad loss on the export")
-    train_demo(str(out / "export"), str(out / "adapter"), steps=cfg.train_steps, student=cfg.train_student)
+    trained = train_demo(str(out / "export"), str(out / "adapter"), steps=cfg.train_steps, student=cfg.train_student)
+    for line in trained.lines():
+        print(line)
 
     _step(
         f"evaluate {cfg.train_student} alone and with its adapter as an agent on {cfg.eval_questions} questions "

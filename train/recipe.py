@@ -1,4 +1,4 @@
-"""The training recipe: `train(config)` sets up, runs one visible loop, and writes the outputs.
+"""The training recipe in torchtune's shape: `setup` builds, `train` runs one visible loop, `cleanup` saves.
 
     curate train --data EXPORT --student PATH --out DIR [--loss smartad] [--max-steps N]
     torchrun --nproc_per_node 2 --no-python curate train ...     # DDP, same code
@@ -37,8 +37,8 @@ from curate.models import check_student, resolve_student
 
 from ..render.segments import SEGMENTS
 from .config import TrainConfig
-from .data import collate, encode, epoch_batches, load_export, system_prompt
-from .loss import SegmentObjective, parse_loss, segment_counts
+from .data import Encoded, collate, encode, epoch_batches, load_export, system_prompt
+from .loss import LossSpec, SegmentObjective, parse_loss, segment_counts
 
 
 def distributed() -> tuple[int, int, torch.device]:
@@ -247,6 +247,31 @@ def plot_losses(log: Path, png: Path) -> None:
 
 
 @dataclass(frozen=True)
+class Run:
+    """What `setup` builds for the loop: data, student, objective, optimiser, the step plan and
+    the step the run goes on from."""
+
+    out: Path
+    tokenizer: Any
+    data: Encoded
+    lengths: list[int]  # tokens of each example
+    model: Any  # the student with its LoRA adapters
+    objective: torch.nn.Module  # per-segment loss sums of a batch; DDP-wrapped on several ranks
+    params: list[torch.nn.Parameter]  # the LoRA weights, what the optimiser trains
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    autocast: torch.autocast
+    spec: LossSpec
+    rank: int
+    world: int
+    device: torch.device
+    accum: int  # micro-batches per optimiser step on each rank
+    steps_per_epoch: int
+    total: int  # optimiser steps of the whole run
+    start: int  # the step the latest checkpoint holds (0: a fresh run)
+
+
+@dataclass(frozen=True)
 class Trained:
     """Where a run wrote its outputs, the trained peft model (eval mode) and the steps done."""
 
@@ -254,14 +279,15 @@ class Trained:
     model: Any
     steps: int
 
+    @property
+    def log(self) -> list[dict]:
+        """The entries of the run's train_log.jsonl, one per optimiser step (earlier invocations' too)."""
+        return read_log(self.out / "train_log.jsonl")
 
-def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
-    """Train LoRA adapters with the segment-weighted loss.
 
-    `stop_after` N ends the run after step N as a kill would (only what the last checkpoint
-    holds survives); calling again with the same config resumes from that checkpoint.
-    """
-    from tqdm.auto import tqdm
+def setup(cfg: TrainConfig) -> Run:
+    """Check the inputs, encode the data, load the student (and teacher), build the optimiser and
+    schedule, write or check train_config.json and restore the latest checkpoint."""
     from transformers import AutoTokenizer
 
     spec = parse_loss(cfg.loss)
@@ -315,19 +341,18 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
         "data": _provenance(cfg, card, rows, data.stats),
         "versions": {m.__name__: m.__version__ for m in map(__import__, ("torch", "transformers", "peft", "datasets"))},
     }
-    log = out / "train_log.jsonl"
     if rank == 0:
         _prepare_out(out, record)
         if card is not None:
             shutil.copyfile(card, out / "data_card.md")
     if world > 1:
         dist.barrier()
-    step = load_checkpoint(out, model, optimizer, scheduler, rank)
-    if step == 0:
+    start = load_checkpoint(out, model, optimizer, scheduler, rank)
+    if start == 0:
         torch.manual_seed(cfg.seed + rank)  # dropout streams differ per rank, reproducibly
         random.seed(cfg.seed + rank)
     if rank == 0:
-        _keep_log(log, step)
+        _keep_log(out / "train_log.jsonl", start)
 
     objective = SegmentObjective(model, cfg.chunk_size, teacher)
     if world > 1:
@@ -335,45 +360,81 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
             objective, device_ids=[device.index] if device.type == "cuda" else None
         )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    bar = tqdm(total=total, initial=step, unit="step", desc="train", disable=rank != 0)
+    return Run(
+        out=out,
+        tokenizer=tokenizer,
+        data=data,
+        lengths=lengths,
+        model=model,
+        objective=objective,
+        params=params,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        autocast=autocast,
+        spec=spec,
+        rank=rank,
+        world=world,
+        device=device,
+        accum=accum,
+        steps_per_epoch=steps_per_epoch,
+        total=total,
+        start=start,
+    )
+
+
+def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
+    """Train LoRA adapters with the segment-weighted loss: `setup`, the loop, `cleanup`.
+
+    `stop_after` N ends the run after step N as a kill would (only what the last checkpoint
+    holds survives); calling again with the same config resumes from that checkpoint.
+    """
+    from tqdm.auto import tqdm
+
+    run = setup(cfg)
+    log = run.out / "train_log.jsonl"
+    step = run.start
+    bar = tqdm(total=run.total, initial=step, unit="step", desc="train", disable=run.rank != 0)
     epoch_seen, mine = -1, []
     loop_start = time.perf_counter()
-    while step < total and (stop_after is None or step < stop_after):
-        epoch, index = divmod(step, steps_per_epoch)
-        if epoch != epoch_seen:
-            epoch_seen, mine = epoch, epoch_batches(lengths, cfg.micro_batch_size, cfg.seed, epoch, world)[rank::world]
+    while step < run.total and (stop_after is None or step < stop_after):
+        epoch, index = divmod(step, run.steps_per_epoch)
+        if epoch != epoch_seen:  # this rank's micro-batches of the epoch
+            order = epoch_batches(run.lengths, cfg.micro_batch_size, cfg.seed, epoch, run.world)
+            epoch_seen, mine = epoch, order[run.rank :: run.world]
         started = time.perf_counter()
-        step_rows = mine[index * accum : (index + 1) * accum]
-        batches = [collate([data.examples[i] for i in b], tokenizer.pad_token_id or 0) for b in step_rows]
-        # Σw of the whole step (all micro-batches, all ranks) is known from the labels up front.
-        counts = _all_reduce(sum(segment_counts(b["segments"]) for b in batches).to(device), world)
-        if rank == 0 and spec.weighs_segments and not counts[1:].any():
-            profiles = sorted({data.profiles[i] for b in step_rows for i in b})
-            tqdm.write(no_decision_warning(step + 1, profiles, spec.name), file=sys.stderr)
-        coef = spec.coefficients(counts)
-        sums = torch.zeros(len(SEGMENTS), device=device)
+        step_rows = mine[index * run.accum : (index + 1) * run.accum]
+        batches = [collate([run.data.examples[i] for i in b], run.tokenizer.pad_token_id or 0) for b in step_rows]
+        # Σw of the whole step (all micro-batches, all ranks) is known from the labels up front, so
+        # each micro-batch's Σw·ℓ is divided by it as it goes and the gradients add up to the step's loss.
+        counts = _all_reduce(sum(segment_counts(b["segments"]) for b in batches).to(run.device), run.world)
+        if run.rank == 0 and run.spec.weighs_segments and not counts[1:].any():
+            profiles = sorted({run.data.profiles[i] for b in step_rows for i in b})
+            tqdm.write(no_decision_warning(step + 1, profiles, run.spec.name), file=sys.stderr)
+        coef = run.spec.coefficients(counts)
+        sums = torch.zeros(len(SEGMENTS), device=run.device)
         for j, batch in enumerate(batches):
             last = j == len(batches) - 1
-            with objective.no_sync() if world > 1 and not last else nullcontext():
-                with autocast:
-                    part = objective(**{k: v.to(device) if v is not None else None for k, v in batch.items()})
+            with run.objective.no_sync() if run.world > 1 and not last else nullcontext():
+                with run.autocast:
+                    part = run.objective(**{k: v.to(run.device) if v is not None else None for k, v in batch.items()})
                 # DDP averages gradients over ranks; the coefficients already hold the global Σw.
-                ((coef * part).sum() * world).backward()
+                ((coef * part).sum() * run.world).backward()
             sums += part.detach()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm)
+        lr = run.optimizer.param_groups[0]["lr"]
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
         step += 1
 
-        tokens = int(_all_reduce(torch.tensor(sum(lengths[i] for b in step_rows for i in b), device=device), world))
-        sums = _all_reduce(sums, world)
+        tokens = sum(run.lengths[i] for b in step_rows for i in b)
+        tokens = int(_all_reduce(torch.tensor(tokens, device=run.device), run.world))
+        sums = _all_reduce(sums, run.world)
         seconds = time.perf_counter() - started
         entry = {
             "step": step,
             "epoch": epoch,
-            "loss": spec.combine(sums, counts).item(),
+            "loss": run.spec.combine(sums, counts).item(),
             **{f"loss_{s}": (sums[k] / counts[k]).item() if counts[k] else None for k, s in enumerate(SEGMENTS)},
             **{f"n_{s}": int(counts[k]) for k, s in enumerate(SEGMENTS)},
             "tokens": tokens,
@@ -382,28 +443,52 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
             "grad_norm": float(grad_norm),
             "elapsed_s": time.perf_counter() - loop_start,  # since this process's loop began
         }
-        if rank == 0:
+        if run.rank == 0:
             with log.open("a") as f:
                 f.write(json.dumps(entry) + "\n")
             bar.set_postfix(loss=f"{entry['loss']:.4f}", tok_s=f"{entry['tokens_per_s']:.0f}")
             bar.update()
-        if step % cfg.save_every == 0 or step == total:
-            save_checkpoint(out, step, model, optimizer, scheduler, rank, world)
+        if step % cfg.save_every == 0 or step == run.total:
+            save_checkpoint(run.out, step, run.model, run.optimizer, run.scheduler, run.rank, run.world)
     bar.close()
+    return cleanup(run, step)
 
-    if rank == 0 and step == total:
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        plot_losses(log, out / "loss_curves.png")
-    if world > 1:
+
+def cleanup(run: Run, step: int) -> Trained:
+    """A finished run writes its adapter, tokenizer and loss curves; every run leaves the process group."""
+    if run.rank == 0 and step == run.total:
+        run.model.save_pretrained(run.out)
+        run.tokenizer.save_pretrained(run.out)
+        plot_losses(run.out / "train_log.jsonl", run.out / "loss_curves.png")
+    if run.world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return Trained(out, model.eval(), step)
+    return Trained(run.out, run.model.eval(), step)
 
 
-def demo(data: str, out: str, steps: int = 8, student: str = "tiny") -> dict[str, dict]:
-    """Train the tiny student a few smartad steps on an export; print and return the first and last
-    step's per-segment losses (a higher lr than the paper's, so a few steps visibly move them)."""
+@dataclass(frozen=True)
+class DemoTraining:
+    """The first and last train_log.jsonl entries of `demo`'s run."""
+
+    first: dict
+    last: dict
+
+    def lines(self) -> list[str]:
+        """One line per step: the loss, each segment's loss, the throughput."""
+        lines = []
+        for row in (self.first, self.last):
+            parts = ", ".join(
+                f"{s} {row[f'loss_{s}']:.3f}" if row[f"loss_{s}"] is not None else f"{s} -" for s in SEGMENTS
+            )
+            lines.append(
+                f"train step {row['step']:>3}: loss {row['loss']:.3f} ({parts}), {row['tokens_per_s']:.0f} tokens/s"
+            )
+        return lines
+
+
+def demo(data: str, out: str, steps: int = 8, student: str = "tiny") -> DemoTraining:
+    """Train the tiny student a few smartad steps on an export; its first and last step's
+    per-segment losses (a higher lr than the paper's, so a few steps visibly move them)."""
     cfg = TrainConfig(
         data=data,
         student=student,
@@ -416,10 +501,5 @@ def demo(data: str, out: str, steps: int = 8, student: str = "tiny") -> dict[str
         max_length=4096,
         save_every=steps,
     )
-    train(cfg)
-    rows = read_log(Path(out) / "train_log.jsonl")
-    first, last = rows[0], rows[-1]
-    for row in (first, last):
-        parts = ", ".join(f"{s} {row[f'loss_{s}']:.3f}" if row[f"loss_{s}"] is not None else f"{s} -" for s in SEGMENTS)
-        print(f"train step {row['step']:>3}: loss {row['loss']:.3f} ({parts}), {row['tokens_per_s']:.0f} tokens/s")
-    return {"first": first, "last": last}
+    log = train(cfg).log
+    return DemoTraining(log[0], log[-1])

@@ -301,11 +301,16 @@ def test_torchrun_two_ranks_match_one_process(export, student, tmp_path) -> None
     assert all(abs(a["loss"] - b["loss"]) < 1e-5 for a, b in zip(ddp, one))
 
 
-def test_demo_hook_prints_first_and_last_segment_losses(export, tiny_model_dir, tmp_path, capsys) -> None:
+def test_demo_hook_returns_first_and_last_segment_losses(export, tiny_model_dir, tmp_path) -> None:
     from curate.train.recipe import demo
 
     result = demo(str(export), str(tmp_path / "demo"), steps=3, student=str(tiny_model_dir))
-    printed = capsys.readouterr().out.splitlines()
-    assert [r["step"] for r in result.values()] == [1, 3]
-    assert printed[0].startswith("train step   1: loss ") and "reason" in printed[0] and "final" in printed[0]
-    assert printed[1].startswith("train step   3: loss ")
+    assert [result.first, result.last] == [log_of(tmp_path / "demo")[i] for i in (0, -1)]
+    assert [result.first["step"], result.last["step"]] == [1, 3]
+    lines = result.lines()
+    first = result.first
+    assert lines[0] == (
+        f"train step   1: loss {first['loss']:.3f} (reason {first['loss_reason']:.3f}, action "
+        f"{first['loss_action']:.3f}, final {first['loss_final']:.3f}), {first['tokens_per_s']:.0f} tokens/s"
+    )
+    assert lines[1].startswith("train step   3: loss ")
