@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from curate.models import check_student, resolve_student
 
@@ -256,7 +257,7 @@ class Run:
     data: Encoded
     lengths: list[int]  # tokens of each example
     model: Any  # the student with its LoRA adapters
-    objective: torch.nn.Module  # per-segment loss sums of a batch; DDP-wrapped on several ranks
+    objective: SegmentObjective | DistributedDataParallel  # per-segment loss sums of a batch; DDP on several ranks
     params: list[torch.nn.Parameter]  # the LoRA weights, what the optimiser trains
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -354,11 +355,9 @@ def setup(cfg: TrainConfig) -> Run:
     if rank == 0:
         _keep_log(out / "train_log.jsonl", start)
 
-    objective = SegmentObjective(model, cfg.chunk_size, teacher)
+    objective: SegmentObjective | DistributedDataParallel = SegmentObjective(model, cfg.chunk_size, teacher)
     if world > 1:
-        objective = torch.nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     return Run(
         out=out,
@@ -412,9 +411,10 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
             tqdm.write(no_decision_warning(step + 1, profiles, run.spec.name), file=sys.stderr)
         coef = run.spec.coefficients(counts)
         sums = torch.zeros(len(SEGMENTS), device=run.device)
+        # DDP all-reduces the gradients in the backward pass of the step's last micro-batch only.
+        no_sync = run.objective.no_sync if isinstance(run.objective, DistributedDataParallel) else nullcontext
         for j, batch in enumerate(batches):
-            last = j == len(batches) - 1
-            with run.objective.no_sync() if run.world > 1 and not last else nullcontext():
+            with nullcontext() if j == len(batches) - 1 else no_sync():
                 with run.autocast:
                     part = run.objective(**{k: v.to(run.device) if v is not None else None for k, v in batch.items()})
                 # DDP averages gradients over ranks; the coefficients already hold the global Σw.
