@@ -4,6 +4,7 @@ OpenAI-compatible server (tests marked `vllm`, run in `.venv-vllm` through subpr
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_slow)
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def listener():
+    """A TCP listener on 127.0.0.1 that nothing may reach (hostile steps try): accept() times out."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ Every job finishes, no secret reaches any table, log or export, nothing escapes 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,14 +16,6 @@ import pytest
 from hostile import SECRETS, attacks, environment_with_secrets, survivors, unpickled
 
 ROUTES = ("sympy", "libc")
-
-
-@pytest.fixture
-def listener():
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    yield server
-    server.close()
 
 
 def curate(

@@ -50,14 +50,6 @@ def settle(sandbox: PythonSandbox, expected: int) -> list[int]:
 
 
 @pytest.fixture
-def listener():
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def secrets_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     for name, value in environment_with_secrets(home).items():

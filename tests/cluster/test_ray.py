@@ -88,14 +88,20 @@ RUNS = (
 )
 
 
+def scored_alone(store: Path, student: Path, folder: Path) -> tuple[Path, Path, list[str]]:
+    """Two copies of the store, the first scored by one process; and the score options both use."""
+    one, spread = folder / "one.duckdb", folder / "spread.duckdb"
+    shutil.copy(store, one)
+    shutil.copy(store, spread)
+    args = ["--student", str(student), "--part-size", "8", "--no-progress"]
+    assert main(["score", "--db", str(one), *args]) == 0
+    return one, spread, args
+
+
 def test_score_on_the_cluster_equals_one_process_and_a_rerun_does_nothing(
     cluster, synthetic_store, tiny_model_dir, tmp_path, capsys
 ) -> None:
-    one, spread = tmp_path / "one.duckdb", tmp_path / "spread.duckdb"
-    shutil.copy(synthetic_store, one)
-    shutil.copy(synthetic_store, spread)
-    args = ["--student", str(tiny_model_dir), "--part-size", "8", "--no-progress"]
-    assert main(["score", "--db", str(one), *args]) == 0
+    one, spread, args = scored_alone(synthetic_store, tiny_model_dir, tmp_path)
     capsys.readouterr()
     assert main(["score", "--db", str(spread), *args, "--ray", cluster.address, "--workers", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -132,11 +138,7 @@ def test_a_worker_killed_mid_shard_still_gives_the_exact_result(
 ) -> None:
     import curate.score.cluster
 
-    one, spread = tmp_path / "one.duckdb", tmp_path / "spread.duckdb"
-    shutil.copy(synthetic_store, one)
-    shutil.copy(synthetic_store, spread)
-    args = ["--student", str(tiny_model_dir), "--part-size", "8", "--no-progress"]
-    assert main(["score", "--db", str(one), *args]) == 0
+    one, spread, args = scored_alone(synthetic_store, tiny_model_dir, tmp_path)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     DyingScoreWorker.marker = tmp_path / "died"
     monkeypatch.setattr(curate.score.cluster, "ScoreWorker", DyingScoreWorker)
