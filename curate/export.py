@@ -374,18 +374,18 @@ def write_parquet(dataset, found: Target, card: str, resolved: dict) -> None:
     """Write FILE.parquet and its card and config, each through a temporary file renamed into place."""
     found.path.parent.mkdir(parents=True, exist_ok=True)
     card_path, config_path = found.companions
-    files = [(found.path, None), (card_path, card), (config_path, json.dumps(resolved, indent=2, default=str))]
-    partials = [path.with_name(f".{path.name}.partial") for path, _ in files]
+    paths = [found.path, card_path, config_path]
+    partials = [path.with_name(f".{path.name}.partial") for path in paths]
     try:
         with naming(found.path):
             dataset.to_parquet(str(partials[0]))
-            for partial, (_, text) in zip(partials[1:], files[1:]):
+            for partial, text in zip(partials[1:], (card, json.dumps(resolved, indent=2, default=str))):
                 partial.write_text(text)
     except BaseException:
         for partial in partials:
             partial.unlink(missing_ok=True)
         raise
-    for partial, (path, _) in zip(partials, files):
+    for partial, path in zip(partials, paths):
         partial.replace(path)
 
 
@@ -415,7 +415,11 @@ def export(store: Store, config: ExportConfig) -> Exported:
     if (config.selection is None) == (config.select is None):
         raise ValueError("export needs exactly one of a stored selection (--selection) or a policy (--policy)")
     found = resolve_target(config)
-    selection_id = config.selection or select(store, config.select).selection_id
+    if config.select is not None:
+        selection_id = select(store, config.select).selection_id
+    else:
+        assert config.selection is not None  # exactly one of the two, checked above
+        selection_id = config.selection
     selection = require_selection(store.con, selection_id)
     tokens = load_tokens(store.con, selection, config.tokenizer) if config.tokenized else None
     dataset = build_dataset(store.con, selection_id, tokens.tokenizer if tokens else None)
@@ -437,7 +441,7 @@ def export(store: Store, config: ExportConfig) -> Exported:
         write_parquet(dataset, found, card, resolved)
         return Exported(**done, path=found.path, card=found.companions[0])
     write_folder(dataset, found.path, card, resolved, hub_data=hub)
-    if hub:
+    if found.repo_id is not None:  # a Hub target
         push(found.path, found.repo_id, config.private, selection_id)
     return Exported(**done, path=found.path, card=found.path / "README.md", repo_id=found.repo_id)
 

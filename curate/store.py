@@ -18,14 +18,17 @@ import polars as pl
 
 from . import queries
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Stores from this version on are upgraded in place: sql/schema.sql is idempotent (CREATE ... IF NOT
 # EXISTS, ALTER TABLE ... ADD COLUMN IF NOT EXISTS), so running it again adds what is missing.
 UPGRADABLE_FROM = 1
 DEFAULT_DB = "curate.duckdb"
 # A store never needs an extension, and opening a foreign file (a SQLite database) must not make
 # DuckDB download one from the network.
-DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 LOCK_WAIT_S = 30.0  # how long an open waits for another process's lock on the store ($CURATE_LOCK_WAIT_S)

@@ -56,11 +56,11 @@ def resolve_corpus(spec: str) -> Path:
 
 def make_retriever(corpus: str | None = None, retriever_url: str | None = None) -> Retriever:
     """The retriever behind web_search: a local corpus or a server (exactly one of them)."""
-    if (corpus is None) == (retriever_url is None):
-        raise ValueError("web_search needs exactly one of --corpus FILE|NAME and --retriever-url URL")
-    if retriever_url is not None:
+    if retriever_url is not None and corpus is None:
         return RetrievalServer(retriever_url)
-    return LocalCorpus(resolve_corpus(corpus))
+    if corpus is not None and retriever_url is None:
+        return LocalCorpus(resolve_corpus(corpus))
+    raise ValueError("web_search needs exactly one of --corpus FILE|NAME and --retriever-url URL")
 
 
 def make_search(corpus: str | None = None, retriever_url: str | None = None, k: int = TOP_K) -> WebSearch:

@@ -144,7 +144,7 @@ def replay(sandbox: PythonSandbox, trajectories: Iterable[tuple[str, str, list[S
     one sandbox batch, each trajectory in its own run."""
     todo = list(trajectories)
     handles = {tid: sandbox.open() for tid, _, steps in todo if steps}
-    outcome = {tid: [] for tid, _, _ in todo}
+    outcome: dict[str, list[str | None]] = {tid: [] for tid, _, _ in todo}
     try:
         for r in range(max((len(steps) for _, _, steps in todo), default=0)):
             batch = [(tid, profile, steps[r]) for tid, profile, steps in todo if len(steps) > r]

@@ -227,8 +227,9 @@ class RetrievalServer:
 
     def search(self, queries: list[str], k: int) -> list[list[Passage]]:
         """One request for all queries; the server's scores as it sends them."""
-        payload = {"queries": queries, "topk": k, "return_scores": True}
-        response = self._session.post(self.url, json=payload, timeout=self.timeout)
+        response = self._session.post(
+            self.url, json={"queries": queries, "topk": k, "return_scores": True}, timeout=self.timeout
+        )
         response.raise_for_status()
         try:
             result = response.json()["result"]

@@ -55,7 +55,7 @@ def os_error(error: OSError) -> str:
     if error.filename is None:  # raised with its own message, by curate or a library
         return text
     where = str(error.filename) + ("" if error.filename2 is None else f" -> {error.filename2}")
-    hint = OS_HINTS.get(error.errno)
+    hint = OS_HINTS.get(error.errno) if error.errno is not None else None
     return f"{where}: {error.strerror or text}" + (f"; {hint}" if hint else "")
 
 

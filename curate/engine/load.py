@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 ROLES = ("score", "generate", "train")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -97,7 +100,7 @@ def plain_head(model: Any) -> bool:
 
 
 def load_causal_lm(
-    path: Any, device: str, dtype: str, role: str, adapter: str | None = None, fast: bool = True
+    path: Any, device: str | torch.device, dtype: str, role: str, adapter: str | None = None, fast: bool = True
 ) -> Engine:
     """A causal LM from a local folder, on `device` in `dtype`, set up for `role` (score, generate,
     train); `adapter`: a PEFT LoRA folder merged into the weights; `fast=False`: the stock model
@@ -116,7 +119,7 @@ def load_causal_lm(
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers' @wraps(nn.Module.to) hides from mypy that `to` is bound
     if role == "train":
         return Engine(model)
     model.eval()

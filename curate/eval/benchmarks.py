@@ -83,10 +83,13 @@ def _name(item: str) -> str:
 def _shared_file(name: str) -> Path:
     from ..shared_data import require_shared_data
 
+    pattern = BENCHMARKS[name]
+    if pattern is None:  # _name and `all` leave these out before
+        raise ValueError(f"--benchmarks {name}: {MISSING_NOTE}")
     folder = require_shared_data() / "questions"
-    files = sorted(folder.glob(BENCHMARKS[name]))
+    files = sorted(folder.glob(pattern))
     if not files:
-        raise FileNotFoundError(f"--benchmarks {name}: no {BENCHMARKS[name]} in {folder}")
+        raise FileNotFoundError(f"--benchmarks {name}: no {pattern} in {folder}")
     return files[-1]
 
 
@@ -108,8 +111,10 @@ def trained_prompt(model: str, adapter: str | None) -> TrainedPrompt:
             continue
         trained = json.loads(record.read_text())
         data = trained.get("data") or {}
-        profiles = (data.get("encode") or {}).get("profiles") or {}
-        profile = trained.get("config", {}).get("profile") or (max(profiles, key=profiles.get) if profiles else None)
+        profiles: dict[str, int] = (data.get("encode") or {}).get("profiles") or {}
+        profile = trained.get("config", {}).get("profile") or (
+            max(profiles, key=profiles.__getitem__) if profiles else None
+        )
         if data.get("system_prompt"):
             return TrainedPrompt(data["system_prompt"], f"trained: {record}", profile)
         return TrainedPrompt(

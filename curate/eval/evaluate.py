@@ -127,7 +127,8 @@ class _Lazy:
     """A backend built on first use, so a benchmark already in the store loads no model."""
 
     def __init__(self, build: Callable[[], Backend]) -> None:
-        self._build, self._made = build, None
+        self._build = build
+        self._made: Backend | None = None
 
     def __getattr__(self, name: str) -> Any:
         if self._made is None:
@@ -158,11 +159,11 @@ def evaluate(
     template = _generate_config(cfg, prompt)
     model = backend or _Lazy(lambda: make_backend(cfg.backend, cfg.model, **_options(template)))
     grader_judge = judge
-    if grader_judge is None and cfg.grader == "judge":
+    if grader_judge is None and (judge_model := cfg.judge_model) is not None:  # given with --grader judge only
         grader_judge = _Lazy(
             lambda: make_backend(
                 cfg.judge_backend,
-                cfg.judge_model,
+                judge_model,
                 **endpoint_options(cfg.judge_backend, cfg.judge_endpoint, cfg.request_timeout),
             )
         )
@@ -300,7 +301,8 @@ def _grade(
     grader = resolve_grader([q.gold for q in load_questions(bench.path)])
     if grader == "qa" and cfg.grader == "judge":
         grader = "judge"
-    name = judge_name(judge) if grader == "judge" else grader
+    # without a judge, grade_answers below refuses the judge grader in one line
+    name = judge_name(judge) if grader == "judge" and judge is not None else grader
     ids = [q.id for q in questions]
     with Store(db, read_only=True) as store:
         todo = queries.run(store.con, "eval/ungraded", run=generation_run, grader=name, questions=ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ..store import Store
@@ -49,17 +50,17 @@ def demo(db: str | Path, out: str | Path, student: str, adapter: str, questions:
 
     from .evaluate import EvalConfig, evaluate
 
-    common = dict(
+    common = EvalConfig(
         model=student,
-        benchmarks=str(resources.files("curate").joinpath("assets", "math_sample.json")),
+        benchmarks=str(resources.files("curate") / "assets" / "math_sample.json"),
         limit=questions,
         max_steps=2,
         max_new_tokens=32,
         tools=("python",),
     )
     runs = [
-        evaluate(db, EvalConfig(**common, name=f"{student} (base)"), progress=False),
-        evaluate(db, EvalConfig(**common, adapter=adapter, name=f"{student} + adapter"), progress=False),
+        evaluate(db, replace(common, name=f"{student} (base)"), progress=False),
+        evaluate(db, replace(common, adapter=adapter, name=f"{student} + adapter"), progress=False),
     ]
     with Store(db, read_only=True) as store:
         rows = load_rows(store.con, [run.eval_run for run in runs])

@@ -35,7 +35,7 @@ class Grade:
 
     correct: bool
     score: float | None  # math, judge: 1.0 / 0.0; qa: best token F1; None when it could not be graded
-    explanation: str | None
+    explanation: str
     grader: str  # math | qa | judge:<model> | source
 
 
@@ -75,10 +75,10 @@ def grade_answers(
         grader = resolve_grader(golds)
     if grader not in GRADERS:
         raise ValueError(f"unknown grader {grader!r} (known: {', '.join(GRADERS)})")
-    if grader == "judge" and judge is None:
-        raise ValueError("the judge grader needs a judge model (--judge-model)")
     name = grader
     if grader == "judge":
+        if judge is None:
+            raise ValueError("the judge grader needs a judge model (--judge-model)")
         from .judge import judge_name
 
         name = judge_name(judge)
@@ -100,13 +100,14 @@ def grade_answers(
     elif grader == "qa":
         from .qa import grade_qa
 
-        for i, gold, answer in todo:
-            ok, f1, why = grade_qa(gold, answer)
+        for i, gold_aliases, answer_text in todo:
+            ok, f1, why = grade_qa(gold_aliases, answer_text)
             grades[i] = Grade(ok, f1, why, name)
     else:
         from .judge import grade_judge
 
-        verdicts = grade_judge(judge, [(questions[i], gold, answer) for i, gold, answer in todo])
-        for (i, _g, _a), (ok, why) in zip(todo, verdicts):
-            grades[i] = Grade(bool(ok), None if ok is None else float(ok), why, name)
-    return grades
+        assert judge is not None  # refused above without one
+        verdicts = grade_judge(judge, [(questions[i], g, a) for i, g, a in todo])
+        for (i, _g, _a), (verdict, why) in zip(todo, verdicts):
+            grades[i] = Grade(bool(verdict), None if verdict is None else float(verdict), why, name)
+    return grades  # type: ignore[return-value]  # every slot was filled above

@@ -219,7 +219,7 @@ def _verify(todo: list[Pair], workers: int, timeout: float) -> list[Pair]:
     return lost
 
 
-def _settle(pool: ProcessPool, futures: list[Future]) -> None:
+def _settle(pool: ProcessPool, futures: Sequence[Future]) -> None:
     """Wait until every future is done or the pool is broken (a task it took then may never end)."""
     pending = set(futures)
     while pending and pool.active:

@@ -30,7 +30,7 @@ def package_file(distribution: str, name: str, hint: str = INSTALL_HINT) -> Path
     except importlib.metadata.PackageNotFoundError:
         raise FileNotFoundError(f"{distribution} is not installed; install it with: {hint}") from None
     for file in dist.files or []:
-        path = Path(dist.locate_file(file))
+        path = Path(str(dist.locate_file(file)))  # typeshed gives a protocol that need not be os.PathLike
         if PurePath(file).name == name and path.is_file():
             return path
     raise FileNotFoundError(

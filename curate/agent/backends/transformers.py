@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 from transformers import AutoTokenizer, DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer
 
 from ...engine import load_causal_lm
 from ...models import resolve_student
@@ -85,6 +85,15 @@ class _KeptCaches:
             if n > best:
                 best, layers = n, k.layers
         return best, [(keys[:, :best], values[:, :best]) for keys, values in layers]
+
+
+def _rows(cache: Cache, row: int) -> Layers:
+    """Each layer's keys and values of one row of a cache (every layer of these caches is an attention layer)."""
+    pairs = []
+    for layer in cache.layers:
+        assert isinstance(layer, CacheLayerMixin) and layer.keys is not None and layer.values is not None
+        pairs.append((layer.keys[row], layer.values[row]))
+    return pairs
 
 
 def _generator(request: GenRequest, device: torch.device) -> torch.Generator:
@@ -141,8 +150,11 @@ class _Room(DynamicLayer):
         self.length, self.is_initialized, self.device = width, True, self.room[0].device
         self._view()
 
-    def _view(self) -> None:
-        self.keys, self.values = (r[:, :, : self.length] for r in self.room)
+    def _view(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values so far: views of the room, also set as the layer's own."""
+        keys, values = (r[:, :, : self.length] for r in self.room)
+        self.keys, self.values = keys, values
+        return keys, values
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
@@ -151,8 +163,7 @@ class _Room(DynamicLayer):
         end = self.length + key_states.shape[-2]
         self.room[0][:, :, self.length : end], self.room[1][:, :, self.length : end] = key_states, value_states
         self.length = end
-        self._view()
-        return self.keys, self.values
+        return self._view()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Keep only these rows."""
@@ -202,9 +213,9 @@ class TransformersBackend:
     def generate(self, requests: Sequence[GenRequest]) -> list[Completion]:
         """One completion per request; requests of similar length share a batch."""
         ids = [self.tokenizer(self.prompt(r), add_special_tokens=False)["input_ids"] for r in requests]
-        found = [(0, [])] * len(ids)
+        found: list[tuple[int, Layers]] = [(0, [])] * len(ids)
         if self.caches is not None:
-            self._share_prefix(ids)
+            self._share_prefix(self.caches, ids)
             found = [self.caches.find(x) for x in ids]
         order = sorted(range(len(requests)), key=lambda i: len(ids[i]))
         size = self.batch_size or len(requests) or 1
@@ -215,19 +226,20 @@ class TransformersBackend:
             done = self._batch([requests[i] for i in chunk], [ids[i] for i in chunk], [found[i] for i in chunk])
             for i, (completion, row) in zip(chunk, done):
                 out[i] = completion
-                kept.append(row)
+                if row is not None:
+                    kept.append(row)
         if self.caches is not None:
             self.caches.keep(kept)  # what the next call can extend
-        return out  # type: ignore[return-value]
+        return out  # type: ignore[return-value]  # every request's slot was filled above
 
-    def _share_prefix(self, ids: list[list[int]]) -> None:
+    def _share_prefix(self, caches: _KeptCaches, ids: list[list[int]]) -> None:
         """Compute once the prefix all rows share beyond what is kept (the system prompt), and keep it."""
         if len(ids) < 2:
             return
         shared = min(len(commonprefix(ids)), min(map(len, ids)) - 1)
-        have, layers = self.caches.find(ids[0][: shared + 1])
+        have, layers = caches.find(ids[0][: shared + 1])
         if shared - have >= SHARED_MIN:
-            self.caches.kept.append(_Kept(ids[0][:shared], self._prefill(ids[0][:shared], have, layers)[0]))
+            caches.kept.append(_Kept(ids[0][:shared], self._prefill(ids[0][:shared], have, layers)[0]))
 
     @torch.inference_mode()
     def _prefill(self, ids: list[int], have: int, layers: Layers) -> tuple[Layers, torch.Tensor]:
@@ -243,7 +255,7 @@ class TransformersBackend:
             logits_to_keep=1,
         ).logits
         self.prefilled += len(ids) - have
-        return [(layer.keys[0], layer.values[0]) for layer in cache.layers], logits[0, -1:].float()
+        return _rows(cache, 0), logits[0, -1:].float()
 
     def _ended(self, request: GenRequest, tokens: list[int], tail: int) -> str | None:
         """Why a row ends after its last token ("stop" or "length"), or None while it goes on."""
@@ -275,18 +287,16 @@ class TransformersBackend:
                 if finish is None:
                     stay.append(b)
                     continue
-                text, _ = truncate_at_stop(self.tokenizer.decode(tokens[i], skip_special_tokens=True), requests[i].stop)
+                decoded = self.tokenizer.decode(tokens[i], skip_special_tokens=True)
+                text, _ = truncate_at_stop(decoded, requests[i].stop)  # type: ignore[arg-type]  # one sequence's decode is a str
                 # The cache holds the prompt and every generated token but the last (drawn, never fed).
                 row = None
                 if self.caches is not None:
                     held = mask[b].bool()
-                    row = _Kept(
-                        ids[i] + tokens[i][:-1],
-                        [(layer.keys[b][:, held], layer.values[b][:, held]) for layer in cache.layers],
-                    )
+                    row = _Kept(ids[i] + tokens[i][:-1], [(k[:, held], v[:, held]) for k, v in _rows(cache, b)])
                 done[i] = (Completion(text, len(tokens[i]), finish), row)
             if not stay:
-                return done  # type: ignore[return-value]
+                return done  # type: ignore[return-value]  # every row has ended, its slot filled
             if len(stay) < len(rows):
                 index = torch.tensor(stay, device=self.device)
                 cache.batch_select_indices(index)
@@ -350,9 +360,11 @@ class TransformersBackend:
     ) -> tuple[Cache, torch.Tensor]:
         """The batch cache of the rows' caches with `room` more tokens, and its mask [rows, width]: the
         `shared` first tokens at the same positions in every row, then each row's own ending at one column."""
-        cache = Cache(layers=[_Room([r[i] for r in rows], shared, room) for i in range(len(rows[0]))])
-        width = cache.layers[0].length
-        return cache, torch.tensor([[1] * shared + [0] * (width - n) + [1] * (n - shared) for n in lengths])
+        layers = [_Room([r[i] for r in rows], shared, room) for i in range(len(rows[0]))]
+        width = layers[0].length
+        mask = torch.tensor([[1] * shared + [0] * (width - n) + [1] * (n - shared) for n in lengths])
+        # a new list, typed as the base's: a list of _Room is no list of CacheLayerMixin (lists are invariant)
+        return Cache(layers=[*layers]), mask
 
     def _nothing(self) -> Layers:
         """The cache of no tokens."""

@@ -255,7 +255,7 @@ class PythonSandbox:
                 continue
             ended: list[_Process] = []
             deadline = min(d for _, _, d in active.values())
-            for channel in connection.wait(list(active), timeout=max(0.0, deadline - time.monotonic())):
+            for channel in _ready(list(active), max(0.0, deadline - time.monotonic())):
                 i, step, _ = active[channel]
                 result, finished = self._read(step)
                 if result is None:
@@ -312,11 +312,16 @@ class PythonSandbox:
         self._runs[self._next] = process
         return self._next
 
-    def _fork_zygote(self) -> _Process:
+    @property
+    def _live_zygote(self) -> _Process:
+        """The process every run is forked from; a closed sandbox has none."""
         if self._zygote is None:
             raise RuntimeError("the sandbox is closed")
+        return self._zygote
+
+    def _fork_zygote(self) -> _Process:
         try:
-            return self._fork(self._zygote, _PATIENCE_SECONDS)
+            return self._fork(self._live_zygote, _PATIENCE_SECONDS)
         except _Refused as why:
             raise RuntimeError(
                 f"the sandbox could not start a run: {why}, the jail's limit of "
@@ -363,7 +368,7 @@ class PythonSandbox:
         first starts again empty)."""
         run = self._runs[handle]
         if run is None:
-            run = self._runs[handle] = self._fork(self._zygote, patience)
+            run = self._runs[handle] = self._fork(self._live_zygote, patience)
         step = self._fork(run, patience)
         step.channel.send({"op": "exec", "code": code})
         return step
@@ -374,7 +379,7 @@ class PythonSandbox:
         if (run := self._runs[handle]) is not None:
             self._retire(run)
         try:
-            self._runs[handle] = self._fork(self._zygote, _PATIENCE_SECONDS)
+            self._runs[handle] = self._fork(self._live_zygote, _PATIENCE_SECONDS)
         except _Refused:
             self._runs[handle] = None
         except _Broken as error:
@@ -451,8 +456,8 @@ class PythonSandbox:
             return
         keep = [p.pid for p in (*self._runs.values(), *running) if p is not None]
         try:
-            self._zygote.channel.send({"op": "sweep", "keep": keep, "steps": [p.pid for p in running]})
-            self._zygote.channel.recv(_REPLY_SECONDS)
+            self._live_zygote.channel.send({"op": "sweep", "keep": keep, "steps": [p.pid for p in running]})
+            self._live_zygote.channel.recv(_REPLY_SECONDS)
         except (EOFError, TimeoutError, OSError, ProtocolError) as error:
             raise RuntimeError(f"the sandbox's jail stopped answering ({error}); run the command again") from None
 
@@ -470,6 +475,12 @@ class PythonSandbox:
             os.kill(process.pid, 9)
         except ProcessLookupError:
             pass
+
+
+def _ready(channels: list[Channel], timeout: float) -> list[Channel]:
+    """Those of `channels` with a message or end of file waiting, within `timeout` seconds."""
+    # wait() takes any objects with fileno() and returns those same objects; typeshed names only its own kinds
+    return connection.wait(channels, timeout)  # type: ignore[arg-type, return-value]
 
 
 def _text(value: Any, limit: int) -> str:

@@ -246,6 +246,7 @@ def _remote_tool(name: str):
     """A function that runs tool `name` in the parent process and returns its text."""
 
     def call(*args: Any, **kwargs: Any) -> str:
+        assert _channel is not None  # main() sets it before any code runs, and each fork anew
         try:
             _channel.send({"tool": name, "args": list(args), "kwargs": kwargs})
         except TypeError:

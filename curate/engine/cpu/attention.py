@@ -115,6 +115,7 @@ def _shared_prefix(
         cached = key.shape[2] - queries  # the new tokens are the last columns; every cached one precedes them
         out, lse = flash(query, key[:, :, cached:], value[:, :, cached:], is_causal=True, scale=scale)
         if cached:
+            assert attention_mask is not None  # several queries came with their mask (sdpa took them above otherwise)
             seen = attention_mask[:, :, :1, :cached]  # the same for every query: padding only
             before, before_lse = flash(
                 query, key[:, :, :cached], value[:, :, :cached], attn_mask=_additive(seen, query.dtype), scale=scale

@@ -23,9 +23,13 @@ copy of the weights in memory.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # oneDNN writes every product into a fresh tensor. One within glibc's largest mmap threshold
 # (32 MiB) is served again from the heap once the first is freed; a larger one is mapped anew
@@ -34,8 +38,10 @@ FRESH_BYTES = 24 * 2**20
 FEWEST = 3  # rows from which a packed weight is faster than the plain product (measured here)
 MOST = 64  # the largest pack (SmolLM2 body at 64 rows: 66 ms packed, 87 ms plain; 32 rows: 44 vs 101)
 
+Wrapped = TypeVar("Wrapped", bound=nn.Module)
 
-def swap(body: nn.Module, wrap: Callable[[nn.Linear], nn.Module]) -> list[nn.Module]:
+
+def swap(body: nn.Module, wrap: Callable[[nn.Linear], Wrapped]) -> list[Wrapped]:
     """Replace every `nn.Linear` under `body` with `wrap(linear)`; return the replacements."""
     targets = [
         (parent, name, child)
@@ -65,7 +71,7 @@ class OneDNNLinear(nn.Module):
         return max(1, FRESH_BYTES // (4 * self.out_features))
 
 
-def to_onednn(model: nn.Module) -> None:
+def to_onednn(model: PreTrainedModel) -> None:
     """Run every linear layer of a causal LM's body, and its output embedding, through oneDNN.
 
     A tied output embedding gets a packed copy of its own (the input embedding stays as it is):
