@@ -90,11 +90,13 @@ def default_workers(ray: Any) -> int:
 
 
 def actor_options(ray: Any, workers: int) -> dict[str, Any]:
-    """Resources of one worker: a GPU where the cluster has them, else an equal share of its CPUs."""
+    """Resources of one worker: a GPU where the cluster has them, else an equal share of its CPUs,
+    no more than the largest node holds (an actor runs on one node)."""
     if ray.cluster_resources().get("GPU", 0):
         return {"num_gpus": 1}
-    cpus = ray.cluster_resources().get("CPU", 1)
-    return {"num_cpus": max(1, int(cpus // workers))}
+    nodes = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]]
+    share = ray.cluster_resources().get("CPU", 1) // workers
+    return {"num_cpus": max(1, int(min(share, max(nodes, default=1))))}
 
 
 def run_shards(
@@ -105,7 +107,7 @@ def run_shards(
     shards: Iterable[Shard],
     workers: int,
     on_result: Callable[[Shard, Any], int],
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> ClusterRun:
     """Run every shard on `workers` actors, each holding one `worker_class(*init)`, by calling its
     `method(payload)`; `on_result(shard, value)` (in the driver, in completion order) returns the

@@ -193,6 +193,15 @@ def test_generate_and_eval_on_the_cluster_equal_one_process(cluster, questions, 
     assert [json.loads(line) for line in first] == [json.loads(line) for line in second] and len(first) == 4
 
 
+def test_a_worker_takes_what_one_node_holds(cluster) -> None:
+    from curate.cluster.ray import actor_options, connect, default_workers
+
+    connected = connect(cluster.address)
+    assert default_workers(connected) == 2  # no GPU: one per node
+    # one worker may not ask for the two nodes' CPUs together: no node could place it
+    assert actor_options(connected, 1) == actor_options(connected, 2) == {"num_cpus": 1}
+
+
 def test_without_ray_the_option_says_how_to_install(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as where it is not installed
     db = tmp_path / "s.duckdb"
