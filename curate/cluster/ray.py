@@ -20,6 +20,7 @@ from typing import Any
 INSTALL = "pip install 'curate[ray]'"
 MAX_ATTEMPTS = 3  # runs of one shard whose actor died, before the job stops
 WAIT_SECONDS = 1800  # with nothing finishing for this long (every worker gone, none placed again), stop
+START_SECONDS = 900  # to place every worker and load its model
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def run_shards(
     remote = ray.remote(max_restarts=-1, max_task_retries=0)(_Worker)
     options = actor_options(ray, workers)
     actors = [remote.options(**options).remote(worker_class, init) for _ in range(workers)]
+    _started(ray, actors, options)
     stats = [WorkerStats(i) for i in range(workers)]
     fresh = iter(shards)  # pulled as actors free up: a shard's payload is read only when it is sent
     queue: deque[Shard] = deque()  # shards to run again
@@ -168,6 +170,22 @@ def run_shards(
         for actor in actors:
             ray.kill(actor)
     return ClusterRun(stats)
+
+
+def _started(ray: Any, actors: list, options: dict[str, Any]) -> None:
+    """Wait until every actor has built its worker (loaded its model); one line if one cannot."""
+    pings = [actor.ping.remote() for actor in actors]
+    _, pending = ray.wait(pings, num_returns=len(pings), timeout=START_SECONDS)
+    if pending:
+        raise RuntimeError(
+            f"{len(pending)} of {len(actors)} workers did not start within {START_SECONDS} s: "
+            f"no node may have {options} free for them (see `ray status`); try fewer --workers"
+        )
+    for ping in pings:
+        try:
+            ray.get(ping)
+        except ray.exceptions.RayActorError as error:
+            raise RuntimeError(f"a worker could not start: {_last_error(error)}") from None
 
 
 class _Worker:

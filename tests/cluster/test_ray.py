@@ -125,10 +125,10 @@ class DyingScoreWorker:
         self.worker = ScoreWorker(*args)
 
     def score(self, payload):
-        ids, chats = payload
+        ids, *rest = payload  # the block's trajectory ids, then what else ScoreWorker takes with them
         if not self.marker.exists():
             self.marker.write_text(str(os.getpid()))
-            self.worker.score((ids[: len(ids) // 2], chats))  # mid-shard: half its work done
+            self.worker.score((ids[: len(ids) // 2], *rest))  # mid-shard: half its work done
             os.kill(os.getpid(), signal.SIGKILL)
         return self.worker.score(payload)
 
@@ -191,6 +191,30 @@ def test_generate_and_eval_on_the_cluster_equal_one_process(cluster, questions, 
     )
     first, second = ((tmp_path / e / "predictions.jsonl").read_text().splitlines() for e in ("e1", "e2"))
     assert [json.loads(line) for line in first] == [json.loads(line) for line in second] and len(first) == 4
+
+
+class FailingScoreWorker:
+    """A worker whose node holds another student (what ScoreWorker's weights check refuses)."""
+
+    def __init__(self, *args) -> None:
+        raise ValueError("smollm2 on node 0a1b2c3d has weights 111111111111, the driver's 222222222222")
+
+
+def test_a_worker_that_cannot_start_stops_the_job_in_one_line(
+    cluster, synthetic_store, tiny_model_dir, tmp_path, monkeypatch, capsys
+) -> None:
+    import curate.score.cluster
+
+    db = tmp_path / "s.duckdb"
+    shutil.copy(synthetic_store, db)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(curate.score.cluster, "ScoreWorker", FailingScoreWorker)
+    args = ["score", "--db", str(db), "--student", str(tiny_model_dir), "--no-progress", "--ray", cluster.address]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        "curate score: error: a worker could not start: ValueError: smollm2 on node 0a1b2c3d has weights "
+        "111111111111, the driver's 222222222222\n"
+    )
 
 
 def test_a_worker_takes_what_one_node_holds(cluster) -> None:
