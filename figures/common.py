@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import matplotlib
@@ -14,11 +15,14 @@ import polars as pl
 from curate import analysis
 from curate.queries import frame
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 matplotlib.use("Agg")
 
 # Fixed font, no hash randomness in SVG ids, no timestamps or version strings in the files:
 # the same store gives the same bytes.
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {  # Any: rc values are of every type, as matplotlib's own rc_context takes them
     "font.family": "DejaVu Sans",
     "font.size": 9,
     "axes.titlesize": 9.5,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import polars as pl
+from matplotlib.artist import Artist
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -86,7 +87,7 @@ def draw(data: FigureData) -> plt.Figure:
             pad = 0.15 * (high - low) if high > low else 0.5
             for nll_ax in nll_axes:
                 nll_ax.set_ylim(low - pad, high + pad)
-        handles = [Patch(color=c, label=f"accuracy, {b}") for b, c in BUCKET_COLOURS.items()]
+        handles: list[Artist] = [Patch(color=c, label=f"accuracy, {b}") for b, c in BUCKET_COLOURS.items()]
         handles.append(Line2D([], [], color="black", marker="D", markersize=5, label="mean NLL (right axis)"))
         fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import polars as pl
+from matplotlib.transforms import Bbox
 
 from .common import STYLE, FigureData, save
 
@@ -30,9 +31,8 @@ def _label(ax: plt.Axes, models: pl.DataFrame) -> None:
     """Name the models at both ends of the NLL range, skipping any name that would overlap another."""
     ordered = models.sort("mean_nll", "teacher_model")
     ends = ordered.head(LABELLED).vstack(ordered.tail(LABELLED)) if ordered.height > 2 * LABELLED else ordered
-    renderer = ax.figure.canvas.get_renderer()
     points = ax.transData.transform(models.select("acc", "mean_nll").to_numpy())
-    placed = []
+    placed: list[Bbox] = []
     for row in ends.unique("teacher_model", maintain_order=True).iter_rows(named=True):
         for dx, align in ((6, "left"), (-6, "right")):
             label = ax.annotate(
@@ -45,7 +45,7 @@ def _label(ax: plt.Axes, models: pl.DataFrame) -> None:
                 fontsize=6.5,
                 color="#333333",
             )
-            box = label.get_window_extent(renderer)
+            box = label.get_window_extent()  # on the figure's own renderer
             # a label may cover neither another label nor a point (a marker is ~3 px in radius)
             hits = box.expanded(1, 1).padded(3).count_contains(points)
             inside = ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1)

@@ -21,6 +21,7 @@ micro-batch's graph.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +79,8 @@ def parse_loss(spec: str) -> LossSpec:
     if name in PRESETS and not args:
         return LossSpec(name, PRESETS[name])
     if name == "custom" and args:
-        return LossSpec(spec, _floats(args, 3, spec))
+        reason, action, final = _floats(args, 3, spec)
+        return LossSpec(spec, (reason, action, final))
     if name in ("sad", "sad_kl"):
         if args and name == "sad":
             raise ValueError("--loss sad takes no arguments (it is the equal-weight average); use sad_kl:LR,LA")
@@ -137,6 +139,14 @@ def segment_counts(segments: Tensor) -> Tensor:
     return torch.bincount(target[target != UNSUPERVISED].flatten(), minlength=len(SEGMENTS))
 
 
+class CausalLM(Protocol):
+    """What the objective uses of a model: a transformers causal LM, or PEFT's wrapper of one."""
+
+    def get_decoder(self) -> nn.Module: ...
+
+    def get_output_embeddings(self) -> nn.Module: ...
+
+
 class SegmentObjective(nn.Module):
     """Per-segment sums of the per-token loss terms of a batch; the module DDP wraps.
 
@@ -145,7 +155,7 @@ class SegmentObjective(nn.Module):
     vocabulary projection.
     """
 
-    def __init__(self, model: nn.Module, chunk: int = 1024, teacher: nn.Module | None = None):
+    def __init__(self, model: CausalLM, chunk: int = 1024, teacher: CausalLM | None = None):
         super().__init__()
         self.model, self.chunk, self.teacher = model, chunk, teacher
 

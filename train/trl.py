@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from trl import SFTTrainer
+from trl import SFTConfig, SFTTrainer
 
 from .loss import parse_loss
 
@@ -73,15 +73,18 @@ class SegmentWeightedSFTTrainer(SFTTrainer):
             )
         self.segment_weights = segment_weights(loss)
         super().__init__(*args, **kwargs)
+        assert isinstance(self.args, SFTConfig)  # SFTTrainer turns any TrainingArguments into an SFTConfig
         self.data_collator = SegmentCollator(self.data_collator, self.args.truncation_mode == "keep_end")
         # compute_loss divides by the step's Σw itself; Trainer must not divide again by the accumulation steps.
-        self.loss_is_scaled_for_ga = True
+        self.loss_is_scaled_for_ga = True  # type: ignore[assignment]  # TRL's base leaves it typed None
 
     def _set_signature_columns_if_needed(self) -> None:
         # The columns a batch keeps (TRL overrides this too); `segments` rides along to compute_loss.
         super()._set_signature_columns_if_needed()
-        if SEGMENTS_COLUMN not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, SEGMENTS_COLUMN]
+        # Trainer types the list None, its value before the call above sets it
+        columns: list[str] = self._signature_columns  # type: ignore[assignment]
+        if SEGMENTS_COLUMN not in columns:
+            self._signature_columns = [*columns, SEGMENTS_COLUMN]  # type: ignore[assignment]
 
     def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: torch.device) -> tuple[list, Any]:
         """The step's micro-batches and their Σw (all ranks), in place of their supervised-token count."""
@@ -101,7 +104,7 @@ class SegmentWeightedSFTTrainer(SFTTrainer):
         segments = inputs.pop(SEGMENTS_COLUMN)
         outputs = model(**inputs, use_cache=False, fused_lm_head=True)
         weights = target_weights(inputs["labels"], segments, self.segment_weights).to(outputs.log_probs.dtype)
-        training = self.model.training and num_items_in_batch is not None
+        training = self.model is not None and self.model.training and num_items_in_batch is not None
         total = num_items_in_batch if training else weights.sum()
         loss = -(weights * outputs.log_probs).sum() / torch.as_tensor(total).clamp(min=1e-12)
         if training and self.args.average_tokens_across_devices:

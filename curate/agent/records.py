@@ -73,19 +73,21 @@ def write_records(
 def _write(
     con: duckdb.DuckDBPyConnection, dataset: str, source_file: str, records: Sequence[tuple[dict[str, Any], int]]
 ) -> list[str]:
-    batch, ids, cache = _Batch(), [], {}
+    batch, ids = _Batch(), []
+    cache: dict[str, str] = {}
     for record, line in records:
         parsed = formats.parse(record, formats.SMOLAGENTS, cache)
+        row, messages = parsed.trajectory()
         tid = trajectory_id(dataset, parsed.question_id, record["sample_idx"])
         batch.add_trajectory(
             {
                 "trajectory_id": tid,
                 "question_id": parsed.question_id,
                 "source_line": line,
-                **parsed.row,
+                **row,
                 **{k: record[k] for k in PROVENANCE},
             },
-            parsed.messages,
+            messages,
         )
         ids.append(tid)
     batch.write(con, {"dataset": dataset, "ingest_id": 0, "source_file": source_file})

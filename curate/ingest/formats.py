@@ -118,7 +118,8 @@ def spec_for(name: str, profile: str | None = None, **paths: str | None) -> Spec
         base = PRESETS[name]
     else:
         raise ValueError(f"unknown record format {name!r} (known: {', '.join([*PRESETS, 'jsonpath'])})")
-    overrides = {k: v for k, v in paths.items() if v is not None}
+    # Any: replace() checks each keyword against its field's type, and every one named here is text
+    overrides: dict[str, Any] = {k: v for k, v in paths.items() if v is not None}
     if unknown := set(overrides) - set(PATH_OPTIONS):
         raise ValueError(f"unknown path option(s): {', '.join(sorted(unknown))}")
     if profile is not None:
@@ -196,7 +197,7 @@ class Parsed:
     """One record read: its question, and either a trajectory row and messages or a failed run."""
 
     question_id: str
-    question: str | None
+    question: str
     gold: str | None
     meta: str | None  # JSON text of the format's extra fields
     model: str | None
@@ -204,6 +205,12 @@ class Parsed:
     failed: bool
     row: dict | None = None
     messages: list[tuple[str, str, str]] | None = None  # (stored role, normalised role, text)
+
+    def trajectory(self) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+        """The trajectory row and its messages (a failed run has neither)."""
+        if self.row is None or self.messages is None:
+            raise RecordError(f"question {self.question_id}: a failed run has no trajectory")
+        return self.row, self.messages
 
 
 def _json_type(value: Any) -> str:
@@ -246,10 +253,10 @@ def _messages(value: Any, spec: Spec, cache: dict[str, str]) -> list[tuple[str, 
         if type(message) is not dict:
             raise RecordError(f"{spec.messages}[{i}]: expected an object, got {_json_type(message)}")
         role = message.get(role_key)
-        norm = cache.get(role) if type(role) is str else None
+        if not isinstance(role, str):
+            raise RecordError(f"{spec.messages}[{i}].{role_key}: expected text, got {_json_type(role)}")
+        norm = cache.get(role)
         if norm is None:
-            if not isinstance(role, str):
-                raise RecordError(f"{spec.messages}[{i}].{role_key}: expected text, got {_json_type(role)}")
             try:
                 norm = cache[role] = normalise_role(role)
             except ValueError as error:

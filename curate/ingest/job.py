@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +116,16 @@ def ingest(
                     _write(store, source, lambda con: _ingest_source(con, source, file_hash, dataset, format, options))
                 )
             elif options.retry_rejects:
-                summaries.append(
-                    _write(
-                        store,
-                        source,
-                        lambda con, done=done: _retry_rejects(con, source, file_hash, done.row(0)[0], format, options),
-                    )
+                # bound now, as values: a lambda in a loop would need default arguments, which mypy cannot type
+                retry = partial(
+                    _retry_rejects,
+                    source=source,
+                    file_hash=file_hash,
+                    ingest_id=done.row(0)[0],
+                    format=format,
+                    options=options,
                 )
+                summaries.append(_write(store, source, retry))
             else:
                 ingest_id, recorded = done.row(0)
                 summaries.append(IngestSummary(str(source.path), dataset, recorded, ingest_id, already_ingested=True))
@@ -199,19 +203,20 @@ def _resolve_spec(source: sources.Source, format: str, options: IngestOptions) -
     if paths:
         record_format = "jsonpath"
     else:
-        record_format, keys = None, set()
+        sniffed: str | None = None
+        keys: set[str] = set()
         for _number, _raw, record in _peek(source, options):
             if isinstance(record, dict):
                 keys.update(record)
-                if record_format := formats.sniff(record):
+                if sniffed := formats.sniff(record):
                     break
-        if record_format is None and keys:
+        if sniffed is None and keys:
             raise ValueError(
                 f"{source.path}: cannot tell the record format from the keys of its first records "
                 f"({', '.join(sorted(keys)[:12])}); give --format, or --messages-path and the other path options"
             )
         # No readable record at all: every record is rejected whatever the format.
-        record_format = record_format or "smolagents"
+        record_format = sniffed or "smolagents"
     recorded = "hf" if source.kind != "jsonl" else record_format
     return recorded, formats.spec_for(record_format, options.profile, **paths)
 
@@ -364,13 +369,13 @@ class _Records:
             return
         sample = self.next_sample.get(qid, 0)
         self.next_sample[qid] = sample + 1
-        row = parsed.row
+        row, messages = parsed.trajectory()
         # The id depends on the file's content and the line alone: a retried record gets the id it
         # would have had, and re-ingesting the same bytes gives the same ids.
         tid = hashlib.blake2b(f"{summary.dataset}\0{self.file_hash}\0{number}".encode(), digest_size=10).hexdigest()
         batch.add_trajectory(
             {"trajectory_id": tid, "question_id": qid, "sample_idx": sample, "source_line": number, **row},
-            parsed.messages,
+            messages,
         )
         _count(summary, row)
 

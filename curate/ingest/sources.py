@@ -63,12 +63,12 @@ def expand(paths: Iterable[str | Path]) -> list[Source]:
                 found.append(Source(path, "hf_disk"))
                 continue
             try:
-                inner = sorted(p for p in path.iterdir() if p.is_file() and _kind(p))
+                inner = sorted((p, kind) for p in path.iterdir() if p.is_file() and (kind := _kind(p)))
             except OSError as error:
                 raise named_error(path, error) from None
             if not inner:
                 raise FileNotFoundError(f"{path}: a folder with no JSONL/parquet files and no saved dataset")
-            found.extend(Source(p, _kind(p)) for p in inner)
+            found.extend(Source(p, kind) for p, kind in inner)
         else:
             found.append(Source(path, _kind(path) or "jsonl"))
     return found
@@ -91,7 +91,7 @@ def named_error(path: Path, error: OSError) -> OSError:
     return OSError(f"{path}: {error.strerror or error}")
 
 
-def open_file(path: Path, shown: Path | None = None) -> BinaryIO:
+def open_file(path: Path, shown: Path | None = None) -> io.BufferedReader:
     """The file opened for reading; an error names `shown` (the path the user gave) or the file."""
     try:
         return open(path, "rb")
@@ -181,7 +181,7 @@ class _ZstdFrames(io.RawIOBase):
         return b"".join(out)
 
 
-def open_bytes(source: Source) -> tuple[BinaryIO, BinaryIO]:
+def open_bytes(source: Source) -> tuple[io.BufferedIOBase, io.BufferedReader]:
     """(decompressed stream, underlying file): the file's position measures progress."""
     raw = open_file(source.data, source.path)
     magic = raw.peek(4)[:4] if isinstance(raw, io.BufferedReader) else b""

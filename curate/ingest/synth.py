@@ -76,7 +76,7 @@ def load_questions(source: str) -> tuple[list[dict[str, Any]], str]:
     shared = shared_data_dir()
     if shared is not None and (path := shared / "questions" / SOURCES[source].shared_path).is_file():
         return json.loads(path.read_text())["examples"], str(path)
-    bundled = resources.files("curate").joinpath("assets", f"{source}_sample.json")
+    bundled = resources.files("curate") / "assets" / f"{source}_sample.json"
     return json.loads(bundled.read_text())["examples"], f"bundled sample ({BUNDLED} questions)"
 
 
@@ -316,7 +316,7 @@ def runs(cfg: SynthConfig) -> Iterator[dict[str, Any]]:
             yield previous
 
 
-def _open_out(path: Path) -> BinaryIO:
+def _open_out(path: Path) -> BinaryIO | gzip.GzipFile:
     if path.suffix == ".gz":
         return gzip.open(path, "wb")
     if path.suffix == ".zst":
