@@ -25,7 +25,7 @@ def merge(cfg: MergeConfig) -> Path:
     adapter = Path(cfg.adapter)
     if not (adapter / "adapter_config.json").is_file():
         raise FileNotFoundError(f"--adapter {adapter}: no adapter_config.json (not a peft adapter folder)")
-    base = cfg.base or PeftConfig.from_pretrained(adapter).base_model_name_or_path
+    base = cfg.base or PeftConfig.from_pretrained(str(adapter)).base_model_name_or_path
     if not (Path(base) / "config.json").is_file():
         raise FileNotFoundError(f"base model {base}: no config.json (moved? pass --base PATH)")
     model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")

@@ -97,7 +97,8 @@ def load_teacher(
 
     if render(AutoTokenizer.from_pretrained(path), example).input_ids != render(tokenizer, example).input_ids:
         raise ValueError(f"--teacher {path}: its tokenizer renders the data differently from the student's")
-    teacher = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    # transformers' @wraps(nn.Module.to) hides from mypy that `to` is bound
+    teacher = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()  # type: ignore[arg-type]
     return teacher.requires_grad_(False)
 
 
@@ -405,7 +406,9 @@ def train(cfg: TrainConfig, stop_after: int | None = None) -> Trained:
         batches = [collate([run.data.examples[i] for i in b], run.tokenizer.pad_token_id or 0) for b in step_rows]
         # Σw of the whole step (all micro-batches, all ranks) is known from the labels up front, so
         # each micro-batch's Σw·ℓ is divided by it as it goes and the gradients add up to the step's loss.
-        counts = _all_reduce(sum(segment_counts(b["segments"]) for b in batches).to(run.device), run.world)
+        counts = _all_reduce(
+            torch.stack([segment_counts(b["segments"]) for b in batches]).sum(0).to(run.device), run.world
+        )
         if run.rank == 0 and run.spec.weighs_segments and not counts[1:].any():
             profiles = sorted({run.data.profiles[i] for b in step_rows for i in b})
             tqdm.write(no_decision_warning(step + 1, profiles, run.spec.name), file=sys.stderr)
