@@ -3,9 +3,9 @@
 generate (SmolLM2 as a weak teacher agent on real questions with tools, graded, in its own store)
 -> synth -> ingest -> stats -> score (student NLL) -> select min_nll -> export (HF dataset)
 -> report (HTML: store, tertile tables and Figs 3-4, the selection next to two alternatives, trajectory
-viewer with token NLLs) -> a few smartad LoRA steps on the export
-(on the tiny model by default: a real student's LoRA steps take minutes each on a CPU)
--> `curate eval` of that student alone and with its adapter on a few questions (Table 2 shaped).
+viewer with token NLLs) -> a few smartad LoRA steps of the same student (SmolLM2-135M-Instruct by
+default) on the export -> `curate eval` of that student alone and with its adapter on a few
+questions (Table 2 shaped). The limits keep the whole of it under 5 minutes on 2 CPU cores.
 Every step is the library call the matching subcommand makes; re-running resumes (ingest is
 idempotent, scoring skips what is done, selection and export are replaced).
 """
@@ -23,11 +23,9 @@ class DemoConfig:
     """What the demo builds; written to OUT/demo_config.json."""
 
     out: str = "demo_out"
-    student: str = "smollm2"
+    student: str = "smollm2"  # scores the store, trains on the selection, is evaluated
     questions: int = 4
     k: int = 4
-    train_student: str = "tiny"
-    train_steps: int = 6
     seed: int = 0
     report_questions: int = 2  # per data set in the report's trajectory viewer
     report_samples: int = 2  # per question with token NLLs (each is a student forward pass)
@@ -38,7 +36,17 @@ class DemoConfig:
     teacher_k: int = 2
     teacher_max_steps: int = 2
     teacher_max_new_tokens: int = 48
-    eval_questions: int = 3  # of the bundled MATH sample in the evaluation step
+    # LoRA steps of the student: on 2 CPU cores a SmolLM2 step costs ~10-15 s per 1,000 tokens, so a
+    # step takes one whole trajectory (the demo's are at most ~1,400 tokens, so none is cut) and keeps
+    # its activations instead of recomputing them; lr well above the paper's, so two steps move the weights.
+    train_steps: int = 2
+    train_rows: int = 1  # trajectories per optimiser step
+    train_max_length: int = 1536
+    train_lr: float = 5e-3
+    # The evaluation: the first questions of the bundled MATH sample, one action and the answer.
+    eval_questions: int = 3
+    eval_max_steps: int = 1
+    eval_max_new_tokens: int = 48
 
 
 def _step(title: str) -> None:
@@ -88,18 +96,92 @@ def _teacher(cfg: DemoConfig, out: Path, db: Path) -> None:
     print(f"generation_run={summary.generation_run}; its logs: {out / 'teacher_logs.jsonl'}")
 
 
+def _train(cfg: DemoConfig, out: Path) -> None:
+    """A few smartad LoRA steps of the student on the export, and each step's per-segment losses."""
+    from curate.train.config import TrainConfig
+    from curate.train.recipe import DemoTraining, train
+
+    log = train(
+        TrainConfig(
+            data=str(out / "export"),
+            student=cfg.student,
+            out=str(out / "adapter"),
+            loss="smartad",
+            max_steps=cfg.train_steps,
+            batch_size=cfg.train_rows,
+            max_length=cfg.train_max_length,
+            gradient_checkpointing=False,
+            lr=cfg.train_lr,
+            lora_r=8,
+            lora_alpha=16,
+            seed=cfg.seed,
+            save_every=cfg.train_steps,
+        )
+    ).log
+    for line in DemoTraining(log[0], log[-1]).lines():
+        print(line)
+    print(
+        f"Each step trains on other trajectories of the export ({cfg.train_rows} a step): the losses of two "
+        "steps are not a before and after on the same tokens."
+    )
+
+
+def _evaluate(cfg: DemoConfig, out: Path) -> None:
+    """`curate eval` of the student alone and with its adapter; Table 2 of both, each question's
+    answers, and what so few questions can and cannot show."""
+    from importlib import resources
+
+    from curate.eval.evaluate import EvalConfig, evaluate
+    from curate.eval.tables import load_rows, write_tables
+    from curate.store import Store
+
+    db = out / "eval.duckdb"  # its own store: evaluation runs in the demo's would be scored on a rerun
+    common = dict(
+        model=cfg.student,
+        benchmarks=str(resources.files("curate").joinpath("assets", "math_sample.json")),
+        limit=cfg.eval_questions,
+        max_steps=cfg.eval_max_steps,
+        max_new_tokens=cfg.eval_max_new_tokens,
+        tools=("python",),
+    )
+    base = evaluate(db, EvalConfig(**common, name=f"{cfg.student} (base)"), progress=False)
+    tuned = evaluate(
+        db, EvalConfig(**common, adapter=str(out / "adapter"), name=f"{cfg.student} + adapter"), progress=False
+    )
+    with Store(db, read_only=True) as store:
+        rows = load_rows(store.con, [base.eval_run, tuned.eval_run])
+    print(write_tables(rows, out / "eval"), end="")
+    [alone], [adapted] = base.benchmarks, tuned.benchmarks
+    answers = {p["question_id"]: p for p in adapted.predictions}
+    changed = 0
+    for before in alone.predictions:
+        after = answers[before["question_id"]]
+        changed += before["final_answer"] != after["final_answer"]
+        print(f"  question {before['question_id']}: alone {_answer(before)}; with the adapter {_answer(after)}")
+    print(
+        f"What it shows: {cfg.student} answered {alone.correct} of {alone.n} alone and {adapted.correct} of "
+        f"{adapted.n} with its adapter, and the adapter changed {changed} of {alone.n} final answers. "
+        f"{alone.n} questions (of the set the demo trained on) say nothing about quality: this shows the "
+        "mechanics. Real numbers: curate eval --benchmarks HotpotQA,MATH-500 ... (README)."
+    )
+
+
+def _answer(prediction: dict) -> str:
+    text = " ".join(str(prediction["final_answer"] or "").split())
+    verdict = "correct" if prediction["correct"] else "wrong"
+    return f'"{text[:60]}" ({verdict})' if text else f"no answer ({verdict})"
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, str]:
     """Run every stage into cfg.out and return where the artefacts are."""
     import polars as pl
 
-    from curate.eval.outputs import demo as eval_demo
     from curate.export import demo as export_demo
     from curate.report.config import ReportConfig
     from curate.report.report import write_report
     from curate.score import nll_extremes, score_store
     from curate.select import SelectConfig, select
     from curate.store import Store
-    from curate.train.recipe import demo as train_demo
 
     from .ingest import synth
 
@@ -154,25 +236,17 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
     index = report.index.parent / "figures" / "index.md"
     print(f"report: {report.index} (open it in a browser; figures and tables in {index.parent})")
 
-    # LoRA steps on a real student take minutes each on a CPU; the demo shows the loop on a tiny one.
-    _step(f"train {cfg.train_student} {cfg.train_steps} steps with the smartad loss on the export")
-    trained = train_demo(str(out / "export"), str(out / "adapter"), steps=cfg.train_steps, student=cfg.train_student)
-    for line in trained.lines():
-        print(line)
+    _step(
+        f"train {cfg.student} with LoRA, {cfg.train_steps} steps of {cfg.train_rows} trajectory, smartad loss, "
+        "on the export"
+    )
+    _train(cfg, out)
 
     _step(
-        f"evaluate {cfg.train_student} alone and with its adapter as an agent on {cfg.eval_questions} questions "
-        "of the bundled MATH sample"
+        f"evaluate {cfg.student} alone and with its adapter as an agent on {cfg.eval_questions} questions of the "
+        f"bundled MATH sample (python tool, {cfg.eval_max_steps} step(s) of {cfg.eval_max_new_tokens} tokens)"
     )
-    # A store of its own: evaluation runs in the demo's store would be scored and selected on a rerun.
-    print(
-        eval_demo(out / "eval.duckdb", out / "eval", cfg.train_student, str(out / "adapter"), cfg.eval_questions),
-        end="",
-    )
-    print(
-        "A handful of questions (of the set the demo trained on) says nothing about quality: this shows the "
-        "mechanics. Real numbers: curate eval --benchmarks HotpotQA,MATH-500 ... (README)."
-    )
+    _evaluate(cfg, out)
 
     where = {
         "teacher": str(teacher_db),
