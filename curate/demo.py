@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 
@@ -136,18 +136,16 @@ def _evaluate(cfg: DemoConfig, out: Path) -> None:
     from curate.store import Store
 
     db = out / "eval.duckdb"  # its own store: evaluation runs in the demo's would be scored on a rerun
-    common = dict(
+    common = EvalConfig(
         model=cfg.student,
-        benchmarks=str(resources.files("curate").joinpath("assets", "math_sample.json")),
+        benchmarks=str(resources.files("curate") / "assets" / "math_sample.json"),
         limit=cfg.eval_questions,
         max_steps=cfg.eval_max_steps,
         max_new_tokens=cfg.eval_max_new_tokens,
         tools=("python",),
     )
-    base = evaluate(db, EvalConfig(**common, name=f"{cfg.student} (base)"), progress=False)
-    tuned = evaluate(
-        db, EvalConfig(**common, adapter=str(out / "adapter"), name=f"{cfg.student} + adapter"), progress=False
-    )
+    base = evaluate(db, replace(common, name=f"{cfg.student} (base)"), progress=False)
+    tuned = evaluate(db, replace(common, adapter=str(out / "adapter"), name=f"{cfg.student} + adapter"), progress=False)
     with Store(db, read_only=True) as store:
         rows = load_rows(store.con, [base.eval_run, tuned.eval_run])
     print(write_tables(rows, out / "eval"), end="")
