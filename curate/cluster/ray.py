@@ -11,6 +11,7 @@ worker (a bad student, a template error) stops the job with that error's message
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ INSTALL = "pip install 'curate[ray]'"
 MAX_ATTEMPTS = 3  # runs of one shard whose actor died, before the job stops
 WAIT_SECONDS = 1800  # with nothing finishing for this long (every worker gone, none placed again), stop
 START_SECONDS = 900  # to place every worker and load its model
+CONNECT_SECONDS = 10  # for a cluster's head to answer
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,31 @@ def connect(address: str) -> Any:
     """Join the cluster at `address`: `local` starts one on this machine, `auto` finds RAY_ADDRESS or
     a running cluster, otherwise `host:port` (a cluster node) or `ray://host:port` (Ray Client)."""
     ray = import_ray()
-    if not ray.is_initialized():
-        # Workers' own output stays on their nodes: the driver's stdout carries the job's results.
-        options: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "logging_level": "warning"}
-        if address == "local":
-            ray.init(**options)
-        else:
-            ray.init(address=address, **options)
+    if ray.is_initialized():
+        return ray
+    if address not in ("local", "auto") and not address.startswith("ray://"):
+        _reachable(address)  # Ray itself retries an address that answers nothing for minutes
+    # Workers' own output stays on their nodes: the driver's stdout carries the job's results.
+    options: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "logging_level": "warning"}
+    try:
+        ray.init(**options) if address == "local" else ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise RuntimeError(f"--ray {address}: {str(error).strip().splitlines()[0]}") from None
     return ray
+
+
+def _reachable(address: str) -> None:
+    """Fail in one line unless something listens at `host:port` (a cluster's head)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--ray {address!r}: expected local, auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise RuntimeError(
+            f"--ray {address}: no Ray cluster answers there ({error.strerror or error}); start one "
+            "with `ray start --head`, or use --ray local"
+        ) from None
 
 
 def default_workers(ray: Any) -> int:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -224,6 +225,38 @@ def test_a_worker_takes_what_one_node_holds(cluster) -> None:
     assert default_workers(connected) == 2  # no GPU: one per node
     # one worker may not ask for the two nodes' CPUs together: no node could place it
     assert actor_options(connected, 1) == actor_options(connected, 2) == {"num_cpus": 1}
+
+
+def test_an_address_where_no_cluster_answers_is_one_line(questions, tmp_path) -> None:
+    # in a process of its own: this one is already connected to the test cluster
+    args = [
+        "generate",
+        "--db",
+        str(tmp_path / "s.duckdb"),
+        "--questions",
+        str(questions),
+        "--dataset",
+        "g",
+        "--model",
+        "tiny",
+        "--k",
+        "1",
+        "--tools",
+        "python",
+        "--quiet",
+        "--ray",
+    ]
+    for address, said in (
+        (
+            "127.0.0.1:1",
+            "--ray 127.0.0.1:1: no Ray cluster answers there (Connection refused); start one with "
+            "`ray start --head`, or use --ray local",
+        ),
+        ("nowhere", "--ray 'nowhere': expected local, auto, host:port or ray://host:port"),
+    ):
+        code = "import sys; from curate.cli import main; sys.exit(main())"
+        done = subprocess.run([sys.executable, "-c", code, *args, address], capture_output=True, text=True)
+        assert (done.returncode, done.stderr) == (2, f"curate generate: error: {said}\n")
 
 
 def test_without_ray_the_option_says_how_to_install(tmp_path, monkeypatch, capsys) -> None:
