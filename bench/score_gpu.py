@@ -64,16 +64,28 @@ def agent_mask(length: int, rng: random.Random) -> list[int]:
 
 
 def timed(fn, batches, warm: int = 1) -> tuple[float, float]:
-    """Seconds for one pass over all batches (after `warm` warm-up batches) and peak GPU memory in GiB."""
+    """Seconds for one pass over all batches (after `warm` warm-up batches) and peak GPU memory in GiB
+    (0 without CUDA: `bench.gpu_check --smoke` runs this on a CPU)."""
+    cuda = torch.cuda.is_available()
     for batch in batches[:warm]:
         fn(batch)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for batch in batches:
         fn(batch)
-    torch.cuda.synchronize()
-    return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**30
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
+
+
+def full_logits(model, batch) -> torch.Tensor:
+    """The plain forward a scorer is measured against: every position's logits, then cross-entropy."""
+    with torch.inference_mode():
+        x = torch.tensor([ids for ids, _ in batch], device=model.device)
+        logits = model(x, use_cache=False).logits[:, :-1].float()
+        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
 
 
 def main() -> None:
@@ -137,15 +149,9 @@ def main() -> None:
                 }
             )
 
-    def full_logits(batch):
-        with torch.inference_mode():
-            x = torch.tensor([ids for ids, _ in batch], device="cuda")
-            logits = model(x, use_cache=False).logits[:, :-1].float()
-            return torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
-
     for batch_tokens in (8192, 16384):
         groups = [[seqs[i] for i in b] for b in nll.plan_batches([len(s[0]) for s in seqs], batch_tokens)]
-        seconds, peak = timed(full_logits, groups)
+        seconds, peak = timed(lambda b: full_logits(model, b), groups)
         results.append(
             {
                 "path": "full logits",
