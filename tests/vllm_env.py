@@ -90,8 +90,9 @@ class Server:
             "--max-model-len",
             str(max_model_len),
             "--disable-log-stats",
-            "--enforce-eager",
-        ]  # compiling the model on CPUs takes minutes
+            "--enforce-eager",  # compiling the model on CPUs takes minutes
+            "--no-enable-chunked-prefill",  # seeded requests on CPUs (docs/vllm-and-servers.md#on-cpus)
+        ]
         with log.open("w") as out:
             # Its own process group: vLLM's engine processes go down with it, even after a crash.
             self.process = subprocess.Popen(
