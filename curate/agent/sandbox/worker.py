@@ -195,21 +195,29 @@ def sweep(keep: set[int], steps: set[int]) -> int:
     sessions of `steps`; the number killed. Only PID 1 of a PID namespace may do this."""
     if os.getpid() != 1:
         return 0
-    killed: set[int] = set()
-    while True:  # a process forking while it is killed is caught by the next pass
-        strays = [
-            pid
-            for pid, session in _processes()
-            if pid != 1 and pid not in keep and session not in steps and pid not in killed
-        ]
-        if not strays:  # what was killed may take a few ms more to unmap its memory: it cannot run
-            return len(killed)
+    # Stop the world first: a stopped process cannot fork, so one listing holds every stray. Killing
+    # while strays fork is a race a fork bomb can win (under load, pids freed by the kills are reused).
+    if not _signal_all(signal.SIGSTOP):
+        return 0  # PID 1 is alone
+    try:
+        strays = [pid for pid, session in _processes() if pid != 1 and pid not in keep and session not in steps]
         for pid in strays:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        killed.update(strays)
+    finally:
+        _signal_all(signal.SIGCONT)
+    return len(strays)
+
+
+def _signal_all(signum: int) -> bool:
+    """Send `signum` to every process of the jail but PID 1; False when there is none."""
+    try:
+        os.kill(-1, signum)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _processes() -> list[tuple[int, int]]:
