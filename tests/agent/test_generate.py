@@ -445,7 +445,7 @@ import sys
 from curate.agent import generate as job
 from curate.cli import main
 
-real, calls = job._Writer.flush, []
+real, calls = job.Writer.flush, []
 
 def flush(self):
     real(self)
@@ -454,7 +454,7 @@ def flush(self):
         print({WROTE!r}, file=sys.stderr, flush=True)
         sys.stdin.readline()
 
-job._Writer.flush = flush
+job.Writer.flush = flush
 sys.exit(main())
 """
 
@@ -517,7 +517,7 @@ def generate(requests):
 
 model.generate = generate
 job.make_backend = lambda *args, **kwargs: model
-real = job._Writer.flush
+real = job.Writer.flush
 
 def flush(self):
     runs = len(self.pending)
@@ -525,7 +525,7 @@ def flush(self):
     if runs:
         print("wrote", flush=True)
 
-job._Writer.flush = flush
+job.Writer.flush = flush
 sys.exit(main())
 """
 
