@@ -1,10 +1,23 @@
-"""The CodeAct loop: every in-flight run advances one step per round, together.
+"""The CodeAct loop: every in-flight run advances on its own, the engine and the python tool kept busy.
 
-A round is ONE batched `backend.generate` over every active run (its next action, or its answer
-after the step limit), then one `sandbox.run` batch executing every action in parallel workers.
-A run that ends frees its slot for the next task. Transcripts are the smolagents 1.13 log messages
-the release wrote (system, user `New task:`, then per step assistant / tool-call / tool-response),
-with its error texts, so ingest's flags and the clean rule read generated runs as they read logs:
+A run is a chain: its request goes to the backend; its completion's code goes to the sandbox; its
+observation makes its next request, which goes back to the backend at once. No run waits for
+another. With a backend that streams (`StreamingBackend`: vLLM's engine, an OpenAI-compatible
+server), a run whose completion arrives goes to the sandbox while the others keep generating, and
+its next request enters the engine as soon as its observation is back, so continuous batching
+gets a steady stream. The sandbox runs in a thread of its own (`_Tools`): each of its batches
+holds every step queued since the last one began, run in parallel workers. A backend that only
+generates in batches (the transformers backend) gets every waiting request in one call whenever no
+code is running: the round-by-round loop, its batches as they always were (`_Rounds`). A run that
+ends frees its slot for the next task.
+
+Samples do not depend on the interleaving: a request's seed derives from its run's seed and step
+(`derive_seed`), a run's transcript only from its own completions and observations, and each run's
+code runs in its own sandbox state. However completions arrive, the same seeds give the same runs.
+
+Transcripts are the smolagents 1.13 log messages the release wrote (system, user `New task:`, then
+per step assistant / tool-call / tool-response), with its error texts, so ingest's flags and the
+clean rule read generated runs as they read logs:
 
 - no code in the output: `Error in code parsing` (tool-response, no tool call);
 - the code fails: the sandbox's `Code execution failed ...` error (the run goes on);
@@ -12,13 +25,13 @@ with its error texts, so ingest's flags and the clean rule read generated runs a
   model is asked once more, without tools, for an answer.
 
 Self-consistent action generation (agent-distillation's test-time method, `candidates` > 1): each
-step samples N candidate actions (temperature 0.4, top-p 0.8 by default) in the same batched call,
-runs each in its own fork of the run's sandbox state (the release ran them one after another in
-one shared executor, so a candidate's variables and side effects leaked into the next), drops the
-ones that fail (no code, or an execution error), and keeps the first candidate of the largest group
-with the same outcome (the observation; for a `final_answer` call, the answer). The kept
-candidate's fork becomes the run's state: nothing is executed twice. When no candidate passes, the
-first one is kept with its error, as the release does, so the run sees the error and goes on.
+step samples N candidate actions (temperature 0.4, top-p 0.8 by default), runs each in its own fork
+of the run's sandbox state (the release ran them one after another in one shared executor, so a
+candidate's variables and side effects leaked into the next), drops the ones that fail (no code, or
+an execution error), and keeps the first candidate of the largest group with the same outcome (the
+observation; for a `final_answer` call, the answer). The kept candidate's fork becomes the run's
+state: nothing is executed twice. When no candidate passes, the first one is kept with its error,
+as the release does, so the run sees the error and goes on.
 
 The model sees the chat view of the transcript (render.chat_messages: tool calls dropped,
 tool responses as user turns), as the release's vLLM client sent it.
@@ -27,13 +40,15 @@ tool responses as user turns), as the release's vLLM client sent it.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..render import chat_messages, markers
-from .backends import Backend, Completion, GenRequest
+from .backends import Backend, Completion, GenRequest, StreamingBackend
 from .prompts import Prompts
 from .sandbox import RETRY, PythonSandbox, StepResult
 
@@ -84,7 +99,7 @@ class AgentRun:
     stop_reason: str | None = None  # final_answer | answer | max_steps
     started: float = field(default_factory=time.time)
     finished: float | None = None
-    handle: int | None = None
+    handle: int | None = None  # its state in the sandbox, opened when its first code runs
     final_request: tuple[dict[str, str], ...] | None = None  # set once the step limit is reached
 
     @property
@@ -92,48 +107,197 @@ class AgentRun:
         return self.stop_reason is not None
 
 
+@dataclass(eq=False)
+class _Flight:
+    """A run in flight: what it waits for (its completions, or its step's code) and when it started."""
+
+    run: AgentRun
+    order: int  # runs started before it come first in a batch-only backend's call
+    waiting: list[Future[Any]] = field(default_factory=list)
+    candidates: list[_Candidate] | None = None  # set while the step's code runs
+
+
 def run_agents(
     tasks: Iterable[Task], backend: Backend, sandbox: PythonSandbox, config: AgentConfig, slots: int = 16
-) -> Iterator[AgentRun]:
-    """Run every task to its end, at most `slots` at once; yield each run as it finishes."""
+) -> Generator[AgentRun, None, None]:
+    """Run every task to its end, at most `slots` at once; yield each run as it finishes (close it to stop early)."""
     prof = markers.profile(config.profile)
+    engine = _Streamed(backend) if isinstance(backend, StreamingBackend) else _Rounds(backend)
     pending = iter(tasks)
-    active: list[AgentRun] = []
+    flights: dict[Future[Any], _Flight] = {}  # each future a run waits for -> that run
+    started = 0
+    tools = _Tools(sandbox)
+
+    def ask(flight: _Flight) -> None:
+        flight.waiting = [engine.submit(r, flight.order) for r in _requests(flight.run, config, prof)]
+        flights.update(dict.fromkeys(flight.waiting, flight))
+
     try:
         while True:
-            while len(active) < slots and (task := next(pending, None)) is not None:
-                active.append(_start(task, config, sandbox))
-            if not active:
+            while len(set(flights.values())) < slots and (task := next(pending, None)) is not None:
+                ask(_Flight(_start(task, config), started))
+                started += 1
+            if not flights:
                 return
-            requests = [_requests(run, config, prof) for run in active]
-            completions = iter(backend.generate([r for rs in requests for r in rs]))
-            stepping = []
-            for run, rs in zip(active, requests):
-                done = [next(completions) for _ in rs]
-                run.tokens += sum(c.tokens for c in done)
-                if run.final_request is not None:
-                    _finish(run, "max_steps", done[0].text.strip())
+            if not any(f.candidates is not None for f in flights.values()):
+                engine.flush()  # no code running: a batch-only backend generates every waiting request now
+            done, _ = wait(flights, return_when=FIRST_COMPLETED)
+            finished = []
+            for flight in sorted({flights.pop(f) for f in done}, key=lambda f: f.order):
+                if any(f in flights for f in flight.waiting):
+                    continue  # another of its candidates is still generating
+                run, results = flight.run, [f.result() for f in flight.waiting]
+                if flight.candidates is None:
+                    run.tokens += sum(c.tokens for c in results)
+                    if run.final_request is not None:
+                        _finish(run, "max_steps", results[0].text.strip())
+                    else:
+                        candidates = [_read(run, c, prof) for c in results]
+                        if any(c.code is not None for c in candidates):
+                            flight.candidates, flight.waiting = candidates, [tools.step(run, candidates)]
+                            flights[flight.waiting[0]] = flight
+                            continue
+                        _step(run, _vote(candidates), config, prof)
                 else:
-                    stepping.append((run, [_read(run, c, prof) for c in done]))
-            _execute(stepping, sandbox)
-            for run, candidates in stepping:
-                _record(run, _adopt(run, candidates, sandbox) if len(candidates) > 1 else candidates[0], prof)
-            for run in active:
-                if not run.done and run.final_request is None and run.steps >= config.max_steps:
-                    _reach_limit(run, config)
-            finished = [r for r in active if r.done]
-            active = [r for r in active if not r.done]
-            for run in finished:  # before any yield: a caller that stops at one must not release it again
-                sandbox.release(run.handle)
+                    flight.candidates = None
+                    _step(run, results[0], config, prof)
+                if run.done:
+                    tools.release(run)  # before any yield: a caller that stops at one must not release it again
+                    finished.append(run)
+                else:
+                    ask(flight)
+            tools.start()
             yield from finished
     finally:
-        for run in active:
-            sandbox.release(run.handle)
+        for future in flights:
+            future.cancel()  # a streaming backend drops the requests no run waits for any more
+        tools.close([f.run for f in flights.values()])
 
 
-def _start(task: Task, config: AgentConfig, sandbox: PythonSandbox) -> AgentRun:
+class _Rounds:
+    """A backend that only generates in batches: requests wait, and `flush` generates all of them in
+    one call, in the order their runs started."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.waiting: list[tuple[int, GenRequest, Future[Completion]]] = []
+
+    def submit(self, request: GenRequest, order: int) -> Future[Completion]:
+        future: Future[Completion] = Future()
+        self.waiting.append((order, request, future))
+        return future
+
+    def flush(self) -> None:
+        """Generate every waiting request in one call."""
+        waiting = sorted(self.waiting, key=lambda w: w[0])  # stable: a run's candidates stay in order
+        self.waiting = []
+        if waiting:
+            for (_, _, future), completion in zip(waiting, self.backend.generate([r for _, r, _ in waiting])):
+                future.set_result(completion)
+
+
+class _Streamed:
+    """A streaming backend: each request enters the engine the moment it is made."""
+
+    def __init__(self, backend: StreamingBackend) -> None:
+        self.backend = backend
+
+    def submit(self, request: GenRequest, order: int) -> Future[Completion]:
+        return self.backend.submit(request)
+
+    def flush(self) -> None:
+        """Nothing waits: the engine has every request already."""
+
+
+class _Tools:
+    """The sandbox, driven by one thread of its own (the sandbox is not thread-safe): each batch it runs
+    holds every step queued since the last one began; runs are opened and released there too."""
+
+    def __init__(self, sandbox: PythonSandbox) -> None:
+        self.sandbox = sandbox
+        self.staged: list[tuple[AgentRun, list[_Candidate], Future[_Candidate]]] = []
+        self.steps: list[tuple[AgentRun, list[_Candidate], Future[_Candidate]]] = []
+        self.releases: list[AgentRun] = []
+        self.left: list[AgentRun] | None = None  # set at close: the runs still in flight, released last
+        self.failed: BaseException | None = None
+        self.ready = threading.Condition()
+        self.thread = threading.Thread(target=self._serve, name="curate-sandbox", daemon=True)
+        self.thread.start()
+
+    def step(self, run: AgentRun, candidates: list[_Candidate]) -> Future[_Candidate]:
+        """Run the candidates' code (at the next `start`); the future gives the candidate the run keeps."""
+        future: Future[_Candidate] = Future()
+        self.staged.append((run, candidates, future))
+        return future
+
+    def release(self, run: AgentRun) -> None:
+        """Free a finished run's sandbox state (after anything queued for it)."""
+        with self.ready:
+            self.releases.append(run)
+            self.ready.notify()
+
+    def start(self) -> None:
+        """Hand the steps staged since the last start to the thread, as one batch where it is free."""
+        with self.ready:
+            self.steps += self.staged
+            self.staged = []
+            self.ready.notify()
+
+    def close(self, left: list[AgentRun]) -> None:
+        """Drop the steps not yet run, release the runs `left` in flight, and stop the thread."""
+        with self.ready:
+            self.left = left
+            self.ready.notify()
+        self.thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            with self.ready:
+                while not (self.steps or self.releases or self.left is not None):
+                    self.ready.wait()
+                steps, releases, left = self.steps, self.releases, self.left
+                self.steps, self.releases = [], []
+            if left is not None:
+                for _, _, future in steps:
+                    future.cancel()
+                # Best effort: when the sandbox broke, its error is already on its way to the caller.
+                self._free([*releases, *left], quiet=True)
+                return
+            self._free(releases)
+            if steps:
+                self._run(steps)
+
+    def _free(self, runs: list[AgentRun], quiet: bool = False) -> None:
+        for run in runs:
+            if run.handle is not None:
+                try:
+                    self.sandbox.release(run.handle)
+                except Exception as error:  # noqa: BLE001 - the next step raises it; at close it is dropped
+                    if not quiet and self.failed is None:
+                        self.failed = error
+                run.handle = None
+
+    def _run(self, steps: list[tuple[AgentRun, list[_Candidate], Future[_Candidate]]]) -> None:
+        try:
+            if self.failed is not None:
+                raise self.failed
+            for run, _, _ in steps:
+                if run.handle is None:
+                    run.handle = self.sandbox.open()
+            _execute([(run, candidates) for run, candidates, _ in steps], self.sandbox)
+            kept = [_adopt(run, c, self.sandbox) if len(c) > 1 else c[0] for run, c, _ in steps]
+        except BaseException as error:  # noqa: BLE001 - the loop raises it where it waits for these steps
+            self.failed = error
+            for _, _, future in steps:
+                future.set_exception(error)
+            return
+        for (_, _, future), candidate in zip(steps, kept):
+            future.set_result(candidate)
+
+
+def _start(task: Task, config: AgentConfig) -> AgentRun:
     messages = [("system", config.prompts.system), ("user", config.prompts.task_message(task.question))]
-    return AgentRun(task, messages, handle=sandbox.open())
+    return AgentRun(task, messages)
 
 
 def _chat(messages: list[tuple[str, str]]) -> tuple[dict[str, str], ...]:
@@ -151,16 +315,23 @@ class _Candidate:
     result: StepResult | None = None
 
     @property
+    def ran(self) -> StepResult:
+        """What its code did (every candidate with code has run, in `_execute`, before it is read)."""
+        if self.result is None:
+            raise RuntimeError("a candidate's code was read before it ran")
+        return self.result
+
+    @property
     def passed(self) -> bool:
         """An answer, or code that ran without error."""
-        return self.answer is not None if self.code is None else self.result.error is None
+        return self.answer is not None if self.code is None else self.ran.error is None
 
     @property
     def outcome(self) -> tuple[str, str | None]:
         """What the vote compares: the answer given, or the code's observation."""
         if self.code is None:
             return ("answer", self.answer)
-        return ("final", self.result.final_answer) if self.result.is_final else ("output", self.result.observation)
+        return ("final", self.ran.final_answer) if self.ran.is_final else ("output", self.ran.observation)
 
 
 def _requests(run: AgentRun, config: AgentConfig, prof: markers.MarkerProfile) -> list[GenRequest]:
@@ -210,32 +381,45 @@ def _read(run: AgentRun, completion: Completion, prof: markers.MarkerProfile) ->
 
 def _execute(stepping: list[tuple[AgentRun, list[_Candidate]]], sandbox: PythonSandbox) -> None:
     """Run every candidate's code in one sandbox batch: a lone one in its run's state, several each in a fork."""
-    ran = []
+    ran, steps = [], []
     for run, candidates in stepping:
+        assert run.handle is not None  # opened before its first step
         for c in candidates:
             if c.code is not None:
-                c.handle = run.handle if len(candidates) == 1 else sandbox.fork(run.handle)
+                c.handle = handle = run.handle if len(candidates) == 1 else sandbox.fork(run.handle)
                 ran.append(c)
+                steps.append((handle, c.code))
     if ran:
-        for c, result in zip(ran, sandbox.run([(c.handle, c.code) for c in ran])):
+        for c, result in zip(ran, sandbox.run(steps)):
             c.result = result
 
 
-def _adopt(run: AgentRun, candidates: list[_Candidate], sandbox: PythonSandbox) -> _Candidate:
-    """The vote: the first candidate of the largest group of passing candidates with one outcome (none
-    passing: the first candidate); its state becomes the run's, every other fork is released."""
+def _vote(candidates: list[_Candidate]) -> _Candidate:
+    """The first candidate of the largest group of passing candidates with one outcome (none passing: the first)."""
     groups: dict[tuple[str, str | None], list[_Candidate]] = {}
     for c in candidates:
         if c.passed:
             groups.setdefault(c.outcome, []).append(c)
-    kept = max(groups.values(), key=len)[0] if groups else candidates[0]
-    if kept.handle is not None:
+    return max(groups.values(), key=len)[0] if groups else candidates[0]
+
+
+def _adopt(run: AgentRun, candidates: list[_Candidate], sandbox: PythonSandbox) -> _Candidate:
+    """The vote's candidate; its state becomes the run's, every other fork is released."""
+    kept = _vote(candidates)
+    if kept.handle is not None and run.handle is not None:
         sandbox.release(run.handle)
         run.handle = kept.handle
     for c in candidates:
         if c.handle is not None and c is not kept:
             sandbox.release(c.handle)
     return kept
+
+
+def _step(run: AgentRun, step: _Candidate, config: AgentConfig, prof: markers.MarkerProfile) -> None:
+    """Record the step; at the step limit, ask for the answer."""
+    _record(run, step, prof)
+    if not run.done and run.steps >= config.max_steps:
+        _reach_limit(run, config)
 
 
 def _record(run: AgentRun, step: _Candidate, prof: markers.MarkerProfile) -> None:
@@ -246,9 +430,9 @@ def _record(run: AgentRun, step: _Candidate, prof: markers.MarkerProfile) -> Non
         call = f"call_{run.steps}"
         tool = [{"id": call, "type": "function", "function": {"name": "python_interpreter", "arguments": step.code}}]
         run.messages.append(("tool-call", f"Calling tools:\n{tool!r}"))
-        run.messages.extend(("tool-response", text) for text in step.result.tool_responses(call))
-        if step.result.is_final:
-            _finish(run, "final_answer", step.result.final_answer)
+        run.messages.extend(("tool-response", text) for text in step.ran.tool_responses(call))
+        if step.ran.is_final:
+            _finish(run, "final_answer", step.ran.final_answer)
     elif step.answer is not None:
         _finish(run, "answer", step.answer)
     else:

@@ -1,13 +1,21 @@
 """The CodeAct loop with a scripted model and the real sandbox: transcripts in the release's message
-layout, the error messages the ingest flags read, batching and slots, seeds and prefixes."""
+layout, the error messages the ingest flags read, batching and slots, seeds and prefixes; with a
+streaming model, runs that advance on their own and samples that do not depend on the order in which
+completions come back."""
 
 from __future__ import annotations
 
+import random
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
 from contextlib import closing
 
 import pytest
 from agent_script import ScriptedModel, code_step, task_question
 
+from curate.agent.backends import Completion, GenRequest
 from curate.agent.loop import MAX_STEPS_ERROR, AgentConfig, Task, derive_seed, run_agents
 from curate.agent.prompts import load_prompts
 from curate.agent.sandbox import RETRY, PythonSandbox
@@ -181,3 +189,92 @@ def test_an_error_where_runs_are_taken_is_the_error_raised(sandbox) -> None:
         for _run in runs:
             raise OSError("disk full")
     assert sandbox.run([(sandbox.open(), "print(1)")])[0].error is None  # the sandbox still serves
+
+
+def seeded_text(request: GenRequest) -> str:
+    """What a model double writes for a request: decided by its seed alone (and the run's step, which
+    the seed encodes too), code that builds on the run's own variables, a parse error now and then."""
+    if not request.stop:
+        return f"my answer is {request.seed % 97}"
+    step = sum(m["role"] == "assistant" for m in request.messages)
+    pick = request.seed % 5
+    if step == 0:
+        return code_step(f"x = {request.seed % 1000}\nprint(x)")
+    if pick == 0:
+        return "I am not sure what to write."
+    if pick == 1 or step >= 3:
+        return code_step("final_answer(x + 1)", "Done.")
+    return code_step(f"x = x * 2 + {pick}\nprint(x)")
+
+
+class SeededBatches:
+    """A batch-only double: `seeded_text` for every request of a call."""
+
+    name, model_id = "seeded", "seeded-teacher"
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[Completion]:
+        return [Completion(text := seeded_text(r), len(text.split()), "stop") for r in requests]
+
+    def close(self) -> None:
+        pass
+
+
+class SeededStream(SeededBatches):
+    """A streaming double: `seeded_text` too, but its completions come back from another thread, held a
+    moment and handed out in an order of its own (shuffled by `order`, or held back for `slow` questions
+    until every other request made so far has come back)."""
+
+    def __init__(self, order: random.Random, slow: str | None = None) -> None:
+        self.order, self.slow = order, slow
+        self.pending: list[tuple[GenRequest, Future[Completion]]] = []
+        self.lock = threading.Lock()
+        self.served: list[str] = []  # the question of each completion, in the order handed out
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def submit(self, request: GenRequest) -> Future[Completion]:
+        future: Future[Completion] = Future()
+        with self.lock:
+            self.pending.append((request, future))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            time.sleep(0.005)
+            with self.lock:
+                now = [p for p in self.pending if task_question(p[0]) != self.slow]
+                if not now:  # nothing else left: the slow ones go
+                    now = list(self.pending)
+                self.pending = [p for p in self.pending if p not in now]
+            self.order.shuffle(now)
+            for request, future in now:
+                time.sleep(self.order.random() / 500)
+                self.served.append(task_question(request))
+                future.set_result(self.generate([request])[0])
+
+
+TASKS = [Task(f"t{i}", f"Q{i}", seed=derive_seed(11, i)) for i in range(10)]
+
+
+def _outcomes(runs: dict) -> dict:
+    return {k: (r.messages, r.final_answer, r.stop_reason, r.steps, r.tokens) for k, r in runs.items()}
+
+
+@pytest.mark.parametrize("candidates", [1, 3])
+def test_the_same_seeds_give_the_same_runs_however_completions_interleave(sandbox, candidates) -> None:
+    rounds = _outcomes(_run(SeededBatches(), sandbox, TASKS, slots=10, max_steps=3, candidates=candidates))
+    # Both endings are there, and parse errors (which a vote of candidates passes over).
+    assert {r[2] for r in rounds.values()} == {"final_answer", "max_steps"}
+    assert candidates > 1 or any("Error in code parsing" in text for r in rounds.values() for _, text in r[0])
+    for shuffle, slots in ((1, 10), (2, 3), (3, 1)):
+        model = SeededStream(random.Random(shuffle))
+        streamed = _run(model, sandbox, TASKS, slots=slots, max_steps=3, candidates=candidates)
+        assert _outcomes(streamed) == rounds
+        assert slots == 1 or model.served != sorted(model.served)  # runs' completions did interleave
+
+
+def test_a_run_goes_on_while_another_waits_for_its_completion(sandbox) -> None:
+    # Q0's completions are held until nothing else is waiting: Q1 goes through every step meanwhile.
+    model = SeededStream(random.Random(0), slow="Q0")
+    finished = [run.task.key for run in run_agents(TASKS[:2], model, sandbox, AgentConfig(PROMPTS, max_steps=3))]
+    assert finished == ["t1", "t0"]
+    assert model.served[0] == "Q1" and model.served.count("Q1") > 1

@@ -1,8 +1,11 @@
-"""Generation backends: a batch of chats in, a batch of completions out, with stop strings.
+"""Generation backends: chats in, completions out, with stop strings.
 
-Every backend takes the whole batch of in-flight requests at once, so a step of the agent loop is
-one batched generation call (transformers: padded batched `generate`; vLLM: one `LLM.generate`;
-OpenAI-compatible servers: concurrent requests under a bound). `make_backend` builds one by name.
+Every backend generates a batch at once (`generate`). A backend whose engine batches continuously
+also streams (`StreamingBackend.submit`): each request enters the engine the moment it is made and
+its completion comes back on a future as soon as it ends, whatever else is in flight (vLLM's engine
+driven from a thread; OpenAI-compatible servers: concurrent requests under a bound). The agent loop
+streams to those, and gives the others (transformers: padded batched decoding) every waiting request
+in one call. `make_backend` builds one by name.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,16 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Free the model (processes, memory)."""
+        ...
+
+
+@runtime_checkable
+class StreamingBackend(Backend, Protocol):
+    """A backend whose engine takes requests while it generates others."""
+
+    def submit(self, request: GenRequest) -> Future[Completion]:
+        """Start one request now, beside those in flight; its completion comes on the future (cancel it to
+        drop the request)."""
         ...
 
 

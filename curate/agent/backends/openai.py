@@ -2,13 +2,15 @@
 `vllm.entrypoints.openai.api_server` / `vllm serve`, SGLang, llama.cpp's server, a hosted API)
 through the `openai` client.
 
-A batch goes out as concurrent requests under a bound (`max_concurrency`), each with its own seed,
-temperature, top-p, token budget and stop strings. Timeouts and retries are the client's own: a
+Requests go out concurrently under a bound (`max_concurrency`), each with its own seed,
+temperature, top-p, token budget and stop strings: `submit` sends one at once and its completion
+comes back on a future (the agent loop keeps the server's continuous batching fed), `generate` sends
+a batch. They share one client, on an event loop in a thread of the backend's own. Timeouts and retries are the client's own: a
 request that times out, cannot connect, or gets 408/409/429/5xx is retried up to `max_retries`
 times with exponential backoff and jitter (0.5 s doubling to 8 s, or the server's Retry-After);
-after that the batch fails with one line naming the endpoint. Each retry is said on stderr with its
+after that the request fails with one line naming the endpoint. Each retry is said on stderr with its
 cause (an HTTP status, no answer within the timeout, no connection), so a hung server is not silent. A
-reply without a completion (an empty `choices`) fails the batch in one line showing what came back.
+reply without a completion (an empty `choices`) fails the request in one line showing what came back.
 
 An assistant prefix is continued by sending it as the final assistant message with
 `add_generation_prompt: false, continue_final_message: true` (the chat extension of vLLM and
@@ -26,7 +28,9 @@ import asyncio
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,7 +53,7 @@ def kept_stop(choice: Any, text: str, stop: Sequence[str]) -> str:
     """The stop string the server matched and left out of `text` ("" when none or unknown)."""
     extra = choice.model_extra or {}
     hit = extra.get("stop_reason", extra.get("matched_stop"))
-    if choice.finish_reason != "stop" or hit not in stop or text.endswith(hit):
+    if choice.finish_reason != "stop" or not isinstance(hit, str) or hit not in stop or text.endswith(hit):
         return ""
     return hit
 
@@ -119,7 +123,7 @@ class RetryNotes:
 
 
 class OpenAIBackend:
-    """A model behind an OpenAI-compatible endpoint; a batch is concurrent requests under a bound."""
+    """A model behind an OpenAI-compatible endpoint; requests run concurrently under a bound."""
 
     name = "openai"
 
@@ -137,6 +141,10 @@ class OpenAIBackend:
         self.model_id = model
         self.endpoint = base_url(endpoint)
         self.max_concurrency, self.timeout, self.max_retries = max_concurrency, timeout, max_retries
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Any = None
+        self._bound: asyncio.Semaphore | None = None
         self.tokenizer = None
         if tokenizer:
             from transformers import AutoTokenizer
@@ -145,31 +153,49 @@ class OpenAIBackend:
 
             self.tokenizer = AutoTokenizer.from_pretrained(resolve_student(tokenizer))
 
+    def submit(self, request: GenRequest) -> Future[Completion]:
+        """Send one request now, beside those in flight; its completion comes on the future."""
+        return asyncio.run_coroutine_threadsafe(self._request(request), self._running())
+
     def generate(self, requests: Sequence[GenRequest]) -> list[Completion]:
         """One completion per request, in request order."""
+        return [future.result() for future in [self.submit(r) for r in requests]]
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        """The event loop the requests run on, started at the first request."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="curate-openai", daemon=True).start()
+                self._client, self._bound = asyncio.run_coroutine_threadsafe(self._open(), loop).result()
+                self._loop = loop
+            return self._loop
+
+    async def _open(self) -> tuple[Any, asyncio.Semaphore]:
         import openai
 
+        transport = RetryNotes(self.endpoint, self.timeout, self.max_retries, self.max_concurrency)
+        client = openai.AsyncOpenAI(
+            base_url=self.endpoint,
+            api_key=os.environ.get("OPENAI_API_KEY") or "none",
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            # RetryNotes is a transport by duck typing: its base would be httpx's or httpx2's, known only at run time
+            http_client=openai.DefaultAsyncHttpxClient(transport=transport),  # type: ignore[arg-type]
+        )
+        return client, asyncio.Semaphore(self.max_concurrency)
+
+    async def _request(self, request: GenRequest) -> Completion:
+        import openai
+
+        assert self._bound is not None  # set with the loop
         try:
-            return asyncio.run(self._batch(requests))
+            return await self._one(self._client, self._bound, request)
         except openai.APIError as error:
             detail = " ".join(str(error).split())
             raise RuntimeError(
                 f"{self.endpoint}: request failed after {self.max_retries} retries: {type(error).__name__}: {detail}"
             ) from None
-
-    async def _batch(self, requests: Sequence[GenRequest]) -> list[Completion]:
-        import openai
-
-        bound = asyncio.Semaphore(self.max_concurrency)
-        transport = RetryNotes(self.endpoint, self.timeout, self.max_retries, self.max_concurrency)
-        async with openai.AsyncOpenAI(
-            base_url=self.endpoint,
-            api_key=os.environ.get("OPENAI_API_KEY") or "none",
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            http_client=openai.DefaultAsyncHttpxClient(transport=transport),
-        ) as client:
-            return await asyncio.gather(*(self._one(client, bound, r) for r in requests))
 
     async def _one(self, client: Any, bound: asyncio.Semaphore, request: GenRequest) -> Completion:
         sampling = {
@@ -205,4 +231,9 @@ class OpenAIBackend:
         )
 
     def close(self) -> None:
-        """Nothing to free: each batch opens and closes its own connections."""
+        """Close the connections and stop the event loop's thread."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            asyncio.run_coroutine_threadsafe(self._client.close(), loop).result()
+            loop.call_soon_threadsafe(loop.stop)

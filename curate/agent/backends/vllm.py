@@ -162,8 +162,8 @@ class _Driver:
 
     def _rendered(self, prompt: Any) -> Any:
         """The prompt as the engine takes it: through its renderer where it has one (vLLM >= 0.32)."""
-        renderer = getattr(self.engine, "renderer", None)
-        return renderer.render_cmpl([prompt])[0] if hasattr(renderer, "render_cmpl") else prompt
+        render = getattr(getattr(self.engine, "renderer", None), "render_cmpl", None)
+        return render([prompt])[0] if render is not None else prompt
 
     def _fail_waiting(self) -> None:
         assert self.failed is not None
