@@ -227,13 +227,6 @@ def require_selection(con: duckdb.DuckDBPyConnection, selection_id: str) -> dict
     return found.row(0, named=True)
 
 
-def compare(con: duckdb.DuckDBPyConnection, a: str, b: str) -> pl.DataFrame:
-    """Two selections side by side: shared choices, mean NLL, length and tool calls of each."""
-    for selection_id in (a, b):
-        require_selection(con, selection_id)
-    return queries.run(con, "selection/compare", a=a, b=b)
-
-
 def describe(con: duckdb.DuckDBPyConnection, selection_id: str) -> list[str]:
     """Lines that say what a stored selection holds: parameters, counts, counts per reason."""
     s = selections(con, selection_id).row(0, named=True)

@@ -1,4 +1,4 @@
--- The trajectory store, schema version 2.
+-- The trajectory store, schema version 3.
 -- One DuckDB file; every table is plain SQL so any DuckDB client can read it.
 -- Raw messages are kept as ingested; the distillation role mapping is applied when rendering.
 -- Idempotent: a store of an earlier version is upgraded by running this file again, so a table
@@ -312,3 +312,78 @@ ALTER TABLE trajectory_scores ADD COLUMN IF NOT EXISTS sequence_hash VARCHAR;
 ALTER TABLE replays ADD COLUMN IF NOT EXISTS settings VARCHAR;
 -- where a run's samples start in its data set (sample_idx = first_sample + sample); 0 unless shared
 ALTER TABLE generation_runs ADD COLUMN IF NOT EXISTS first_sample INTEGER;
+
+-- schema 3
+-- RSR: per turn, the sum of its tokens' ranks among the student's logits (1 + the logits strictly
+-- above the token's), each clipped at rank_clip (100); NULL where the backend gave no ranks.
+ALTER TABLE turn_scores ADD COLUMN IF NOT EXISTS rank_sum BIGINT;
+ALTER TABLE turn_scores ADD COLUMN IF NOT EXISTS rank_clip INTEGER;
+
+-- IFD's "alone" pass (`curate score --ifd`): each assistant turn scored as the only message of a
+-- chat (after the template's own default system prompt), once per token sequence of a run
+-- (trajectory_scores.sequence_hash), so identical samples share it.
+CREATE TABLE IF NOT EXISTS turn_alone_scores (
+    run_id        VARCHAR NOT NULL,
+    sequence_hash VARCHAR NOT NULL,      -- the trajectories scored from these token sequences
+    turn          INTEGER NOT NULL,      -- 0-based assistant turn
+    tokens        INTEGER NOT NULL,      -- supervised tokens of the turn alone
+    nll_sum       DOUBLE NOT NULL,
+    nll_mean      DOUBLE NOT NULL,
+    PRIMARY KEY (run_id, sequence_hash, turn)
+);
+
+-- Rank-surprisal ratio (arXiv 2601.14249): a trajectory's clipped token ranks summed over all its
+-- scored turns, divided by its token NLLs summed likewise (token sums, as the paper's sample
+-- ratio; its 1e-12 floor on the NLL sum kept). Lower: informative yet aligned with the student.
+-- NULL where a scored turn has no rank sum (a backend without ranks) or no turn was scored.
+CREATE OR REPLACE VIEW trajectory_rsr AS
+WITH per_trajectory AS (
+    SELECT run_id, trajectory_id,
+           CAST(sum(rank_sum) AS BIGINT) AS rank_sum,
+           fsum(nll_sum) AS nll_sum,
+           CAST(sum(tokens) AS BIGINT) AS tokens,
+           count(*) AS turns,
+           count(rank_sum) AS ranked,
+           any_value(rank_clip) AS rank_clip
+    FROM turn_scores
+    GROUP BY run_id, trajectory_id
+)
+SELECT run_id, trajectory_id,
+       CASE WHEN ranked = turns THEN rank_sum / greatest(nll_sum, 1e-12) END AS rsr,
+       CASE WHEN ranked = turns THEN rank_sum END AS rank_sum,
+       nll_sum, tokens, turns, rank_clip
+FROM per_trajectory;
+
+-- IFD (Li et al. 2023; Superfiltering under a small student) per scored turn:
+-- exp(turn NLL given its history - turn NLL alone), both token means. Above 1 the history makes
+-- the turn harder to predict, the case Superfiltering drops (flagged).
+CREATE OR REPLACE VIEW turn_ifd AS
+SELECT t.run_id, t.trajectory_id, t.turn,
+       t.nll_mean AS nll, a.nll_mean AS nll_alone,
+       exp(t.nll_mean - a.nll_mean) AS ifd,
+       exp(t.nll_mean - a.nll_mean) >= 1 AS flagged
+FROM turn_scores t
+JOIN trajectory_scores s USING (run_id, trajectory_id)
+JOIN turn_alone_scores a ON a.run_id = t.run_id AND a.sequence_hash = s.sequence_hash AND a.turn = t.turn;
+
+-- A trajectory's IFD: the mean of its turns' IFDs (every turn counts the same, as in
+-- trajectory_nll), with fsum so that identical samples tie exactly; flagged_turns counts the turns
+-- with IFD >= 1. One row per trajectory whose every scored turn has an alone row.
+CREATE OR REPLACE VIEW trajectory_ifd AS
+WITH scored AS (
+    SELECT run_id, trajectory_id, count(*) AS turns
+    FROM turn_scores
+    GROUP BY run_id, trajectory_id
+),
+per_trajectory AS (
+    SELECT run_id, trajectory_id,
+           fsum(ifd) / count(*) AS ifd,
+           count(*) AS turns,
+           count(*) FILTER (WHERE flagged) AS flagged_turns
+    FROM turn_ifd
+    GROUP BY run_id, trajectory_id
+)
+SELECT p.run_id, p.trajectory_id, p.ifd, p.turns, p.flagged_turns
+FROM per_trajectory p
+JOIN scored s USING (run_id, trajectory_id)
+WHERE p.turns = s.turns;

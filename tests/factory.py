@@ -99,9 +99,17 @@ def add_scores(
     student: str = "tiny",
     tokens_per_turn: int = 10,
     truncated: Iterable[str] = (),
+    rank_sums: dict[str, Sequence[int]] | None = None,
+    alone_means: dict[str, Sequence[float]] | None = None,
+    sequences: dict[str, str] | None = None,
 ) -> None:
-    """Insert a finished scoring run whose trajectories have the given per-turn NLL means."""
+    """Insert a finished scoring run whose trajectories have the given per-turn NLL means; with
+    `rank_sums`, their turns' rank sums (clip 100; NULL for a trajectory not given); with
+    `alone_means`, IFD's alone-pass NLL means per turn. `sequences` gives trajectories a shared
+    sequence_hash (default: their own id), so identical samples share alone rows."""
     truncated = set(truncated)
+    rank_sums = rank_sums or {}
+    sequences = sequences or {}
     con = store.con
     con.execute(
         "INSERT INTO scoring_runs VALUES ($r, $s, 'w', 't', 'transformers', 'float32', 1024, true,"
@@ -116,22 +124,54 @@ def add_scores(
     )
     turns = pl.DataFrame(
         [
-            (run_id, tid, m, tokens_per_turn, nll * tokens_per_turn, nll)
+            (
+                run_id,
+                tid,
+                m,
+                tokens_per_turn,
+                nll * tokens_per_turn,
+                nll,
+                rank_sums[tid][m] if tid in rank_sums else None,
+                100 if tid in rank_sums else None,
+            )
             for tid, means in turn_means.items()
             for m, nll in enumerate(means)
         ],
-        schema=["run_id", "trajectory_id", "turn", "tokens", "nll_sum", "nll_mean"],
+        schema={
+            "run_id": pl.Utf8,
+            "trajectory_id": pl.Utf8,
+            "turn": pl.Int32,
+            "tokens": pl.Int32,
+            "nll_sum": pl.Float64,
+            "nll_mean": pl.Float64,
+            "rank_sum": pl.Int64,
+            "rank_clip": pl.Int32,
+        },
         orient="row",
     )
     per_trajectory = pl.DataFrame(
-        [(run_id, tid, tokens_per_turn * len(means), tid in truncated) for tid, means in turn_means.items()],
-        schema=["run_id", "trajectory_id", "tokens", "truncated"],
+        [
+            (run_id, tid, tokens_per_turn * len(means), tid in truncated, sequences.get(tid, tid))
+            for tid, means in turn_means.items()
+        ],
+        schema=["run_id", "trajectory_id", "tokens", "truncated", "sequence_hash"],
+        orient="row",
+    )
+    alone = pl.DataFrame(
+        [
+            (run_id, sequences.get(tid, tid), m, tokens_per_turn, nll * tokens_per_turn, nll)
+            for tid, means in (alone_means or {}).items()
+            for m, nll in enumerate(means)
+        ],
+        schema=["run_id", "sequence_hash", "turn", "tokens", "nll_sum", "nll_mean"],
         orient="row",
     )
     # Bulk inserts through Arrow: row-by-row executemany takes tens of seconds on a file store.
     con.register("new_turns", turns.to_arrow())
     con.register("new_trajectories", per_trajectory.to_arrow())
-    con.execute("INSERT INTO turn_scores SELECT * FROM new_turns")
+    con.register("new_alone", alone.to_arrow())
+    con.execute("INSERT INTO turn_scores BY NAME SELECT * FROM new_turns")
     con.execute("INSERT INTO trajectory_scores BY NAME SELECT * FROM new_trajectories")
-    con.unregister("new_turns")
-    con.unregister("new_trajectories")
+    con.execute("INSERT INTO turn_alone_scores BY NAME SELECT * FROM new_alone ON CONFLICT DO NOTHING")
+    for name in ("new_turns", "new_trajectories", "new_alone"):
+        con.unregister(name)

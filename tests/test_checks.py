@@ -23,7 +23,13 @@ def store():
             {"question_id": "c", "max_steps": True},
         ],
     )
-    add_scores(store, "r", {t: [1.0 + i / 4] for i, t in enumerate(ids)})
+    add_scores(
+        store,
+        "r",
+        {t: [1.0 + i / 4] for i, t in enumerate(ids)},
+        rank_sums={t: [10 + i] for i, t in enumerate(ids)},
+        alone_means={t: [1.0 + i / 8] for i, t in enumerate(ids)},
+    )
     for policy in builtin_policies():
         select(store, SelectConfig(policy=policy, run="r", k=2))
     yield store
@@ -32,7 +38,7 @@ def store():
 
 def test_checks_are_silent_on_real_selections(store) -> None:
     assert len(queries.sql_names("checks")) == 6
-    assert store.sql("SELECT count(*) AS n FROM selections").item() == 5
+    assert store.sql("SELECT count(*) AS n FROM selections").item() == len(builtin_policies()) == 8
     assert audit(store.con).is_empty()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -17,7 +18,6 @@ from curate.select import (
     SelectConfig,
     audit,
     builtin_policies,
-    compare,
     describe,
     load_policy,
     run_policy,
@@ -26,7 +26,7 @@ from curate.select import (
 )
 from curate.store import Store
 
-POLICIES = ["first", "max_nll", "median_nll", "min_nll", "random"]
+POLICIES = ["first", "max_ifd", "max_nll", "median_nll", "min_ifd", "min_nll", "min_rsr", "random"]
 INJECTION = "x'; DROP TABLE trajectories; --"
 
 
@@ -41,6 +41,8 @@ class Sample:
     scores: dict[str, list[float]] = field(default_factory=dict)  # run -> turn means
     text: str = "Thought: add.\nCode:\n```py\nfinal_answer(4)\n```<end_code>"
     trajectory_id: str | None = None  # None: the factory's default id
+    ranks: dict[str, list[int]] = field(default_factory=dict)  # run -> turn rank sums (RSR)
+    alone: dict[str, list[float]] = field(default_factory=dict)  # run -> turn means alone (IFD)
 
     @property
     def tid(self) -> str:
@@ -53,6 +55,19 @@ class Sample:
     def nll(self, run: str) -> float:
         means = self.scores[run]
         return sum(means) / len(means)
+
+    def rsr(self, run: str) -> float | None:
+        """Clipped ranks summed over NLLs summed (10 tokens a turn, as the factory stores them)."""
+        if run not in self.ranks:
+            return None
+        return sum(self.ranks[run]) / max(math.fsum(m * 10 for m in self.scores[run]), 1e-12)
+
+    def ifd(self, run: str) -> tuple[float, bool] | None:
+        """The mean turn IFD, and whether a turn has IFD >= 1."""
+        if run not in self.alone:
+            return None
+        turns = [math.exp(c - a) for c, a in zip(self.scores[run], self.alone[run])]
+        return math.fsum(turns) / len(turns), any(x >= 1 for x in turns)
 
 
 def synthetic_samples() -> tuple[list[Sample], list[tuple[str, str]]]:
@@ -121,6 +136,10 @@ def synthetic_samples() -> tuple[list[Sample], list[tuple[str, str]]]:
                         f"Thought: {rng.random()}\nCode:\n```py\nfinal_answer(1)\n```<end_code>",
                     )
                 )
+    for x in s:  # run r1 ranks tokens and has the alone pass, r2 neither; identical texts get identical numbers
+        if "r1" in x.scores:
+            x.ranks["r1"] = [int(10 * m) + 1 for m in x.scores["r1"]]
+            x.alone["r1"] = [m + (-0.5, 0.0, 0.5)[hashlib.md5(x.text.encode()).digest()[0] % 3] for m in x.scores["r1"]]
     asked = sorted({(x.dataset, x.question_id) for x in s} | {("ds", "empty"), ("other", "empty")})
     return s, asked
 
@@ -146,17 +165,24 @@ def build(store: Store, samples: list[Sample], asked: list[tuple[str, str]]) -> 
             "INSERT INTO questions VALUES ($d, $q, 'Q?', 'A', 1, NULL) ON CONFLICT DO NOTHING", {"d": d, "q": q}
         )
     for run in ("r1", "r2"):
-        add_scores(store, run, {x.tid: x.scores[run] for x in samples if run in x.scores})
+        add_scores(
+            store,
+            run,
+            {x.tid: x.scores[run] for x in samples if run in x.scores},
+            rank_sums={x.tid: x.ranks[run] for x in samples if run in x.ranks},
+            alone_means={x.tid: x.alone[run] for x in samples if run in x.alone},
+        )
 
 
-def reference(samples, asked, policy, run, dataset=None, k=None, seed=0) -> list[tuple]:
-    """The DESIGN rules, written out in plain Python."""
+def reference(samples, asked, policy, run, dataset=None, k=None, seed=0, pool_all=False) -> list[tuple]:
+    """The DESIGN rules, written out in plain Python (`pool_all`: every scored sample a candidate,
+    as `curate compare --pool all` runs policies)."""
     rows = []
     for d, q in asked:
         if dataset is not None and d != dataset:
             continue
         mine = [x for x in samples if (x.dataset, x.question_id) == (d, q)]
-        pool = [x for x in mine if x.clean and (k is None or x.sample_idx < k) and run in x.scores]
+        pool = [x for x in mine if (x.clean or pool_all) and (k is None or x.sample_idx < k) and run in x.scores]
         if not pool:
             if not mine:
                 why = "no trajectory"
@@ -169,6 +195,9 @@ def reference(samples, asked, policy, run, dataset=None, k=None, seed=0) -> list
             rows.append((d, q, None, None, None, 0, why))
             continue
         by_nll = sorted(pool, key=lambda x: (x.nll(run), x.sample_idx))
+        if policy in SCORED:
+            rows.append(scored_reference(pool, by_nll, policy, run))
+            continue
         pick, why = {
             "min_nll": (by_nll[0], "lowest NLL"),
             "max_nll": (min(pool, key=lambda x: (-x.nll(run), x.sample_idx)), "highest NLL"),
@@ -181,6 +210,45 @@ def reference(samples, asked, policy, run, dataset=None, k=None, seed=0) -> list
         }[policy]
         rows.append((d, q, pick.tid, pick.nll(run), by_nll.index(pick) + 1, len(pool), why))
     return rows
+
+
+SCORED = ("min_rsr", "max_ifd", "min_ifd")
+
+
+def scored_reference(pool: list[Sample], by_nll: list[Sample], policy: str, run: str) -> tuple:
+    """min_rsr, max_ifd, min_ifd as DESIGN states them; a question's row (dataset, question_id, ...)."""
+    d, q = pool[0].dataset, pool[0].question_id
+    if policy == "min_rsr":
+        have = [x for x in pool if x.rsr(run) is not None]
+        if not have:
+            return (
+                d,
+                q,
+                None,
+                None,
+                None,
+                len(pool),
+                "clean candidates have no RSR in this run (its backend gave no token ranks)",
+            )
+        pick, why = min(have, key=lambda x: (x.rsr(run), x.sample_idx)), "lowest RSR"
+    else:
+        have = [x for x in pool if x.ifd(run) is not None]
+        if not have:
+            return (
+                d,
+                q,
+                None,
+                None,
+                None,
+                len(pool),
+                "clean candidates have no IFD in this run (score it with curate score --ifd)",
+            )
+        sign = -1 if policy == "max_ifd" else 1
+        pick = min(have, key=lambda x: (x.ifd(run)[1], sign * x.ifd(run)[0], x.sample_idx))
+        why = ("highest IFD" if sign < 0 else "lowest IFD") + (
+            "; every candidate has a turn with IFD >= 1" if pick.ifd(run)[1] else ""
+        )
+    return (d, q, pick.tid, pick.nll(run), by_nll.index(pick) + 1, len(pool), why)
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +342,70 @@ def test_min_nll_golden_rows() -> None:
     assert got.rows() == [
         ("ds", "a", "ds:a:1", 1.0, 1, 2, "lowest NLL"),
         ("ds", "b", None, None, None, 0, "no clean trajectory"),
+    ]
+
+
+def test_scored_policies_meet_every_case(synthetic) -> None:
+    _store, samples, asked = synthetic
+    reasons = {p: {r[6] for r in reference(samples, asked, p, "r1")} for p in SCORED}
+    assert {"highest IFD", "highest IFD; every candidate has a turn with IFD >= 1"} <= reasons["max_ifd"]
+    assert {"lowest IFD", "lowest IFD; every candidate has a turn with IFD >= 1"} <= reasons["min_ifd"]
+    assert "lowest RSR" in reasons["min_rsr"]
+    without = {r[6] for p in SCORED for r in reference(samples, asked, p, "r2")}
+    assert {
+        "clean candidates have no RSR in this run (its backend gave no token ranks)",
+        "clean candidates have no IFD in this run (score it with curate score --ifd)",
+    } <= without
+    # ties: candidates of one question with equal RSR, and with equal IFD, exist (the earlier sample wins)
+    pools: dict = {}
+    for x in samples:
+        if x.clean and "r1" in x.ranks:
+            pools.setdefault((x.dataset, x.question_id), []).append(x)
+    assert any(len({x.rsr("r1") for x in p}) < len(p) for p in pools.values())
+    assert any(len({x.ifd("r1") for x in p}) < len(p) for p in pools.values())
+
+
+def test_rsr_and_ifd_views_golden_rows() -> None:
+    store = new_store()
+    a, b, c = add_trajectories(store, [{"question_id": "a"}, {"question_id": "a"}, {"question_id": "a"}])
+    add_scores(
+        store,
+        "run",
+        {a: [1.0, 2.0], b: [0.5], c: [1.0]},
+        rank_sums={a: [30, 50]},  # c has no ranks: the backend gave none
+        alone_means={a: [1.5, 2.0], b: [0.25]},  # c has no alone pass
+    )
+    rsr = store.sql("SELECT trajectory_id, rsr, rank_sum, nll_sum, tokens, turns FROM trajectory_rsr ORDER BY 1")
+    assert rsr.rows() == [(a, 80 / 30, 80, 30.0, 20, 2), (b, None, None, 5.0, 10, 1), (c, None, None, 10.0, 10, 1)]
+    turns = store.sql("SELECT trajectory_id, turn, ifd, flagged FROM turn_ifd ORDER BY 1, 2").rows()
+    assert turns == [(a, 0, math.exp(-0.5), False), (a, 1, 1.0, True), (b, 0, math.exp(0.25), True)]
+    ifd = store.sql("SELECT trajectory_id, ifd, turns, flagged_turns FROM trajectory_ifd ORDER BY 1").rows()
+    assert ifd == [(a, (math.exp(-0.5) + 1.0) / 2, 2, 1), (b, math.exp(0.25), 1, 1)]
+
+
+def test_scored_policies_golden_rows() -> None:
+    store = new_store()
+    ids = add_trajectories(store, [{"question_id": "a"}] * 4 + [{"question_id": "b"}] * 2)
+    add_scores(
+        store,
+        "run",
+        {t: [1.0] for t in ids},
+        rank_sums=dict(zip(ids, [[20], [10], [10], [40], [5], [5]])),
+        alone_means=dict(zip(ids, [[1.5], [0.5], [2.0], [2.0], [0.5], [1.0]])),
+    )
+    rows = {p: run_policy(store.con, p, "run").rows() for p in SCORED}
+    # a: samples 1 and 2 tie on RSR, the earlier wins; b: both have a turn with IFD >= 1
+    assert rows["min_rsr"] == [
+        ("ds", "a", "ds:a:1", 1.0, 2, 4, "lowest RSR"),
+        ("ds", "b", "ds:b:0", 1.0, 1, 2, "lowest RSR"),
+    ]
+    assert rows["max_ifd"] == [
+        ("ds", "a", "ds:a:0", 1.0, 1, 4, "highest IFD"),  # exp(-0.5) against sample 1's IFD >= 1 and 2, 3's exp(-1)
+        ("ds", "b", "ds:b:0", 1.0, 1, 2, "highest IFD; every candidate has a turn with IFD >= 1"),
+    ]
+    assert rows["min_ifd"] == [
+        ("ds", "a", "ds:a:2", 1.0, 3, 4, "lowest IFD"),  # exp(-1) twice: the earlier sample
+        ("ds", "b", "ds:b:1", 1.0, 2, 2, "lowest IFD; every candidate has a turn with IFD >= 1"),
     ]
 
 
@@ -400,30 +532,12 @@ def test_bad_user_policies_are_refused(synthetic, tmp_path, text, message) -> No
 
 
 def test_unknown_policy_names_the_choices() -> None:
-    with pytest.raises(ValueError, match="unknown policy 'smallest': built-in policies are first, max_nll, median_nll"):
+    with pytest.raises(
+        ValueError, match="unknown policy 'smallest': built-in policies are first, max_ifd, max_nll, median_nll"
+    ):
         load_policy("smallest")
     with pytest.raises(FileNotFoundError, match="policy file nowhere/p.sql: no such file"):
         load_policy("nowhere/p.sql")
-
-
-def test_compare_matches_python(synthetic) -> None:
-    store, samples, asked = synthetic
-    for policy in ("min_nll", "max_nll"):
-        select(store, SelectConfig(policy=policy, run="r1", name=f"cmp-{policy}"))
-    got = compare(store.con, "cmp-max_nll", "cmp-min_nll")
-    lo, hi = (reference(samples, asked, p, "r1") for p in ("min_nll", "max_nll"))
-    same = sum(1 for a, b in zip(lo, hi) if a[2] is not None and a[2] == b[2])
-    by_id = {x.tid: x for x in samples}
-    assert got["selection_id"].to_list() == ["cmp-max_nll", "cmp-min_nll"]
-    assert got["same_trajectory"].to_list() == [same, same]
-    for row, ref in zip(got.iter_rows(named=True), (hi, lo)):
-        chosen = [r for r in ref if r[2]]
-        assert (row["questions"], row["selected"]) == (len(ref), len(chosen))
-        assert row["mean_nll"] == pytest.approx(sum(r[3] for r in chosen) / len(chosen))
-        assert row["mean_assistant_chars"] == pytest.approx(sum(len(by_id[r[2]].text) for r in chosen) / len(chosen))
-        assert row["mean_tool_calls"] == 1.0
-    with pytest.raises(ValueError, match="no selection 'nope' in this store"):
-        compare(store.con, "cmp-min_nll", "nope")
 
 
 def test_describe_counts_reasons(synthetic) -> None:
@@ -468,7 +582,9 @@ def test_cli_select_selections_compare(tmp_path, capsys) -> None:
     assert main(["compare", "min_nll:r1:ds", "first:r1:ds:k1", "--db", str(db), "--format", "json"]) == 0
     low = reference(samples, asked, "min_nll", "r1", "ds")
     same = sum(1 for a, b in zip(low, first) if a[2] and a[2] == b[2])
-    assert [r["same_trajectory"] for r in json.loads(capsys.readouterr().out)] == [same, same]
+    compared = json.loads(capsys.readouterr().out)
+    assert [r["same as first:r1:ds:k1"] for r in compared] == [same, sum(1 for r in first if r[2])]
+    assert [r["same as min_nll:r1:ds"] for r in compared] == [sum(1 for r in low if r[2]), same]
     assert main(["select", "--db", str(db), "--policy", "best"]) == 2
     assert capsys.readouterr().err.startswith("curate select: error: unknown policy 'best'")
     missing = tmp_path / "typo.duckdb"

@@ -32,7 +32,7 @@ def test_trajectory_nll_is_macro_average(tmp_path) -> None:
 def test_reopen_read_only(tmp_path) -> None:
     Store(tmp_path / "s.duckdb").close()
     with Store(tmp_path / "s.duckdb", read_only=True) as store:
-        assert store.sql("SELECT value FROM meta WHERE key = 'schema_version'").item() == "2"
+        assert store.sql("SELECT value FROM meta WHERE key = 'schema_version'").item() == "3"
 
 
 def _set_version(path, value: str) -> None:
@@ -45,7 +45,7 @@ def test_unknown_schema_version_is_named(tmp_path) -> None:
     path = tmp_path / "old.duckdb"
     Store(path).close()
     _set_version(path, "0")
-    with pytest.raises(SchemaVersionError, match="store has schema version 0, this curate reads version 2; re-ingest"):
+    with pytest.raises(SchemaVersionError, match="store has schema version 0, this curate reads version 3; re-ingest"):
         Store(path)
     _set_version(path, "one")
     with pytest.raises(SchemaVersionError, match="meta.schema_version is 'one', not a version number"):
@@ -58,13 +58,40 @@ def test_version_1_store_is_upgraded_in_place_when_opened_for_writing(tmp_path) 
         (a,) = add_trajectories(store, [{"question_id": "q1"}])
     _set_version(path, "1")
     with pytest.raises(
-        SchemaVersionError, match="schema version 1, this curate reads version 2; open it once for writing"
+        SchemaVersionError, match="schema version 1, this curate reads version 3; open it once for writing"
     ):
         Store(path, read_only=True)
     with Store(path) as store:
         assert store.sql("SELECT trajectory_id FROM trajectories").item() == a
     with Store(path, read_only=True) as store:
-        assert store.sql("SELECT value FROM meta WHERE key = 'schema_version'").item() == "2"
+        assert store.sql("SELECT value FROM meta WHERE key = 'schema_version'").item() == "3"
+
+
+def test_version_2_store_gains_ranks_and_ifd_when_opened_for_writing(tmp_path) -> None:
+    path = tmp_path / "v2.duckdb"
+    with Store(path) as store:
+        (a,) = add_trajectories(store, [{"question_id": "q1"}])
+        add_scores(store, "r1", {a: [1.0, 3.0]})
+    con = duckdb.connect(str(path))  # a store as schema 2 left it: no rank columns, no alone table or views
+    for name in ("trajectory_ifd", "turn_ifd", "trajectory_rsr"):
+        con.execute(f"DROP VIEW {name}")
+    con.execute("DROP TABLE turn_alone_scores")
+    con.execute("ALTER TABLE turn_scores DROP COLUMN rank_clip")
+    con.execute("ALTER TABLE turn_scores DROP COLUMN rank_sum")
+    con.close()
+    _set_version(path, "2")
+    with pytest.raises(
+        SchemaVersionError, match="schema version 2, this curate reads version 3; open it once for writing"
+    ):
+        Store(path, read_only=True)
+    Store(path).close()
+    with Store(path, read_only=True) as store:
+        assert store.sql("SELECT nll_mean, rank_sum FROM turn_scores ORDER BY turn").rows() == [
+            (1.0, None),
+            (3.0, None),
+        ]
+        assert store.sql("SELECT trajectory_id, rsr FROM trajectory_rsr").rows() == [(a, None)]
+        assert store.sql("SELECT count(*) FROM trajectory_ifd").item() == 0
 
 
 def test_foreign_database_is_refused(tmp_path) -> None:

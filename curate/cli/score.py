@@ -16,8 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "assistant turn, the mean token NLL, from one forward pass per trajectory (shared prefixes such as "
         "the system prompt computed once). Results go to "
         "turn_scores / trajectory_scores (view trajectory_nll) under a scoring run whose id is "
-        "printed last as run_id=ID. Re-running the same command resumes the run; --shard I/N "
-        "splits the work for N workers.",
+        "printed last as run_id=ID. Each turn also gets the sum of its tokens' clipped ranks (view "
+        "trajectory_rsr); --ifd adds IFD's alone pass (view trajectory_ifd). Re-running the same "
+        "command resumes the run; --shard I/N splits the work for N workers.",
     )
     add_db(parser)
     parser.add_argument("--student", required=True, help="model folder (any local checkpoint) or built-in name")
@@ -51,6 +52,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="re-encode shared prefixes (system "
         "prompt, task) for every trajectory instead of scoring against their cached keys/values",
     )
+    parser.add_argument(
+        "--ifd",
+        action="store_true",
+        help="then score every assistant turn alone (as the only message of a chat, after the "
+        "template's default system prompt), for IFD (view trajectory_ifd): a second, shorter pass "
+        "over the run's trajectories that lack it",
+    )
     parser.add_argument("--part-size", type=int, default=256, help="trajectories per parquet part")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_ray_options(parser)
@@ -76,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             part_size=args.part_size,
             prefix_reuse=not args.no_prefix_reuse,
             progress=not args.no_progress,
+            ifd=args.ifd,
             ray=args.ray,
             workers=args.workers,
         )

@@ -201,6 +201,29 @@ def render_last_turn(tokenizer: Any, messages: Sequence[dict[str, str]]) -> Rend
     return _tokenize(tokenizer, text, [span], [content])
 
 
+def render_alone(tokenizer: Any, content: str) -> Rendering:
+    """An assistant message as the only message of a chat, as turn 0 (IFD's "alone" rendering).
+
+    The template renders the chat as it would any other, with its own default system prompt first
+    where it has one. The supervised tokens are what the template emits for an assistant message
+    after its generation prompt (as in `render`), read from the message rendered after a user
+    message and found at the end of the lone rendering (TemplateError where they are not).
+    """
+    message = {"role": "assistant", "content": content}
+    text = _template(tokenizer, [message], generation_prompt=False)
+    paired = [{"role": "user", "content": "?"}, message]
+    answer = _template(tokenizer, paired, generation_prompt=False)
+    (start, end), _ = _turn_span(tokenizer, paired, 1, answer)
+    if not text.endswith(answer[start:end]):
+        raise TemplateError(
+            "chat template renders an assistant message alone differently from one that answers a user; "
+            "IFD's alone pass cannot score its turns"
+        )
+    span = (len(text) - (end - start), len(text))
+    found = text.find(content, span[0])
+    return _tokenize(tokenizer, text, [span], [(found, found + len(content)) if found >= 0 else span])
+
+
 def _tokenize(tokenizer: Any, text: str, spans: list, contents: list) -> Rendering:
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError("render needs a fast tokenizer (offsets map markers and turns to tokens)")

@@ -29,9 +29,14 @@ CONFIG_NAME = "report_config.json"
 DECIMALS = {
     "correct_pct": 1,
     "clean_pct": 1,
+    "easy_pct": 1,
+    "medium_pct": 1,
+    "hard_pct": 1,
     "mean_turns": 2,
     "mean_tool_calls": 2,
     "mean_nll": 3,
+    "mean_rsr": 2,
+    "mean_ifd": 3,
     "mean_assistant_chars": 0,
 }
 
@@ -106,7 +111,8 @@ def run_selections(con: duckdb.DuckDBPyConnection, run_id: str, wanted: tuple[st
 
 
 def selection_tables(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, Table] | None:
-    """The selections' parameters and counts, their means side by side, how often they agree, reasons."""
+    """The selections' parameters and counts, `curate compare`'s table of them, and their reasons."""
+    from curate.compare import CompareConfig, compare
     from curate.select import selections
 
     if not ids:
@@ -114,8 +120,6 @@ def selection_tables(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str
     order = {s: i for i, s in enumerate(ids)}
     listing = selections(con).filter(pl.col("selection_id").is_in(ids))
     listing = listing.sort(pl.col("selection_id").replace_strict(order)).drop("created_at")
-    agree = queries.run(con, "report/selection_agreement", ids=ids)["same_trajectory"].to_list()
-    rows = [[a] + [str(n) for n in agree[i * len(ids) : (i + 1) * len(ids)]] for i, a in enumerate(ids)]
     reasons = pl.concat(
         [
             queries.run(con, "selection/reasons", selection_id=s).select(pl.lit(s).alias("selection_id"), pl.all())
@@ -124,8 +128,7 @@ def selection_tables(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str
     )
     return {
         "listing": frame_table(listing),
-        "means": frame_table(queries.run(con, "report/selection_means", ids=ids)),
-        "agree": Table(["same choice"] + ids, rows, [False] + [True] * len(ids)),
+        "compare": frame_table(compare(con, CompareConfig(selections=tuple(ids)))),
         "reasons": frame_table(reasons),
     }
 

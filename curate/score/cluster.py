@@ -17,7 +17,7 @@ import polars as pl
 from ..cluster.ray import ClusterRun, Shard, connect, default_workers, node_id, run_shards
 from ..models import resolve_student
 from ..render import render, render_last_turn, stored_chats
-from .blocks import prefix_reuse, score_block, write_part
+from .blocks import prefix_reuse, ranking, score_block, write_part
 
 
 class ScoreWorker:
@@ -41,18 +41,19 @@ class ScoreWorker:
             probe = render(self.tokenizer, PROBE) if single_pass else render_last_turn(self.tokenizer, PROBE)
             self.backend.check(probe.input_ids[:CHECK_TOKENS])
 
-    def score(self, payload: tuple[list[str], dict[str, list]]) -> tuple[pl.DataFrame, dict[str, int], str]:
-        """The part rows of one block, what scoring it counted, and whether shared prefixes were reused."""
-        ids, chats = payload
+    def score(self, payload: tuple[list[str], dict[str, list], bool]) -> tuple[pl.DataFrame, dict[str, int], str, str]:
+        """The part rows of one block (with `alone` in the payload, IFD's alone pass), what scoring it
+        counted, whether shared prefixes were reused and whether tokens were ranked."""
+        ids, chats, alone = payload
         counts = {"rendered": 0, "forwarded": 0, "repeats": 0}
 
         def forwarded(tokens: int) -> None:
             counts["forwarded"] += tokens
 
         frame = score_block(
-            self.backend, self.tokenizer, chats, ids, self.single_pass, self.max_length, forwarded, counts
+            self.backend, self.tokenizer, chats, ids, self.single_pass, self.max_length, forwarded, counts, alone
         )
-        return frame, counts, prefix_reuse(self.backend)
+        return frame, counts, prefix_reuse(self.backend), ranking(self.backend)
 
 
 def score_on_ray(
@@ -63,10 +64,11 @@ def score_on_ray(
     run_dir: Path,
     stats: dict,
     open_store: Callable[..., Any],
-    progress: Callable[[int], None],
+    progress: Callable[[int], object],
+    alone: bool = False,
 ) -> ClusterRun:
-    """Score `todo` block by block on the cluster's workers into parts under `run_dir`; `stats`
-    adds up what the blocks counted, as the single-process path does."""
+    """Score `todo` block by block (with `alone`, IFD's alone pass) on the cluster's workers into
+    parts under `run_dir`; `stats` adds up what the blocks counted, as the single-process path does."""
     ray = connect(config.ray)
     workers = config.workers or default_workers(ray)
 
@@ -75,11 +77,11 @@ def score_on_ray(
             block = todo[i : i + config.part_size]
             with open_store(config.db, read_only=True) as store:
                 chats = stored_chats(store.con, block)
-            yield Shard(f"{i // config.part_size}", len(block), (block, chats))
+            yield Shard(f"{i // config.part_size}", len(block), (block, chats, alone))
 
-    def taken(shard: Shard, value: tuple[pl.DataFrame, dict[str, int], str]) -> int:
-        frame, counts, stats["prefix_reuse"] = value
-        write_part(run_dir, "ray", frame)
+    def taken(shard: Shard, value: tuple[pl.DataFrame, dict[str, int], str, str]) -> int:
+        frame, counts, stats["prefix_reuse"], stats["ranks"] = value
+        write_part(run_dir, "ray", frame, "alone" if alone else "part")
         for key, n in counts.items():
             stats[key] += n
         per_trajectory = frame.unique("trajectory_id")

@@ -12,6 +12,11 @@ tokenizer on a probe chat); otherwise, and for a trajectory whose tokens straddl
 one pass per assistant turn over the history up to that turn. A trajectory longer than
 `max_length` is scored over its first `max_length` tokens and flagged truncated: a turn cut by the
 limit is scored over its tokens that fit, a turn wholly past it gets no row.
+
+Each turn row also holds the sum of its tokens' ranks (clipped; RSR), from the same logits. With
+`ifd`, a second pass ("alone", for IFD) then scores every assistant turn of the run's trajectories
+as the only message of a chat: once per distinct token sequence, written as `alone-*` parts and
+taken into turn_alone_scores.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from ..render import (
 )
 from ..store import Store
 from ..versions import code_version
-from .blocks import part_ids, prefix_reuse, score_block, write_part
+from .blocks import part_ids, prefix_reuse, ranking, score_block, write_part
 from .nll import DEFAULT_CHUNK_BYTES, TransformersBackend
 
 BACKENDS = ("transformers", "vllm")
@@ -86,6 +91,7 @@ class ScoreConfig:
     chunk_bytes: int = DEFAULT_CHUNK_BYTES  # float32 logits buffer of the chunked LM head
     prefix_reuse: bool = True  # score suffixes against the cache of shared prefixes
     progress: bool = True
+    ifd: bool = False  # then IFD's alone pass over the run's trajectories
     ray: str | None = None  # a Ray cluster's address (local, auto, host:port): blocks scored on its workers
     workers: int | None = None  # Ray workers (default: one per GPU of the cluster, else one per node)
 
@@ -263,6 +269,20 @@ def pending(config: ScoreConfig, run_id: str, run_dir: Path) -> list[str]:
     ]
 
 
+def pending_alone(config: ScoreConfig, run_id: str, run_dir: Path) -> list[str]:
+    """This shard's trajectories that IFD's alone pass has still to score: one per token sequence
+    of the run with a scored turn and no alone rows in the store or in an alone part."""
+    in_parts = part_ids(run_dir, "alone")
+    with open_store(config.db, read_only=True) as store:
+        ids = store.run("score/alone_pending", run_id=run_id, dataset=config.dataset)
+    index, count = config.shard
+    return [
+        t
+        for t, dataset, question in ids.select("trajectory_id", "dataset", "question_id").iter_rows()
+        if t not in in_parts and shard_of(dataset, question, count) == index
+    ]
+
+
 def take_in(config: ScoreConfig, manifest: dict) -> dict:
     """Insert every complete part of the run into the store (idempotent), then remove them."""
     run_id = manifest["run_id"]
@@ -271,13 +291,14 @@ def take_in(config: ScoreConfig, manifest: dict) -> dict:
         # Listed and removed under the write lock: a worker that took them in before us removed
         # them before letting go, and none can vanish while we read them.
         parts = sorted(str(p) for p in run_dir.glob("part-*.parquet"))
-        counts, left = _take_in(store, config, manifest, parts)
-        for part in parts:
+        alone = sorted(str(p) for p in run_dir.glob("alone-*.parquet"))
+        counts, left = _take_in(store, config, manifest, parts, alone)
+        for part in parts + alone:
             Path(part).unlink(missing_ok=True)
     return {**counts, "unscored": left}
 
 
-def _take_in(store: Store, config: ScoreConfig, manifest: dict, parts: list[str]) -> tuple[dict, int]:
+def _take_in(store: Store, config: ScoreConfig, manifest: dict, parts: list[str], alone: list[str]) -> tuple[dict, int]:
     run_id = manifest["run_id"]
     with store.transaction() as con:
         run_row = {
@@ -305,14 +326,19 @@ def _take_in(store: Store, config: ScoreConfig, manifest: dict, parts: list[str]
         if parts:
             con.execute(queries.sql_text("score/take_in_turns"), {"run_id": run_id, "files": parts})
             con.execute(queries.sql_text("score/take_in_trajectories"), {"run_id": run_id, "files": parts})
+        if alone:  # after the trajectories: their rows name the token sequence each alone row belongs to
+            con.execute(queries.sql_text("score/take_in_alone"), {"run_id": run_id, "files": alone})
         left = queries.run(con, "score/trajectory_ids", dataset=config.dataset, unscored_in=run_id, ids=None).height
+        alone_left = (
+            queries.run(con, "score/alone_pending", run_id=run_id, dataset=config.dataset).height if config.ifd else 0
+        )
         con.execute(
             queries.sql_text("score/finish_run"), {"run_id": run_id, "complete": left == 0, "now": datetime.now()}
         )
         counts = queries.frame(
             con, "SELECT trajectories, tokens, finished_at FROM scoring_runs WHERE run_id = $r", {"r": run_id}
         ).row(0, named=True)
-    return counts, left
+    return {**counts, "alone_left": alone_left}, left
 
 
 def make_backend(config: ScoreConfig, path: Path, max_length: int) -> Any:
@@ -321,6 +347,7 @@ def make_backend(config: ScoreConfig, path: Path, max_length: int) -> Any:
         from .vllm import VllmBackend
 
         return VllmBackend(str(path), config.dtype, max_length)
+    assert config.batch_tokens is not None  # __post_init__ puts the device's default in place of None
     return TransformersBackend(
         str(path),
         config.device,
@@ -354,6 +381,12 @@ class ScoreResult:
     run_tokens: int  # their supervised tokens
     unscored: int  # trajectories of the store the run has not scored yet
     workers: tuple[str, ...] = ()  # with --ray: what each worker did, a line each
+    ranks: str = "-"  # the clip of token ranks (RSR), why there are none, or "-" when nothing was scored
+    ifd: bool = False  # the invocation ran IFD's alone pass
+    alone_scored: int = 0  # token sequences the alone pass scored (one trajectory each)
+    alone_tokens: int = 0  # their rendered tokens, every turn alone
+    alone_seconds: float = 0.0
+    alone_left: int = 0  # token sequences of the run still without alone rows (every shard)
 
     @property
     def tokens_per_s(self) -> float:
@@ -371,14 +404,30 @@ class ScoreResult:
             f"(prefix reuse: {self.prefix_reuse}; repeated sequences scored once: {self.repeats}); single pass: "
             f"{single}; turn by turn: {self.fallback}; "
             f"truncated at {self.max_length} tokens: {self.truncated} ({self.empty} with no turn left)",
+            f"token ranks (RSR): {self.ranks}",
+            *self.ifd_lines(),
             *self.workers,
             f"run {self.run_id}: {self.run_trajectories} trajectories, {self.run_tokens} supervised tokens; {state}",
             f"run_id={self.run_id}",
         ]
 
+    def ifd_lines(self) -> list[str]:
+        """What the alone pass did, a line (none without --ifd)."""
+        if not self.ifd:
+            return []
+        rate = self.alone_tokens / self.alone_seconds if self.alone_seconds else 0.0
+        left = (
+            "every sequence of the run has it" if not self.alone_left else f"{self.alone_left} sequences still without"
+        )
+        return [
+            f"IFD alone pass: {self.alone_scored} token sequences, {self.alone_tokens:,} tokens in "
+            f"{self.alone_seconds:.1f} s ({rate:,.0f} tokens/s); {left}"
+        ]
+
 
 def score(config: ScoreConfig) -> ScoreResult:
-    """Score the store's pending trajectories under the student and take the results in."""
+    """Score the store's pending trajectories under the student and take the results in; with
+    `config.ifd`, then IFD's alone pass over the run's trajectories that lack it."""
     from transformers import AutoTokenizer
 
     if config.backend not in BACKENDS:
@@ -390,18 +439,27 @@ def score(config: ScoreConfig) -> ScoreResult:
     run_dir = parts_dir(config.db, ident.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     label = f"{config.shard[0]}of{config.shard[1]}"
-    for stale in run_dir.glob(f".part-{label}-*.tmp"):  # left by a killed worker of this shard
-        stale.unlink(missing_ok=True)
+    for kind in ("part", "alone"):
+        for stale in run_dir.glob(f".{kind}-{label}-*.tmp"):  # left by a killed worker of this shard
+            stale.unlink(missing_ok=True)
     single_pass = prefix_consistent(tokenizer, PROBE)
     manifest = _manifest(run_dir, ident, config, single_pass)
     todo = pending(config, ident.run_id, run_dir)
-    stats = dict.fromkeys(("rendered", "forwarded", "repeats", "fallback", "truncated", "empty", "seconds"), 0)
-    prefixes, workers = "-", ()
-    if todo and config.ray:
-        prefixes, workers = _score_on_ray(config, ident, single_pass, todo, run_dir, stats)
-    elif todo:
-        prefixes = _score_all(config, path, tokenizer, ident, single_pass, todo, stats)
-    run = take_in(config, manifest)
+    stats = _stats()
+    alone_stats = _stats()
+    student = _Student(config, path, tokenizer, ident.max_length, single_pass)
+    try:
+        if todo:
+            _score(config, student, ident, single_pass, todo, stats)
+        run = take_in(config, manifest)
+        alone: list[str] = []
+        if config.ifd:
+            alone = pending_alone(config, ident.run_id, run_dir)
+            if alone:
+                _score(config, student, ident, single_pass, alone, alone_stats, alone=True)
+                run = take_in(config, manifest)
+    finally:  # vLLM's engine processes stop now, also after an error, not at interpreter exit
+        student.close()
     return ScoreResult(
         run_id=ident.run_id,
         student=ident.student,
@@ -410,7 +468,7 @@ def score(config: ScoreConfig) -> ScoreResult:
         tokens=stats["rendered"],
         seconds=stats["seconds"],
         forwarded=stats["forwarded"],
-        prefix_reuse=prefixes,
+        prefix_reuse=stats.get("prefix_reuse", "-"),
         repeats=stats["repeats"],
         single_pass=single_pass,
         fallback=stats["fallback"],
@@ -420,71 +478,113 @@ def score(config: ScoreConfig) -> ScoreResult:
         run_trajectories=run["trajectories"],
         run_tokens=run["tokens"],
         unscored=run["unscored"],
-        workers=workers,
+        workers=stats.get("workers", ()) + alone_stats.get("workers", ()),
+        ranks=stats.get("ranks", "-"),
+        ifd=config.ifd,
+        alone_scored=len(alone),
+        alone_tokens=alone_stats["rendered"],
+        alone_seconds=alone_stats["seconds"],
+        alone_left=run["alone_left"],
     )
 
 
-def _score_on_ray(
-    config: ScoreConfig, ident: RunIdentity, single_pass: bool, todo: list[str], run_dir: Path, stats: dict
-) -> tuple[str, tuple[str, ...]]:
-    """Score `todo` on a Ray cluster's workers (`curate.score.cluster`); returns whether prefixes were
-    reused and a line per worker."""
+def _stats() -> dict[str, Any]:
+    """What scoring blocks counts up, all 0."""
+    return dict.fromkeys(("rendered", "forwarded", "repeats", "fallback", "truncated", "empty", "seconds"), 0)
+
+
+class _Student:
+    """The scoring backend of one invocation: loaded and checked on first use (a run with nothing
+    pending loads nothing), then shared by its passes, closed once."""
+
+    def __init__(self, config: ScoreConfig, path: Path, tokenizer: Any, max_length: int, single_pass: bool) -> None:
+        self.config, self.path, self.tokenizer = config, path, tokenizer
+        self.max_length, self.single_pass = max_length, single_pass
+        self.backend: Any = None
+
+    def get(self) -> Any:
+        if self.backend is None:
+            self.backend = make_backend(self.config, self.path, self.max_length)
+            if hasattr(self.backend, "check"):
+                probe = render(self.tokenizer, PROBE) if self.single_pass else render_last_turn(self.tokenizer, PROBE)
+                self.backend.check(probe.input_ids[:CHECK_TOKENS])
+        return self.backend
+
+    def close(self) -> None:
+        if self.backend is not None and hasattr(self.backend, "close"):
+            self.backend.close()
+
+
+def _score(
+    config: ScoreConfig,
+    student: _Student,
+    ident: RunIdentity,
+    single_pass: bool,
+    todo: list[str],
+    stats: dict,
+    alone: bool = False,
+) -> None:
+    """Score `todo` (with `alone`, IFD's alone pass) into parts, here or on Ray; `stats` gains the
+    counts, whether prefixes were reused and tokens ranked, and on Ray a line per worker."""
     from tqdm import tqdm
 
-    from .cluster import score_on_ray
-
+    run_dir = parts_dir(config.db, ident.run_id)
+    what = "alone pass" if alone else "score"
+    if not config.ray:
+        student.get()  # loaded (or refused) before the progress bar shows
     start = time.perf_counter()
     with tqdm(
-        total=len(todo), unit="traj", desc=f"score {ident.run_id} on ray", disable=not config.progress, file=sys.stderr
+        total=len(todo),
+        unit="traj",
+        desc=f"{what} {ident.run_id}" + (" on ray" if config.ray else ""),
+        disable=not config.progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
     ) as bar:
-        done = score_on_ray(config, ident, single_pass, todo, run_dir, stats, open_store, bar.update)
+        if config.ray:
+            from .cluster import score_on_ray
+
+            done = score_on_ray(config, ident, single_pass, todo, run_dir, stats, open_store, bar.update, alone)
+            stats["workers"] = tuple(worker.line("tokens") for worker in done.workers)
+        else:
+            _score_here(config, student, ident, single_pass, todo, stats, alone, bar, start)
     stats["seconds"] = time.perf_counter() - start
-    return stats.pop("prefix_reuse", "-"), tuple(worker.line("tokens") for worker in done.workers)
 
 
-def _score_all(
-    config: ScoreConfig, path: Path, tokenizer: Any, ident: RunIdentity, single_pass: bool, todo: list[str], stats: dict
-) -> str:
-    """Score `todo` block by block into parts; returns whether prefixes were reused (and why not)."""
-    from tqdm import tqdm
+def _score_here(
+    config: ScoreConfig,
+    student: _Student,
+    ident: RunIdentity,
+    single_pass: bool,
+    todo: list[str],
+    stats: dict,
+    alone: bool,
+    bar: Any,
+    start: float,
+) -> None:
+    """Score `todo` block by block into parts in this process."""
+    backend = student.get()
+    run_dir = parts_dir(config.db, ident.run_id)
+    label = f"{config.shard[0]}of{config.shard[1]}"
 
-    backend = make_backend(config, path, ident.max_length)
-    try:
-        if hasattr(backend, "check"):
-            probe = render(tokenizer, PROBE) if single_pass else render_last_turn(tokenizer, PROBE)
-            backend.check(probe.input_ids[:CHECK_TOKENS])
-        run_dir = parts_dir(config.db, ident.run_id)
-        label = f"{config.shard[0]}of{config.shard[1]}"
-        start = time.perf_counter()
-        with tqdm(
-            total=len(todo),
-            unit="traj",
-            desc=f"score {ident.run_id}",
-            disable=not config.progress,
-            file=sys.stderr,
-            dynamic_ncols=True,
-        ) as bar:
+    def on_batch(tokens: int) -> None:
+        stats["forwarded"] += tokens
+        bar.set_postfix_str(f"{stats['forwarded'] / (time.perf_counter() - start):,.0f} tok/s", refresh=True)
 
-            def on_batch(tokens: int) -> None:
-                stats["forwarded"] += tokens
-                bar.set_postfix_str(f"{stats['forwarded'] / (time.perf_counter() - start):,.0f} tok/s", refresh=True)
-
-            for i in range(0, len(todo), config.part_size):
-                block = todo[i : i + config.part_size]
-                with open_store(config.db, read_only=True) as store:
-                    chats = stored_chats(store.con, block)
-                frame = score_block(backend, tokenizer, chats, block, single_pass, ident.max_length, on_batch, stats)
-                write_part(run_dir, label, frame)
-                per_traj = frame.unique("trajectory_id")
-                stats["fallback"] += per_traj.filter(pl.col("fallback").is_not_null()).height
-                stats["truncated"] += per_traj.filter(pl.col("truncated")).height
-                stats["empty"] += per_traj.filter(pl.col("truncated") & pl.col("turn").is_null()).height
-                bar.update(len(block))
-        stats["seconds"] = time.perf_counter() - start
-    finally:  # vLLM's engine processes stop now, also after an error, not at interpreter exit
-        if hasattr(backend, "close"):
-            backend.close()
-    return prefix_reuse(backend)
+    for i in range(0, len(todo), config.part_size):
+        block = todo[i : i + config.part_size]
+        with open_store(config.db, read_only=True) as store:
+            chats = stored_chats(store.con, block)
+        frame = score_block(
+            backend, student.tokenizer, chats, block, single_pass, ident.max_length, on_batch, stats, alone
+        )
+        write_part(run_dir, label, frame, "alone" if alone else "part")
+        per_traj = frame.unique("trajectory_id")
+        stats["fallback"] += per_traj.filter(pl.col("fallback").is_not_null()).height
+        stats["truncated"] += per_traj.filter(pl.col("truncated")).height
+        stats["empty"] += per_traj.filter(pl.col("truncated") & pl.col("turn").is_null()).height
+        bar.update(len(block))
+    stats["prefix_reuse"], stats["ranks"] = prefix_reuse(backend), ranking(backend)
 
 
 def score_store(db: str | Path, student: str, **settings: Any) -> ScoreResult:

@@ -9,7 +9,9 @@ comes from `curate.engine`, which decides how its products and attention run; th
 engine what the model can do (`Engine.reads_prefix`, `Engine.logits`).
 
 Position t is scored when its token is supervised (turn >= 0) and t >= 1 (token 0 has no context):
-its NLL is -log softmax(head(h[t-1]))[ids[t]].
+its NLL is -log softmax(head(h[t-1]))[ids[t]], and its rank (the rank-surprisal ratio's, RSR) is
+1 + the number of logits of head(h[t-1]) strictly above the token's, clipped at `RANK_CLIP`, read
+from the same logits the NLL is.
 
 Shared prefixes (`curate.score.prefix`): the key/value cache of a prefix is computed once (batch 1) and
 each batch of suffixes attends to it, expanded across the batch as it is read and never copied
@@ -21,6 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,20 @@ from .prefix import PrefixNode, plan_prefixes
 DEFAULT_CHUNK_BYTES = 128 * 2**20
 DTYPES = ("float32", "bfloat16")
 Prefix = list  # per layer (keys, values), each [1, kv_heads, prefix tokens, head_dim]
+RANK_CLIP = 100  # the RSR paper's clip of a token's rank (UmeanNever/RankSurprisalRatio, rank_clip_r)
+# A token whose probability is above 1/2 has rank 1: a logit above its own would carry more
+# probability still, and the two would sum past 1. Such tokens, most of what a student predicts
+# well, need no comparison; 0.67 nats (p > 0.51) leaves a margin float32 rounding cannot cross.
+TOP1_NLL = 0.67
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """What the head gives for the supervised tokens of one sequence, in order: NLLs, and their
+    clipped ranks (None where ranks were not asked for or the backend has none)."""
+
+    nll: np.ndarray
+    rank: np.ndarray | None = None
 
 
 def turn_totals(nll: np.ndarray, turn: Sequence[int]) -> dict[int, tuple[int, float]]:
@@ -44,6 +61,16 @@ def turn_totals(nll: np.ndarray, turn: Sequence[int]) -> dict[int, tuple[int, fl
     counts = np.bincount(labels)
     sums = np.bincount(labels, weights=np.asarray(nll, dtype=np.float64))
     return {int(m): (int(counts[m]), float(sums[m])) for m in np.flatnonzero(counts)}
+
+
+def turn_rank_sums(rank: np.ndarray, turn: Sequence[int]) -> dict[int, int]:
+    """Per turn: the sum of its tokens' clipped ranks, as `turn_totals` reads the turns."""
+    labels = np.asarray(turn[1:], dtype=np.int64)
+    labels = labels[labels >= 0]
+    if len(labels) != len(rank):
+        raise ValueError(f"{len(rank)} token ranks for {len(labels)} supervised positions")
+    sums = np.bincount(labels, weights=np.asarray(rank, dtype=np.float64)) if len(labels) else np.zeros(0)
+    return {int(m): int(sums[m]) for m in np.unique(labels)}
 
 
 def chunk_positions(vocab_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
@@ -69,6 +96,12 @@ def _head_workspace(use: str, rows: int, vocab: int, dtype: Any, device: Any) ->
 
 def head_nll(engine: Engine, hidden: Any, targets: Any, chunk: int) -> Any:
     """NLL of `targets` [S] under the LM head applied to `hidden` [S, H], `chunk` rows at a time."""
+    return head_scores(engine, hidden, targets, chunk)[0]
+
+
+def head_scores(engine: Engine, hidden: Any, targets: Any, chunk: int, rank_clip: int | None = None) -> tuple:
+    """NLL of `targets` [S] under the LM head applied to `hidden` [S, H], `chunk` rows at a time,
+    and with `rank_clip` their ranks among the same logits, clipped (else None)."""
     import torch
 
     head = engine.model.get_output_embeddings()
@@ -77,13 +110,32 @@ def head_nll(engine: Engine, hidden: Any, targets: Any, chunk: int) -> Any:
     logits = None if fresh else _head_workspace("logits", chunk, head.out_features, head.weight.dtype, hidden.device)
     logp = _head_workspace("log-softmax", chunk, head.out_features, torch.float32, hidden.device)
     out = torch.empty(len(targets), dtype=torch.float32, device=hidden.device)
+    ranks = None if rank_clip is None else torch.empty(len(targets), dtype=torch.int32, device=hidden.device)
     for i in range(0, len(targets), chunk):
         rows = hidden[i : i + chunk]
-        scores = engine.logits(rows, logits)
+        scores = engine.logits(rows, logits).float()
         # log_softmax into the kept buffer (the public op allocates its output); float32 either way
-        torch.ops.aten._log_softmax.out(scores.float(), -1, False, out=logp[: len(rows)])
+        torch.ops.aten._log_softmax.out(scores, -1, False, out=logp[: len(rows)])
         out[i : i + chunk] = -logp[: len(rows)].gather(1, targets[i : i + chunk, None])[:, 0]
-    return out
+        if ranks is not None and rank_clip is not None:
+            # the log-softmax buffer is free again: it takes the rows that need a comparison
+            ranks[i : i + chunk] = _clipped_ranks(scores, targets[i : i + chunk], out[i : i + chunk], logp, rank_clip)
+    return out, ranks
+
+
+def _clipped_ranks(scores: Any, targets: Any, nll: Any, work: Any, clip: int) -> Any:
+    """min(1 + the logits of each row strictly above its target's, clip), int32; rows whose NLL
+    says their target is the top-1 token are not compared."""
+    import torch
+
+    ranks = torch.ones(len(targets), dtype=torch.int32, device=scores.device)
+    unsure = torch.nonzero(nll >= TOP1_NLL)[:, 0]
+    if len(unsure):
+        rows = torch.index_select(scores, 0, unsure, out=work[: len(unsure)])
+        target = rows.gather(1, targets[unsure, None])
+        torch.gt(rows, target, out=rows)  # 1.0 where a logit is above the target's
+        ranks[unsure] = rows.sum(1).add_(1).clamp_(max=clip).to(torch.int32)
+    return ranks
 
 
 def _cache_argument(decoder: Any) -> str:
@@ -165,7 +217,21 @@ def supervised_nll(
     pack: bool = False,
     prefix: Prefix | None = None,
 ) -> list[np.ndarray]:
-    """NLLs of the supervised tokens of each (ids, turn) sequence, from one forward pass for all.
+    """NLLs of the supervised tokens of each (ids, turn) sequence, from one forward pass for all
+    (`supervised_scores` without ranks)."""
+    return [s.nll for s in supervised_scores(engine, seqs, chunk_bytes, pack, prefix)]
+
+
+def supervised_scores(
+    engine: Engine,
+    seqs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    pack: bool = False,
+    prefix: Prefix | None = None,
+    rank_clip: int | None = None,
+) -> list[TokenScores]:
+    """NLLs of the supervised tokens of each (ids, turn) sequence, from one forward pass for all,
+    with their ranks clipped at `rank_clip` (None: no ranks).
 
     Padded: one row per sequence, right-padded, and no attention mask: under causal attention a
     real token only sees positions before it, which are real, so padding cannot reach the
@@ -205,13 +271,17 @@ def supervised_nll(
     with torch.inference_mode():
         hidden = engine.model.get_decoder()(input_ids=ids, use_cache=False, **extra).last_hidden_state
         rows, cols = torch.nonzero(turn[:, 1:] >= 0, as_tuple=True)
-        nll = head_nll(engine, hidden[rows, cols], ids[rows, cols + 1], head_chunk(engine, chunk_bytes))
-    nll = nll.double().cpu().numpy()
+        nll, rank = head_scores(
+            engine, hidden[rows, cols], ids[rows, cols + 1], head_chunk(engine, chunk_bytes), rank_clip
+        )
     if pack:
         counts = [sum(1 for x in t[1:] if x >= 0) for _, t in seqs]
     else:
         counts = torch.bincount(rows, minlength=len(seqs)).tolist()
-    return np.split(nll, np.cumsum(counts)[:-1])
+    cuts = np.cumsum(counts)[:-1]
+    nlls = np.split(nll.double().cpu().numpy(), cuts)
+    ranks = np.split(rank.cpu().numpy(), cuts) if rank is not None else [None] * len(seqs)
+    return [TokenScores(n, r) for n, r in zip(nlls, ranks)]
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int, pack: bool = False) -> list[list[int]]:
@@ -238,11 +308,14 @@ def score_sequences(
     pack: bool = False,
     prefix_reuse: bool = True,
     on_batch: Callable[[int], None] | None = None,
-) -> list[np.ndarray]:
-    """Supervised-token NLLs of each sequence, in input order, batched within `batch_tokens`;
-    with `prefix_reuse`, shared prefixes are computed once (`curate.score.prefix`). A sequence with no
-    supervised token is not run. `on_batch(tokens)` follows every forward pass."""
-    out: list[np.ndarray] = [np.empty(0)] * len(seqs)
+    rank_clip: int | None = None,
+) -> list[TokenScores]:
+    """Supervised-token NLLs (and ranks clipped at `rank_clip`, unless None) of each sequence, in
+    input order, batched within `batch_tokens`; with `prefix_reuse`, shared prefixes are computed
+    once (`curate.score.prefix`). A sequence with no supervised token is not run. `on_batch(tokens)`
+    follows every forward pass."""
+    none = TokenScores(np.empty(0), None if rank_clip is None else np.empty(0, dtype=np.int32))
+    out: list[TokenScores] = [none] * len(seqs)
     scored = [i for i, (_, turn) in enumerate(seqs) if any(t >= 0 for t in turn[1:])]
     work = [seqs[i] for i in scored]
     root = plan_prefixes(work) if prefix_reuse else PrefixNode(0, 0, None, [], list(range(len(work))))
@@ -250,6 +323,7 @@ def score_sequences(
 
     def run(node: PrefixNode, prefix: Prefix) -> None:
         if node.end > node.start:
+            assert node.rep is not None  # a node with tokens of its own names the sequence they are read from
             prefix = extend_prefix(engine, prefix, work[node.rep][0][node.start : node.end])
             report(node.end - node.start)
         for child in node.children:
@@ -257,9 +331,9 @@ def score_sequences(
         suffixes = [(work[i][0][node.end :], work[i][1][node.end :]) for i in node.leaves]
         packed = packs(engine, pack, prefix)
         for batch in plan_batches([len(ids) for ids, _ in suffixes], batch_tokens, packed):
-            nlls = supervised_nll(engine, [suffixes[j] for j in batch], chunk_bytes, packed, prefix)
-            for j, nll in zip(batch, nlls):
-                out[scored[node.leaves[j]]] = nll
+            scores = supervised_scores(engine, [suffixes[j] for j in batch], chunk_bytes, packed, prefix, rank_clip)
+            for j, got in zip(batch, scores):
+                out[scored[node.leaves[j]]] = got
             report(sum(len(suffixes[j][0]) for j in batch))
 
     run(root, [])
@@ -286,12 +360,14 @@ class TransformersBackend:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         pack: bool = False,
         prefix_reuse: bool = True,
+        rank_clip: int | None = RANK_CLIP,
     ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
         self.engine = load_causal_lm(path, device, dtype, "score")
         self.model = self.engine.model
         self.batch_tokens, self.chunk_bytes, self.pack = batch_tokens, chunk_bytes, pack
+        self.rank_clip = rank_clip  # None: no ranks (bench/rsr.py times scoring without them)
         # On stock attention, packed rows restart positions per sequence, which a prefix cannot follow.
         self.no_prefix_reason = (
             "off (--no-prefix-reuse)"
@@ -306,8 +382,19 @@ class TransformersBackend:
     ) -> list[np.ndarray]:
         """Supervised-token NLLs of each sequence, in input order; `on_batch(tokens)` after each
         forward pass, with the tokens it ran."""
+        return [s.nll for s in self._score(seqs, on_batch, None)]
+
+    def scores(
+        self, seqs: Sequence[tuple[Sequence[int], Sequence[int]]], on_batch: Callable[[int], None] | None = None
+    ) -> list[TokenScores]:
+        """`nll`, with each token's rank clipped at `rank_clip` (unless None)."""
+        return self._score(seqs, on_batch, self.rank_clip)
+
+    def _score(
+        self, seqs: Sequence[tuple[Sequence[int], Sequence[int]]], on_batch: Any, rank_clip: int | None
+    ) -> list[TokenScores]:
         return score_sequences(
-            self.engine, seqs, self.batch_tokens, self.chunk_bytes, self.pack, self.prefix_reuse, on_batch
+            self.engine, seqs, self.batch_tokens, self.chunk_bytes, self.pack, self.prefix_reuse, on_batch, rank_clip
         )
 
     def check(self, ids: Sequence[int]) -> None:

@@ -5,7 +5,7 @@
 -- Runs before trajectory_scores takes the same parts in (a new trajectory is one not yet there).
 -- Parameters: $run_id VARCHAR, $files VARCHAR[] (complete part files of that run)
 -- Output: none
-INSERT INTO turn_scores
+INSERT INTO turn_scores BY NAME
 WITH parts AS (
     SELECT * FROM read_parquet($files)
 ),
@@ -30,14 +30,14 @@ source AS (
     LEFT JOIN stored s USING (sequence_hash)
 ),
 part_turns AS (
-    SELECT DISTINCT ON (trajectory_id, turn) trajectory_id, turn, tokens, nll_sum, nll_mean
+    SELECT DISTINCT ON (trajectory_id, turn) trajectory_id, turn, tokens, nll_sum, nll_mean, rank_sum, rank_clip
     FROM parts
     WHERE turn IS NOT NULL      -- a trajectory with no scored turn has one row with a null turn
 )
-SELECT $run_id AS run_id, src.trajectory_id, t.turn, t.tokens, t.nll_sum, t.nll_mean
+SELECT $run_id AS run_id, src.trajectory_id, t.turn, t.tokens, t.nll_sum, t.nll_mean, t.rank_sum, t.rank_clip
 FROM source src
 JOIN turn_scores t ON src.in_store AND t.run_id = $run_id AND t.trajectory_id = src.source
 UNION ALL
-SELECT $run_id AS run_id, src.trajectory_id, p.turn, p.tokens, p.nll_sum, p.nll_mean
+SELECT $run_id AS run_id, src.trajectory_id, p.turn, p.tokens, p.nll_sum, p.nll_mean, p.rank_sum, p.rank_clip
 FROM source src
 JOIN part_turns p ON NOT src.in_store AND p.trajectory_id = src.source

@@ -82,7 +82,8 @@ def rows(db: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
-TURNS = "SELECT run_id, trajectory_id, turn, tokens, nll_sum FROM turn_scores ORDER BY 1, 2, 3"
+TURNS = "SELECT run_id, trajectory_id, turn, tokens, nll_sum, rank_sum FROM turn_scores ORDER BY 1, 2, 3"
+ALONE = "SELECT run_id, sequence_hash, turn, tokens, nll_sum FROM turn_alone_scores ORDER BY 1, 2, 3"
 RUNS = (
     "SELECT question_id, sample_idx, seed, content_hash, generated_answer, correct, steps, generated_tokens "
     "FROM trajectories ORDER BY 1, 2"
@@ -112,6 +113,12 @@ def test_score_on_the_cluster_equals_one_process_and_a_rerun_does_nothing(
     assert rows(one, TURNS) == rows(spread, TURNS) and len(rows(one, TURNS)) > 48
     assert main(["score", "--db", str(spread), *args, "--ray", cluster.address, "--workers", "2"]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("scored 0 trajectories")
+    # IFD's alone pass on the cluster: the rows of one process
+    assert main(["score", "--db", str(one), *args, "--ifd"]) == 0
+    assert main(["score", "--db", str(spread), *args, "--ifd", "--ray", cluster.address, "--workers", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(x.startswith("IFD alone pass: ") and x.endswith("every sequence of the run has it") for x in out)
+    assert rows(one, ALONE) == rows(spread, ALONE) and rows(one, ALONE)
 
 
 class DyingScoreWorker:

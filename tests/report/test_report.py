@@ -312,26 +312,21 @@ def test_report_in_a_headless_browser(reported, tmp_path_factory):
     assert (shots / "report.png").stat().st_size > 10_000
 
 
-def test_selection_tables_match_pairwise_compare(reported):
+def test_selection_table_is_curate_compare(reported):
+    from curate.compare import CompareConfig, compare
     from curate.report.report import selection_tables
-    from curate.select import compare
 
     db, _run_id, _out = reported
     with Store(db, read_only=True) as store:
         tables = selection_tables(store.con, ["random", "min_nll"])
-        pair = compare(store.con, "random", "min_nll")
-    assert [row[0] for row in tables["means"].rows] == ["random", "min_nll"]
-    for row, expected in zip(tables["means"].rows, pair.iter_rows(named=True)):
-        assert row[2:] == [
-            str(expected["questions"]),
-            str(expected["selected"]),
-            f"{expected['mean_nll']:.3f}",
-            f"{expected['mean_assistant_chars']:.0f}",
-            f"{expected['mean_tool_calls']:.2f}",
-            f"{expected['mean_turns']:.2f}",
-        ]
-    same = str(pair["same_trajectory"][0])
-    assert tables["agree"].rows == [
-        ["random", str(pair["selected"][0]), same],
-        ["min_nll", same, str(pair["selected"][1])],
-    ]
+        pair = compare(store.con, CompareConfig(selections=("random", "min_nll")))
+    table = tables["compare"]
+    assert table.header == pair.columns and table.header[-2:] == ["same as random", "same as min_nll"]
+    assert [row[0] for row in table.rows] == ["random", "min_nll"]
+    for row, expected in zip(table.rows, pair.iter_rows(named=True)):
+        cells = dict(zip(table.header, row))
+        assert (cells["questions"], cells["selected"]) == (str(expected["questions"]), str(expected["selected"]))
+        assert cells["mean_nll"] == f"{expected['mean_nll']:.3f}"
+        assert cells["correct_pct"] == f"{expected['correct_pct']:.1f}"
+        assert cells["easy_pct"] == f"{expected['easy_pct']:.1f}"
+        assert cells["same as min_nll"] == str(expected["same as min_nll"])

@@ -440,7 +440,9 @@ def test_take_in_lists_parts_only_under_the_write_lock(tmp_path, tiny_model_dir,
     db = tmp_path / "s.duckdb"
     make_store(db, agent_rows(6, seed=2, long_every=1000))
     monkeypatch.setattr(
-        curate.score.job, "take_in", lambda config, manifest: {"unscored": 6, "trajectories": 0, "tokens": 0}
+        curate.score.job,
+        "take_in",
+        lambda config, manifest: {"unscored": 6, "trajectories": 0, "tokens": 0, "alone_left": 0},
     )
     run_id = score(ScoreConfig(db=str(db), student=str(tiny_model_dir), part_size=2, progress=False)).run_id
     monkeypatch.undo()

@@ -76,7 +76,7 @@ def test_prefix_reuse_gives_the_nlls_of_whole_sequences(tiny_model_dir, dtype, t
     assert sum(ran) < 0.5 * sum(len(ids) for ids, _ in seqs)
     # the stock model (as on a GPU) gets the prefix joined to its keys by the cache instead
     stock = load_causal_lm(tiny_model_dir, "cpu", dtype, "score", fast=False)
-    joined = score_sequences(stock, seqs, 400, prefix_reuse=True)
+    joined = [s.nll for s in score_sequences(stock, seqs, 400, prefix_reuse=True)]
     for a, b, c, d in zip(got, whole.nll(seqs), alone, joined):
         assert len(a) == len(c) and max(np.abs(x - c).max() for x in (a, b, d)) < tolerance
     reuse.check(seqs[0][0])

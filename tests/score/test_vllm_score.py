@@ -1,5 +1,6 @@
 """`curate score --backend vllm` (vLLM's CPU build in `.venv-vllm`) scores SmolLM2 on real MINT
-runs and agrees with the transformers backend per turn, float32."""
+runs and agrees with the transformers backend per turn, float32; its token ranks and IFD's alone
+pass agree with the full-forward references of tests/reference.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+from test_rsr_ifd import check_against_reference
 from vllm_env import run
 
 from curate.ingest import IngestOptions, ingest
@@ -36,9 +38,20 @@ def test_vllm_scores_real_mint_runs_like_transformers(tmp_path, shared_data, smo
 
     reference = score_store(db, str(smollm2_cached), progress=False).run_id
     done = run(
-        "curate", "score", "--db", str(db), "--student", str(smollm2_cached), "--backend", "vllm", "--no-progress"
+        "curate",
+        "score",
+        "--db",
+        str(db),
+        "--student",
+        str(smollm2_cached),
+        "--backend",
+        "vllm",
+        "--ifd",
+        "--no-progress",
     )
-    run_id = done.stdout.strip().splitlines()[-1].removeprefix("run_id=")
+    lines = done.stdout.strip().splitlines()
+    run_id = lines[-1].removeprefix("run_id=")
+    assert "token ranks (RSR): clipped at 100" in lines
 
     with Store(db, read_only=True) as store:
         backends = dict(store.sql("SELECT run_id, backend FROM scoring_runs").rows())
@@ -48,3 +61,12 @@ def test_vllm_scores_real_mint_runs_like_transformers(tmp_path, shared_data, smo
     assert {k: n for k, (n, _) in got.items()} == {k: n for k, (n, _) in expected.items()}
     gaps = {k: abs(got[k][1] - expected[k][1]) for k in expected}
     assert max(gaps.values()) < 1e-3, sorted(gaps.items(), key=lambda kv: -kv[1])[:3]
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2_cached, dtype="float32").eval()
+    with Store(db, read_only=True) as store:
+        max_length = store.sql("SELECT max_length FROM scoring_runs WHERE run_id = $r", r=run_id).item()
+    worst = check_against_reference(db, run_id, model, AutoTokenizer.from_pretrained(smollm2_cached), max_length)
+    # vLLM ranks by log-probabilities at or above the token's: a float near-tie may move one rank
+    assert worst["rsr"] < 1e-4 and worst["rank_sum"] < 1e-4 and worst["ifd"] < 1e-4, worst
