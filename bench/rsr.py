@@ -116,7 +116,8 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from curate.models import resolve_student
-    from curate.score.job import ScoreConfig, make_backend
+    from curate.score.config import ScoreConfig
+    from curate.score.student import make_backend
 
     student = resolve_student(args.student)
     load = os.getloadavg()[0]

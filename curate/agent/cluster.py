@@ -26,10 +26,10 @@ class GenerateWorker:
     """A generation worker: the backend, web_search and the sandbox, built once on its node."""
 
     def __init__(self, cfg: Any, prompts: Prompts, search_hash: str | None) -> None:
-        from .generate import _search, agent_config, backend_options
+        from .config import agent_config, backend_options, search_tool
         from .sandbox import PythonSandbox
 
-        search, found = _search(cfg)
+        search, found = search_tool(cfg)
         if found.get("corpus_hash") != search_hash:
             raise ValueError(
                 f"the web_search corpus on node {node_id()[:8]} ({found.get('corpus_hash')}) is not the "
@@ -42,7 +42,8 @@ class GenerateWorker:
     def run(self, payload: tuple) -> tuple[list[tuple], list[AgentRun], dict[str, Any]]:
         """A shard: (run id, its (question, sample) pairs, the first sample index, the first thoughts
         the store holds) -> (new first-thought rows, the finished runs, what this worker is)."""
-        from .generate import first_thought_rows, make_tasks
+        from .config import make_tasks
+        from .writer import first_thought_rows
 
         run_id, todo, first, prefixes = payload
         rows: list[tuple] = []
@@ -90,11 +91,12 @@ def generate_on_ray(
     """Run `todo` on the cluster's workers; the driver stores first thoughts and runs as they come."""
     from tqdm import tqdm
 
-    from .generate import Writer, _search, stored_first_thoughts, write_first_thoughts
+    from .config import search_tool
+    from .writer import Writer, stored_first_thoughts, write_first_thoughts
 
     ray = connect(cfg.ray)
     workers = cfg.workers or default_workers(ray)
-    _, found = _search(cfg)
+    _, found = search_tool(cfg)
     known = stored_first_thoughts(db, run_id) if cfg.first_thought_prefix else {}
     writer: list[Writer] = []  # made at the first result, with the teacher id the workers' backend gives
     clock = time.perf_counter()

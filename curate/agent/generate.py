@@ -30,55 +30,18 @@ from typing import Any
 import orjson
 
 from .. import queries
-from ..store import Store, claimed, storable
+from ..store import Store, claimed
 from ..versions import code_version
-from .backends import Backend, GenRequest, endpoint_options, make_backend
-from .loop import AgentConfig, AgentRun, Task, derive_seed, run_agents
+from .backends import Backend, make_backend
+from .config import TOOLS, GenerateConfig, agent_config, backend_options, make_tasks, search_tool
+from .loop import run_agents
 from .prompts import Prompts, load_prompts
 from .questions import Question, load_questions
-from .records import log_record, stored_records, write_records
+from .records import stored_records
+from .writer import Writer, first_thought_rows, stored_first_thoughts, write_first_thoughts
 
-TOOLS = ("python", "web_search")
 # The code that decides a sample: the runtime (loop, backends, sandbox, prompts), rendering and markers, the engine.
 AGENT_CODE = ("agent", "render", "engine")
-WRITE_SECONDS = 30.0  # finished runs wait at most this long (or write_every runs) before they are written
-
-
-@dataclass(frozen=True)
-class GenerateConfig:
-    """One `curate generate` invocation (the resolved form is stored with its generation run)."""
-
-    questions: str
-    dataset: str
-    model: str
-    k: int
-    backend: str = "transformers"
-    endpoint: str | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_steps: int = 5
-    max_new_tokens: int = 1024
-    seed: int = 0
-    limit: int | None = None
-    tools: tuple[str, ...] = TOOLS
-    corpus: str | None = None
-    retriever_url: str | None = None
-    first_thought_prefix: bool = False
-    profile: str = "smolagents"
-    system_prompt: str | None = None  # a system prompt template file of yours (default: the packaged one)
-    slots: int = 16  # runs in flight (the batch of each generation call)
-    write_every: int = 8  # finished runs per store transaction (fewer: less lost to a kill)
-    device: str | None = None
-    dtype: str | None = None
-    request_timeout: float | None = None  # openai: seconds per request before a retry (None: the backend's 600)
-    log_out: str | None = None
-    adapter: str | None = None  # a LoRA adapter folder applied to the model (transformers, vllm)
-    self_consistency: int = 1  # candidate actions per step; > 1: self-consistent action generation
-    system_text: str | None = None  # a system prompt used as it is (e.g. the one a student was trained with)
-    shared: bool = False  # the data set may hold other runs; this run's samples follow theirs
-    unsafe_local_executor: bool = False  # run model code without a jail (where none can be made)
-    ray: str | None = None  # a Ray cluster's address (local, auto, host:port): run on its workers
-    workers: int | None = None  # Ray workers (default: one per GPU of the cluster, else one per node)
 
 
 @dataclass
@@ -128,7 +91,7 @@ def generate(
     """
     _check(cfg)
     questions = load_questions(cfg.questions, cfg.limit)
-    search, found = _search(cfg)
+    search, found = search_tool(cfg)
     prompts = load_prompts([t for t in cfg.tools if t != "python"], _imports(), cfg.system_prompt, cfg.system_text)
     provenance = {"tools": ",".join(cfg.tools), **found}
     run_id, identity = _identity(cfg, prompts, provenance)
@@ -189,18 +152,6 @@ def _check(cfg: GenerateConfig) -> None:
             )
         if not (Path(cfg.adapter) / "adapter_config.json").is_file():
             raise FileNotFoundError(f"--adapter {cfg.adapter}: no adapter_config.json (not a peft adapter folder)")
-
-
-def _search(cfg: GenerateConfig) -> tuple[Any, dict[str, Any]]:
-    """(the web_search tool or None, its provenance: corpus and its hash, or the server's URL)."""
-    if "web_search" not in cfg.tools:
-        return None, {}
-    from .corpora import make_retriever
-    from .search import WebSearch
-
-    retriever = make_retriever(cfg.corpus, cfg.retriever_url)
-    found = {"corpus": cfg.corpus, "corpus_hash": getattr(retriever, "hash", None), "retriever_url": cfg.retriever_url}
-    return WebSearch(retriever), {k: v for k, v in found.items() if v is not None}
 
 
 def _imports() -> list[str]:
@@ -312,13 +263,6 @@ def _register(
     )
 
 
-def backend_options(cfg: GenerateConfig) -> dict[str, Any]:
-    """The options `make_backend` takes for this configuration's backend."""
-    if cfg.backend == "openai":
-        return endpoint_options(cfg.backend, cfg.endpoint, cfg.request_timeout)
-    return {"device": cfg.device, "dtype": cfg.dtype, "adapter": cfg.adapter}
-
-
 def _run(
     db: str | Path,
     cfg: GenerateConfig,
@@ -373,77 +317,6 @@ def _run(
             backend.close()
 
 
-def agent_config(cfg: GenerateConfig, prompts: Prompts) -> AgentConfig:
-    """How this generation run's agents sample and are bounded."""
-    return AgentConfig(
-        prompts,
-        cfg.profile,
-        cfg.max_steps,
-        cfg.max_new_tokens,
-        cfg.temperature,
-        cfg.top_p,
-        candidates=cfg.self_consistency,
-    )
-
-
-def make_tasks(
-    cfg: GenerateConfig, todo: Sequence[tuple[Question, int]], first: int, prefixes: dict[str, str]
-) -> list[Task]:
-    """The runs to do: each (question, sample) with its own seed and its question's first thought."""
-    return [Task((q, first + s), q.text, derive_seed(cfg.seed, q.id, s), prefixes.get(q.id, "")) for q, s in todo]
-
-
-class Writer:
-    """Grades finished runs and writes them a few at a time, each batch one short transaction."""
-
-    def __init__(self, db: str | Path, cfg: GenerateConfig, run_id: str, model_id: str) -> None:
-        from ..grade import resolve_grader  # noqa: F401  (grading needs the package; fail early)
-
-        self.db, self.cfg, self.run_id, self.model_id = db, cfg, run_id, model_id
-        with Store(db, read_only=True) as store:
-            self.grader = store.sql("SELECT grader FROM generation_runs WHERE generation_run = $r", r=run_id).item()
-        self.pending: list[AgentRun] = []
-        self.last = time.monotonic()
-
-    def add(self, run: AgentRun) -> None:
-        """Queue a finished run; write the queue when it is long or old enough."""
-        self.pending.append(run)
-        if len(self.pending) >= self.cfg.write_every or time.monotonic() - self.last >= WRITE_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        """Grade and write every queued run in one transaction."""
-        from ..grade import grade_answers
-        from ..grade.store import record_grades
-
-        runs, self.pending, self.last = self.pending, [], time.monotonic()
-        if not runs:
-            return
-        questions = [run.task.key[0] for run in runs]
-        grades = grade_answers(
-            self.grader, [q.text for q in questions], [q.gold for q in questions], [run.final_answer for run in runs]
-        )
-        records = [
-            (log_record(run, q, self.model_id, g.correct, self._provenance(run)), q.position)
-            for run, q, g in zip(runs, questions, grades)
-        ]
-        with Store(self.db) as store, store.transaction() as con:
-            ids = write_records(con, self.cfg.dataset, str(self.cfg.questions), records)
-            graded = [(t, g) for t, g, q in zip(ids, grades, questions) if q.gold is not None]
-            record_grades(con, [t for t, _ in graded], [g for _, g in graded])
-
-    def _provenance(self, run: AgentRun) -> dict[str, Any]:
-        return {
-            "sample_idx": run.task.key[1],
-            "seed": run.task.seed,
-            "steps": run.steps,
-            "generated_tokens": run.tokens,
-            "stop_reason": run.stop_reason,
-            "first_thought": run.task.prefix or None,
-            "generation_run": self.run_id,
-        }
-
-
 def _first_thoughts(
     db: str | Path, cfg: GenerateConfig, run_id: str, prompts: Prompts, backend: Backend, questions: list[Question]
 ) -> dict[str, str]:
@@ -455,43 +328,6 @@ def _first_thoughts(
         write_first_thoughts(db, rows)
         stored.update({qid: prefix for _r, qid, prefix, _t in rows})
     return stored
-
-
-def stored_first_thoughts(db: str | Path, run_id: str) -> dict[str, str]:
-    """The first thoughts a generation run has stored, by question id."""
-    with Store(db, read_only=True) as store:
-        sql = "SELECT question_id, prefix FROM generation_prefixes WHERE generation_run = $r"
-        return dict(store.sql(sql, r=run_id).iter_rows())
-
-
-def first_thought_rows(
-    cfg: GenerateConfig, run_id: str, prompts: Prompts, backend: Backend, questions: Sequence[Question]
-) -> list[tuple[str, str, str, int]]:
-    """generation_prefixes rows of these questions, from one batched call."""
-    # Greedy, stopped at the first blank line: the same first paragraph as the whole answer's.
-    requests = [
-        GenRequest(
-            ({"role": "system", "content": prompts.first_thought}, {"role": "user", "content": q.text}),
-            cfg.max_new_tokens,
-            0.0,
-            1.0,
-            derive_seed(cfg.seed, q.id, "first_thought"),
-            ("\n\n",),
-        )
-        for q in questions
-    ]
-    done = backend.generate(requests)
-    return [
-        (run_id, q.id, storable("Thought: " + c.text.split("\n\n")[0] + "\n\n"), c.tokens)
-        for q, c in zip(questions, done)
-    ]
-
-
-def write_first_thoughts(db: str | Path, rows: Sequence[tuple[str, str, str, int]]) -> None:
-    """Store first thoughts (one transaction)."""
-    if rows:
-        with Store(db) as store, store.transaction() as con:
-            con.executemany("INSERT INTO generation_prefixes VALUES ($1, $2, $3, $4)", rows)
 
 
 def write_log(db: str | Path, dataset: str, out: str | Path) -> int:

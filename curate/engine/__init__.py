@@ -1,12 +1,14 @@
 """The one place a model is loaded and made fast (`load_causal_lm`), and the engines' own setup.
 
-`load.py` loads a causal LM for a role (score, generate, train) and says what it can do (`Engine`);
+`load.py` loads a causal LM for a role (score, generate, train); `model.py` says what it can do
+(`Engine`);
 `cpu/` holds what a float32 model on a CPU gets (oneDNN and MKL linears, flash-merge attention,
 OpenMP waits); `vllm.py` the vLLM engine setup the vLLM scorer and generator share. Nothing above
 this package names a kernel: the GPU path is stock transformers.
 """
 
-from .load import DTYPES, Engine, fast_cpu, load_causal_lm, plain_head, prefix_support
+from .load import DTYPES, load_causal_lm
+from .model import Engine, fast_cpu, plain_head, prefix_support
 
 
 def before_torch() -> None:

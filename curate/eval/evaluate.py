@@ -246,7 +246,7 @@ def _for_benchmark(template, bench: Benchmark, cfg: EvalConfig):
 
 
 def _options(gen) -> dict[str, Any]:
-    from ..agent.generate import backend_options
+    from ..agent.config import backend_options
 
     return backend_options(gen)
 

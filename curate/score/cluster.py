@@ -18,6 +18,7 @@ from ..cluster.ray import ClusterRun, Shard, connect, default_workers, node_id, 
 from ..models import resolve_student
 from ..render import render, render_last_turn, stored_chats
 from .blocks import prefix_reuse, ranking, score_block, write_part
+from .student import CHECK_TOKENS, PROBE, make_backend, weights_hash
 
 
 class ScoreWorker:
@@ -25,8 +26,6 @@ class ScoreWorker:
 
     def __init__(self, config: Any, weights: str, max_length: int, single_pass: bool) -> None:
         from transformers import AutoTokenizer
-
-        from .job import CHECK_TOKENS, PROBE, make_backend, weights_hash
 
         path = resolve_student(config.student)
         if (found := weights_hash(path)) != weights:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -37,9 +35,7 @@ import polars as pl
 
 from .. import queries
 from ..models import resolve_student, student_key
-from ..models.files import cache_dir
 from ..render import (
-    chat_messages,
     prefix_consistent,
     render,
     render_last_turn,
@@ -48,71 +44,10 @@ from ..render import (
 from ..store import Store
 from ..versions import code_version
 from .blocks import part_ids, prefix_reuse, ranking, score_block, write_part
-from .nll import DEFAULT_CHUNK_BYTES, TransformersBackend
+from .config import BACKENDS, ScoreConfig
+from .student import CHECK_TOKENS, PROBE, make_backend, sha256_hex, tokenizer_hash, weights_hash, write_atomically
 
-BACKENDS = ("transformers", "vllm")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 LOCK_WAIT_S = 600.0
-
-# A chat exercising what agent logs hold (code, unicode, observations, several turns): the
-# prefix property and the LM head are checked on it once per run.
-PROBE = chat_messages(
-    [
-        ("system", "You are an expert assistant who can solve any task using code blobs."),
-        ("user", "New task:\nWhich city hosts the Louvre? Café, naïve, 東京, 🙂."),
-        ("assistant", 'Thought: search.\nCode:\n```py\nprint(web_search(query="Louvre"))\n```<end_code>'),
-        ("tool-response", "Call id: call_1\nObservation:\nThe Louvre is in Paris.\n\n"),
-        ("assistant", 'Thought: Paris.  \nCode:\n```py\nfinal_answer("Paris")\n```<end_code>  '),
-        ("tool-response", "Call id: call_2\nObservation:\nParis"),
-        ("assistant", "Paris 🙂"),
-    ]
-)
-
-# The backend's check scores this much of the probe: a scaled head or a misplaced prefix shows in
-# 64 tokens as in the probe's 168, and each token of it is start-up time (0.8 s less on SmolLM2).
-CHECK_TOKENS = 64
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    """Settings of one `curate score` invocation (written into scoring_runs.config)."""
-
-    db: str
-    student: str
-    dataset: str | None = None
-    device: str = "cpu"
-    dtype: str = "float32"
-    max_length: int | None = None  # None: the model's max_position_embeddings
-    batch_tokens: int | None = None  # padded tokens per forward pass (None: the device's default)
-    shard: tuple[int, int] = (0, 1)
-    backend: str = "transformers"
-    pack: bool = False  # one row per batch, position ids restarting per sequence
-    part_size: int = 256  # trajectories per parquet part
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES  # float32 logits buffer of the chunked LM head
-    prefix_reuse: bool = True  # score suffixes against the cache of shared prefixes
-    progress: bool = True
-    ifd: bool = False  # then IFD's alone pass over the run's trajectories
-    ray: str | None = None  # a Ray cluster's address (local, auto, host:port): blocks scored on its workers
-    workers: int | None = None  # Ray workers (default: one per GPU of the cluster, else one per node)
-
-    def __post_init__(self) -> None:
-        # On CPU a batch of one ~2k-token trajectory already keeps the matrix units busy; bigger
-        # batches only add allocation churn (page faults) and padding (bench/score_real.py).
-        if self.batch_tokens is None:
-            object.__setattr__(self, "batch_tokens", 16384 if self.device.startswith("cuda") else 2048)
-        for option, value, least in (
-            ("--max-length", self.max_length, 2),
-            ("--batch-tokens", self.batch_tokens, 1),
-            ("--part-size", self.part_size, 1),
-            ("--chunk-bytes", self.chunk_bytes, 1),
-        ):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-                raise ValueError(f"{option} {value!r}: need a whole number of at least {least}")
-        index, count = self.shard
-        if not 0 <= index < count:
-            raise ValueError(f"--shard {index}/{count}: need 0 <= I < N")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"--backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
 
 
 @dataclass(frozen=True)
@@ -138,18 +73,7 @@ class RunIdentity:
             self.backend,
             self.code_version,
         ]
-        object.__setattr__(self, "run_id", _sha(json.dumps(key).encode())[:16])
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """`I/N` (0 <= I < N) -> (I, N)."""
-    try:
-        index, count = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
-    if not 0 <= index < count:
-        raise ValueError(f"--shard {text!r}: need 0 <= I < N")
-    return index, count
+        object.__setattr__(self, "run_id", sha256_hex(json.dumps(key).encode())[:16])
 
 
 def shard_of(dataset: str, question_id: str, count: int) -> int:
@@ -157,58 +81,6 @@ def shard_of(dataset: str, question_id: str, count: int) -> int:
     of a question stay together, so one worker shares their prefix and scores a repeat once."""
     digest = hashlib.blake2b(f"{dataset}\0{question_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % count
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomically(file: Path, text: str) -> None:
-    """Write under a temp name and rename it: a reader never sees half a file."""
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, file)
-
-
-def weights_hash(path: Path) -> str:
-    """sha256 over the names and bytes of the weight files in a model folder.
-
-    Remembered in the cache folder under the files' path, size, mtime and inode, so a run does not
-    read the whole checkpoint again (sha256 takes ~1 s a GB here); a file rewritten is hashed anew."""
-    files = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
-    if not files:
-        raise FileNotFoundError(f"{path}: no weight files ({', '.join(WEIGHT_SUFFIXES)})")
-    stats = [(str(f.resolve()), f.stat()) for f in files]
-    state = [(name, s.st_size, s.st_mtime_ns, s.st_ino, s.st_dev) for name, s in stats]
-    memo = cache_dir() / "weights-sha256" / _sha(json.dumps(state).encode())
-    try:
-        known = memo.read_text()
-    except (OSError, UnicodeDecodeError):  # none yet, or unreadable: hash the files
-        known = ""
-    if re.fullmatch("[0-9a-f]{64}", known):
-        return known
-    h = hashlib.sha256()
-    for file in files:
-        h.update(file.name.encode() + b"\0")
-        with file.open("rb") as f:
-            while block := f.read(1 << 24):
-                h.update(block)
-    try:  # a cache folder that cannot be written only costs the next run the hashing
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(memo, h.hexdigest())
-    except OSError:
-        pass
-    return h.hexdigest()
-
-
-def tokenizer_hash(tokenizer: Any) -> str:
-    """sha256 of the tokenizer's full definition, its special tokens and its chat template."""
-    parts = [
-        tokenizer.backend_tokenizer.to_str(),
-        json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str),
-        str(tokenizer.chat_template),
-    ]
-    return _sha("\0".join(parts).encode())
 
 
 def parts_dir(db: str | Path, run_id: str) -> Path:
@@ -252,7 +124,7 @@ def _manifest(run_dir: Path, ident: RunIdentity, config: ScoreConfig, single_pas
         "config": {**asdict(config), "max_length": ident.max_length},
         "started_at": datetime.now().isoformat(),
     }
-    _write_atomically(file, json.dumps(manifest, indent=2))
+    write_atomically(file, json.dumps(manifest, indent=2))
     return manifest
 
 
@@ -339,24 +211,6 @@ def _take_in(store: Store, config: ScoreConfig, manifest: dict, parts: list[str]
             con, "SELECT trajectories, tokens, finished_at FROM scoring_runs WHERE run_id = $r", {"r": run_id}
         ).row(0, named=True)
     return {**counts, "alone_left": alone_left}, left
-
-
-def make_backend(config: ScoreConfig, path: Path, max_length: int) -> Any:
-    """The scoring engine named by `config.backend`."""
-    if config.backend == "vllm":
-        from .vllm import VllmBackend
-
-        return VllmBackend(str(path), config.dtype, max_length)
-    assert config.batch_tokens is not None  # __post_init__ puts the device's default in place of None
-    return TransformersBackend(
-        str(path),
-        config.device,
-        config.dtype,
-        config.batch_tokens,
-        config.chunk_bytes,
-        config.pack,
-        config.prefix_reuse,
-    )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..load import Engine, plain_head, prefix_support
+from ..model import Engine, plain_head, prefix_support
 
 
 def scoring_engine(model: Any) -> Engine:
