@@ -21,7 +21,7 @@ from curate.score import ScoreConfig, score
 from curate.score.nll import TOP1_NLL, TransformersBackend, supervised_scores
 from curate.store import Store
 
-MINT_RUNS = 4  # the first runs of the MINT GSM8K file: 14 assistant turns, ~7k tokens
+MINT_RUNS = 2  # the first runs of the MINT GSM8K file: 7 assistant turns, ~3.5k tokens
 
 
 def run_rows(db: Path, run_id: str) -> dict:
