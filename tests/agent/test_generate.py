@@ -327,7 +327,7 @@ def test_cli_refuses_a_corpus_without_web_search(tmp_path: Path, questions: Path
 PAUSED = "paused inside the second write"
 PAUSING = f"""
 import sys, threading
-from curate.agent import generate as job
+from curate.agent import writer as job
 from curate.cli import main
 
 real, calls = job.write_records, []
@@ -442,7 +442,7 @@ def test_a_reader_holding_the_store_makes_generate_wait_not_fail(tmp_path: Path,
 WROTE = "wrote once, waiting"
 HOLDING = f"""
 import sys
-from curate.agent import generate as job
+from curate.agent import writer as job
 from curate.cli import main
 
 real, calls = job.Writer.flush, []
