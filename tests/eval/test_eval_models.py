@@ -25,7 +25,7 @@ from curate.store import Store
 PAUSED = "paused inside a write of the second benchmark"
 PAUSING = f"""
 import sys, threading
-from curate.agent import generate as job
+from curate.agent import writer as job
 from curate.cli import main
 
 real, calls = job.write_records, []
