@@ -21,8 +21,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="run tests marked slow")
 
 
+# The longest files first (CI's durations, longest first): under `-n 2 --dist loadfile` a long file that
+# is handed out last keeps one worker busy alone at the end while the other has nothing left.
+LONGEST = (
+    "tests/agent/test_vllm_generate.py",
+    "tests/score/test_vllm_score.py",
+    "tests/eval/test_eval_models.py",
+    "tests/cluster/test_ray.py",
+    "tests/agent/test_generate.py",
+    "tests/score/test_rsr_ifd.py",
+    "tests/agent/test_generate_smollm2.py",
+    "tests/models/test_smollm2.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
+
+    rank = {path: i for i, path in enumerate(LONGEST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONGEST)))  # stable: the rest keep their order
 
     skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
