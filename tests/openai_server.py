@@ -17,7 +17,11 @@ class Api(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
         server = self.server
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        try:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        except (ValueError, OSError):  # the client left mid-request (a job that failed drops its requests in flight)
+            self.close_connection = True
+            return
         with server.lock:
             server.calls.append((self.path, body))
             n = len(server.calls)
