@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.score_real import SETS, build_store
+from bench.score_real import add_store_options, build_store
 from curate.engine.cpu.threads import described, set_wait_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,11 +102,7 @@ def check(db: Path, student: Path, max_length: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=SETS, default="gsm8k", help="MINT data set")
-    parser.add_argument("--questions", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=12, help="teacher models (runs) per question")
-    parser.add_argument("--student", default="smollm2")
-    parser.add_argument("--max-length", type=int, default=4096)
+    add_store_options(parser)
     parser.add_argument("--rounds", type=int, default=4, help="passes of each side, alternating")
     parser.add_argument("--check", action="store_true", help="also compare RSR and IFD with the references")
     args = parser.parse_args()

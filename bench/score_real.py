@@ -137,13 +137,18 @@ def per_token(db: Path, student: Path, max_length: int, count: int) -> dict[str,
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """The options that pick the MINT subset and the student (this bench's and bench.rsr's)."""
     parser.add_argument("--set", choices=SETS, default="gsm8k", help="MINT data set")
     parser.add_argument("--questions", type=int, default=2)
     parser.add_argument("--runs", type=int, default=12, help="teacher models (runs) per question")
     parser.add_argument("--student", default="smollm2")
     parser.add_argument("--max-length", type=int, default=4096)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_store_options(parser)
     parser.add_argument("--per-token", type=int, default=4, help="trajectories for the per-token comparison")
     parser.add_argument("--before", type=Path, help="also time `curate score` of this checkout (an earlier commit)")
     args = parser.parse_args()
