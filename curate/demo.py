@@ -217,9 +217,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, str]:
         for line in export_demo(store, out / "export", run_id):
             print(line)
 
-    _step("report: store, tertile tables and figures, min_nll next to median_nll and random, trajectories")
+    _step("report: store, tertile tables and figures, min_nll next to min_rsr, median_nll and random, trajectories")
     with Store(db) as store:
-        for policy in ("median_nll", "random"):
+        for policy in ("min_rsr", "median_nll", "random"):
             select(store, SelectConfig(policy=policy, run=run_id, seed=cfg.seed))
     report = write_report(
         ReportConfig(
