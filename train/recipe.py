@@ -97,8 +97,7 @@ def load_teacher(
 
     if render(AutoTokenizer.from_pretrained(path), example).input_ids != render(tokenizer, example).input_ids:
         raise ValueError(f"--teacher {path}: its tokenizer renders the data differently from the student's")
-    # transformers' @wraps(nn.Module.to) hides from mypy that `to` is bound
-    teacher = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()  # type: ignore[arg-type]
+    teacher = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
     return teacher.requires_grad_(False)
 
 

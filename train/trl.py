@@ -74,17 +74,18 @@ class SegmentWeightedSFTTrainer(SFTTrainer):
         self.segment_weights = segment_weights(loss)
         super().__init__(*args, **kwargs)
         assert isinstance(self.args, SFTConfig)  # SFTTrainer turns any TrainingArguments into an SFTConfig
-        self.data_collator = SegmentCollator(self.data_collator, self.args.truncation_mode == "keep_end")
+        self.data_collator: SegmentCollator = SegmentCollator(
+            self.data_collator, self.args.truncation_mode == "keep_end"
+        )
         # compute_loss divides by the step's Σw itself; Trainer must not divide again by the accumulation steps.
         self.loss_is_scaled_for_ga = True  # type: ignore[assignment]  # TRL's base leaves it typed None
 
     def _set_signature_columns_if_needed(self) -> None:
         # The columns a batch keeps (TRL overrides this too); `segments` rides along to compute_loss.
         super()._set_signature_columns_if_needed()
-        # Trainer types the list None, its value before the call above sets it
-        columns: list[str] = self._signature_columns  # type: ignore[assignment]
+        columns: list[str] = self._signature_columns
         if SEGMENTS_COLUMN not in columns:
-            self._signature_columns = [*columns, SEGMENTS_COLUMN]  # type: ignore[assignment]
+            self._signature_columns = [*columns, SEGMENTS_COLUMN]
 
     def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: torch.device) -> tuple[list, Any]:
         """The step's micro-batches and their Σw (all ranks), in place of their supervised-token count."""

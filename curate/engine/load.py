@@ -42,7 +42,7 @@ def load_causal_lm(
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    model.to(device)  # type: ignore[arg-type]  # transformers' @wraps(nn.Module.to) hides from mypy that `to` is bound
+    model.to(device)
     if role == "train":
         return Engine(model)
     model.eval()

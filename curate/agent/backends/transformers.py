@@ -288,7 +288,7 @@ class TransformersBackend:
                     stay.append(b)
                     continue
                 decoded = self.tokenizer.decode(tokens[i], skip_special_tokens=True)
-                text, _ = truncate_at_stop(decoded, requests[i].stop)  # type: ignore[arg-type]  # one sequence's decode is a str
+                text, _ = truncate_at_stop(decoded, requests[i].stop)
                 # The cache holds the prompt and every generated token but the last (drawn, never fed).
                 row = None
                 if self.caches is not None:
