@@ -1,6 +1,7 @@
 """`curate score --backend vllm` (vLLM's CPU build in `.venv-vllm`) scores SmolLM2 on real MINT
-runs and agrees with the transformers backend per turn, float32; its token ranks and IFD's alone
-pass agree with the full-forward references of tests/reference.py."""
+runs and agrees with the transformers backend per turn, float32, and so do its token ranks, RSR and
+IFD's alone pass (test_rsr_ifd.py holds the transformers backend's to the full-forward references of
+tests/reference.py on the same runs)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import itertools
 from pathlib import Path
 
 import pytest
-from test_rsr_ifd import check_against_reference
+from test_rsr_ifd import run_rows
 from vllm_env import run
 
 from curate.ingest import IngestOptions, ingest
-from curate.score import score_store
+from curate.score import ScoreConfig, score
 from curate.store import Store
 
 pytestmark = pytest.mark.vllm
@@ -36,7 +37,7 @@ def test_vllm_scores_real_mint_runs_like_transformers(tmp_path, shared_data, smo
         (summary,) = ingest(store, [source], "gsm8k", options=IngestOptions(progress=False))
     assert (summary.format, summary.trajectories) == ("mint", RUNS)
 
-    reference = score_store(db, str(smollm2_cached), progress=False).run_id
+    reference = score(ScoreConfig(db=str(db), student=str(smollm2_cached), ifd=True, progress=False)).run_id
     done = run(
         "curate",
         "score",
@@ -62,11 +63,14 @@ def test_vllm_scores_real_mint_runs_like_transformers(tmp_path, shared_data, smo
     gaps = {k: abs(got[k][1] - expected[k][1]) for k in expected}
     assert max(gaps.values()) < 1e-3, sorted(gaps.items(), key=lambda kv: -kv[1])[:3]
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(smollm2_cached, dtype="float32").eval()
-    with Store(db, read_only=True) as store:
-        max_length = store.sql("SELECT max_length FROM scoring_runs WHERE run_id = $r", r=run_id).item()
-    worst = check_against_reference(db, run_id, model, AutoTokenizer.from_pretrained(smollm2_cached), max_length)
     # vLLM ranks by log-probabilities at or above the token's: a float near-tie may move one rank
-    assert worst["rsr"] < 1e-4 and worst["rank_sum"] < 1e-4 and worst["ifd"] < 1e-4, worst
+    want, mine = run_rows(db, reference), run_rows(db, run_id)
+    assert mine.keys() == want.keys() and len(want) == RUNS
+    for tid, w in want.items():
+        m = mine[tid]
+        assert m["alone"].keys() == w["alone"].keys() and len(w["alone"]) > 0
+        for turn, (_, _, rank_sum) in w["turns"].items():
+            assert abs(m["turns"][turn][2] - rank_sum) / rank_sum < 1e-4, (tid, turn)
+        for turn, (n, nll_sum) in w["alone"].items():
+            assert m["alone"][turn][0] == n and abs(m["alone"][turn][1] - nll_sum) / n < 1e-3, (tid, turn)
+        assert abs(m["rsr"] / w["rsr"] - 1) < 1e-4 and abs(m["ifd"] / w["ifd"] - 1) < 1e-3, tid
