@@ -21,6 +21,10 @@ process of its own (fresh CUDA context and peak-memory counters):
    early, so both sides generate the same lengths): generated tokens/s after each side's start,
    which is printed apart. vLLM runs in --vllm-python (default: this Python); where that
    Python has no vLLM, the row says so and is skipped.
+5. agent loop: `curate generate` with the vllm backend against vLLM alone on the same requests
+   (bench/generate.py's `loop_against_engine`: MATH-500 questions x K on the training row's random
+   model, every step's observation 100 ms late, as the python tool on real MINT actions at twice its
+   measured 54 ms): the loop's generated tokens/s as a share of the engine's. In --vllm-python.
 
 Without a CUDA device it prints the plan and one line saying that no CUDA device is visible, and
 exits 2: nothing was checked, and a script calling it must not read that as a pass. Exit 1: a test
@@ -59,13 +63,19 @@ class Sizes:
     gen_chats: int
     gen_prompt_words: int  # the system prompt all chats share
     gen_new_tokens: int
+    loop_questions: int  # the agent loop row: MATH-500 questions x K runs, steps of so many tokens
+    loop_k: int
+    loop_steps: int
+    loop_tokens: int
 
 
 # Budgeted for one H100, not yet measured on one (none was lent when this was written): tests ~1 min,
 # scoring ~1 min, training ~2.5 min (the model is built on the CPU; TRL's start), generation ~2.5 min
-# (vLLM compiles and captures CUDA graphs as it starts). --budget-s stops a slower machine short.
-FULL = Sizes("1.5b", 16, 4096, 16384, 4, 4096, 2, 32, 600, 256)
-SMOKE = Sizes("small", 1, 1280, 2048, 2, 1024, 1, 4, 40, 16)
+# (vLLM compiles and captures CUDA graphs as it starts), agent loop ~1.5 min. --budget-s stops a slower
+# machine short.
+FULL = Sizes("1.5b", 16, 4096, 16384, 4, 4096, 2, 32, 600, 256, 16, 4, 3, 256)
+SMOKE = Sizes("small", 1, 1280, 2048, 2, 1024, 1, 4, 40, 16, 1, 2, 2, 8)
+LOOP_TOOL_MS = 100.0
 
 
 def plan(sizes: Sizes) -> list[str]:
@@ -78,6 +88,9 @@ def plan(sizes: Sizes) -> list[str]:
         f"steps of 4 rows, max length {sizes.train_length}",
         f"generation  curate's transformers backend vs vLLM: {sizes.gen_chats} chats, a shared "
         f"~{sizes.gen_prompt_words}-word system prompt, {sizes.gen_new_tokens} sampled tokens each",
+        f"agent loop  curate generate (vllm backend) vs vLLM alone on its requests: {sizes.loop_questions} "
+        f"MATH-500 questions x K={sizes.loop_k}, max {sizes.loop_steps} steps x {sizes.loop_tokens} tokens, "
+        f"tool {LOOP_TOOL_MS:g} ms a step",
     ]
 
 
@@ -171,6 +184,23 @@ def generation_side(engine: str, model: str, sizes: Sizes) -> dict:
     backend.close()
     generated = sum(c.tokens for c in done)
     return {"start_s": start_s, "tokens": generated, "seconds": seconds, "tokens_per_s": generated / seconds}
+
+
+def loop_row(model: str, sizes: Sizes, out: Path) -> dict:
+    """bench/generate.py's loop against the engine alone, on vLLM."""
+    from bench.generate import loop_against_engine
+
+    return loop_against_engine(
+        "vllm",
+        model,
+        questions=sizes.loop_questions,
+        k=sizes.loop_k,
+        max_steps=sizes.loop_steps,
+        max_new_tokens=sizes.loop_tokens,
+        tool_ms=LOOP_TOOL_MS,
+        out=out,
+        max_model_len=4096,
+    )
 
 
 def prepare_row(sizes: Sizes, work: Path) -> dict:
@@ -268,6 +298,8 @@ def _one_row(args: argparse.Namespace, sizes: Sizes, out: Path) -> int:
         _result(prepare_row(sizes, out / "train"))
     elif args.row == "generation":
         _result(generation_side(args.engine, str(out / "train" / "model"), sizes))
+    elif args.row == "agent_loop":
+        _result(loop_row(str(out / "train" / "model"), sizes, out / "agent_loop"))
     else:
         raise SystemExit(f"unknown row {args.row}")
     return 0
@@ -328,10 +360,18 @@ def _all_rows(args: argparse.Namespace, sizes: Sizes, out: Path, device: str) ->
             sides["vllm"] = {"skipped": f"no vLLM in {args.vllm_python} (pip install vllm, or --vllm-python)"}
         return sides
 
+    def agent_loop() -> dict:
+        if not (out / "train" / "model").is_dir():
+            return {"error": "no model: the generation row's prepare step did not run"}
+        if not _has_vllm(args.vllm_python):
+            return {"skipped": f"no vLLM in {args.vllm_python} (pip install vllm, or --vllm-python)"}
+        return _row(args, "agent_loop", max(left(), 60), args.vllm_python)
+
     timed_row("tests", tests)
     timed_row("scoring", lambda: _row(args, "scoring", max(left(), 60)))
     timed_row("training", training)
     timed_row("generation", generation)
+    timed_row("agent loop", agent_loop)
     print(table(rows))
     print(f"elapsed {time.perf_counter() - began:.0f} s in all (budget {args.budget_s:.0f} s)")
     (out / "gpu_check.json").write_text(
@@ -393,6 +433,12 @@ def table(rows: dict[str, dict]) -> str:
                 f"vLLM {rate(vllm)} (start {vllm['start_s']:.0f} s)",
                 ours["tokens_per_s"] / vllm["tokens_per_s"],
             )
+    if "agent loop" in rows and not failed("agent loop", r := rows["agent loop"]):
+        if "skipped" in r:
+            line("agent loop", "", r["skipped"][:39], None)
+        else:
+            alone, loop = r["sides"][0], r["sides"][1]
+            line("agent loop", f"loop {rate(loop)}", f"vLLM alone {rate(alone)}", r["share"])
     return "\n".join(lines)
 
 
