@@ -127,6 +127,9 @@ def run_agents(
     flights: dict[Future[Any], _Flight] = {}  # each future a run waits for -> that run
     started = 0
     tools = _Tools(sandbox)
+    # The backend's first error. It is raised once the code steps already running have ended: a run
+    # whose completion came before the error is not lost when its code was still running.
+    failed: BaseException | None = None
 
     def ask(flight: _Flight) -> None:
         flight.waiting = [engine.submit(r, flight.order) for r in _requests(flight.run, config, prof)]
@@ -134,10 +137,16 @@ def run_agents(
 
     try:
         while True:
-            while len(set(flights.values())) < slots and (task := next(pending, None)) is not None:
+            while failed is None and len(set(flights.values())) < slots and (task := next(pending, None)) is not None:
                 ask(_Flight(_start(task, config), started))
                 started += 1
+            if failed is not None:
+                for future in [f for f, flight in flights.items() if flight.candidates is None]:
+                    future.cancel()  # a run that needs the backend again is left to the rerun
+                    del flights[future]
             if not flights:
+                if failed is not None:
+                    raise failed
                 return
             if not any(f.candidates is not None for f in flights.values()):
                 engine.flush()  # no code running: a batch-only backend generates every waiting request now
@@ -146,6 +155,9 @@ def run_agents(
             for flight in sorted({flights.pop(f) for f in done}, key=lambda f: f.order):
                 if any(f in flights for f in flight.waiting):
                     continue  # another of its candidates is still generating
+                if flight.candidates is None and (error := _error(flight.waiting)) is not None:
+                    failed = failed or error
+                    continue
                 run, results = flight.run, [f.result() for f in flight.waiting]
                 if flight.candidates is None:
                     run.tokens += sum(c.tokens for c in results)
@@ -164,7 +176,7 @@ def run_agents(
                 if run.done:
                     tools.release(run)  # before any yield: a caller that stops at one must not release it again
                     finished.append(run)
-                else:
+                elif failed is None:
                     ask(flight)
             tools.start()
             yield from finished
@@ -172,6 +184,11 @@ def run_agents(
         for future in flights:
             future.cancel()  # a streaming backend drops the requests no run waits for any more
         tools.close([f.run for f in flights.values()])
+
+
+def _error(futures: list[Future[Any]]) -> BaseException | None:
+    """The first error among a run's finished completions."""
+    return next((e for f in futures if (e := f.exception()) is not None), None)
 
 
 class _Rounds:
@@ -278,6 +295,10 @@ class _Tools:
                 run.handle = None
 
     def _run(self, steps: list[tuple[AgentRun, list[_Candidate], Future[_Candidate]]]) -> None:
+        # A step whose run the loop dropped is skipped; once running, the loop can no longer cancel one.
+        steps = [step for step in steps if step[2].set_running_or_notify_cancel()]
+        if not steps:
+            return
         try:
             if self.failed is not None:
                 raise self.failed
