@@ -113,12 +113,25 @@ def stored(db: Path) -> list[tuple]:
         return store.sql("SELECT question_id, sample_idx, correct, parse_error FROM trajectories ORDER BY 1, 2").rows()
 
 
+NO_CHOICES = {"choices": [], "object": "x"}  # a reply without a completion
+
+
+def fails_without_choices(api, questions: Path, db: Path) -> None:
+    """`curate generate` against a server that comes to answer NO_CHOICES: one line, exit 2."""
+    code, out, err = generate(api, questions, db)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"curate generate: error: {api.url}: the server answered without a completion (no choices): "
+        '{"choices":[],"object":"x"}\n'
+    )
+
+
 def test_a_run_whose_code_still_runs_when_the_server_fails_is_stored(api, questions, tmp_path) -> None:
     # The second completion's code sleeps: the third request (the next question's, made when the first
     # run ends) fails while it runs. The job still ends in one line, after that step, with its run stored.
     def answer(path: str, body: dict) -> dict:
         if len(api.calls) > 2:
-            return {"choices": [], "object": "x"}
+            return NO_CHOICES
         reply = solves(path, body)
         if len(api.calls) == 2:
             message = reply["choices"][0]["message"]
@@ -129,24 +142,14 @@ def test_a_run_whose_code_still_runs_when_the_server_fails_is_stored(api, questi
 
     db = tmp_path / "gen.duckdb"
     api.answer = answer
-    code, out, err = generate(api, questions, db)
-    assert (code, out) == (2, "")
-    assert err == (
-        f"curate generate: error: {api.url}: the server answered without a completion (no choices): "
-        '{"choices":[],"object":"x"}\n'
-    )
+    fails_without_choices(api, questions, db)
     assert stored(db) == [("q0", 0, True, False), ("q0", 1, True, False)]
 
 
 def test_a_reply_without_choices_ends_the_job_in_one_line_and_a_rerun_resumes(api, questions, tmp_path) -> None:
     db = tmp_path / "gen.duckdb"
-    api.answer = lambda path, body: solves(path, body) if len(api.calls) <= 2 else {"choices": [], "object": "x"}
-    code, out, err = generate(api, questions, db)
-    assert (code, out) == (2, "")
-    assert err == (
-        f"curate generate: error: {api.url}: the server answered without a completion (no choices): "
-        '{"choices":[],"object":"x"}\n'
-    )
+    api.answer = lambda path, body: solves(path, body) if len(api.calls) <= 2 else NO_CHOICES
+    fails_without_choices(api, questions, db)
     assert stored(db) == [("q0", 0, True, False), ("q0", 1, True, False)]
     api.answer = solves
     code, out, err = generate(api, questions, db)
