@@ -130,6 +130,7 @@ def run_agents(
     # The backend's first error. It is raised once the code steps already running have ended: a run
     # whose completion came before the error is not lost when its code was still running.
     failed: BaseException | None = None
+    dropped: list[AgentRun] = []  # runs given up after it: their sandbox state is freed at the end
 
     def ask(flight: _Flight) -> None:
         flight.waiting = [engine.submit(r, flight.order) for r in _requests(flight.run, config, prof)]
@@ -143,7 +144,7 @@ def run_agents(
             if failed is not None:
                 for future in [f for f, flight in flights.items() if flight.candidates is None]:
                     future.cancel()  # a run that needs the backend again is left to the rerun
-                    del flights[future]
+                    dropped.append(flights.pop(future).run)
             if not flights:
                 if failed is not None:
                     raise failed
@@ -157,6 +158,7 @@ def run_agents(
                     continue  # another of its candidates is still generating
                 if flight.candidates is None and (error := _error(flight.waiting)) is not None:
                     failed = failed or error
+                    dropped.append(flight.run)
                     continue
                 run, results = flight.run, [f.result() for f in flight.waiting]
                 if flight.candidates is None:
@@ -178,12 +180,14 @@ def run_agents(
                     finished.append(run)
                 elif failed is None:
                     ask(flight)
+                else:
+                    dropped.append(run)
             tools.start()
             yield from finished
     finally:
         for future in flights:
             future.cancel()  # a streaming backend drops the requests no run waits for any more
-        tools.close([f.run for f in flights.values()])
+        tools.close([*(f.run for f in flights.values()), *dropped])
 
 
 def _error(futures: list[Future[Any]]) -> BaseException | None:
