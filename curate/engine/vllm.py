@@ -28,8 +28,11 @@ def import_vllm() -> Any:
 
 
 def make_llm(vllm: Any, seeded: bool = False, **options: Any) -> Any:
-    """A `vllm.LLM`; eager on CPUs, where compiling the model takes minutes (4 on 2 cores for
-    SmolLM2-135M) that a scoring pass or an agent run never earns back.
+    """A `vllm.LLM`; on CPUs eager, where compiling the model takes minutes (4 on 2 cores for
+    SmolLM2-135M) that a scoring pass or an agent run never earns back, and in this process: vLLM's
+    engine and worker processes would each import vLLM and torch again (26 s of a 41 s start on 2
+    cores) and take turns with this one for the cores (16 seeded requests: 15.9 s against 10.2 s,
+    the same tokens). `VLLM_ENABLE_V1_MULTIPROCESSING=1` in the environment keeps vLLM's processes.
 
     `seeded`: requests will carry seeds. vLLM's CPU worker cannot take back the draw a seeded request
     makes on a partly prefilled prompt (it rewinds a GPU generator's offset; a CPU generator has none,
@@ -41,6 +44,8 @@ def make_llm(vllm: Any, seeded: bool = False, **options: Any) -> Any:
     cpu = current_platform.is_cpu()
     if seeded and cpu:
         options.setdefault("enable_chunked_prefill", False)
+    if cpu:
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     _note_failures()
     return vllm.LLM(**options, enforce_eager=cpu)
 
