@@ -3,6 +3,7 @@ build-once step every built-in student goes through."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import os
 import secrets
@@ -42,24 +43,28 @@ def materialise(out: Path, build: Callable[[Path], object]) -> Path:
     """Run `build(folder)` once for `out`: later calls reuse it.
 
     The build writes into a temporary sibling renamed to `out` when complete, so an interrupted
-    build is never taken for a finished one, and of two concurrent builds the first rename wins.
+    build is never taken for a finished one. Builds in one folder take turns (a lock on the folder:
+    two processes that need the same model on a fresh machine build it once, the second waits).
     """
     out = Path(out).expanduser()
     if (out / "config.json").is_file():
         return out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out} exists and is not a model folder; give an empty or new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    # A hidden sibling on the same file system, so the final rename is atomic.
-    scratch = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-    scratch.mkdir()
+    folder = os.open(out.parent, os.O_RDONLY)
     try:
-        build(scratch)
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        if (out / "config.json").is_file():
+            return out  # built while this process waited
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"{out} exists and is not a model folder; give an empty or new folder")
+        # A hidden sibling on the same file system, so the final rename is atomic.
+        scratch = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+        scratch.mkdir()
         try:
+            build(scratch)
             scratch.rename(out)
-        except OSError:
-            if not (out / "config.json").is_file():
-                raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        os.close(folder)  # and with it the lock
     return out

