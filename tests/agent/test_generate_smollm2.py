@@ -11,7 +11,7 @@ from curate.agent.generate import GenerateConfig, generate
 from curate.grade import grade_answers
 from curate.store import Store
 
-MAX_NEW = 40
+MAX_NEW = 24
 
 
 def test_smollm2_teacher_runs_are_stored_graded_and_reproducible(tmp_path: Path, shared_data: Path) -> None:
