@@ -15,8 +15,8 @@ back on a future the moment it ends, so the agent loop keeps continuous batching
 a batch of such requests). An engine that dies fails every request in flight with one line naming
 the cause (`curate.engine.vllm.engine_failure`).
 
-vLLM starts engine processes: a script that builds this backend needs an `if __name__ == "__main__":`
-guard (the `curate` command has one).
+On GPUs vLLM starts engine processes (on CPUs its engine runs in this process, `make_llm`): a script
+that builds this backend needs an `if __name__ == "__main__":` guard (the `curate` command has one).
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ class VLLMBackend:
 
 class _Driver:
     """vLLM's engine (`LLMEngine`) driven from one thread: requests are added between its steps, and
-    each finished one resolves its future. The engine's own process keeps generating meanwhile."""
+    each finished one resolves its future. The engine's process (on CPUs, this thread's steps) keeps
+    generating meanwhile."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
