@@ -61,8 +61,9 @@ def stop_llm(llm: Any) -> None:
 
 # Where vLLM's processes note the exceptions they log (one line each), so that an engine that died is
 # said with its cause: vLLM's client only learns that the engine is dead. Its engine processes are
-# spawned (on CPUs always), so the note comes with the logging config they load: vLLM's own, plus
-# `FailureNotes`, given by vLLM's documented VLLM_LOGGING_CONFIG_PATH (unless the user set one).
+# spawned (where there are any: on CPUs only with VLLM_ENABLE_V1_MULTIPROCESSING=1), so the note comes
+# with the logging config they load: vLLM's own, plus `FailureNotes`, given by vLLM's documented
+# VLLM_LOGGING_CONFIG_PATH (unless the user set one). An engine in this process raises its cause.
 _FAILURES = Path(tempfile.gettempdir()) / f"curate-vllm-failures-{os.getpid()}.txt"
 _LOGGING = _FAILURES.with_name(f"curate-vllm-logging-{os.getpid()}.json")
 
@@ -84,6 +85,8 @@ class FailureNotes(logging.Handler):
 def _note_failures() -> None:
     """Have vLLM's processes, spawned from here on, note the exceptions they log in `_FAILURES`."""
     _FAILURES.unlink(missing_ok=True)
+    if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") == "0":
+        return  # no processes to spawn: the engine runs here and raises its own cause
     if os.environ.get("VLLM_LOGGING_CONFIG_PATH", str(_LOGGING)) != str(_LOGGING):
         return  # the user's own config: an engine that dies is said without its cause
     if os.environ.get("VLLM_CONFIGURE_LOGGING", "1") == "0":
