@@ -21,7 +21,7 @@ from curate.score import ScoreConfig, score
 from curate.score.nll import TOP1_NLL, TransformersBackend, supervised_scores
 from curate.store import Store
 
-MINT_RUNS = 2  # the first runs of the MINT GSM8K file: 7 assistant turns, ~3.5k tokens
+MINT_RUNS = 1  # the first run of the MINT GSM8K file: 2 assistant turns, ~1.3k tokens
 
 
 def run_rows(db: Path, run_id: str) -> dict:
