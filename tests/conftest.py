@@ -21,18 +21,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="run tests marked slow")
 
 
-# The longest files first (CI's durations, longest first): under `-n 2 --dist loadfile` a long file that
-# is handed out last keeps one worker busy alone at the end while the other has nothing left.
+# The longest files first (a full run's durations, longest first): under `-n 2 --dist loadfile` a long
+# file that is handed out last keeps one worker busy alone at the end while the other has nothing left.
 LONGEST = (
     "tests/agent/test_vllm_generate.py",
-    "tests/score/test_vllm_score.py",
     "tests/eval/test_eval_models.py",
     "tests/cluster/test_ray.py",
     "tests/agent/test_generate.py",
-    "tests/score/test_rsr_ifd.py",
+    "tests/score/test_vllm_score.py",
     "tests/agent/test_generate_smollm2.py",
+    "tests/score/test_score.py",
+    "tests/eval/test_eval.py",
+    "tests/train/test_train_recipe.py",
+    "tests/score/test_rsr_ifd.py",
     "tests/models/test_smollm2.py",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist hands files out in the collection order only without its reordering by test count (on by
+    # default), which put the files of a few long tests (vLLM's, SmolLM2's) last, undoing LONGEST.
+    config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
