@@ -8,7 +8,8 @@ once), then scored by one backend as `curate score` sets it up (SmolLM2 in float
 prefixes reused, its default batch), with ranks (clipped at 100) and without, alternating for
 --rounds rounds in ABBA order (a shared machine's drift falls on both), each pass timed in wall and
 CPU seconds. It prints both sides' totals and their ratio (target: ranks within 3%), the time spent
-inside the rank comparisons themselves (a share that a loaded machine's drift does not blur), and
+inside the rank comparisons themselves and the LM head's time on each side (the one step ranks
+change: shares that a loaded machine's drift does not blur, as it does whole passes), and
 checks that the NLLs are the same bit for bit. Then IFD's alone pass over the same trajectories (every assistant
 turn as the only message of a chat, each distinct sequence once), timed the same way, beside the
 main pass: tokens and seconds. With --check, `curate score --ifd` runs on the store and every
@@ -58,22 +59,24 @@ def sequences(db: Path, tokenizer: Any, max_length: int, alone: bool) -> list[tu
     return out
 
 
-def rank_clock() -> dict[str, float]:
-    """Wall seconds spent in `curate.score.nll._clipped_ranks` from now on (it is wrapped)."""
+def clock(name: str) -> dict[str, float]:
+    """Wall seconds spent in `curate.score.nll.<name>` from now on (it is wrapped)."""
+    import torch
+
     import curate.score.nll as nll
 
-    clock = {"seconds": 0.0}
-    inner = nll._clipped_ranks
+    spent = {"seconds": 0.0}
+    inner = getattr(nll, name)
 
     def clocked(*args: Any) -> Any:
         start = time.perf_counter()
-        ranks = inner(*args)
-        ranks.cpu()  # a GPU's ranks are done when read back
-        clock["seconds"] += time.perf_counter() - start
-        return ranks
+        out = inner(*args)
+        torch.utils._pytree.tree_map(lambda x: x.cpu() if isinstance(x, torch.Tensor) else x, out)  # a GPU's, done
+        spent["seconds"] += time.perf_counter() - start
+        return out
 
-    nll._clipped_ranks = clocked
-    return clock
+    setattr(nll, name, clocked)
+    return spent
 
 
 def timed(backend: Any, seqs: list, rank_clip: int | None) -> tuple[float, float, list]:
@@ -124,14 +127,17 @@ def main() -> None:
         alone_seqs = sequences(db, tokenizer, args.max_length, alone=True)
         backend = make_backend(ScoreConfig(db=str(db), student=str(student)), student, args.max_length)
         timed(backend, main_seqs[:2], 100)  # one-off set-up (buffers, kernels): untimed
-        in_ranks = rank_clock()
+        in_ranks, in_head = clock("_clipped_ranks"), clock("head_scores")
         sides: dict[str, list[tuple[float, float]]] = {"with ranks": [], "without ranks": []}
+        heads = {side: 0.0 for side in sides}
         results: dict[str, list] = {}
         for r in range(args.rounds):
             order = ("with ranks", "without ranks") if r % 2 == 0 else ("without ranks", "with ranks")
             for side in order:
+                head = in_head["seconds"]
                 wall, cpu, results[side] = timed(backend, main_seqs, 100 if side == "with ranks" else None)
                 sides[side].append((wall, cpu))
+                heads[side] += in_head["seconds"] - head
         same = all(a.nll.tobytes() == b.nll.tobytes() for a, b in zip(results["with ranks"], results["without ranks"]))
         ranking = in_ranks["seconds"]  # the main passes' share, before the alone pass adds its own
         alone = [timed(backend, alone_seqs, 100)[:2] for _ in range(max(1, args.rounds // 2))]
@@ -152,6 +158,13 @@ def main() -> None:
         f"ranks cost {100 * (w1 / w0 - 1):+.1f}% wall, {100 * (c1 / c0 - 1):+.1f}% CPU (target: within 3%); "
         f"inside the rank comparisons: {ranking:.2f} s of the {w1:.2f} s with ranks "
         f"({100 * ranking / w1:.1f}%); NLLs bit-identical: {'yes' if same else 'NO'}"
+    )
+    # The LM head is the only step ranks change (the forward before it is the same on both sides), so its
+    # time is the ranks' cost without the drift that a shared machine adds to whole passes.
+    added = heads["with ranks"] - heads["without ranks"]
+    print(
+        f"the LM head (all ranks change): {heads['with ranks']:.2f} s with ranks, {heads['without ranks']:.2f} s "
+        f"without: ranks add {added:.2f} s, {100 * added / w1:.1f}% of the passes with them"
     )
     a_wall, a_cpu = (float(np.median([t[i] for t in alone])) for i in (0, 1))
     m_wall, m_cpu = (float(np.median([t[i] for t in sides["with ranks"]])) for i in (0, 1))
