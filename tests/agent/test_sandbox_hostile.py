@@ -3,6 +3,7 @@ sympy's eval and through libc) neither reach the host, a secret or curate, nor o
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import stat
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 from hostile import SECRETS, attacks, environment_with_secrets, survivors, unpickled, via_sympy
 
-from curate.agent.sandbox import JailUnavailable, Limits, PythonSandbox, StepResult
+from curate.agent.sandbox import JailUnavailable, Limits, PythonSandbox, StepResult, jail
 from curate.agent.sandbox.channel import Channel, ProtocolError
+from curate.agent.sandbox.jail import jail_uid
 from curate.agent.sandbox.scrub import Secrets
 
 LIMITS = Limits(seconds=3, memory_mb=512, output_chars=10_000, processes=64)
@@ -228,6 +230,19 @@ def test_a_machine_without_a_jail_refuses_model_code_unless_told(tmp_path: Path,
         assert sandbox.describe() == "python tool: NO JAIL (--unsafe-local-executor)"
         [r] = sandbox.run([(sandbox.open(), "import sympy\nsympy.sympify(\"__import__('os').environ.get('PATH')\")")])
     assert r.value == "/usr/bin:/bin"  # even without a jail, the worker's environment is its own
+
+
+def test_jails_of_two_processes_never_share_a_uid(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A shared uid pools the limit on processes: a fork bomb in one process's jail once starved the jail
+    # of a pytest worker beside it (adjacent pids, the 65th sandbox of one against the first of the other).
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    uids = []
+    for pid in (30_000, 30_001, 4_194_303):  # the last: the largest pid Linux gives
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        monkeypatch.setattr(jail, "_UIDS", itertools.count())  # each process counts its own sandboxes
+        uids += [jail_uid() for _ in range(256)]
+    assert len(set(uids)) == 3 * 256
+    assert 100_000 <= min(uids) and max(uids) == 100_000 + 4_194_303 * 256 + 255 < 2**31
 
 
 def test_a_fork_bomb_stops_neither_the_jail_nor_the_steps_beside_it() -> None:

@@ -41,6 +41,7 @@ _ENVIRONMENT = {
 }
 _SYSTEM = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
 _UIDS = itertools.count()
+_UIDS_PER_PROCESS = 256  # sandboxes of one process open at once, at most, before a uid repeats
 
 
 class JailUnavailable(RuntimeError):
@@ -94,10 +95,12 @@ def interpreter_folders(paths: Sequence[str]) -> list[str]:
 
 def jail_uid() -> int | None:
     """A uid of the jail's own when curate runs as root (None otherwise): the limit on processes
-    counts per uid and never binds root."""
+    counts per uid and never binds root. Each process takes its uids from a block of its own (pids
+    are below 2**22, so the blocks end below 2**31): two processes sharing a uid would share one
+    limit, and a fork bomb in one's jail would starve the other's."""
     if os.geteuid() != 0:
         return None
-    return 200_000 + (os.getpid() * 64 + next(_UIDS)) % 800_000
+    return 100_000 + os.getpid() * _UIDS_PER_PROCESS + next(_UIDS) % _UIDS_PER_PROCESS
 
 
 def bwrap_command(workdir: str, folders: Sequence[str], uid: int | None) -> list[str]:
