@@ -4,7 +4,8 @@ pip install's. uv resolves as pip does here (the best version over all indexes: 
 downloads and unpacks wheels in parallel, compiles bytecode on every core, and unpacks a wheel once for
 both environments (torch, 750 MB). uv reads none of pip's configuration, so the machine's (pip.conf and
 PIP_* variables: indexes, find-links, constraints, certificates) is handed on; a UV_* variable already set
-wins. uv itself is installed into VENV by the VENV's pip.
+wins. uv itself is installed into VENV by the VENV's pip. Like pip, it compiles every module's bytecode
+unless told `--no-compile`.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def main(venv: Path, args: list[str]) -> None:
         if option in SETTINGS:
             variable, separator = SETTINGS[option]
             env.setdefault(variable, separator.join(value.split()))
-    command = ["pip", "install", "--quiet", "--python", str(python), "--compile-bytecode"]
+    compile_all = [] if "--no-compile" in args else ["--compile-bytecode"]
+    command = ["pip", "install", "--quiet", "--python", str(python), *compile_all]
+    args = [a for a in args if a != "--no-compile"]
     os.execve(uv, [str(uv), *command, "--index-strategy", "unsafe-best-match", *args], env)
 
 
