@@ -6,18 +6,23 @@ long C-level sympy call; a pebble process pool gives each pair a wall-clock limi
 worker it had to kill. pebble gives up on the whole pool when a worker ends abnormally with no task
 running (killed while idle, or failing at start), and refuses every later task; such a pool is
 replaced, and the pairs it lost are verified once more on the new one.
+
+Ctrl-C reaches every process of the terminal's group. Workers start with SIGINT blocked (a spawned
+process inherits the signal mask; pebble ignores SIGINT in them once they run): one still importing
+died of it, with a traceback on curate's stderr, and broke the pool. curate stops its workers itself.
 """
 
 from __future__ import annotations
 
 import atexit
-import multiprocessing
 import re
 import resource
+import signal
 from collections.abc import Sequence
 from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.context import SpawnContext, SpawnProcess
 
 from pebble import ProcessPool
 from pebble.common import ProcessExpired
@@ -152,6 +157,22 @@ def _start_worker() -> None:
     verify_pair(("1",), "1")
 
 
+class _WorkerProcess(SpawnProcess):
+    """A spawned worker that is started with SIGINT blocked (see the module docstring)."""
+
+    def start(self) -> None:
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+class _WorkerContext(SpawnContext):
+    # spawn: the caller may hold threads (torch, a DuckDB connection) that fork would copy mid-state.
+    Process = _WorkerProcess
+
+
 def _pool(workers: int) -> ProcessPool:
     """A pool kept for the life of the process (workers import sympy once, about a second each);
     a broken one is replaced."""
@@ -160,10 +181,7 @@ def _pool(workers: int) -> ProcessPool:
         _discard(workers)
         pool = None
     if pool is None:
-        # spawn: the caller may hold threads (torch, a DuckDB connection) that fork would copy mid-state.
-        pool = _pools[workers] = ProcessPool(
-            max_workers=workers, initializer=_start_worker, context=multiprocessing.get_context("spawn")
-        )
+        pool = _pools[workers] = ProcessPool(max_workers=workers, initializer=_start_worker, context=_WorkerContext())
     return pool
 
 
@@ -173,11 +191,19 @@ def _discard(workers: int) -> None:
     pool.join()
 
 
-@atexit.register
 def shutdown() -> None:
-    """Stop the worker pools (also run at interpreter exit)."""
+    """Stop the worker pools and wait for their workers to end."""
     while _pools:
         _discard(next(iter(_pools)))
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    # Stopped, not joined: a pool that Ctrl-C interrupted in the middle of its bookkeeping may never
+    # join (curate once waited at exit on a task thread that missed the stop). Its threads are daemons;
+    # pebble's own exit hook, registered before this one and so run after it, kills its workers.
+    for pool in _pools.values():
+        pool.stop()
 
 
 def verify_all(pairs: Sequence[Pair], workers: int, timeout: float) -> list[tuple[bool, str]]:

@@ -128,6 +128,53 @@ def test_a_worker_memory_limit_over_the_hard_limit_is_lowered_to_it() -> None:
     assert (done.returncode, done.stdout, done.stderr) == (0, "math-verify: 12.0000000000000 = 12\n", "")
 
 
+CTRL_C = """
+import multiprocessing, os, signal, threading, time
+from curate.grade import grade_answers, math  # imported before the interrupt, which would cut an import
+
+
+def interrupt():  # Ctrl-C while the workers import (they take a second or more)
+    while not multiprocessing.active_children():
+        time.sleep(0.001)
+    time.sleep(0.2)
+    os.killpg(os.getpgrp(), signal.SIGINT)
+
+
+threading.Thread(target=interrupt).start()
+try:
+    grade_answers("math", ["q"], ["7"], ["7"])
+except KeyboardInterrupt:
+    print("interrupted")
+print(grade_answers("math", ["q"], ["12"], ["12.0"])[0].explanation)
+"""
+
+
+def test_ctrl_c_while_workers_start_leaves_them_running_and_stderr_empty() -> None:
+    # Ctrl-C reaches the terminal's whole process group: workers still importing died of it, each with
+    # a traceback on stderr, and left a broken pool.
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C], capture_output=True, text=True, timeout=300, start_new_session=True
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "interrupted\nmath-verify: 12.0000000000000 = 12\n", "")
+
+
+# A pool whose task thread never ends, as CI once left one (the thread missed the stop after a Ctrl-C).
+STUCK = """
+import threading
+from curate.grade import grade_answers, math
+
+print(grade_answers("math", ["q"], ["7"], ["7"])[0].correct)
+pool = next(iter(math._pools.values()))
+pool._task_scheduler_loop = threading.Thread(target=threading.Event().wait, daemon=True)
+pool._task_scheduler_loop.start()
+"""
+
+
+def test_exit_does_not_wait_on_a_pool_that_never_joins() -> None:
+    done = subprocess.run([sys.executable, "-c", STUCK], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "True\n", "")
+
+
 def test_a_new_workers_imports_do_not_count_against_the_time_limit() -> None:
     # math-verify and sympy load in a worker's start: a pair's limit is its own, even on a fresh pool.
     math.shutdown()
